@@ -1,0 +1,294 @@
+/**
+ * The only file that loads the native addon, and the typed face of its whole surface.
+ *
+ * Load order (each attempt's failure is kept for `lowbit doctor` and for the error message):
+ *   1. `LOWBIT_ADDON=<path>`: an explicit .node file (sanitizer builds, experiments);
+ *   2. the CUDA variant `build-cuda/Release/lowbit_cuda.node` (cmake-js), probed first in a child
+ *      process because a driver mismatch can kill the process that loads it;
+ *   3. the CPU variant `build/Release/lowbit.node` (node-gyp, built by `npm install`), via `bindings`.
+ */
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { LowbitError } from './errors';
+
+/** Options crossing into native quantization (normalized, all fields present). @internal */
+export interface NativeQuantJob {
+  rows: number;
+  cols: number;
+  /** Source element type of `src`: 0 f32, 1 f16, 2 bf16. */
+  srcDtype: number;
+  src: ArrayBufferView;
+  bits: number;
+  /** Columns per group; equals cols for per-channel; rows*cols handled by `perTensor`. */
+  groupSize: number;
+  perTensor: boolean;
+  sym: boolean;
+  /** 0 uniform, 1 nf4, 2 log2 codebook. */
+  codebook: number;
+  /** 0 minmax, 1 mse grid search. */
+  clip: number;
+  clipGrid: number;
+  clipMaxShrink: number;
+  clipNorm: number;
+  /** Smallest integer zero point allowed (1 for the GPTQ v1 format, else 0). */
+  zeroMin: number;
+  /** Round scales to fp16 before computing codes (what a fp16 checkpoint stores). */
+  scaleF16: boolean;
+  codes: Uint8Array;
+  scales: Float32Array;
+  zeros: Uint8Array;
+  dequant: Float32Array | null;
+  mode: number;
+}
+
+/** Error statistics of one quantized tensor. @internal */
+export interface NativeQuantStats {
+  sumSqErr: number;
+  sumSqRef: number;
+  maxAbsErr: number;
+  nonFinite: number;
+  firstNonFinite: number;
+}
+
+/** A cancellable native task. @internal */
+export interface NativeTask<T> {
+  promise: Promise<T>;
+  cancel(): void;
+}
+
+/** A memory-mapped file; views are zero-copy and keep the mapping alive. @internal */
+export interface NativeMapping {
+  readonly size: number;
+  view(offset: number, length: number): ArrayBuffer;
+  close(): void;
+}
+
+/** The raw addon surface. @internal */
+export interface NativeAddon {
+  version: string;
+  variant: 'cpu' | 'cuda';
+  info(): NativeInfo;
+  setThreads(n: number): void;
+  setKernelMode(mode: number): void;
+  getKernelMode(): number;
+  convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): NativeTask<{ overflow: number; firstOverflow: number }>;
+  convertSync(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): { overflow: number; firstOverflow: number };
+  quantize(job: NativeQuantJob): NativeTask<NativeQuantStats>;
+  pack(job: NativePackJob): NativeTask<void>;
+  unpack(job: NativePackJob): NativeTask<void>;
+  mapFile(path: string): NativeMapping;
+  benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
+  benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
+  cudaInfo?(): NativeCudaInfo;
+  cudaDequantInt4?(job: { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; rows: number; cols: number; groups: number; out: Float32Array }): NativeTask<{ kernelMs: number }>;
+}
+
+/** Packing job. layout: 0 = GPTQ qweight, 1 = GPTQ qzeros, 2 = AWQ qweight, 3 = AWQ qzeros. @internal */
+export interface NativePackJob {
+  layout: number;
+  bits: number;
+  /** Values, (rows, cols) row-major, one uint8 each: codes (rows = out, cols = in) or zeros (rows = groups, cols = out). */
+  values: Uint8Array;
+  rows: number;
+  cols: number;
+  /** Packed int32 words. */
+  packed: Int32Array;
+  /** Subtracted from each value when packing, added when unpacking (1 for GPTQ v1 zeros). */
+  offset: number;
+  mode: number;
+}
+
+/** What the addon reports about itself and the machine. */
+export interface NativeInfo {
+  version: string;
+  variant: 'cpu' | 'cuda';
+  compiler: string;
+  arch: string;
+  /** The kernel family picked at run time: 'avx512', 'avx2', 'neon' or 'generic'. */
+  isa: string;
+  /** ISA variants compiled into this build. */
+  compiledIsas: string[];
+  features: Record<string, boolean>;
+  cpuModel: string;
+  physicalCores: number;
+  logicalCores: number;
+  threads: number;
+  cuda: boolean;
+}
+
+/** CUDA toolkit/device state as seen by the CUDA variant. */
+export interface NativeCudaInfo {
+  compiled: boolean;
+  runtimeVersion: number;
+  driverVersion: number;
+  deviceCount: number;
+  devices: { name: string; major: number; minor: number; totalMemory: number; multiProcessors: number }[];
+  error: string | null;
+}
+
+/** One load attempt and why it failed (or 'loaded'). */
+export interface LoadAttempt {
+  variant: 'explicit' | 'cuda' | 'cpu';
+  path: string;
+  result: string;
+}
+
+let cached: NativeAddon | null = null;
+let attempts: LoadAttempt[] = [];
+let loadError: LowbitError | null = null;
+
+const root = (() => {
+  // dist/lib/native.js -> package root; lib/native.ts (ts-node) -> package root
+  let dir = __dirname;
+  for (let i = 0; i < 4; i++) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, '..', '..');
+})();
+
+/** The package root (where binding.gyp lives). @internal */
+export function packageRoot(): string {
+  return root;
+}
+
+function probeInChild(file: string): string | null {
+  // A CUDA build that cannot find its driver may abort the process on load: try it elsewhere first.
+  const r = spawnSync(process.execPath, ['-e', `const a=require(${JSON.stringify(file)});a.info();if(a.cudaInfo)a.cudaInfo();`], {
+    encoding: 'utf8', timeout: 30000, env: { ...process.env, LOWBIT_PROBE: '1' },
+  });
+  if (r.error) return `probe failed: ${r.error.message}`;
+  if (r.status !== 0) return `probe exited ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
+  return null;
+}
+
+function tryRequire(file: string): NativeAddon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(file) as NativeAddon;
+}
+
+/** Load the addon (once). Throws LOWBIT_NO_ADDON listing every attempt and the next step. */
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  if (loadError) throw loadError;
+  attempts = [];
+  const explicit = process.env.LOWBIT_ADDON;
+  if (explicit) {
+    try {
+      cached = tryRequire(path.resolve(explicit));
+      attempts.push({ variant: 'explicit', path: explicit, result: 'loaded' });
+      return cached;
+    } catch (e) {
+      attempts.push({ variant: 'explicit', path: explicit, result: (e as Error).message });
+    }
+  }
+  const cudaFile = path.join(root, 'build-cuda', 'Release', 'lowbit_cuda.node');
+  if (process.env.LOWBIT_NO_CUDA === '1') {
+    attempts.push({ variant: 'cuda', path: cudaFile, result: 'skipped: LOWBIT_NO_CUDA=1' });
+  } else if (!fs.existsSync(cudaFile)) {
+    attempts.push({ variant: 'cuda', path: cudaFile, result: 'not built (npm run build:cuda)' });
+  } else {
+    const why = probeInChild(cudaFile);
+    if (why) attempts.push({ variant: 'cuda', path: cudaFile, result: why });
+    else {
+      try {
+        cached = tryRequire(cudaFile);
+        attempts.push({ variant: 'cuda', path: cudaFile, result: 'loaded' });
+        return cached;
+      } catch (e) {
+        attempts.push({ variant: 'cuda', path: cudaFile, result: (e as Error).message });
+      }
+    }
+  }
+  const cpuFile = path.join(root, 'build', 'Release', 'lowbit.node');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => NativeAddon;
+    cached = bindings({ bindings: 'lowbit', module_root: root });
+    attempts.push({ variant: 'cpu', path: cpuFile, result: 'loaded' });
+    return cached;
+  } catch (e) {
+    attempts.push({ variant: 'cpu', path: cpuFile, result: String((e as Error).message).split('\n')[0] });
+  }
+  const list = attempts.map((a) => `  - ${a.variant} (${a.path}): ${a.result}`).join('\n');
+  loadError = new LowbitError('LOWBIT_NO_ADDON',
+    `the lowbit native addon could not be loaded:\n${list}\n` +
+    `Next step: build it with \`npm rebuild lowbit\` (inside the lowbit checkout: \`npm run build\`); ` +
+    `it needs Node.js headers, Python 3, make and a C++17 compiler. npm 11 may have skipped lowbit's install script: ` +
+    `approve it with \`npm install-scripts approve lowbit\` (or install with \`--foreground-scripts\`), then \`npm rebuild lowbit\`. ` +
+    `\`npx lowbit doctor\` prints this report.`,
+    { attempts });
+  throw loadError;
+}
+
+/** True when the addon loads; never throws. */
+export function hasAddon(): boolean {
+  try { addon(); return true; } catch { return false; }
+}
+
+/** Every load attempt so far and its result (for `lowbit doctor`). */
+export function loadAttempts(): LoadAttempt[] {
+  if (!cached && !loadError) hasAddon();
+  return attempts.slice();
+}
+
+/** Kernel mode: 'fast' (default) or 'ref' (every op through its plain reference). */
+export type KernelMode = 'fast' | 'ref';
+let kernelMode: KernelMode = process.env.LOWBIT_FORCE_REF === '1' ? 'ref' : 'fast';
+
+/** Route every native op through its plain reference (`'ref'`) or the fast kernels (`'fast'`). */
+export function setKernelMode(mode: KernelMode): void {
+  if (mode !== 'fast' && mode !== 'ref') throw new LowbitError('LOWBIT_INVALID_OPTION', `mode: expected "fast" or "ref", received ${JSON.stringify(mode)}`);
+  kernelMode = mode;
+}
+/** The current kernel mode. */
+export function getKernelMode(): KernelMode {
+  return kernelMode;
+}
+/** @internal */
+export function modeId(): number {
+  return kernelMode === 'ref' ? 1 : 0;
+}
+
+/** Dtype ids shared with native code. @internal */
+export const DTYPE_ID = { F32: 0, F16: 1, BF16: 2 } as const;
+
+/**
+ * Map a whole file; returns null when the addon is unavailable (callers then read with fs).
+ * @internal
+ */
+export function openMapping(file: string): NativeMapping | null {
+  if (!hasAddon()) return null;
+  return addon().mapFile(file);
+}
+
+/**
+ * Convert F16/BF16/F32 bytes to a Float32Array with the native SIMD kernels (synchronous: use for
+ * tensors of moderate size or off the hot path). Returns false when the addon is unavailable.
+ * @internal
+ */
+export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16', dst: Float32Array): boolean {
+  if (!hasAddon()) return false;
+  addon().convertSync(src, DTYPE_ID[dtype], dst, DTYPE_ID.F32, false, modeId());
+  return true;
+}
+
+/**
+ * Run a native task with an AbortSignal: rejects with `signal.reason` wrapped as LOWBIT_ABORTED.
+ * @internal
+ */
+export async function runTask<T>(task: NativeTask<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (!signal) return task.promise;
+  const onAbort = () => task.cancel();
+  if (signal.aborted) task.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await task.promise;
+  } catch (e) {
+    if (signal.aborted) throw new LowbitError('LOWBIT_ABORTED', `${what}: aborted by signal (no output written)`, undefined, { cause: signal.reason });
+    throw e;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}

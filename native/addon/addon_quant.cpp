@@ -1,0 +1,99 @@
+// quantize(job), pack(job), unpack(job): see kernels/quant.h and kernels/pack.h.
+#include "addon/task.h"
+#include "core/dispatch.h"
+#include "kernels/convert.h"
+#include "kernels/pack.h"
+#include "kernels/quant.h"
+
+namespace lowbit {
+
+static Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object job = info[0].As<Napi::Object>();
+  const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
+  const int sdt = (int)num(job, "srcDtype");
+  QuantSpec q;
+  q.bits = (int)num(job, "bits");
+  q.group_size = (int)num(job, "groupSize");
+  q.sym = flag(job, "sym");
+  q.codebook = (int)num(job, "codebook");
+  q.clip = (int)num(job, "clip");
+  q.clip_grid = (int)num(job, "clipGrid");
+  q.clip_max_shrink = (float)num(job, "clipMaxShrink");
+  q.clip_norm = (float)num(job, "clipNorm");
+  q.zero_min = (int)num(job, "zeroMin");
+  q.scale_f16 = flag(job, "scaleF16");
+  const int mode = (int)num(job, "mode");
+  // Internal invariants (the TS layer validated user options already).
+  if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || sdt < 0 || sdt > 2 || q.clip_grid < 1)
+    throw_js(env, "LOWBIT_INTERNAL", "quantize: invalid normalized job");
+  const size_t G = (cols + (size_t)q.group_size - 1) / (size_t)q.group_size;
+  View src = view_of(job.Get("src"), "src"), codes = view_of(job.Get("codes"), "codes");
+  View scales = view_of(job.Get("scales"), "scales"), zeros = view_of(job.Get("zeros"), "zeros");
+  View deq;
+  Napi::Value deqv = job.Get("dequant");
+  if (!deqv.IsNull() && !deqv.IsUndefined()) deq = view_of(deqv, "dequant");
+  if (src.bytes != rows * cols * dtype_size(sdt) || codes.bytes < rows * cols || scales.bytes < rows * G * 4 ||
+      zeros.bytes < rows * G || (deq.data && deq.bytes < rows * cols * 4))
+    throw_js(env, "LOWBIT_INTERNAL", "quantize: buffer sizes disagree with rows/cols/groupSize");
+  if (sdt == DTYPE_F32 && (reinterpret_cast<uintptr_t>(src.data) & 3))
+    throw_js(env, "LOWBIT_INTERNAL", "quantize: f32 source must be 4-byte aligned");
+  auto st = std::make_shared<QuantStats>();
+  return Task::Start(
+      env, "lowbit.quantize",
+      [=](TaskContext& ctx) {
+        quantize_tensor(src.data, sdt, rows, cols, q, codes.data, reinterpret_cast<float*>(scales.data), zeros.data,
+                        reinterpret_cast<float*>(deq.data), mode, st.get(), &ctx);
+      },
+      [st](Napi::Env env) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("sumSqErr", st->sum_sq_err);
+        o.Set("sumSqRef", st->sum_sq_ref);
+        o.Set("maxAbsErr", st->max_abs_err);
+        o.Set("nonFinite", (double)st->non_finite);
+        o.Set("firstNonFinite", st->non_finite ? (double)st->first_non_finite : -1.0);
+        return o;
+      },
+      {job.Get("src"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), deqv}, job.Get("onProgress"), (double)rows);
+}
+
+static Napi::Value PackOrUnpack(const Napi::CallbackInfo& info, bool pack) {
+  Napi::Env env = info.Env();
+  Napi::Object job = info[0].As<Napi::Object>();
+  const int layout = (int)num(job, "layout"), bits = (int)num(job, "bits"), offset = (int)num(job, "offset");
+  const int mode = (int)num(job, "mode");
+  const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
+  View values = view_of(job.Get("values"), "values"), packed = view_of(job.Get("packed"), "packed");
+  size_t words;
+  try {
+    words = pack_words(layout, bits, rows, cols);
+  } catch (const Error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  if (values.bytes < rows * cols || packed.bytes < words * 4 || (reinterpret_cast<uintptr_t>(packed.data) & 3))
+    throw_js(env, "LOWBIT_INTERNAL", "pack: buffer sizes disagree with the layout");
+  return Task::Start(
+      env, pack ? "lowbit.pack" : "lowbit.unpack",
+      [=](TaskContext& ctx) {
+        int32_t* p = reinterpret_cast<int32_t*>(packed.data);
+        if (pack) {
+          if (mode == MODE_REF) pack_ref(layout, bits, values.data, rows, cols, offset, p);
+          else pack_fast(layout, bits, values.data, rows, cols, offset, p, &ctx);
+        } else {
+          if (mode == MODE_REF) unpack_ref(layout, bits, p, rows, cols, offset, values.data);
+          else unpack_fast(layout, bits, p, rows, cols, offset, values.data, &ctx);
+        }
+      },
+      [](Napi::Env env) { return env.Undefined(); }, {job.Get("values"), job.Get("packed")});
+}
+
+static Napi::Value Pack(const Napi::CallbackInfo& info) { return PackOrUnpack(info, true); }
+static Napi::Value Unpack(const Napi::CallbackInfo& info) { return PackOrUnpack(info, false); }
+
+void register_quant(Napi::Env env, Napi::Object exports) {
+  exports.Set("quantize", Napi::Function::New(env, Quantize, "quantize"));
+  exports.Set("pack", Napi::Function::New(env, Pack, "pack"));
+  exports.Set("unpack", Napi::Function::New(env, Unpack, "unpack"));
+}
+
+}  // namespace lowbit

@@ -1,0 +1,47 @@
+// NEON conversions (AArch64): f16 <-> f32 with fcvtl/fcvtn (IEEE RNE), bf16 via integer ops.
+// 4 elements per step; the tail goes through the generic kernel. f32 -> f16 handles overflow
+// accounting in the generic kernel (only when a block contains |x| >= 65520), so results stay
+// bit-exact with convert_ref.
+#include <arm_neon.h>
+
+#include <cstring>
+
+#include "kernels/convert.h"
+
+namespace lowbit {
+
+void convert_range_neon(const void* src, int sdt, void* dst, int ddt, size_t n, bool saturate, size_t base, ConvertResult* r) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  uint8_t* d = static_cast<uint8_t*>(dst);
+  const size_t ss = dtype_size(sdt), ds = dtype_size(ddt);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    float32x4_t x;
+    if (sdt == DTYPE_F32) x = vld1q_f32(reinterpret_cast<const float*>(s + i * 4));
+    else {
+      uint16x4_t h = vld1_u16(reinterpret_cast<const uint16_t*>(s + i * 2));
+      x = sdt == DTYPE_F16 ? vcvt_f32_f16(vreinterpret_f16_u16(h)) : vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+    }
+    if (ddt == DTYPE_F32) {
+      vst1q_f32(reinterpret_cast<float*>(d + i * 4), x);
+    } else if (ddt == DTYPE_F16) {
+      float32x4_t ax = vabsq_f32(x);
+      uint32x4_t big = vandq_u32(vcgeq_f32(ax, vdupq_n_f32(65520.0f)), vcltq_f32(ax, vdupq_n_f32(__builtin_inff())));
+      if (vmaxvq_u32(big)) {
+        convert_range_generic(s + i * ss, sdt, d + i * ds, ddt, 4, saturate, base + i, r);
+        continue;
+      }
+      vst1_u16(reinterpret_cast<uint16_t*>(d + i * 2), vreinterpret_u16_f16(vcvt_f16_f32(x)));
+    } else {
+      uint32x4_t u = vreinterpretq_u32_f32(x);
+      uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+      uint32x4_t rnd = vshrq_n_u32(vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fff)), lsb), 16);
+      uint32x4_t nanv = vorrq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(0x40));
+      uint32x4_t isnan = vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
+      vst1_u16(reinterpret_cast<uint16_t*>(d + i * 2), vmovn_u32(vbslq_u32(isnan, nanv, rnd)));
+    }
+  }
+  if (i < n) convert_range_generic(s + i * ss, sdt, d + i * ds, ddt, n - i, saturate, base + i, r);
+}
+
+}  // namespace lowbit
