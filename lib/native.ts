@@ -70,6 +70,7 @@ export interface NativeAddon {
   variant: 'cpu' | 'cuda';
   info(): NativeInfo;
   setThreads(n: number): void;
+  setIsa(isa: string): boolean;
   setKernelMode(mode: number): void;
   getKernelMode(): number;
   convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): NativeTask<{ overflow: number; firstOverflow: number }>;

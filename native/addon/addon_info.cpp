@@ -65,10 +65,19 @@ static Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+static Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  Isa want = name == "avx512" ? ISA_AVX512 : name == "avx2" ? ISA_AVX2 : name == "neon" ? ISA_NEON : ISA_GENERIC;
+  if (name != "generic" && name != "avx2" && name != "avx512" && name != "neon")
+    throw_js(info.Env(), "LOWBIT_INVALID_OPTION", "isa: expected one of generic, avx2, avx512, neon, received \"" + name + "\"");
+  return Napi::Boolean::New(info.Env(), set_isa(want));
+}
+
 void register_info(Napi::Env env, Napi::Object exports) {
   exports.Set("version", LOWBIT_VERSION);
   exports.Set("variant", variant());
   exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
 }
 

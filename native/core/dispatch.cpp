@@ -2,6 +2,7 @@
 // lowered by LOWBIT_ISA if set. AVX-512 needs F+BW+VL+DQ (the variant uses all four).
 #include "core/dispatch.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -34,9 +35,23 @@ static Isa detect_isa() {
   return best;
 }
 
-Isa active_isa() {
+static Isa best_isa() {
   static const Isa isa = detect_isa();
   return isa;
+}
+
+static std::atomic<int> g_isa{-1};
+
+Isa active_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  return v < 0 ? best_isa() : (Isa)v;
+}
+
+bool set_isa(Isa want) {
+  Isa best = best_isa();
+  bool ok = want == ISA_GENERIC || want == best || (want == ISA_AVX2 && best == ISA_AVX512);
+  if (ok) g_isa.store((int)want);
+  return ok;
 }
 
 const char* isa_name(Isa isa) {

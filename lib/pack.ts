@@ -1,0 +1,97 @@
+/**
+ * Packing of quantized codes into the checkpoint layouts of docs/FORMATS.md (GPTQ v1/v2, AWQ
+ * GEMM), and unpacking. All work runs in native code (fast path, or the reference when the kernel
+ * mode is 'ref'); both are bit-identical.
+ */
+import { LowbitError } from './errors';
+import { addon, modeId, runTask } from './native';
+import { invalidOption } from './validate';
+
+/** Low-level layouts (see docs/FORMATS.md). */
+export type PackLayout = 'gptq-qweight' | 'gptq-qzeros' | 'awq-qweight' | 'awq-qzeros';
+const LAYOUT_ID: Record<PackLayout, number> = { 'gptq-qweight': 0, 'gptq-qzeros': 1, 'awq-qweight': 2, 'awq-qzeros': 3 };
+
+function words(layout: PackLayout, bits: number, rows: number, cols: number): number {
+  if (layout.startsWith('gptq')) {
+    if (![2, 3, 4, 8].includes(bits)) throw invalidOption('bits', '2, 3, 4 or 8 for the GPTQ layout', bits);
+    if (cols % 32 !== 0) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${layout}: expected a multiple of 32 values per run, got ${cols}`);
+    return (rows * cols * bits) / 32;
+  }
+  if (bits !== 4) throw invalidOption('bits', '4 for the AWQ GEMM layout', bits);
+  const out = layout === 'awq-qweight' ? rows : cols;
+  if (out % 8 !== 0) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${layout}: expected out_features divisible by 8, got ${out}`);
+  return (rows * cols) / 8;
+}
+
+/**
+ * Pack `values` ((rows, cols) uint8) into int32 words. For qweight layouts values are codes with
+ * rows = out_features, cols = in_features; for qzeros layouts rows = groups, cols = out_features.
+ * `offset` is subtracted first (1 for GPTQ v1 zeros).
+ */
+export async function packValues(layout: PackLayout, bits: number, values: Uint8Array, rows: number, cols: number, offset = 0, signal?: AbortSignal): Promise<Int32Array> {
+  if (!(layout in LAYOUT_ID)) throw invalidOption('layout', Object.keys(LAYOUT_ID).join(', '), layout);
+  if (values.length !== rows * cols) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${layout}: expected ${rows * cols} values, got ${values.length}`);
+  const packed = new Int32Array(words(layout, bits, rows, cols));
+  await runTask(addon().pack({ layout: LAYOUT_ID[layout], bits, values, rows, cols, packed, offset, mode: modeId() }), signal, `pack ${layout}`);
+  return packed;
+}
+
+/** Inverse of {@link packValues}. With offset 1 an all-ones field is refused (LOWBIT_BAD_FORMAT). */
+export async function unpackValues(layout: PackLayout, bits: number, packed: Int32Array, rows: number, cols: number, offset = 0, signal?: AbortSignal): Promise<Uint8Array> {
+  if (!(layout in LAYOUT_ID)) throw invalidOption('layout', Object.keys(LAYOUT_ID).join(', '), layout);
+  const n = words(layout, bits, rows, cols);
+  if (packed.length !== n) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${layout}: expected ${n} words, got ${packed.length}`);
+  const values = new Uint8Array(rows * cols);
+  await runTask(addon().unpack({ layout: LAYOUT_ID[layout], bits, values, rows, cols, packed, offset, mode: modeId() }), signal, `unpack ${layout}`);
+  return values;
+}
+
+/** Transpose a (rows, cols) array into (cols, rows). @internal */
+export function transpose<T extends Uint8Array | Float32Array | Int32Array>(a: T, rows: number, cols: number): T {
+  const out = new (a.constructor as new (n: number) => T)(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  return out;
+}
+
+/** Tensors of one GPTQ-packed linear layer. */
+export interface GptqPacked {
+  /** (in·bits/32, out) */
+  qweight: Int32Array;
+  /** (groups, out·bits/32) */
+  qzeros: Int32Array;
+  /** (groups, out), f32 values (stored as fp16) */
+  scales: Float32Array;
+  /** (in) */
+  gIdx: Int32Array;
+}
+
+/**
+ * Pack a quantized (out, in) layer into the HF GPTQ layout. `codes` (out, in), `scales` and
+ * `zeros` (out, groups) as {@link quantizeTensor} returns them. format 'gptq' (v1) stores zero − 1
+ * and refuses a zero of 0; 'gptq_v2' stores true zeros.
+ */
+export async function packGptq(
+  q: { codes: Uint8Array; scales: Float32Array; zeros: Uint8Array; rows: number; cols: number; bits: number; groupSize: number; groups: number },
+  format: 'gptq' | 'gptq_v2', gIdx?: Int32Array, name = 'layer',
+): Promise<GptqPacked> {
+  const { rows: out, cols: inF, bits, groups } = q;
+  if (format === 'gptq') {
+    for (let i = 0; i < q.zeros.length; i++) {
+      if (q.zeros[i] === 0) {
+        throw new LowbitError('LOWBIT_UNSUPPORTED',
+          `${name}: zero point 0 at output channel ${Math.floor(i / groups)}, group ${i % groups} cannot be stored in a GPTQ v1 checkpoint; quantize with zeroMin 1, or write format gptq_v2, or use sym`,
+          { tensor: name });
+      }
+    }
+  }
+  const qweight = await packValues('gptq-qweight', bits, q.codes, out, inF, 0);
+  const zerosT = transpose(q.zeros, out, groups);
+  const qzeros = await packValues('gptq-qzeros', bits, zerosT, groups, out, format === 'gptq' ? 1 : 0);
+  const scales = transpose(q.scales, out, groups);
+  let g = gIdx;
+  if (!g) {
+    g = new Int32Array(inF);
+    for (let k = 0; k < inF; k++) g[k] = Math.floor(k / q.groupSize);
+  }
+  return { qweight, qzeros, scales, gIdx: g };
+}

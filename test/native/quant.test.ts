@@ -1,0 +1,196 @@
+/**
+ * Uniform / codebook quantizer: every fast variant vs the native reference vs an independent
+ * TypeScript reference, on fresh random inputs over the shared shape table.
+ * Tolerance: codes, scales, zeros and dequantized values must match EXACTLY (same float32 formula,
+ * no FMA contraction); error statistics (double sums in different orders) within 1e-9 relative.
+ */
+import { strict as assert } from 'node:assert';
+import { quantizeTensor } from '../../lib/quantize-tensor';
+import { addon, setKernelMode } from '../../lib/native';
+import { fromFloat32 } from '../../lib/formats/dtype';
+import { QUANT_SHAPES } from '../helpers/shapes';
+import { Rng, testSeed, withSeed } from '../helpers/rng';
+import { assertArraysEqual } from '../helpers/assert';
+import { refQuantize } from '../helpers/ref-quant';
+import { isLowbitError } from '../../lib/errors';
+
+/** ISA variants this CPU can run (the fast paths under test). */
+export function runnableIsas(): string[] {
+  const info = addon().info();
+  const out: string[] = [];
+  for (const isa of ['generic', 'avx2', 'avx512', 'neon']) {
+    if (!info.compiledIsas.includes(isa)) continue;
+    if (addon().setIsa(isa)) out.push(isa);
+  }
+  addon().setIsa(info.isa);
+  return out;
+}
+
+async function inMode<T>(mode: 'ref' | 'fast', isa: string | null, fn: () => Promise<T>): Promise<T> {
+  const best = addon().info().isa;
+  setKernelMode(mode);
+  if (isa) addon().setIsa(isa);
+  try {
+    return await fn();
+  } finally {
+    setKernelMode('fast');
+    addon().setIsa(best);
+  }
+}
+
+describe('native quantizer', function () {
+  const isas = runnableIsas();
+  before(function () {
+    // eslint-disable-next-line no-console
+    console.log(`      fast variants under test on this CPU: ${isas.join(', ')}`);
+  });
+
+  for (const sh of QUANT_SHAPES) {
+    for (const bits of [2, 3, 4, 8]) {
+      for (const [sym, zeroMin] of [[true, 0], [false, 0], [false, 1]] as const) {
+        it(`${sh.rows}x${sh.cols} g${sh.groupSize} ${bits}-bit ${sym ? 'sym' : 'asym'}${zeroMin ? ' zeroMin=1' : ''}: fast == ref == TS ref`, async function () {
+          await withSeed(testSeed(sh.rows * 131 + sh.cols + bits), async (rng) => {
+            const w = rng.weights(sh.rows, sh.cols);
+            if (!sym && rng.next() < 0.5) for (let i = 0; i < sh.cols; i++) w[i] = Math.abs(w[i]); // an all-positive row
+            const opts = { bits, groupSize: sh.groupSize, sym, zeroMin };
+            const ref = await inMode('ref', null, () => quantizeTensor(w, [sh.rows, sh.cols], opts));
+            const gs = sh.groupSize === -1 ? sh.cols : sh.groupSize;
+            const ts = refQuantize(w, sh.rows, sh.cols, { bits, groupSize: gs, sym, zeroMin, scaleF16: true });
+            assertArraysEqual(ref.codes, ts.codes, 'native ref codes vs TS ref');
+            assertArraysEqual(ref.scales, ts.scales, 'native ref scales vs TS ref');
+            assertArraysEqual(ref.zeros, ts.zeros, 'native ref zeros vs TS ref');
+            assertArraysEqual(ref.dequantized!, ts.deq, 'native ref dequant vs TS ref');
+            for (const isa of isas) {
+              const fast = await inMode('fast', isa, () => quantizeTensor(w, [sh.rows, sh.cols], opts));
+              assertArraysEqual(fast.codes, ref.codes, `${isa} codes`);
+              assertArraysEqual(fast.scales, ref.scales, `${isa} scales`);
+              assertArraysEqual(fast.zeros, ref.zeros, `${isa} zeros`);
+              assertArraysEqual(fast.dequantized!, ref.dequantized!, `${isa} dequant`);
+              assert.ok(Math.abs(fast.stats.mse - ref.stats.mse) <= 1e-9 * ref.stats.mse + 1e-30, `${isa} mse ${fast.stats.mse} vs ${ref.stats.mse}`);
+              assert.equal(fast.stats.maxAbsError, ref.stats.maxAbsError, `${isa} maxAbsError`);
+            }
+            if (zeroMin === 1) for (const z of ref.zeros) assert.ok(z >= 1, 'zeroMin 1 respected');
+            const maxq = (1 << bits) - 1;
+            for (const c of ref.codes) assert.ok(c <= maxq);
+          });
+        });
+      }
+    }
+  }
+
+  it('f16 and bf16 sources give the same result as converting to f32 first', async function () {
+    await withSeed(testSeed(7), async (rng) => {
+      const rows = 17, cols = 256;
+      const w = rng.weights(rows, cols);
+      for (const dtype of ['F16', 'BF16'] as const) {
+        const bytes = fromFloat32(w, dtype, 'w', { saturate: true });
+        const wq = new Float32Array(rows * cols);
+        addon().convertSync(bytes, dtype === 'F16' ? 1 : 2, wq, 0, false, 1);
+        for (const mode of ['ref', 'fast'] as const) {
+          const a = await inMode(mode, null, () => quantizeTensor({ dtype, bytes }, [rows, cols], { bits: 4, groupSize: 64, sym: false }));
+          const b = await inMode(mode, null, () => quantizeTensor(wq, [rows, cols], { bits: 4, groupSize: 64, sym: false }));
+          assertArraysEqual(a.codes, b.codes, `${dtype} ${mode} codes`);
+          assertArraysEqual(a.dequantized!, b.dequantized!, `${dtype} ${mode} dequant`);
+        }
+      }
+    });
+  });
+
+  it('MSE clipping: fast == ref exactly, and never worse than minmax in its own norm', async function () {
+    await withSeed(testSeed(11), async (rng) => {
+      const rows = 9, cols = 256;
+      const w = rng.weights(rows, cols, 0.01);
+      for (const sym of [true, false]) {
+        const opts = { bits: 3, groupSize: 64, sym, clip: 'mse' as const, clipNorm: 2 };
+        const ref = await inMode('ref', null, () => quantizeTensor(w, [rows, cols], opts));
+        for (const isa of isas) {
+          const fast = await inMode('fast', isa, () => quantizeTensor(w, [rows, cols], opts));
+          assertArraysEqual(fast.codes, ref.codes, `${isa} mse codes`);
+          assertArraysEqual(fast.scales, ref.scales, `${isa} mse scales`);
+        }
+        const mm = await quantizeTensor(w, [rows, cols], { bits: 3, groupSize: 64, sym });
+        assert.ok(ref.stats.mse <= mm.stats.mse, `mse clip ${ref.stats.mse} > minmax ${mm.stats.mse}`);
+      }
+    });
+  });
+
+  for (const codebook of ['nf4', 'log2'] as const) {
+    it(`codebook ${codebook}: fast == ref, dequant = scale × level`, async function () {
+      await withSeed(testSeed(13), async (rng) => {
+        const rows = 5, cols = 130;
+        const w = rng.weights(rows, cols);
+        const opts = { bits: 4, groupSize: 64, codebook, raggedLastGroup: true };
+        const ref = await inMode('ref', null, () => quantizeTensor(w, [rows, cols], opts));
+        const fast = await quantizeTensor(w, [rows, cols], opts);
+        assertArraysEqual(fast.codes, ref.codes, 'codes');
+        assertArraysEqual(fast.dequantized!, ref.dequantized!, 'dequant');
+        assert.equal(ref.groups, 3);
+        // every dequantized value lies within the group's absmax and the error beats 3-bit RTN-ish levels
+        assert.ok(ref.stats.relError < 0.2, `relError ${ref.stats.relError}`);
+        for (const z of ref.zeros) assert.equal(z, 0);
+      });
+    });
+  }
+
+  it('per-tensor: one scale for the whole tensor', async function () {
+    const rng = new Rng(testSeed(17));
+    const w = rng.weights(8, 64);
+    const q = await quantizeTensor(w, [8, 64], { bits: 8, perTensor: true, sym: true });
+    assert.equal(q.groups, 1);
+    assert.ok(q.scales.every((s) => s === q.scales[0]));
+    assert.ok(q.stats.relError < 0.05);
+  });
+
+  it('more bits never increase the error', async function () {
+    const rng = new Rng(testSeed(19));
+    const w = rng.weights(32, 512);
+    let prev = Infinity;
+    for (const bits of [2, 3, 4, 5, 6, 7, 8]) {
+      const q = await quantizeTensor(w, [32, 512], { bits, groupSize: 128, sym: false });
+      assert.ok(q.stats.mse < prev, `${bits}-bit mse ${q.stats.mse} >= ${prev}`);
+      prev = q.stats.mse;
+    }
+  });
+
+  it('NaN / Inf in a weight is a LOWBIT_NUMERICAL error naming the tensor and position', async function () {
+    const w = new Float32Array(4 * 64).fill(0.5);
+    w[2 * 64 + 5] = NaN;
+    w[3 * 64 + 1] = Infinity;
+    for (const mode of ['ref', 'fast'] as const) {
+      await assert.rejects(inMode(mode, null, () => quantizeTensor(w, [4, 64], { bits: 4, groupSize: 32, name: 'model.layers.0.mlp.up_proj.weight' })),
+        (e: unknown) => isLowbitError(e, 'LOWBIT_NUMERICAL') && /up_proj\.weight: non-finite weight .* at \[2, 5\] \(2 in total\)/.test((e as Error).message));
+    }
+  });
+
+  it('bad options are LOWBIT_INVALID_OPTION / LOWBIT_SHAPE_MISMATCH', async function () {
+    const w = new Float32Array(4 * 96);
+    const bad: [object, string, RegExp][] = [
+      [{ bits: 9 }, 'LOWBIT_INVALID_OPTION', /bits: expected an integer in \[2, 8\], received 9/],
+      [{ bits: 1 }, 'LOWBIT_INVALID_OPTION', /bits/],
+      [{ groupSize: 0 }, 'LOWBIT_INVALID_OPTION', /groupSize/],
+      [{ groupSize: 64 }, 'LOWBIT_SHAPE_MISMATCH', /expected cols divisible by groupSize 64, got 96/],
+      [{ clip: 'max' }, 'LOWBIT_INVALID_OPTION', /clip: expected one of/],
+      [{ codebook: 'nf4', bits: 3 }, 'LOWBIT_INVALID_OPTION', /bits/],
+      [{ groupsize: 32 }, 'LOWBIT_INVALID_OPTION', /unknown option "groupsize"/],
+    ];
+    for (const [opts, code, re] of bad) {
+      await assert.rejects(quantizeTensor(w, [4, 96], opts as never), (e: unknown) => isLowbitError(e, code as never) && re.test((e as Error).message), JSON.stringify(opts));
+    }
+    await assert.rejects(quantizeTensor(new Float32Array(10), [4, 96]), (e: unknown) => isLowbitError(e, 'LOWBIT_SHAPE_MISMATCH'));
+    await assert.rejects(quantizeTensor(w, [4, 0] as never), (e: unknown) => isLowbitError(e, 'LOWBIT_INVALID_OPTION'));
+  });
+
+  it('an aborted signal rejects with LOWBIT_ABORTED; progress is reported', async function () {
+    const w = new Rng(1).weights(2048, 1024);
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(quantizeTensor(w, [2048, 1024], { signal: ac.signal }), (e: unknown) => isLowbitError(e, 'LOWBIT_ABORTED'));
+    const ac2 = new AbortController();
+    const p = quantizeTensor(w, [2048, 1024], { signal: ac2.signal, clip: 'mse', clipNorm: 2 });
+    setTimeout(() => ac2.abort(), 5);
+    await assert.rejects(p, (e: unknown) => isLowbitError(e, 'LOWBIT_ABORTED'));
+    let last = { done: 0, total: 0 };
+    await quantizeTensor(w, [2048, 1024], { clip: 'mse', clipGrid: 20, clipNorm: 2, onProgress: (pr) => { last = pr; } });
+    assert.ok(last.total === 2048 && last.done > 0, `progress ${JSON.stringify(last)}`);
+  });
+});
