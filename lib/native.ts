@@ -10,7 +10,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { LowbitError } from './errors';
+import { LowbitError, toLowbitError } from './errors';
 
 /** Options crossing into native quantization (normalized, all fields present). @internal */
 export interface NativeQuantJob {
@@ -279,17 +279,31 @@ export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16',
  * Run a native task with an AbortSignal: rejects with `signal.reason` wrapped as LOWBIT_ABORTED.
  * @internal
  */
-export async function runTask<T>(task: NativeTask<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (!signal) return task.promise;
-  const onAbort = () => task.cancel();
-  if (signal.aborted) task.cancel();
-  signal.addEventListener('abort', onAbort, { once: true });
+export async function runTask<T>(task: NativeTask<T> | (() => NativeTask<T>), signal: AbortSignal | undefined, what: string): Promise<T> {
+  // The caller's stack, captured before crossing into native code (STYLE.md §2 "Errors").
+  const site = new Error();
+  const rethrow = (e: unknown): never => {
+    const le = toLowbitError(e);
+    if (site.stack) le.stack = `${le.name} [${le.code}]: ${le.message}\n${site.stack.split('\n').slice(1).join('\n')}`;
+    throw le;
+  };
+  let t: NativeTask<T>;
   try {
-    return await task.promise;
+    t = typeof task === 'function' ? task() : task;
   } catch (e) {
-    if (signal.aborted) throw new LowbitError('LOWBIT_ABORTED', `${what}: aborted by signal (no output written)`, undefined, { cause: signal.reason });
-    throw e;
+    return rethrow(e);
+  }
+  const onAbort = () => t.cancel();
+  if (signal) {
+    if (signal.aborted) t.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+  }
+  try {
+    return await t.promise;
+  } catch (e) {
+    if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', `${what}: aborted by signal (no output written)`, undefined, { cause: signal.reason });
+    return rethrow(e);
   } finally {
-    signal.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', onAbort);
   }
 }

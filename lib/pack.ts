@@ -32,7 +32,7 @@ export async function packValues(layout: PackLayout, bits: number, values: Uint8
   if (!(layout in LAYOUT_ID)) throw invalidOption('layout', Object.keys(LAYOUT_ID).join(', '), layout);
   if (values.length !== rows * cols) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${layout}: expected ${rows * cols} values, got ${values.length}`);
   const packed = new Int32Array(words(layout, bits, rows, cols));
-  await runTask(addon().pack({ layout: LAYOUT_ID[layout], bits, values, rows, cols, packed, offset, mode: modeId() }), signal, `pack ${layout}`);
+  await runTask(() => addon().pack({ layout: LAYOUT_ID[layout], bits, values, rows, cols, packed, offset, mode: modeId() }), signal, `pack ${layout}`);
   return packed;
 }
 
@@ -42,7 +42,7 @@ export async function unpackValues(layout: PackLayout, bits: number, packed: Int
   const n = words(layout, bits, rows, cols);
   if (packed.length !== n) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${layout}: expected ${n} words, got ${packed.length}`);
   const values = new Uint8Array(rows * cols);
-  await runTask(addon().unpack({ layout: LAYOUT_ID[layout], bits, values, rows, cols, packed, offset, mode: modeId() }), signal, `unpack ${layout}`);
+  await runTask(() => addon().unpack({ layout: LAYOUT_ID[layout], bits, values, rows, cols, packed, offset, mode: modeId() }), signal, `unpack ${layout}`);
   return values;
 }
 

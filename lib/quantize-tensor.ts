@@ -113,7 +113,7 @@ export async function quantizeNormalized(
   const scales = new Float32Array(nRows * groups);
   const zeros = new Uint8Array(nRows * groups);
   const dequant = opts.dequantize ? new Float32Array(n) : null;
-  const task = addon().quantize({
+  const task = () => addon().quantize({
     rows: nRows, cols: nCols, srcDtype: src.dtype, src: src.view, bits: q.bits, groupSize: gs, perTensor: q.perTensor,
     sym: q.sym, codebook: CODEBOOK_ID[q.codebook], clip: CLIP_ID[q.clip], clipGrid: q.clipGrid,
     clipMaxShrink: q.clipMaxShrink, clipNorm: q.clipNorm, zeroMin: q.zeroMin, scaleF16: q.scaleF16,

@@ -1,0 +1,97 @@
+/**
+ * fp32 <-> fp16 <-> bf16 conversion: every fast variant vs the native reference vs the TypeScript
+ * reference (lib/formats/dtype.ts). Exact match required (bits), including NaN, ±inf, ±0,
+ * subnormals, the 65504/65519/65520 boundary and odd lengths around the vector widths.
+ */
+import { strict as assert } from 'node:assert';
+import { addon } from '../../lib/native';
+import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from '../../lib/formats/dtype';
+import { testSeed, withSeed } from '../helpers/rng';
+import { assertArraysEqual } from '../helpers/assert';
+import { runnableIsas } from './quant.test';
+
+const F32 = 0, F16 = 1, BF16 = 2;
+
+function specials(): number[] {
+  return [0, -0, 1, -1, 65504, 65519, 65520, -65520, 1e6, -1e9, Infinity, -Infinity, NaN, 5.96e-8, 2.98e-8, 3e-8,
+    6.1e-5, 6.09e-5, 1e-40, -1e-42, 1.00390625, 1.01171875, 3.4e38];
+}
+
+describe('native conversion', function () {
+  const isas = runnableIsas();
+  for (const n of [1, 7, 8, 9, 15, 16, 17, 31, 33, 1000, 65537 * 2 + 3]) {
+    it(`${n} elements: f32 -> f16/bf16 -> f32, every variant == reference`, async function () {
+      await withSeed(testSeed(n), (rng) => {
+        const x = new Float32Array(n);
+        const sp = specials();
+        for (let i = 0; i < n; i++) {
+          const u = rng.next();
+          x[i] = u < 0.1 ? sp[rng.int(0, sp.length - 1)] : u < 0.2 ? (rng.normal() * 1e-6) : rng.normal() * 10 ** rng.int(-3, 4);
+        }
+        for (const [dt, toBits] of [[F16, (v: number) => f32ToF16Bits(v, 'x', { saturate: false, })], [BF16, f32ToBf16Bits]] as const) {
+          // TS reference (f16 without saturation: overflow values are reported, stored as inf)
+          const tsBits = new Uint16Array(n);
+          let overflow = 0;
+          for (let i = 0; i < n; i++) {
+            try { tsBits[i] = (toBits as (v: number) => number)(x[i]); } catch { overflow++; tsBits[i] = x[i] > 0 ? 0x7c00 : 0xfc00; }
+          }
+          for (const mode of [1, 0]) {
+            for (const isa of mode === 1 ? ['ref'] : isas) {
+              if (isa !== 'ref') addon().setIsa(isa);
+              const out = new Uint16Array(n);
+              const r = addon().convertSync(x, F32, out, dt, false, mode);
+              assertArraysEqual(out, tsBits, `f32->${dt === F16 ? 'f16' : 'bf16'} ${isa}`);
+              if (dt === F16) assert.equal(r.overflow, overflow, `${isa} overflow count`);
+              // back to f32
+              const back = new Float32Array(n);
+              addon().convertSync(out, dt, back, F32, false, mode);
+              const tsBack = new Float32Array(n);
+              for (let i = 0; i < n; i++) tsBack[i] = dt === F16 ? f16BitsToF32(out[i]) : bf16BitsToF32(out[i]);
+              assertArraysEqual(back, tsBack, `${dt === F16 ? 'f16' : 'bf16'}->f32 ${isa}`);
+              // saturating f16
+              if (dt === F16) {
+                const sat = new Uint16Array(n);
+                const rs = addon().convertSync(x, F32, sat, F16, true, mode);
+                assert.equal(rs.overflow, 0);
+                for (let i = 0; i < n; i++) {
+                  const exp = Number.isFinite(x[i]) || Number.isNaN(x[i]) ? f32ToF16Bits(x[i], 'x', { saturate: true }) : tsBits[i];
+                  if (sat[i] !== exp) assert.fail(`${isa} saturate [${i}] x=${x[i]}: ${sat[i].toString(16)} != ${exp.toString(16)}`);
+                }
+              }
+            }
+            addon().setIsa(addon().info().isa);
+          }
+        }
+      });
+    });
+  }
+
+  it('all 65536 fp16 bit patterns round-trip through f32 exactly, in every variant', function () {
+    const all = new Uint16Array(65536);
+    for (let i = 0; i < 65536; i++) all[i] = i;
+    for (const isa of isas) {
+      addon().setIsa(isa);
+      const f = new Float32Array(65536);
+      addon().convertSync(all, F16, f, F32, false, 0);
+      const back = new Uint16Array(65536);
+      addon().convertSync(f, F32, back, F16, false, 0);
+      for (let i = 0; i < 65536; i++) {
+        const isNan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
+        if (isNan) { assert.ok(Number.isNaN(f[i])); continue; }
+        if (back[i] !== i) assert.fail(`${isa}: 0x${i.toString(16)} -> ${f[i]} -> 0x${back[i].toString(16)}`);
+        if (!Object.is(f[i], f16BitsToF32(i))) assert.fail(`${isa}: 0x${i.toString(16)} -> ${f[i]}, TS ${f16BitsToF32(i)}`);
+      }
+    }
+    addon().setIsa(addon().info().isa);
+  });
+
+  it('the async convert reports overflow with its first index', async function () {
+    const x = new Float32Array(100000).fill(1);
+    x[70001] = 70000;
+    x[90000] = -1e30;
+    const out = new Uint16Array(100000);
+    const r = await addon().convert(x, F32, out, F16, false, 0).promise;
+    assert.equal(r.overflow, 2);
+    assert.equal(r.firstOverflow, 70001);
+  });
+});
