@@ -61,6 +61,8 @@ export interface NativeTask<T> {
 export interface NativeMapping {
   readonly size: number;
   view(offset: number, length: number): ArrayBuffer;
+  /** Drop a range's pages from the resident set (re-read from the file if touched again). */
+  release(offset: number, length: number): void;
   close(): void;
 }
 

@@ -79,6 +79,12 @@ export interface SafetensorsReader {
   toFloat32(name: string, out?: Float32Array): Float32Array;
   /** Sum of every tensor's byte length. */
   totalBytes(): number;
+  /**
+   * Hint that a tensor's bytes are no longer needed: its mapped pages leave the resident set
+   * (views stay valid and re-read the file if touched). Streaming pipelines call it per tensor so
+   * RSS stays far below the checkpoint size. A no-op without the addon.
+   */
+  release(name: string): void;
   /** Release file handles and mappings; any later call is LOWBIT_DISPOSED. Idempotent. */
   close(): void;
 }
@@ -496,6 +502,18 @@ class Reader implements SafetensorsReader {
   toFloat32(name: string, out?: Float32Array): Float32Array {
     const t = this.info(name);
     return bytesToFloat32(this.bytes(name), t.dtype, out);
+  }
+
+  release(name: string): void {
+    const t = this.info(name);
+    const m = this._maps.get(t.file);
+    if (m && t.byteLength > 0) {
+      try {
+        m.release(t.offset, t.byteLength);
+      } catch {
+        // only a hint
+      }
+    }
   }
 
   totalBytes(): number {

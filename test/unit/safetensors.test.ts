@@ -405,6 +405,7 @@ describe('formats/safetensors', () => {
         const buf = fs.readFileSync(file);
         return {
           size: buf.length,
+          release: () => undefined,
           view: (offset: number, length: number) => {
             const ab = buf.buffer.slice(buf.byteOffset + offset, buf.byteOffset + offset + length);
             views.push(ab);
@@ -431,7 +432,7 @@ describe('formats/safetensors', () => {
       let rd = openSafetensors(dir);
       assert.deepEqual([...rd.bytes('x')], [...seq(4, 9)]);
       rd.close();
-      mod.openMapping = () => ({ size: 0, view: () => { throw new Error('bad view'); }, close: () => undefined });
+      mod.openMapping = () => ({ size: 0, view: () => { throw new Error('bad view'); }, release: () => undefined, close: () => undefined });
       rd = openSafetensors(dir);
       assert.deepEqual([...rd.bytes('x')], [...seq(4, 9)]);
       rd.close();

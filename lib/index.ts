@@ -1,0 +1,24 @@
+/**
+ * lowbit — quantize large language models from Node.js.
+ *
+ * The public surface: an explicit list of named exports, nothing else.
+ */
+export { LowbitError, isLowbitError, ERROR_CODES, type ErrorCode } from './errors';
+export { LOWBIT_VERSION as version } from './version';
+export {
+  quantizeTensor, type QuantizeTensorOptions, type QuantizedTensor, type QuantStats, type TensorBytes, type Progress,
+} from './quantize-tensor';
+export type { QuantizerOptions } from './config/quant';
+export { packValues, unpackValues, packGptq, type PackLayout, type GptqPacked } from './pack';
+export { openModel, inspectModel, type Model, type ModelSummary, type OpenModelOptions } from './model';
+export { quantize, type QuantizeRunOptions, type QuantizeResult, type ModuleLog } from './pipeline/quantize';
+export type { RtnConfig, OutputFormat } from './config/rtn';
+export { writeSyntheticModel, SYNTHETIC_PRESETS, type SyntheticOptions, type SyntheticShape } from './synthetic';
+export {
+  openSafetensors, writeSafetensors, readSafetensorsHeader,
+  type SafetensorsReader, type TensorInfo, type TensorEntry, type WriteSafetensorsOptions, type WriteSafetensorsResult,
+} from './formats/safetensors';
+export { readHfConfig, type ModelConfig } from './formats/hf-config';
+export { parseGptqConfig, decodeGptqModule, decodeAwqModule, gptqQuantizationConfig, type GptqConfig, type DecodedModule } from './formats/gptq';
+export { setKernelMode, getKernelMode, hasAddon, loadAttempts, type KernelMode, type NativeInfo, type LoadAttempt } from './native';
+export { systemInfo, setThreads, cudaInfo, type SystemInfo } from './system';
