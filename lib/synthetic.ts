@@ -25,7 +25,7 @@ export interface SyntheticShape {
 /** Named shapes: the built-in demo model and real model shapes. */
 export const SYNTHETIC_PRESETS: Record<string, SyntheticShape> = {
   /** The built-in demo model (~4 M parameters). */
-  demo: { hiddenSize: 256, intermediateSize: 704, layers: 4, heads: 8, kvHeads: 4, vocabSize: 2048, maxPositions: 512 },
+  demo: { hiddenSize: 256, intermediateSize: 768, layers: 4, heads: 8, kvHeads: 4, vocabSize: 2048, maxPositions: 512 },
   /** A test-sized model whose FFN width (100) does not fit the packed GPTQ layout. */
   tiny: { hiddenSize: 64, intermediateSize: 100, layers: 2, heads: 4, kvHeads: 2, vocabSize: 128, maxPositions: 128 },
   'tinyllama-1.1b': { hiddenSize: 2048, intermediateSize: 5632, layers: 22, heads: 32, kvHeads: 4, vocabSize: 32000, maxPositions: 2048 },

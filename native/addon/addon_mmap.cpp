@@ -2,6 +2,10 @@
 // Views are external ArrayBuffers over the mapping (zero copy); each holds a reference to the
 // mapping, so close() only drops the handle's own reference. Runtimes that forbid external
 // buffers (e.g. Electron's V8 sandbox) get a copy instead.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -46,6 +50,17 @@ static Napi::Value MapFile(const Napi::CallbackInfo& info) {
             std::memcpy(ab.Data(), p, (size_t)len);
             return ab;
           }
+        }));
+  // release(offset, length): drop the pages of a range from this process's resident set (they are
+  // read again from the file if touched later). Keeps RSS small when a checkpoint is streamed.
+  o.Set("release", Napi::Function::New(env, [holder](const Napi::CallbackInfo& ci) {
+          if (holder->file) {
+            const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+            size_t off = (size_t)ci[0].As<Napi::Number>().DoubleValue(), len = (size_t)ci[1].As<Napi::Number>().DoubleValue();
+            size_t b = (off + page - 1) / page * page, e = std::min(holder->file->size(), off + len) / page * page;
+            if (e > b) madvise(holder->file->mutable_data() + b, e - b, MADV_DONTNEED);
+          }
+          return ci.Env().Undefined();
         }));
   o.Set("close", Napi::Function::New(env, [holder](const Napi::CallbackInfo& ci) {
           holder->file.reset();

@@ -112,6 +112,11 @@ const float* codebook_levels(int codebook, int bits, int* n);
 // Clip search by grid (reference quant.py, mse=True): the shrink factor minimising Σ|x̂ − x|^norm.
 // Shared by every variant (scalar, double accumulation) so all give identical parameters.
 GroupParams uniform_params_mse(const float* x, size_t n, float xmin, float xmax, const QuantSpec& q);
+// Vectorised clip search (AVX2): same candidates, error Σ|x̂ − x|^norm evaluated with a
+// polynomial exp2/log2 (relative error < 1e-6) and float partial sums. It can pick a different
+// shrink than the reference only between candidates whose errors agree to ~1e-6 relative; the
+// test bounds the chosen candidate's reference error against the reference optimum.
+GroupParams uniform_params_mse_avx2(const float* x, size_t n, float xmin, float xmax, const QuantSpec& q);
 float codebook_scale_mse(const float* x, size_t n, float absmax, const QuantSpec& q);
 uint8_t codebook_code(float x, float scale, const float* levels, int n);
 

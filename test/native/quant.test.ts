@@ -96,20 +96,36 @@ describe('native quantizer', function () {
     });
   });
 
-  it('MSE clipping: fast == ref exactly, and never worse than minmax in its own norm', async function () {
+  it('MSE clipping: every variant picks a shrink whose error is within 1e-5 of the reference optimum, never worse than minmax', async function () {
+    // The fast clip search evaluates Σ|x̂ − x|^p with a polynomial pow and float sums, so between
+    // candidates whose errors agree to ~1e-6 it may pick another one than the reference (double
+    // pow). Bound: per (row, group), its error (recomputed here in double) ≤ ref error · (1 + 1e-5).
     await withSeed(testSeed(11), async (rng) => {
-      const rows = 9, cols = 256;
+      const rows = 9, cols = 256, gs = 64;
       const w = rng.weights(rows, cols, 0.01);
-      for (const sym of [true, false]) {
-        const opts = { bits: 3, groupSize: 64, sym, clip: 'mse' as const, clipNorm: 2 };
-        const ref = await inMode('ref', null, () => quantizeTensor(w, [rows, cols], opts));
-        for (const isa of isas) {
-          const fast = await inMode('fast', isa, () => quantizeTensor(w, [rows, cols], opts));
-          assertArraysEqual(fast.codes, ref.codes, `${isa} mse codes`);
-          assertArraysEqual(fast.scales, ref.scales, `${isa} mse scales`);
+      const groupErr = (d: Float32Array, p: number) => {
+        const out: number[] = [];
+        for (let r = 0; r < rows; r++) for (let g = 0; g < cols / gs; g++) {
+          let e = 0;
+          for (let c = g * gs; c < (g + 1) * gs; c++) e += Math.abs(d[r * cols + c] - w[r * cols + c]) ** p;
+          out.push(e);
         }
-        const mm = await quantizeTensor(w, [rows, cols], { bits: 3, groupSize: 64, sym });
-        assert.ok(ref.stats.mse <= mm.stats.mse, `mse clip ${ref.stats.mse} > minmax ${mm.stats.mse}`);
+        return out;
+      };
+      for (const sym of [true, false]) {
+        for (const clipNorm of [2, 2.4]) {
+          const opts = { bits: 3, groupSize: gs, sym, clip: 'mse' as const, clipNorm };
+          const ref = await inMode('ref', null, () => quantizeTensor(w, [rows, cols], opts));
+          const refErr = groupErr(ref.dequantized!, clipNorm);
+          for (const isa of isas) {
+            const fast = await inMode('fast', isa, () => quantizeTensor(w, [rows, cols], opts));
+            const fe = groupErr(fast.dequantized!, clipNorm);
+            fe.forEach((e, i) => assert.ok(e <= refErr[i] * (1 + 1e-5) + 1e-30, `${isa} p=${clipNorm} group ${i}: ${e} vs ref ${refErr[i]}`));
+          }
+          const mm = await quantizeTensor(w, [rows, cols], { bits: 3, groupSize: gs, sym });
+          const mmErr = groupErr(mm.dequantized!, clipNorm);
+          refErr.forEach((e, i) => assert.ok(e <= mmErr[i] * (1 + 1e-12), `group ${i}: mse clip ${e} > minmax ${mmErr[i]}`));
+        }
       }
     });
   });

@@ -13,6 +13,7 @@
 namespace lowbit {
 
 #if !defined(LOWBIT_HAVE_X86_VARIANTS)
+GroupParams uniform_params_mse_avx2(const float* x, size_t n, float xmin, float xmax, const QuantSpec& q) { return uniform_params_mse(x, n, xmin, xmax, q); }
 void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* c, float* s, uint8_t* z, float* d, QuantStats* st) { quant_row_ref(x, cols, q, c, s, z, d, st); }
 void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* c, float* s, uint8_t* z, float* d, QuantStats* st) { quant_row_ref(x, cols, q, c, s, z, d, st); }
 #endif

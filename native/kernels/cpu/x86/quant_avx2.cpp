@@ -9,6 +9,82 @@
 
 namespace lowbit {
 
+// log2(x) for x > 0 (normal floats): exponent + polynomial of the mantissa in [sqrt(1/2), sqrt(2)).
+static inline __m256 log2_ps(__m256 x) {
+  __m256i xi = _mm256_castps_si256(x);
+  __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(xi, 23), _mm256_set1_epi32(127));
+  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(xi, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
+  // move m into [sqrt(1/2), sqrt(2)) so the series converges fast
+  __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GE_OQ);
+  m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+  e = _mm256_add_epi32(e, _mm256_and_si256(_mm256_castps_si256(big), _mm256_set1_epi32(1)));
+  // log2(m) = 2/ln2 · atanh(t), t = (m − 1)/(m + 1), |t| < 0.1716: odd series to t^9
+  __m256 t = _mm256_div_ps(_mm256_sub_ps(m, _mm256_set1_ps(1.0f)), _mm256_add_ps(m, _mm256_set1_ps(1.0f)));
+  __m256 t2 = _mm256_mul_ps(t, t);
+  __m256 p = _mm256_set1_ps(1.0f / 9.0f);
+  p = _mm256_fmadd_ps(p, t2, _mm256_set1_ps(1.0f / 7.0f));
+  p = _mm256_fmadd_ps(p, t2, _mm256_set1_ps(1.0f / 5.0f));
+  p = _mm256_fmadd_ps(p, t2, _mm256_set1_ps(1.0f / 3.0f));
+  p = _mm256_fmadd_ps(p, t2, _mm256_set1_ps(1.0f));
+  return _mm256_fmadd_ps(_mm256_mul_ps(p, t), _mm256_set1_ps(2.88539008f), _mm256_cvtepi32_ps(e));
+}
+
+// 2^y for y in about [-126, 127]: integer part into the exponent, 2^f by a degree-6 polynomial.
+static inline __m256 exp2_ps(__m256 y) {
+  y = _mm256_max_ps(y, _mm256_set1_ps(-126.0f));
+  __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 f = _mm256_sub_ps(y, n);  // [-0.5, 0.5]
+  __m256 p = _mm256_set1_ps(1.5403530e-4f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504109e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022651e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  __m256i ni = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(ni));
+}
+
+GroupParams uniform_params_mse_avx2(const float* x, size_t n, float xmin, float xmax, const QuantSpec& q) {
+  const float maxqf = (float)quant_maxq(q.bits);
+  const __m256 vmaxq = _mm256_set1_ps(maxqf), vzero = _mm256_setzero_ps();
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 vnorm = _mm256_set1_ps(q.clip_norm), tiny = _mm256_set1_ps(1e-30f);
+  const bool sq = q.clip_norm == 2.0f;
+  GroupParams best = uniform_params(xmin, xmax, q);
+  double best_err = INFINITY;
+  const int steps = (int)(q.clip_max_shrink * (float)q.clip_grid);
+  for (int i = 0; i < steps; i++) {
+    float p = 1.0f - (float)i / (float)q.clip_grid;
+    GroupParams c = uniform_params(p * xmin, p * xmax, q);
+    const __m256 vs = _mm256_set1_ps(c.scale), vz = _mm256_set1_ps((float)c.zero);
+    __m256 acc = vzero;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      __m256 v = _mm256_loadu_ps(x + j);
+      __m256 r = _mm256_round_ps(_mm256_div_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, vz), vzero), vmaxq);
+      __m256 e = _mm256_and_ps(_mm256_sub_ps(_mm256_mul_ps(vs, _mm256_sub_ps(r, vz)), v), absmask);
+      __m256 t;
+      if (sq) t = _mm256_mul_ps(e, e);
+      else {
+        __m256 nz = _mm256_cmp_ps(e, tiny, _CMP_GT_OQ);
+        t = _mm256_and_ps(exp2_ps(_mm256_mul_ps(vnorm, log2_ps(_mm256_max_ps(e, tiny)))), nz);
+      }
+      acc = _mm256_add_ps(acc, t);
+    }
+    alignas(32) float a[8];
+    _mm256_store_ps(a, acc);
+    double err = (double)a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+    for (; j < n; j++) {
+      double e = std::fabs((double)uniform_dequant(uniform_code(x[j], c, maxqf), c) - (double)x[j]);
+      err += sq ? e * e : std::pow(e, (double)q.clip_norm);
+    }
+    if (err < best_err) { best_err = err; best = c; }
+  }
+  return best;
+}
+
 void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
                     float* deq, QuantStats* st) {
   if (q.codebook != CODEBOOK_UNIFORM) {
@@ -53,7 +129,7 @@ void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* co
     _mm256_store_ps(tl, vlo);
     _mm256_store_ps(th, vhi);
     for (int t = 0; t < 8; t++) { lo = std::min(lo, tl[t]); hi = std::max(hi, th[t]); }
-    GroupParams p = q.clip == CLIP_MSE ? uniform_params_mse(xg, n, lo, hi, q) : uniform_params(lo, hi, q);
+    GroupParams p = q.clip == CLIP_MSE ? uniform_params_mse_avx2(xg, n, lo, hi, q) : uniform_params(lo, hi, q);
     scales[gi] = p.scale;
     zeros[gi] = (uint8_t)p.zero;
     const __m256 vs = _mm256_set1_ps(p.scale), vz = _mm256_set1_ps((float)p.zero);

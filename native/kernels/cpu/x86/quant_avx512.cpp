@@ -46,7 +46,7 @@ void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* 
       vhi = _mm512_mask_max_ps(vhi, ok, vhi, v);
     }
     float lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
-    GroupParams p = q.clip == CLIP_MSE ? uniform_params_mse(xg, n, lo, hi, q) : uniform_params(lo, hi, q);
+    GroupParams p = q.clip == CLIP_MSE ? uniform_params_mse_avx2(xg, n, lo, hi, q) : uniform_params(lo, hi, q);
     scales[gi] = p.scale;
     zeros[gi] = (uint8_t)p.zero;
     const __m512 vs = _mm512_set1_ps(p.scale), vz = _mm512_set1_ps((float)p.zero);

@@ -1,0 +1,37 @@
+/** `lowbit inspect <model>`: architecture, tensors, dtypes, parameter count, size. */
+import { Command } from 'commander';
+import type { RunFn } from './util';
+import { inspectModel } from '../model';
+import { formatBytes, formatCount, table } from './util';
+
+export function inspectCommand(run: RunFn): Command {
+  return new Command('inspect')
+    .description('describe a model directory (unquantized or GPTQ): architecture, tensors, dtypes, parameters, size')
+    .argument('<model>', 'model directory (config.json + *.safetensors)')
+    .option('--tensors', 'list every tensor')
+    .option('--json', 'print the full summary as JSON on stdout')
+    .action(async function (this: Command, model: string) {
+      const o = this.opts<{ tensors?: boolean; json?: boolean }>();
+      await run(async (json) => {
+        const s = inspectModel(model);
+        if (json) {
+          process.stdout.write(JSON.stringify({ ok: true, ...s, tensors: o.tensors ? s.tensors : undefined, tensorCount: s.tensors.length }, null, 2) + '\n');
+          return 0;
+        }
+        const q = s.quantization;
+        const lines = [
+          `model        ${s.dir}`,
+          `architecture ${s.architectures.join(', ') || s.family} (${s.family})`,
+          `layers       ${s.layers}, hidden ${s.hiddenSize}, ffn ${s.intermediateSize}, heads ${s.heads} (kv ${s.kvHeads}, head dim ${s.headDim})`,
+          `vocab        ${s.vocabSize}, context ${s.maxPositionEmbeddings}, tied embeddings ${s.tieWordEmbeddings ? 'yes' : 'no'}`,
+          `parameters   ${formatCount(s.parameters)} (${s.parameters})`,
+          `dtype        ${s.torchDtype}; tensors by dtype: ${Object.entries(s.dtypes).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+          `size         ${formatBytes(s.tensorBytes)} of tensors, ${formatBytes(s.bytesOnDisk)} on disk in ${s.files.length} safetensors file(s)`,
+          `quantization ${q ? `GPTQ ${q.bits}-bit, group ${q.groupSize}, ${q.sym ? 'sym' : 'asym'}, format ${q.checkpointFormat}${q.descAct ? ', act-order' : ''}` : 'none'}`,
+        ];
+        process.stdout.write(lines.join('\n') + '\n');
+        if (o.tensors) process.stdout.write('\n' + table(['tensor', 'dtype', 'shape', 'bytes'], s.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, t.bytes])) + '\n');
+        return 0;
+      }, !!o.json);
+    });
+}

@@ -1,0 +1,94 @@
+/** `lowbit quantize <model> --method rtn --bits 4 --group-size 128 … --out <dir>` */
+import { Command, Option } from 'commander';
+import { quantize, type QuantizeResult } from '../pipeline/quantize';
+import type { RtnConfig, OutputFormat } from '../config/rtn';
+import { setThreads } from '../system';
+import { LowbitError } from '../errors';
+import { abortOnSignals, formatBytes, intFlag, progressBar, table, type RunFn } from './util';
+
+interface QuantizeFlags {
+  method: string;
+  bits: number;
+  groupSize: number;
+  sym?: boolean;
+  asym?: boolean;
+  clip: 'minmax' | 'mse';
+  codebook: 'uniform' | 'nf4' | 'log2';
+  perTensor?: boolean;
+  format: OutputFormat;
+  tokenizer?: string[];
+  out: string;
+  force?: boolean;
+  threads?: number;
+  include?: string[];
+  exclude?: string[];
+  lmHead?: boolean;
+  maxShard?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** Print the per-module table and the summary of a run. */
+export function printQuantizeResult(r: QuantizeResult): void {
+  const rows = r.modules.map((m) => [m.module, `${m.rows}×${m.cols}`, m.storage, m.stats ? m.stats.relError.toFixed(4) : '-',
+    m.stats ? m.stats.sqnrDb.toFixed(1) : '-', m.reason ?? '']);
+  process.stdout.write(table(['module', 'shape', 'stored', 'rel err', 'SQNR dB', 'note'], rows) + '\n\n');
+  process.stdout.write(`${r.quantizedModules} modules quantized (${r.method}, ${r.bits}-bit, group ${r.groupSize}, ${r.sym ? 'sym' : 'asym'}, clip ${r.clip}${r.codebook !== 'uniform' ? `, codebook ${r.codebook}` : ''}), ` +
+    `${r.skippedModules} kept in fp16; mean rel error ${r.meanRelError.toFixed(4)}\n`);
+  process.stdout.write(`${formatBytes(r.sourceBytes)} → ${formatBytes(r.outputBytes)} (${r.format}) in ${r.seconds.toFixed(2)} s → ${r.out}\n`);
+}
+
+export function quantizeCommand(run: RunFn): Command {
+  return new Command('quantize')
+    .description('quantize every linear layer of a Hugging Face Llama-family model and write a checkpoint')
+    .argument('<model>', 'model directory (config.json + *.safetensors)')
+    .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
+    .addOption(new Option('--method <method>', 'quantization method').default('rtn'))
+    .option('--bits <n>', 'bits per weight, 2-8 (gptq formats: 2, 3, 4, 8)', intFlag('bits'), 4)
+    .option('--group-size <n>', 'input channels per group; -1 = per channel', intFlag('groupSize'), 128)
+    .option('--sym', 'symmetric quantization (fixed zero point; default)')
+    .option('--asym', 'asymmetric quantization (scale and zero point)')
+    .addOption(new Option('--clip <how>', 'range: full min/max, or an MSE-minimising shrink search').choices(['minmax', 'mse']).default('minmax'))
+    .addOption(new Option('--codebook <kind>', 'uniform grid or a non-uniform codebook (dequant format)').choices(['uniform', 'nf4', 'log2']).default('uniform'))
+    .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
+    .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), or dequantized fake-quant weights').choices(['gptq', 'gptq-v2', 'dequant']).default('gptq'))
+    .option('--tokenizer <file...>', 'extra tokenizer file(s) to copy into the output')
+    .option('--include <pattern...>', 'only modules whose name contains a pattern')
+    .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
+    .option('--lm-head', 'also quantize lm_head (dequant format)')
+    .option('--max-shard <bytes>', 'largest safetensors shard in bytes', intFlag('maxShard'))
+    .option('--threads <n>', 'compute threads (default: physical cores)', intFlag('threads'))
+    .option('--force', 'replace a non-empty output directory (only once the new one is complete)')
+    .option('--json', 'print a JSON summary on stdout')
+    .option('--quiet', 'no progress bar')
+    .action(async function (this: Command, model: string) {
+      const o = this.opts<QuantizeFlags>();
+      await run(async (json) => {
+        if (o.method !== 'rtn') {
+          throw new LowbitError(o.method === 'gptq' || o.method === 'awq' ? 'LOWBIT_UNSUPPORTED' : 'LOWBIT_INVALID_OPTION',
+            `method: expected "rtn", received ${JSON.stringify(o.method)}${o.method === 'gptq' || o.method === 'awq' ? ' (not implemented in this version)' : ''}`, { option: 'method' });
+        }
+        if (o.sym && o.asym) throw new LowbitError('LOWBIT_INVALID_OPTION', 'sym/asym: expected one of --sym or --asym, received both', { option: 'sym' });
+        if (o.threads !== undefined) setThreads(o.threads);
+        const config: RtnConfig = {
+          method: 'rtn', bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
+          format: o.format, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
+          ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
+          ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),
+        };
+        const bar = progressBar(!o.quiet);
+        const sig = abortOnSignals();
+        try {
+          const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, onProgress: (p) => bar.update(p), signal: sig.signal });
+          bar.stop();
+          if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+          else printQuantizeResult(r);
+          return 0;
+        } finally {
+          bar.stop();
+          sig.dispose();
+        }
+      }, !!o.json);
+    });
+}
+
