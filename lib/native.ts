@@ -157,13 +157,39 @@ export function packageRoot(): string {
 }
 
 function probeInChild(file: string): string | null {
-  // A CUDA build that cannot find its driver may abort the process on load: try it elsewhere first.
-  const r = spawnSync(process.execPath, ['-e', `const a=require(${JSON.stringify(file)});a.info();if(a.cudaInfo)a.cudaInfo();`], {
+  // A CUDA build that cannot find its driver may abort the process on load: try it elsewhere
+  // first. It is used only when it sees a device; otherwise the CPU variant serves (same CPU code).
+  const r = spawnSync(process.execPath, ['-e',
+    `const a=require(${JSON.stringify(file)});a.info();const c=a.cudaInfo();process.stdout.write(JSON.stringify(c));`], {
     encoding: 'utf8', timeout: 30000, env: { ...process.env, LOWBIT_PROBE: '1' },
   });
   if (r.error) return `probe failed: ${r.error.message}`;
   if (r.status !== 0) return `probe exited ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
+  try {
+    const c = JSON.parse(r.stdout) as NativeCudaInfo;
+    if (c.deviceCount < 1) return `built, but not used: ${c.error ?? 'no CUDA device visible'}`;
+  } catch {
+    return `probe printed no device report: ${r.stdout.slice(0, 200)}`;
+  }
   return null;
+}
+
+/**
+ * The CUDA variant itself, for CUDA tests and benchmarks: loaded only when it is built and its
+ * child-process probe sees a device; otherwise null with the reason.
+ * @internal
+ */
+export function cudaAddon(): { addon: NativeAddon | null; reason: string } {
+  const file = cudaAddonPath();
+  if (!fs.existsSync(file)) return { addon: null, reason: `the CUDA variant is not built (${file}; run npm run build:cuda)` };
+  const why = probeInChild(file);
+  if (why) return { addon: null, reason: why };
+  return { addon: tryRequire(file), reason: 'loaded' };
+}
+
+/** Path of the CUDA variant (built by `npm run build:cuda`). @internal */
+export function cudaAddonPath(): string {
+  return path.join(root, 'build-cuda', 'Release', 'lowbit_cuda.node');
 }
 
 function tryRequire(file: string): NativeAddon {
@@ -186,7 +212,7 @@ export function addon(): NativeAddon {
       attempts.push({ variant: 'explicit', path: explicit, result: (e as Error).message });
     }
   }
-  const cudaFile = path.join(root, 'build-cuda', 'Release', 'lowbit_cuda.node');
+  const cudaFile = cudaAddonPath();
   if (process.env.LOWBIT_NO_CUDA === '1') {
     attempts.push({ variant: 'cuda', path: cudaFile, result: 'skipped: LOWBIT_NO_CUDA=1' });
   } else if (!fs.existsSync(cudaFile)) {

@@ -48,7 +48,7 @@ export function cudaInfo(): CudaReport {
   const a = addon();
   if (a.variant !== 'cuda' || !a.cudaInfo) {
     const att = loadAttempts().find((x) => x.variant === 'cuda');
-    return { toolkit, addonHasCuda: false, device: null, reason: `CPU addon in use; CUDA variant: ${att ? att.result : 'not tried'}` };
+    return { toolkit, addonHasCuda: false, device: null, reason: `CPU variant in use; CUDA variant: ${att ? att.result : 'not tried'}` };
   }
   const device = a.cudaInfo();
   const reason = device.error ? device.error : device.deviceCount === 0 ? 'no CUDA device visible' : null;
