@@ -127,15 +127,19 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
   const logs = new Map<string, ModuleLog>();
   const plan = new Map<string, LinearModule>(); // weight tensor name -> module
   for (const mod of m.linears) {
-    const gsz = q.groupSize === -1 ? mod.cols : q.groupSize;
     if (packed) {
-      const why = gptqLayoutProblem(mod.rows, mod.cols, q.bits, gsz === mod.cols ? -1 : gsz);
+      // Shapes the packed layout cannot hold (in or out not a multiple of 32) stay in fp16 and are
+      // named in quant_log.json and in the config's `dynamic` exclusions: never silently wrong.
+      const why = gptqLayoutProblem(mod.rows, mod.cols, q.bits, -1);
       if (why) {
         logs.set(mod.name, { module: mod.name, rows: mod.rows, cols: mod.cols, storage: 'fp16', reason: why, seconds: 0 });
         continue;
       }
-    } else if (!q.raggedLastGroup && q.groupSize !== -1 && mod.cols % q.groupSize !== 0) {
-      throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${mod.weight}: expected cols divisible by groupSize ${q.groupSize}, got ${mod.rows}×${mod.cols}`, { tensor: mod.weight });
+    }
+    if (!q.raggedLastGroup && q.groupSize !== -1 && mod.cols % q.groupSize !== 0) {
+      throw new LowbitError('LOWBIT_SHAPE_MISMATCH',
+        `${mod.weight}: expected cols divisible by groupSize ${q.groupSize}, got ${mod.rows}×${mod.cols}${packed ? ' (use a divisor, -1 for per channel, or --format dequant, which allows a shorter last group)' : ''}`,
+        { tensor: mod.weight, option: 'groupSize' });
     }
     plan.set(mod.weight, mod);
   }

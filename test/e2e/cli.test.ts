@@ -1,0 +1,110 @@
+/** The `lowbit` CLI as a user runs it: exit codes, --json output, errors with their codes. */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeSyntheticModel } from '../../lib/synthetic';
+import { packageRoot } from '../../lib/native';
+
+const BIN = path.join(packageRoot(), 'bin', 'lowbit.js');
+
+function lowbit(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('lowbit CLI', function () {
+  let root: string;
+  let model: string;
+  before(async function () {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-cli-'));
+    model = await writeSyntheticModel(path.join(root, 'm'), { shape: 'tiny', dtype: 'F16' });
+  });
+  after(function () {
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('--help and --version', function () {
+    const h = lowbit('--help');
+    assert.equal(h.code, 0);
+    for (const c of ['inspect', 'quantize', 'doctor', 'demo']) assert.match(h.stdout, new RegExp(c));
+    const v = lowbit('--version');
+    assert.equal(v.code, 0);
+    assert.equal(v.stdout.trim(), JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version);
+  });
+
+  it('inspect --json describes the model', function () {
+    const r = lowbit('inspect', model, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.ok, true);
+    assert.equal(j.family, 'llama');
+    assert.equal(j.layers, 2);
+    assert.equal(j.dtypes.F16 > 0, true);
+    assert.ok(j.parameters > 0);
+    const t = lowbit('inspect', model, '--tensors');
+    assert.equal(t.code, 0);
+    assert.match(t.stdout, /model\.layers\.1\.mlp\.down_proj\.weight\s+F16\s+\[64, 100\]/);
+  });
+
+  it('quantize --json writes a checkpoint and prints the summary; inspect reads it back', function () {
+    const out = path.join(root, 'q');
+    const r = lowbit('quantize', model, '--bits', '4', '--group-size', '32', '--asym', '--out', out, '--json', '--quiet');
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.ok, true);
+    assert.equal(j.bits, 4);
+    assert.equal(j.sym, false);
+    assert.equal(j.skippedModules, 6);
+    const i = JSON.parse(lowbit('inspect', out, '--json').stdout);
+    assert.equal(i.quantization.bits, 4);
+    assert.equal(i.quantization.sym, false);
+    const human = lowbit('quantize', model, '--bits', '8', '--group-size', '-1', '--out', out, '--force');
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /modules quantized/);
+  });
+
+  it('errors exit non-zero with the code on stderr (and as JSON with --json); no output left', function () {
+    const out = path.join(root, 'bad');
+    const a = lowbit('quantize', model, '--bits', '9', '--out', out);
+    assert.equal(a.code, 2);
+    assert.match(a.stderr, /LOWBIT_INVALID_OPTION: bits: expected an integer in \[2, 8\], received 9/);
+    const b = lowbit('quantize', path.join(root, 'missing'), '--out', out, '--json');
+    assert.equal(b.code, 1);
+    assert.equal(JSON.parse(b.stdout).error.code, 'LOWBIT_NOT_FOUND');
+    const c = lowbit('quantize', model, '--group-size', '24', '--out', out);
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /LOWBIT_SHAPE_MISMATCH: .*q_proj\.weight/);
+    const d = lowbit('quantize', model, '--bits', 'four', '--out', out);
+    assert.notEqual(d.code, 0);
+    assert.match(d.stderr, /bits: expected an integer, received "four"/);
+    const e = lowbit('quantize', model, '--method', 'gptq', '--out', out);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /LOWBIT_UNSUPPORTED/);
+    const f = lowbit('frobnicate');
+    assert.equal(f.code, 2);
+    assert.ok(!fs.existsSync(out));
+  });
+
+  it('doctor --json reports the addon, ISA and CUDA state', function () {
+    const r = lowbit('doctor', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.addonLoaded, true);
+    assert.ok(['generic', 'avx2', 'avx512', 'neon'].includes(j.native.isa));
+    assert.ok(j.native.threads >= 1);
+    assert.ok(typeof j.cuda.reason === 'string' || j.cuda.reason === null);
+  });
+
+  it('demo --json quantizes the built-in model with every setting', function () {
+    const r = lowbit('demo', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.ok(j.results.length >= 6);
+    const int8 = j.results.find((x: { bits: number }) => x.bits === 8);
+    const int2 = j.results.find((x: { bits: number }) => x.bits === 2);
+    assert.ok(int8.meanRelError < int2.meanRelError);
+    for (const x of j.results) assert.ok(x.outputBytes > 0 && x.meanRelError > 0);
+  });
+});
