@@ -1,0 +1,211 @@
+/**
+ * Tensor-level benchmarks on one 4096×11008 fp16 matrix (Llama-2-7B's MLP width): fp16→fp32
+ * conversion and RTN quantize + GPTQ pack, each interleaved with a plain copy of the same number
+ * of input bytes (the reference measured in the same run).
+ */
+import { addon, DTYPE_ID } from '../../lib/native';
+import { quantizeTensor, packGptq, setKernelMode } from '../../lib/index';
+import { copySamples } from './limits';
+import { gbps, log, median, measurePaired, round, settle, type Timing } from './timing';
+import { performance } from 'node:perf_hooks';
+
+export const PEER_REASON =
+  'no installable in-process peer performs this standalone op: OpenBLAS has no fp16→fp32 conversion or ' +
+  'quantizer, onnxruntime-node exposes no standalone Cast/quantize kernel callable on a buffer (only whole ' +
+  'graphs), and llama.cpp/ggml is not a Node package (its quantizers write GGUF blocks, not GPTQ layouts). ' +
+  'The reference is a plain multi-threaded memcpy of the same number of input bytes, measured interleaved ' +
+  'in the same run (copy-same-bytes).';
+
+/** The copy of the same bytes, as measured beside one kernel. */
+export interface PairedCopy {
+  bytes: number;
+  medianSeconds: number;
+  minSeconds: number;
+  /** Input-bytes convention (bytes / seconds), the same unit as the kernel's throughput. */
+  gbps: number;
+  /** STREAM convention (2·bytes / seconds), comparable with limits.copy. */
+  streamGBps: number;
+}
+
+export interface KernelEntry {
+  name: string;
+  description: string;
+  shape: number[];
+  dtype: string;
+  options?: Record<string, unknown>;
+  /** Bytes of the input tensor: the unit of throughput. */
+  inputBytes: number;
+  /** Bytes the op writes (the arrays it returns). */
+  outputBytes: number;
+  warmup: number;
+  repeats: number;
+  minSeconds: number;
+  medianSeconds: number;
+  seconds: number[];
+  unit: 'GB/s of input bytes';
+  /** inputBytes / medianSeconds / 1e9. */
+  gbps: number;
+  /** inputBytes / minSeconds / 1e9. */
+  gbpsBest: number;
+  /** Median time of phases inside one run, where the op has several. */
+  phases?: Record<string, number>;
+  copy: PairedCopy;
+  /** gbps / copy.gbps = copy time / kernel time for the same input bytes (goal ≥ 0.5). */
+  fractionOfCopy: number;
+  /**
+   * (inputBytes + outputBytes) / seconds over the copy's STREAM bandwidth: the fraction of the
+   * measured memory bandwidth the op's own traffic uses (ignores intermediate arrays).
+   */
+  fractionOfCopyTraffic: number;
+  /** The same op with every kernel in its plain reference ('ref' mode), timed once. */
+  reference: { mode: 'ref'; seconds: number; gbps: number; speedup: number } | null;
+  peer: null;
+  peerReason: string;
+}
+
+export const ROWS = 4096;
+export const COLS = 11008;
+
+/** Deterministic fp16 weights (≈ N(0, 0.02²) with 0.1% outliers ×10–30), converted natively. */
+export function makeF16Weights(rows: number, cols: number, seed = 1): Uint8Array {
+  const n = rows * cols;
+  const f = new Float32Array(n);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
+  const k = 0.02 * Math.sqrt(3);
+  for (let i = 0; i < n; i++) {
+    let v = (next() + next() + next() + next() - 2) * k;
+    if (next() < 0.001) v *= 10 + 20 * next();
+    f[i] = v;
+  }
+  const bytes = new Uint8Array(n * 2);
+  addon().convertSync(f, DTYPE_ID.F32, bytes, DTYPE_ID.F16, true, 0);
+  return bytes;
+}
+
+function pairedCopy(bytes: number, t: Timing): PairedCopy {
+  return {
+    bytes, medianSeconds: round(t.medianSeconds, 5), minSeconds: round(t.minSeconds, 5),
+    gbps: round(gbps(bytes, t.medianSeconds)), streamGBps: round(gbps(2 * bytes, t.medianSeconds)),
+  };
+}
+
+/** One copy of `bytes` (median of 3 iterations of one benchCopy call, fresh buffers). */
+function copyOnce(bytes: number, threads: number): () => Promise<number> {
+  return async () => median(await copySamples(bytes, 3, threads));
+}
+
+function entry(base: {
+  name: string; description: string; options?: Record<string, unknown>; inputBytes: number; outputBytes: number;
+  a: Timing; b: Timing; phases?: Record<string, number>; refSeconds: number | null;
+}): KernelEntry {
+  const { a, b } = base;
+  const kg = gbps(base.inputBytes, a.medianSeconds);
+  const copy = pairedCopy(base.inputBytes, b);
+  return {
+    name: base.name, description: base.description, shape: [ROWS, COLS], dtype: 'F16',
+    ...(base.options ? { options: base.options } : {}),
+    inputBytes: base.inputBytes, outputBytes: base.outputBytes,
+    warmup: a.warmup, repeats: a.repeats, minSeconds: round(a.minSeconds, 5), medianSeconds: round(a.medianSeconds, 5),
+    seconds: a.seconds.map((x) => round(x, 5)),
+    unit: 'GB/s of input bytes', gbps: round(kg), gbpsBest: round(gbps(base.inputBytes, a.minSeconds)),
+    ...(base.phases ? { phases: base.phases } : {}),
+    copy,
+    fractionOfCopy: round(kg / gbps(base.inputBytes, b.medianSeconds), 3),
+    fractionOfCopyTraffic: round(gbps(base.inputBytes + base.outputBytes, a.medianSeconds) / gbps(2 * base.inputBytes, b.medianSeconds), 3),
+    reference: base.refSeconds === null ? null : {
+      mode: 'ref', seconds: round(base.refSeconds, 5), gbps: round(gbps(base.inputBytes, base.refSeconds)),
+      speedup: round(base.refSeconds / a.medianSeconds, 3),
+    },
+    peer: null, peerReason: PEER_REASON,
+  };
+}
+
+export interface KernelOpts {
+  threads: number;
+  warmup: number;
+  repeats: number;
+  /** Also time the reference path once. */
+  reference: boolean;
+}
+
+/** fp16 → fp32 of the whole tensor with the async native convert (mode 0 fast, 1 reference). */
+export async function benchConvert(src: Uint8Array, o: KernelOpts): Promise<KernelEntry> {
+  const n = src.byteLength / 2;
+  const dst = new Float32Array(n);
+  const conv = (mode: number) => addon().convert(src, DTYPE_ID.F16, dst, DTYPE_ID.F32, false, mode).promise;
+  const { a, b } = await measurePaired(() => conv(0), copyOnce(src.byteLength, o.threads), o);
+  let refSeconds: number | null = null;
+  if (o.reference) {
+    log('convert-f16-f32: reference path (mode 1), once');
+    await settle();
+    const t0 = performance.now();
+    await conv(1);
+    refSeconds = (performance.now() - t0) / 1000;
+  }
+  return entry({
+    name: 'convert-f16-f32',
+    description: 'fp16 → fp32 of a 4096×11008 tensor with the native fast path (async convert, mode 0, all threads); ' +
+      'output buffer preallocated and reused',
+    inputBytes: src.byteLength, outputBytes: n * 4, a, b, refSeconds,
+  });
+}
+
+export interface RtnVariant {
+  name: string;
+  bits: number;
+  sym: boolean;
+}
+
+export const RTN_VARIANTS: RtnVariant[] = [
+  { name: 'rtn-quantize-pack', bits: 4, sym: true },
+  { name: 'rtn-quantize-pack-w3', bits: 3, sym: true },
+  { name: 'rtn-quantize-pack-w8', bits: 8, sym: true },
+  { name: 'rtn-quantize-pack-w4-asym', bits: 4, sym: false },
+];
+
+/**
+ * quantizeTensor({dtype:'F16', bytes}) + packGptq, as the quantize pipeline does per layer. Sym
+ * packs the GPTQ v1 layout ('gptq'), asym the v2 layout (true zeros may be 0).
+ */
+export async function benchRtn(src: Uint8Array, v: RtnVariant, o: KernelOpts): Promise<KernelEntry> {
+  const options = { bits: v.bits, groupSize: 128, sym: v.sym, dequantize: false };
+  const format = v.sym ? 'gptq' : 'gptq_v2';
+  const qs: number[] = [];
+  const ps: number[] = [];
+  let outputBytes = 0;
+  const once = async () => {
+    const t0 = performance.now();
+    const q = await quantizeTensor({ dtype: 'F16', bytes: src }, [ROWS, COLS], options);
+    const t1 = performance.now();
+    const p = await packGptq(q, format);
+    const t2 = performance.now();
+    qs.push((t1 - t0) / 1000);
+    ps.push((t2 - t1) / 1000);
+    outputBytes = q.codes.byteLength + q.scales.byteLength + q.zeros.byteLength +
+      p.qweight.byteLength + p.qzeros.byteLength + p.scales.byteLength + p.gIdx.byteLength;
+  };
+  const { a, b } = await measurePaired(once, copyOnce(src.byteLength, o.threads), o);
+  const timed = (xs: number[]) => round(median(xs.slice(o.warmup)));
+  const phases = { quantizeMedianSeconds: timed(qs), packMedianSeconds: timed(ps) };
+  let refSeconds: number | null = null;
+  if (o.reference) {
+    log(`${v.name}: reference kernels (setKernelMode('ref')), once`);
+    setKernelMode('ref');
+    try {
+      await settle();
+      const t0 = performance.now();
+      await once();
+      refSeconds = (performance.now() - t0) / 1000;
+    } finally {
+      setKernelMode('fast');
+    }
+  }
+  return entry({
+    name: v.name,
+    description: `quantizeTensor of a 4096×11008 fp16 tensor given as {dtype:'F16', bytes} (RTN, ${v.bits}-bit, group 128, ` +
+      `${v.sym ? 'symmetric' : 'asymmetric'}, no dequantized output), then packGptq('${format}'): codes, scales and zeros ` +
+      'allocated by the API on every call, as in the quantize pipeline',
+    options: { ...options, packFormat: format }, inputBytes: src.byteLength, outputBytes, a, b, phases, refSeconds,
+  });
+}

@@ -1,0 +1,169 @@
+/**
+ * `npm run bench`: lowbit's benchmarks as ONE JSON document on stdout (progress on stderr), also
+ * written to bench-results/bench-<date>.json. See docs/PERFORMANCE.md.
+ *
+ *   node dist/scripts/bench/run.js [--quick] [--only a,b] [--threads N]
+ *
+ * --quick      smaller sizes and fewer repeats (a smoke run, well under a minute)
+ * --only a,b   only these benchmarks (names below; a trailing * matches a prefix). The machine
+ *              limits are always measured: every figure is reported against them.
+ * --threads N  lowbit's compute threads (default: the addon's default, one per physical core)
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { addon, packageRoot } from '../../lib/native';
+import { setThreads, setKernelMode } from '../../lib/index';
+import { commandLine, gitInfo, machineInfo, versions } from './env';
+import { measureLimits } from './limits';
+import { benchConvert, benchRtn, makeF16Weights, RTN_VARIANTS, ROWS, COLS, type KernelEntry } from './kernels';
+import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
+import { canForceGc, log, median, round } from './timing';
+
+const NAMES = [
+  'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), 'checkpoint-1b-inspect', 'checkpoint-1b-rtn',
+];
+
+interface Args {
+  quick: boolean;
+  only: string[] | null;
+  threads: number | null;
+}
+
+function usage(): string {
+  return 'usage: node dist/scripts/bench/run.js [--quick] [--only name,name] [--threads N]\n' +
+    `benchmarks: ${NAMES.join(', ')}\n`;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, only: null, threads: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag}: expected a value\n${usage()}`);
+      return v;
+    };
+    if (flag === '--quick') a.quick = true;
+    else if (flag === '--only') a.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (flag === '--threads') {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--threads: expected a positive integer\n${usage()}`);
+      a.threads = n;
+    } else if (flag === '--help' || flag === '-h') {
+      process.stdout.write(usage());
+      process.exit(0);
+    } else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${usage()}`);
+  }
+  if (a.only) {
+    for (const p of a.only) {
+      const ok = p.endsWith('*') ? NAMES.some((n) => n.startsWith(p.slice(0, -1))) : NAMES.includes(p);
+      if (!ok) throw new Error(`--only: no benchmark named ${JSON.stringify(p)}\n${usage()}`);
+    }
+  }
+  return a;
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const args = parseArgs(process.argv.slice(2));
+  const want = (name: string) => !args.only || args.only.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : p === name));
+  const timestamp = new Date();
+  const info = addon().info();
+  if (args.threads !== null) setThreads(args.threads);
+  const threads = args.threads ?? info.threads;
+  setKernelMode('fast');
+
+  const doc: Record<string, unknown> = {
+    schema: 'lowbit-bench/1',
+    timestamp: timestamp.toISOString(),
+    command: { ...commandLine(), cwd: process.cwd() },
+    options: { quick: args.quick, only: args.only, threads, gcBeforeEachSample: canForceGc },
+    git: gitInfo(),
+    machine: machineInfo(threads),
+    versions: versions(),
+    /** 1/5/15-minute load averages: other work on these cores shows up here. */
+    loadAverage: { start: os.loadavg().map((x) => round(x, 3)), end: null as number[] | null },
+  };
+
+  log(`machine limits (${threads} thread(s)): copy 256 MiB, copy 8 MiB, FMA peak`);
+  const limits = await measureLimits(threads, args.quick);
+  doc.limits = limits;
+  log(`copy ${limits.copy.gbps} GB/s (DRAM, STREAM), ${limits.copyHot.gbps} GB/s (8 MiB hot); ` +
+    `FMA ${limits.fmaPeak1.gflops} GFLOP/s (1 thread), ${limits.fmaPeakAll.gflops} (${threads})`);
+  doc.definitions = {
+    gbps: 'GB/s (10^9 bytes/s) of INPUT bytes (the fp16 tensor, 2 bytes per element): inputBytes / medianSeconds',
+    'copy.gbps': 'a plain multi-threaded memcpy of the same number of input bytes, measured interleaved with the kernel (copy, kernel, copy, kernel, …): inputBytes / seconds',
+    'copy.streamGBps / limits.copy.gbps': 'STREAM "copy" convention: 2·bytes / seconds (read + write)',
+    fractionOfCopy: 'kernel GB/s of input over copy GB/s of the same input bytes = copy time / kernel time (goal ≥ 0.5)',
+    fractionOfCopyTraffic: '(input + output bytes) / kernel time over the copy\'s STREAM bandwidth',
+    'reference.speedup': 'reference-path time (every kernel in its plain reference, timed once) / fast-path median time',
+    peakRssFractionOfCheckpoint: 'child peak RSS (getrusage maxRSS) / bytes of the checkpoint directory',
+  };
+
+  const kernels: KernelEntry[] = [];
+  const wantKernels = ['convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name)].some(want);
+  if (wantKernels) {
+    log(`making a ${ROWS}×${COLS} fp16 tensor`);
+    const src = makeF16Weights(ROWS, COLS);
+    const ko = { threads, warmup: args.quick ? 1 : 2, repeats: args.quick ? 3 : 10, reference: true };
+    if (want('convert-f16-f32') || want('copy-same-bytes')) {
+      log('convert-f16-f32 (interleaved with copy-same-bytes)');
+      kernels.push(await benchConvert(src, ko));
+    }
+    for (const v of RTN_VARIANTS) {
+      if (!want(v.name)) continue;
+      log(`${v.name} (interleaved with copy-same-bytes)`);
+      // The reference path once, for the headline 4-bit symmetric variant only.
+      kernels.push(await benchRtn(src, v, { ...ko, reference: v.name === 'rtn-quantize-pack' }));
+    }
+  }
+  const benchmarks: (KernelEntry | CheckpointEntry | Record<string, unknown>)[] = [...kernels];
+  if (kernels.length > 0) {
+    // Every paired copy sample of the same input bytes, pooled: the copy row of the results table.
+    const bytes = kernels[0].inputBytes;
+    const med = median(kernels.map((k) => k.copy.medianSeconds));
+    benchmarks.splice(1, 0, {
+      name: 'copy-same-bytes',
+      description: `plain multi-threaded memcpy (native benchCopy, 1 MiB chunks over ${threads} thread(s)) of the ${bytes} input bytes ` +
+        'of the 4096×11008 fp16 tensor; measured interleaved with each kernel above (one sample = median of 3 copies); ' +
+        'this row is the median over the kernels\' medians',
+      shape: [ROWS, COLS], dtype: 'F16', inputBytes: bytes,
+      repeats: kernels.reduce((n, k) => n + k.repeats, 0),
+      medianSeconds: round(med), minSeconds: round(Math.min(...kernels.map((k) => k.copy.minSeconds))),
+      unit: 'GB/s of input bytes', gbps: round(bytes / med / 1e9), streamGBps: round((2 * bytes) / med / 1e9),
+      fractionOfLimitsCopy: round((2 * bytes) / med / 1e9 / limits.copy.gbps, 3),
+      peer: null, peerReason: 'this is the reference itself: the machine limit for moving the same bytes',
+    });
+  }
+  if (want('checkpoint-1b-inspect') || want('checkpoint-1b-rtn')) {
+    const c = await benchCheckpoint({ quick: args.quick, threads, limits, want });
+    doc.checkpoint = c.checkpoint;
+    benchmarks.push(...c.entries);
+  }
+  doc.benchmarks = benchmarks;
+  (doc.loadAverage as { end: number[] | null }).end = os.loadavg().map((x) => round(x, 3));
+  doc.totalSeconds = round((performance.now() - t0) / 1000);
+
+  const json = `${JSON.stringify(doc, null, 2)}\n`;
+  const dir = path.join(packageRoot(), 'bench-results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `bench-${timestamp.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  fs.writeFileSync(file, json);
+  process.stdout.write(json);
+  log(`wrote ${path.relative(process.cwd(), file) || file}`);
+  for (const b of benchmarks) {
+    const e = b as Record<string, unknown>;
+    const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(Number(e.fractionOfCopy) * 100)}% of copy` : '';
+    const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(Number(e.peakRssBytes) / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
+    const g = e.gbps !== undefined ? `, ${e.gbps} GB/s` : '';
+    log(`${String(e.name).padEnd(26)} median ${e.medianSeconds} s${g}${extra}${rss}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,64 @@
+/**
+ * Print the Markdown tables of docs/PERFORMANCE.md from one benchmark JSON document:
+ *
+ *   node dist/scripts/bench/table.js bench-results/bench-<date>.json
+ */
+import * as fs from 'node:fs';
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const f = (x: unknown, d = 2) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '—');
+const pct = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? `${Math.round(x * 100)}%` : '—');
+const mib = (x: unknown) => (typeof x === 'number' ? `${(x / 2 ** 20).toFixed(0)} MiB` : '—');
+const gb = (x: unknown) => (typeof x === 'number' ? `${(x / 1e9).toFixed(2)} GB` : '—');
+
+export function tables(doc: Obj): string {
+  const out: string[] = [];
+  const L = doc.limits as Obj;
+  out.push('| limit | threads | median | best |', '|---|---|---|---|');
+  out.push(`| copy, 256 MiB (DRAM), STREAM GB/s | ${L.copy.threads} | ${f(L.copy.gbps, 1)} | ${f(L.copy.gbpsBest, 1)} |`);
+  out.push(`| copy, 8 MiB (L3, "hot"), STREAM GB/s | ${L.copyHot.threads} | ${f(L.copyHot.gbps, 1)} | ${f(L.copyHot.gbpsBest, 1)} |`);
+  out.push(`| fp32 FMA peak, GFLOP/s | 1 | ${f(L.fmaPeak1.gflops, 1)} | ${f(L.fmaPeak1.gflopsBest, 1)} |`);
+  out.push(`| fp32 FMA peak, GFLOP/s | ${L.fmaPeakAll.threads} | ${f(L.fmaPeakAll.gflops, 1)} | ${f(L.fmaPeakAll.gflopsBest, 1)} |`);
+  out.push('');
+  const benches = doc.benchmarks as Obj[];
+  const kernels = benches.filter((b) => b.copy);
+  if (kernels.length) {
+    out.push('| task | shape | lowbit GB/s (median) | copy GB/s | % of copy | reference-path GB/s | speed-up vs reference |');
+    out.push('|---|---|---|---|---|---|---|');
+    for (const b of kernels) {
+      out.push(`| \`${b.name}\` | ${b.shape.join('×')} ${b.dtype} | ${f(b.gbps)} | ${f(b.copy.gbps)} | ${pct(b.fractionOfCopy)} | ` +
+        `${b.reference ? f(b.reference.gbps, 3) : '—'} | ${b.reference ? `${f(b.reference.speedup, 1)}×` : '—'} |`);
+    }
+    const c = benches.find((b) => b.name === 'copy-same-bytes');
+    if (c) out.push(`| \`copy-same-bytes\` | ${c.shape.join('×')} ${c.dtype} | — | ${f(c.gbps)} | 100% | — | — |`);
+    out.push('');
+    out.push('| task | median s | min s | repeats | quantize phase s | pack phase s | (in+out bytes)/s over copy STREAM |');
+    out.push('|---|---|---|---|---|---|---|');
+    for (const b of kernels) {
+      out.push(`| \`${b.name}\` | ${f(b.medianSeconds, 4)} | ${f(b.minSeconds, 4)} | ${b.repeats} (+${b.warmup} warmup) | ` +
+        `${b.phases ? f(b.phases.quantizeMedianSeconds, 4) : '—'} | ${b.phases ? f(b.phases.packMedianSeconds, 4) : '—'} | ${pct(b.fractionOfCopyTraffic)} |`);
+    }
+    out.push('');
+  }
+  const ck = benches.filter((b) => b.peakRssBytes !== undefined);
+  if (ck.length) {
+    out.push('| task | checkpoint | median s | peak RSS (VmHWM) | RSS / checkpoint | baseline RSS (load only) | GB/s of source |');
+    out.push('|---|---|---|---|---|---|---|');
+    for (const b of ck) {
+      out.push(`| \`${b.name}\` | ${b.preset}, ${(b.parameters / 1e9).toFixed(3)} B params, ${gb(b.checkpointBytes)} | ${f(b.medianSeconds, 3)} | ` +
+        `${mib(b.peakRssBytes)} | ${pct(b.peakRssFractionOfCheckpoint)} | ${mib(b.baselineRssBytes)} | ${b.gbps !== undefined ? f(b.gbps) : '—'} |`);
+    }
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+if (require.main === module) {
+  const file = process.argv[2];
+  if (!file) {
+    process.stderr.write('usage: node dist/scripts/bench/table.js bench-results/bench-<date>.json\n');
+    process.exit(2);
+  }
+  process.stdout.write(tables(JSON.parse(fs.readFileSync(file, 'utf8')) as Obj));
+}
