@@ -238,14 +238,15 @@ export function addon(): NativeAddon {
     attempts.push({ variant: 'cpu', path: cpuFile, result: 'loaded' });
     return cached;
   } catch (e) {
-    attempts.push({ variant: 'cpu', path: cpuFile, result: String((e as Error).message).split('\n')[0] });
+    const built = fs.existsSync(cpuFile);
+    attempts.push({ variant: 'cpu', path: cpuFile, result: built ? `failed to load: ${String((e as Error).message).split('\n')[0]}` : 'not built (the install script did not run or failed)' });
   }
   const list = attempts.map((a) => `  - ${a.variant} (${a.path}): ${a.result}`).join('\n');
   loadError = new LowbitError('LOWBIT_NO_ADDON',
     `the lowbit native addon could not be loaded:\n${list}\n` +
     `Next step: build it with \`npm rebuild lowbit\` (inside the lowbit checkout: \`npm run build\`); ` +
     `it needs Node.js headers, Python 3, make and a C++17 compiler. npm 11 may have skipped lowbit's install script: ` +
-    `approve it with \`npm install-scripts approve lowbit\` (or install with \`--foreground-scripts\`), then \`npm rebuild lowbit\`. ` +
+    `approve it with \`npm install-scripts approve lowbit\` (or install with \`--allow-scripts=lowbit\`), then run \`npm rebuild lowbit\`. ` +
     `\`npx lowbit doctor\` prints this report.`,
     { attempts });
   throw loadError;
