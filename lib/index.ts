@@ -9,7 +9,7 @@ export {
   quantizeTensor, type QuantizeTensorOptions, type QuantizedTensor, type QuantStats, type TensorBytes, type Progress,
 } from './quantize-tensor';
 export type { QuantizerOptions } from './config/quant';
-export { packValues, unpackValues, packGptq, type PackLayout, type GptqPacked } from './pack';
+export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './pack';
 export { openModel, inspectModel, type Model, type ModelSummary, type OpenModelOptions } from './model';
 export { quantize, type QuantizeRunOptions, type QuantizeResult, type ModuleLog } from './pipeline/quantize';
 export type { RtnConfig, OutputFormat } from './config/rtn';

@@ -35,7 +35,9 @@ export interface NativeQuantJob {
   zeroMin: number;
   /** Round scales to fp16 before computing codes (what a fp16 checkpoint stores). */
   scaleF16: boolean;
-  codes: Uint8Array;
+  /** Codes (rows × cols), or null when `qweight` is given (fused quantize + GPTQ pack). */
+  codes: Uint8Array | null;
+  qweight?: Int32Array | null;
   scales: Float32Array;
   zeros: Uint8Array;
   dequant: Float32Array | null;
@@ -81,6 +83,8 @@ export interface NativeAddon {
   pack(job: NativePackJob): NativeTask<void>;
   unpack(job: NativePackJob): NativeTask<void>;
   mapFile(path: string): NativeMapping;
+  gemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, accumulate: boolean, mode: number): NativeTask<void>;
+  createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
   benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
   cudaInfo?(): NativeCudaInfo;
@@ -100,6 +104,29 @@ export interface NativePackJob {
   /** Subtracted from each value when packing, added when unpacking (1 for GPTQ v1 zeros). */
   offset: number;
   mode: number;
+}
+
+/** Model configuration crossing into the native runtime. @internal */
+export interface NativeModelConfig {
+  dim: number; hiddenDim: number; nLayers: number; nHeads: number; nKvHeads: number; vocabSize: number; seqLen: number;
+  headDim: number; rmsEps: number; ropeTheta: number;
+  /** 0: adjacent pairs (llama2.c, GGUF); 1: half split (Hugging Face). */
+  ropeStyle: number;
+}
+
+/** Weights of the native runtime: f32, (out, in) row-major. @internal */
+export interface NativeModelWeights {
+  embed: Float32Array; finalNorm: Float32Array; classifier: Float32Array;
+  layers: {
+    attnNorm: Float32Array; ffnNorm: Float32Array; q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array;
+    gate: Float32Array; up: Float32Array; down: Float32Array; qBias?: Float32Array; kBias?: Float32Array; vBias?: Float32Array;
+  }[];
+}
+
+/** A native model instance (KV cache included). @internal */
+export interface NativeModel {
+  forward(tokens: Int32Array, pos0: number, logits: Float32Array | null, logitRows: number, mode: number): NativeTask<void>;
+  dispose(): void;
 }
 
 /** What the addon reports about itself and the machine. */

@@ -5,7 +5,9 @@
  */
 import { LowbitError } from './errors';
 import { addon, modeId, runTask } from './native';
-import { invalidOption } from './validate';
+import { invalidOption, checkEnum, checkSignal } from './validate';
+import { normalizeQuantizer } from './config/quant';
+import { quantizeNormalized, type QuantizeTensorOptions, type TensorBytes, type QuantStats } from './quantize-tensor';
 
 /** Low-level layouts (see docs/FORMATS.md). */
 export type PackLayout = 'gptq-qweight' | 'gptq-qzeros' | 'awq-qweight' | 'awq-qzeros';
@@ -72,7 +74,7 @@ export interface GptqPacked {
  */
 export async function packGptq(
   q: { codes: Uint8Array; scales: Float32Array; zeros: Uint8Array; rows: number; cols: number; bits: number; groupSize: number; groups: number },
-  format: 'gptq' | 'gptq_v2', gIdx?: Int32Array, name = 'layer',
+  format: 'gptq' | 'gptq_v2', gIdx?: Int32Array, name = 'layer', qweightPacked?: Int32Array,
 ): Promise<GptqPacked> {
   const { rows: out, cols: inF, bits, groups } = q;
   if (format === 'gptq') {
@@ -84,7 +86,7 @@ export async function packGptq(
       }
     }
   }
-  const qweight = await packValues('gptq-qweight', bits, q.codes, out, inF, 0);
+  const qweight = qweightPacked ?? await packValues('gptq-qweight', bits, q.codes, out, inF, 0);
   const zerosT = transpose(q.zeros, out, groups);
   const qzeros = await packValues('gptq-qzeros', bits, zerosT, groups, out, format === 'gptq' ? 1 : 0);
   const scales = transpose(q.scales, out, groups);
@@ -94,4 +96,43 @@ export async function packGptq(
     for (let k = 0; k < inF; k++) g[k] = Math.floor(k / q.groupSize);
   }
   return { qweight, qzeros, scales, gIdx: g };
+}
+
+/** Options of {@link quantizeGptq}. */
+export interface QuantizeGptqOptions extends QuantizeTensorOptions {
+  /** `'gptq'` (v1: zero − 1 stored; asymmetric zeros are kept ≥ 1) or `'gptq_v2'`. @default 'gptq' */
+  format?: 'gptq' | 'gptq_v2';
+}
+
+/** The result of {@link quantizeGptq}: the four GPTQ tensors of a layer, plus what they encode. */
+export interface GptqQuantized extends GptqPacked {
+  rows: number;
+  cols: number;
+  bits: number;
+  groupSize: number;
+  groups: number;
+  sym: boolean;
+  /** True zeros, (rows = out, groups). */
+  zeros: Uint8Array;
+  stats: QuantStats;
+}
+
+/**
+ * Round-to-nearest quantization of a (out, in) layer straight into the HF GPTQ tensors: codes are
+ * packed natively as they are produced (no code matrix is materialised). Bit-identical to
+ * `quantizeTensor` followed by `packGptq`.
+ */
+export async function quantizeGptq(data: Float32Array | TensorBytes, shape: [number, number], options: QuantizeGptqOptions = {}): Promise<GptqQuantized> {
+  if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) throw invalidOption('shape', '[rows, cols] with positive integers', shape);
+  const [rows, cols] = shape;
+  const format = options.format === undefined ? 'gptq' : checkEnum('format', options.format, ['gptq', 'gptq_v2'] as const);
+  const q = normalizeQuantizer(options, ['name', 'dequantize', 'signal', 'onProgress', 'format']);
+  const name = options.name ?? 'tensor';
+  if (q.codebook !== 'uniform' || q.perTensor || q.raggedLastGroup) throw new LowbitError('LOWBIT_INVALID_OPTION', `${name}: the GPTQ layout holds uniform per-channel or per-group codes only`);
+  if (![2, 3, 4, 8].includes(q.bits)) throw invalidOption('bits', '2, 3, 4 or 8 for the GPTQ layout', q.bits);
+  if (cols % 32 !== 0 || rows % 32 !== 0) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: the GPTQ layout needs in and out features divisible by 32, got ${rows}×${cols}`);
+  if (format === 'gptq' && !q.sym && options.zeroMin === undefined) q.zeroMin = 1;
+  const r = await quantizeNormalized(data, rows, cols, q, { name, dequantize: false, signal: checkSignal(options.signal), onProgress: options.onProgress, packGptq: true });
+  const p = await packGptq({ ...r, codes: new Uint8Array(0) }, format, undefined, name, r.qweight);
+  return { ...p, rows, cols, bits: q.bits, groupSize: r.groupSize, groups: r.groups, sym: q.sym, zeros: r.zeros, stats: r.stats };
 }

@@ -99,8 +99,8 @@ function inputBytes(data: Float32Array | TensorBytes, n: number, name: string): 
 /** @internal */
 export async function quantizeNormalized(
   data: Float32Array | TensorBytes, rows: number, cols: number, q: NormalizedQuantizer,
-  opts: { name: string; dequantize: boolean; signal?: AbortSignal; onProgress?: (p: Progress) => void },
-): Promise<QuantizedTensor> {
+  opts: { name: string; dequantize: boolean; signal?: AbortSignal; onProgress?: (p: Progress) => void; packGptq?: boolean },
+): Promise<QuantizedTensor & { qweight?: Int32Array }> {
   const { name } = opts;
   const n = rows * cols;
   const src = inputBytes(data, n, name);
@@ -109,15 +109,17 @@ export async function quantizeNormalized(
   const nCols = q.perTensor ? n : cols;
   const gs = q.perTensor ? n : effectiveGroupSize(q, cols, name);
   const groups = Math.ceil(nCols / gs);
-  const codes = new Uint8Array(n);
+  // Fused path: codes are packed natively into GPTQ qweight (cols·bits/32, rows); no code matrix.
+  const qweight = opts.packGptq ? new Int32Array((cols * q.bits / 32) * rows) : null;
+  const codes = new Uint8Array(qweight ? 0 : n);
   const scales = new Float32Array(nRows * groups);
   const zeros = new Uint8Array(nRows * groups);
-  const dequant = opts.dequantize ? new Float32Array(n) : null;
+  const dequant = opts.dequantize && !qweight ? new Float32Array(n) : null;
   const task = () => addon().quantize({
     rows: nRows, cols: nCols, srcDtype: src.dtype, src: src.view, bits: q.bits, groupSize: gs, perTensor: q.perTensor,
     sym: q.sym, codebook: CODEBOOK_ID[q.codebook], clip: CLIP_ID[q.clip], clipGrid: q.clipGrid,
     clipMaxShrink: q.clipMaxShrink, clipNorm: q.clipNorm, zeroMin: q.zeroMin, scaleF16: q.scaleF16,
-    codes, scales, zeros, dequant, mode: modeId(),
+    codes: qweight ? null : codes, qweight, scales, zeros, dequant, mode: modeId(),
     ...(opts.onProgress ? { onProgress: (done: number, total: number) => opts.onProgress!({ phase: 'quantize', done, total }) } : {}),
   } as Parameters<ReturnType<typeof addon>['quantize']>[0]);
   const st = await runTask(task, opts.signal, `quantize ${name}`);
@@ -133,6 +135,7 @@ export async function quantizeNormalized(
   return {
     rows, cols, bits: q.bits, groupSize: q.perTensor ? cols : gs, groups: q.perTensor ? 1 : groups, sym: q.sym,
     codebook: q.codebook, perTensor: q.perTensor, codes, scales: outScales, zeros: outZeros, dequantized: dequant,
+    ...(qweight ? { qweight } : {}),
     stats: {
       mse,
       relError: st.sumSqRef > 0 ? Math.sqrt(st.sumSqErr / st.sumSqRef) : 0,

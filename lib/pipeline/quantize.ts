@@ -156,11 +156,11 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       const info = reader.info(mod.weight);
       if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new LowbitError('LOWBIT_UNSUPPORTED', `${mod.weight}: dtype ${info.dtype} cannot be quantized (F32, F16 or BF16 expected)`);
       const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, q,
-        { name: mod.weight, dequantize: !packed, signal });
+        { name: mod.weight, dequantize: !packed, signal, packGptq: packed });
       reader.release(mod.weight);
       const parts = new Map<string, Uint8Array>();
       if (packed) {
-        const p = await packGptq(qt, cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', undefined, mod.name);
+        const p = await packGptq(qt, cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', undefined, mod.name, qt.qweight);
         parts.set(`${mod.name}.qweight`, asBytes(p.qweight));
         parts.set(`${mod.name}.qzeros`, asBytes(p.qzeros));
         parts.set(`${mod.name}.scales`, fromFloat32(p.scales, 'F16', `${mod.name}.scales`));

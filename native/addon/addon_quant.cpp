@@ -4,6 +4,7 @@
 #include "kernels/convert.h"
 #include "kernels/pack.h"
 #include "kernels/quant.h"
+#include "quant/rtn_pack.h"
 
 namespace lowbit {
 
@@ -28,12 +29,17 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
   if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || sdt < 0 || sdt > 2 || q.clip_grid < 1)
     throw_js(env, "LOWBIT_INTERNAL", "quantize: invalid normalized job");
   const size_t G = (cols + (size_t)q.group_size - 1) / (size_t)q.group_size;
-  View src = view_of(job.Get("src"), "src"), codes = view_of(job.Get("codes"), "codes");
+  View src = view_of(job.Get("src"), "src"), codes;
+  if (!job.Get("codes").IsNull() && !job.Get("codes").IsUndefined()) codes = view_of(job.Get("codes"), "codes");
   View scales = view_of(job.Get("scales"), "scales"), zeros = view_of(job.Get("zeros"), "zeros");
-  View deq;
+  View deq, qw;
+  Napi::Value qwv = job.Get("qweight");
+  if (!qwv.IsNull() && !qwv.IsUndefined()) qw = view_of(qwv, "qweight");
   Napi::Value deqv = job.Get("dequant");
   if (!deqv.IsNull() && !deqv.IsUndefined()) deq = view_of(deqv, "dequant");
-  if (src.bytes != rows * cols * dtype_size(sdt) || codes.bytes < rows * cols || scales.bytes < rows * G * 4 ||
+  if (qw.data && (cols % 32 || qw.bytes < cols * q.bits / 32 * rows * 4 || (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8)))
+    throw_js(env, "LOWBIT_INTERNAL", "quantize: qweight output needs cols % 32 == 0 and bits 2/3/4/8");
+  if (src.bytes != rows * cols * dtype_size(sdt) || (!qw.data && codes.bytes < rows * cols) || scales.bytes < rows * G * 4 ||
       zeros.bytes < rows * G || (deq.data && deq.bytes < rows * cols * 4))
     throw_js(env, "LOWBIT_INTERNAL", "quantize: buffer sizes disagree with rows/cols/groupSize");
   if (sdt == DTYPE_F32 && (reinterpret_cast<uintptr_t>(src.data) & 3))
@@ -42,8 +48,12 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
   return Task::Start(
       env, "lowbit.quantize",
       [=](TaskContext& ctx) {
-        quantize_tensor(src.data, sdt, rows, cols, q, codes.data, reinterpret_cast<float*>(scales.data), zeros.data,
-                        reinterpret_cast<float*>(deq.data), mode, st.get(), &ctx);
+        if (qw.data)  // fused: codes go straight into the GPTQ qweight layout
+          quantize_pack_gptq(src.data, sdt, rows, cols, q, reinterpret_cast<int32_t*>(qw.data), reinterpret_cast<float*>(scales.data),
+                             zeros.data, mode, st.get(), &ctx);
+        else
+          quantize_tensor(src.data, sdt, rows, cols, q, codes.data, reinterpret_cast<float*>(scales.data), zeros.data,
+                          reinterpret_cast<float*>(deq.data), mode, st.get(), &ctx);
       },
       [st](Napi::Env env) {
         Napi::Object o = Napi::Object::New(env);
@@ -54,7 +64,7 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
         o.Set("firstNonFinite", st->non_finite ? (double)st->first_non_finite : -1.0);
         return o;
       },
-      {job.Get("src"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), deqv}, job.Get("onProgress"), (double)rows);
+      {job.Get("src"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), deqv, qwv}, job.Get("onProgress"), (double)rows);
 }
 
 static Napi::Value PackOrUnpack(const Napi::CallbackInfo& info, bool pack) {

@@ -100,6 +100,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_quant(env, exports);
   register_mmap(env, exports);
   register_bench(env, exports);
+  register_runtime(env, exports);
 #if defined(LOWBIT_WITH_CUDA)
   register_cuda(env, exports);
 #endif

@@ -128,6 +128,13 @@ void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* co
 void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
                       float* deq, QuantStats* st);
 
+using QuantRowFn = void (*)(const float*, size_t, const QuantSpec&, uint8_t*, float*, uint8_t*, float*, QuantStats*);
+
+// One row from an f32/f16/bf16 source (f16/bf16 converted into `buf`, ≥ cols floats, first).
+// first_non_finite in `st` is a column index.
+void quant_row_any(QuantRowFn row_kernel, const uint8_t* src, int src_dtype, size_t cols, const QuantSpec& q, uint8_t* codes,
+                   float* scales, uint8_t* zeros, float* deq, QuantStats* st, float* buf);
+
 struct TaskContext;
 // Whole tensor (rows, cols) from f32/f16/bf16 `src`. Outputs as above with rows × (cols | G)
 // extents. mode: MODE_FAST (threads + ISA variant) or MODE_REF (reference, one thread).

@@ -100,7 +100,8 @@ async function main(): Promise<void> {
     fractionOfCopy: 'kernel GB/s of input over copy GB/s of the same input bytes = copy time / kernel time (goal ≥ 0.5)',
     fractionOfCopyTraffic: '(input + output bytes) / kernel time over the copy\'s STREAM bandwidth',
     'reference.speedup': 'reference-path time (every kernel in its plain reference, timed once) / fast-path median time',
-    peakRssFractionOfCheckpoint: 'child peak RSS (getrusage maxRSS) / bytes of the checkpoint directory',
+    peakRssFractionOfCheckpoint: 'child peak RSS (VmHWM of the child\'s own address space on Linux, see peakRssSource; getrusage maxRSS elsewhere) / bytes of the checkpoint directory',
+    maxRssBytes: 'process.resourceUsage().maxRSS of the child: on Linux it survives execve, so it includes the parent\'s RSS at fork time; kept for the record, not the headline',
   };
 
   const kernels: KernelEntry[] = [];

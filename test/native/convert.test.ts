@@ -8,7 +8,7 @@ import { addon } from '../../lib/native';
 import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from '../../lib/formats/dtype';
 import { testSeed, withSeed } from '../helpers/rng';
 import { assertArraysEqual } from '../helpers/assert';
-import { runnableIsas } from './quant.test';
+import { runnableIsas } from '../helpers/isa';
 
 const F32 = 0, F16 = 1, BF16 = 2;
 

@@ -4,7 +4,8 @@
  * undecodable all-ones v1 zero fields.
  */
 import { strict as assert } from 'node:assert';
-import { packValues, unpackValues, type PackLayout } from '../../lib/pack';
+import { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout } from '../../lib/pack';
+import { quantizeTensor } from '../../lib/quantize-tensor';
 import { setKernelMode } from '../../lib/native';
 import { isLowbitError } from '../../lib/errors';
 import { PACK_SHAPES } from '../helpers/shapes';
@@ -114,4 +115,32 @@ describe('native packing', function () {
     await assert.rejects(packValues('gptq-qweight', 4, new Uint8Array(40), 1, 40), (e: unknown) => isLowbitError(e, 'LOWBIT_SHAPE_MISMATCH'));
     await assert.rejects(packValues('awq-qweight', 3, new Uint8Array(64), 8, 8), (e: unknown) => isLowbitError(e, 'LOWBIT_INVALID_OPTION'));
   });
+});
+
+describe('fused quantize + GPTQ pack', function () {
+  for (const [rows, cols, bits, groupSize, sym] of [[32, 32, 4, 32, true], [64, 4096, 4, 128, false], [96, 96, 3, 32, false], [33 * 32, 256, 2, -1, true], [96, 512, 8, 64, false]] as const) {
+    it(`${rows}x${cols} ${bits}-bit g${groupSize} ${sym ? 'sym' : 'asym'}: == quantizeTensor + packGptq, fast and ref`, async function () {
+      await withSeed(testSeed(rows + cols + bits), async (rng) => {
+        const w = rng.weights(rows, cols);
+        for (const format of ['gptq', 'gptq_v2'] as const) {
+          const zeroMin = format === 'gptq' && !sym ? 1 : 0;
+          for (const mode of ['ref', 'fast'] as const) {
+            setKernelMode(mode);
+            try {
+              const a = await quantizeGptq(w, [rows, cols], { bits, groupSize, sym, format });
+              const q = await quantizeTensor(w, [rows, cols], { bits, groupSize, sym, zeroMin });
+              const b = await packGptq(q, format);
+              assertArraysEqual(a.qweight, b.qweight, `${mode} ${format} qweight`);
+              assertArraysEqual(a.qzeros, b.qzeros, `${mode} ${format} qzeros`);
+              assertArraysEqual(a.scales, b.scales, `${mode} ${format} scales`);
+              assertArraysEqual(a.gIdx, b.gIdx, `${mode} ${format} g_idx`);
+              assert.ok(Math.abs(a.stats.mse - q.stats.mse) <= 1e-9 * q.stats.mse);
+            } finally {
+              setKernelMode('fast');
+            }
+          }
+        }
+      });
+    });
+  }
 });

@@ -13,18 +13,7 @@ import { Rng, testSeed, withSeed } from '../helpers/rng';
 import { assertArraysEqual } from '../helpers/assert';
 import { refQuantize } from '../helpers/ref-quant';
 import { isLowbitError } from '../../lib/errors';
-
-/** ISA variants this CPU can run (the fast paths under test). */
-export function runnableIsas(): string[] {
-  const info = addon().info();
-  const out: string[] = [];
-  for (const isa of ['generic', 'avx2', 'avx512', 'neon']) {
-    if (!info.compiledIsas.includes(isa)) continue;
-    if (addon().setIsa(isa)) out.push(isa);
-  }
-  addon().setIsa(info.isa);
-  return out;
-}
+import { runnableIsas } from '../helpers/isa';
 
 async function inMode<T>(mode: 'ref' | 'fast', isa: string | null, fn: () => Promise<T>): Promise<T> {
   const best = addon().info().isa;

@@ -7,40 +7,11 @@
 
 #include "core/thread_pool.h"
 #include "kernels/pack.h"
+#include "kernels/pack_run.h"
 
 namespace lowbit {
 
 static const int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-
-// Pack 32 values (already validated and offset-corrected in `v`) into `bits` words.
-static inline void pack_run(const uint8_t* v, int bits, uint32_t* out) {
-  if (bits == 8) {
-    std::memcpy(out, v, 32);  // value j = byte j of the little-endian words
-    return;
-  }
-  if (bits == 4) {
-    for (int w = 0; w < 4; w++) {
-      uint64_t x;
-      std::memcpy(&x, v + 8 * w, 8);  // 8 bytes, each < 16: squeeze the nibbles together
-      x = (x | (x >> 4)) & 0x00ff00ff00ff00ffull;
-      x = (x | (x >> 8)) & 0x0000ffff0000ffffull;
-      x = (x | (x >> 16)) & 0x00000000ffffffffull;
-      out[w] = (uint32_t)x;
-    }
-    return;
-  }
-  uint64_t acc = 0;
-  int nb = 0, w = 0;
-  for (int j = 0; j < 32; j++) {
-    acc |= (uint64_t)v[j] << nb;
-    nb += bits;
-    if (nb >= 32) {
-      out[w++] = (uint32_t)acc;
-      acc >>= 32;
-      nb -= 32;
-    }
-  }
-}
 
 static inline void unpack_run(const uint32_t* in, int bits, uint8_t* v) {
   uint64_t acc = 0;

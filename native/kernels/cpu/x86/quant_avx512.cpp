@@ -50,8 +50,10 @@ void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* 
     scales[gi] = p.scale;
     zeros[gi] = (uint8_t)p.zero;
     const __m512 vs = _mm512_set1_ps(p.scale), vz = _mm512_set1_ps((float)p.zero);
-    __m512d acc_e = _mm512_setzero_pd(), acc_r = _mm512_setzero_pd();
+    // float partial sums in independent chains, folded into double per group (see quant_avx2.cpp)
+    __m512 ae0 = vzero, ae1 = vzero, ar0 = vzero, ar1 = vzero;
     __m512 vmax_err = vzero;
+    int chain = 0;
     for (size_t j = 0; j < n; j += 16) {
       const size_t k = std::min<size_t>(16, n - j);
       const __mmask16 m = (__mmask16)(k == 16 ? 0xffff : ((1u << k) - 1));
@@ -66,21 +68,21 @@ void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* 
       __m512 e = _mm512_maskz_sub_ps(m, d, v);
       __m512 ae = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(e), absmask));
       vmax_err = _mm512_max_ps(vmax_err, ae);
-      // f32 -> f64 error (exact), squared and summed in double
-      __m512d e0 = _mm512_cvtps_pd(_mm512_castps512_ps256(e));
-      __m512d e1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
       __m512 vm = _mm512_maskz_mov_ps(m, v);
-      __m512d r0 = _mm512_cvtps_pd(_mm512_castps512_ps256(vm));
-      __m512d r1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(vm), 1)));
-      acc_e = _mm512_fmadd_pd(e0, e0, _mm512_fmadd_pd(e1, e1, acc_e));
-      acc_r = _mm512_fmadd_pd(r0, r0, _mm512_fmadd_pd(r1, r1, acc_r));
+      if (chain ^= 1) {
+        ae0 = _mm512_fmadd_ps(e, e, ae0);
+        ar0 = _mm512_fmadd_ps(vm, vm, ar0);
+      } else {
+        ae1 = _mm512_fmadd_ps(e, e, ae1);
+        ar1 = _mm512_fmadd_ps(vm, vm, ar1);
+      }
     }
     if (bad_any) {
       // keep stats finite for the report; the caller fails the tensor anyway
       continue;
     }
-    st->sum_sq_err += _mm512_reduce_add_pd(acc_e);
-    st->sum_sq_ref += _mm512_reduce_add_pd(acc_r);
+    st->sum_sq_err += (double)_mm512_reduce_add_ps(_mm512_add_ps(ae0, ae1));
+    st->sum_sq_ref += (double)_mm512_reduce_add_ps(_mm512_add_ps(ar0, ar1));
     st->max_abs_err = std::max(st->max_abs_err, (double)_mm512_reduce_max_ps(vmax_err));
   }
 }

@@ -1,0 +1,141 @@
+// createModel(config, weights) -> {forward(tokens, pos0, logits, logitRows) -> task, dispose()}.
+// The weights are the caller's Float32Arrays (zero copy), held by persistent references for the
+// model's lifetime. One forward at a time per model (the KV cache is shared state): a second
+// concurrent call is refused; the TS layer queues calls.
+#include <atomic>
+#include <memory>
+
+#include "addon/task.h"
+#include "kernels/gemm.h"
+#include "runtime/llama.h"
+
+namespace lowbit {
+
+namespace {
+
+struct ModelHolder {
+  std::unique_ptr<Llama> model;
+  std::vector<Napi::Reference<Napi::Value>> refs;
+  std::atomic<bool> busy{false};
+  bool disposed = false;
+};
+
+const float* f32(const Napi::Object& o, const char* key, ModelHolder* h, bool optional = false) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throw Napi::Error::New(o.Env(), std::string("LOWBIT_INTERNAL: createModel: missing weight ") + key);
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::Error::New(o.Env(), std::string("LOWBIT_INTERNAL: createModel: ") + key + " must be a Float32Array");
+  h->refs.push_back(Napi::Persistent(v));
+  return reinterpret_cast<const float*>(view_of(v, key).data);
+}
+
+}  // namespace
+
+static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object c = info[0].As<Napi::Object>(), w = info[1].As<Napi::Object>();
+  LlamaConfig cfg;
+  cfg.dim = (int)num(c, "dim");
+  cfg.hidden_dim = (int)num(c, "hiddenDim");
+  cfg.n_layers = (int)num(c, "nLayers");
+  cfg.n_heads = (int)num(c, "nHeads");
+  cfg.n_kv_heads = (int)num(c, "nKvHeads");
+  cfg.vocab = (int)num(c, "vocabSize");
+  cfg.seq_len = (int)num(c, "seqLen");
+  cfg.head_dim = (int)num(c, "headDim");
+  cfg.rms_eps = (float)num(c, "rmsEps");
+  cfg.rope_theta = (float)num(c, "ropeTheta");
+  cfg.rope_style = (int)num(c, "ropeStyle");
+  auto* h = new ModelHolder();
+  try {
+    LlamaWeights lw;
+    lw.embed = f32(w, "embed", h);
+    lw.final_norm = f32(w, "finalNorm", h);
+    lw.classifier = f32(w, "classifier", h);
+    Napi::Array layers = w.Get("layers").As<Napi::Array>();
+    if ((int)layers.Length() != cfg.n_layers) throw Napi::Error::New(env, "LOWBIT_INTERNAL: createModel: layer count");
+    static const char* names[LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+    static const char* bias_names[LIN_COUNT] = {"qBias", "kBias", "vBias", "oBias", "gateBias", "upBias", "downBias"};
+    for (uint32_t i = 0; i < layers.Length(); i++) {
+      Napi::Object lo = layers.Get(i).As<Napi::Object>();
+      LayerWeights L;
+      L.attn_norm = f32(lo, "attnNorm", h);
+      L.ffn_norm = f32(lo, "ffnNorm", h);
+      for (int k = 0; k < LIN_COUNT; k++) {
+        L.w[k] = f32(lo, names[k], h);
+        L.bias[k] = f32(lo, bias_names[k], h, true);
+      }
+      lw.layers.push_back(L);
+    }
+    h->model = std::make_unique<Llama>(cfg, lw);
+  } catch (const Error& e) {
+    delete h;
+    throw Napi::Error::New(env, e.what());
+  } catch (...) {
+    delete h;
+    throw;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("forward", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) -> Napi::Value {
+          Napi::Env e = ci.Env();
+          if (h->disposed) throw_js(e, "LOWBIT_DISPOSED", "model is disposed");
+          View tok = view_of(ci[0], "tokens");
+          const size_t n = tok.bytes / 4;
+          const size_t pos0 = (size_t)ci[1].As<Napi::Number>().DoubleValue();
+          View lg;
+          size_t rows = 0;
+          if (!ci[2].IsNull() && !ci[2].IsUndefined()) {
+            lg = view_of(ci[2], "logits");
+            rows = (size_t)ci[3].As<Napi::Number>().DoubleValue();
+            if (lg.bytes < rows * (size_t)h->model->config().vocab * 4) throw_js(e, "LOWBIT_INTERNAL", "forward: logits buffer too small");
+          }
+          const int mode = ci[4].IsNumber() ? ci[4].As<Napi::Number>().Int32Value() : 0;
+          bool expected = false;
+          if (!h->busy.compare_exchange_strong(expected, true)) throw_js(e, "LOWBIT_INTERNAL", "forward: model is busy (one call at a time)");
+          return Task::Start(
+              e, "lowbit.forward",
+              [h, tok, n, pos0, lg, rows, mode](TaskContext& ctx) {
+                struct Release { ModelHolder* h; ~Release() { h->busy.store(false); } } rel{h};
+                h->model->forward(reinterpret_cast<const int32_t*>(tok.data), n, pos0, reinterpret_cast<float*>(lg.data), rows, mode, &ctx);
+              },
+              [](Napi::Env env2) { return env2.Undefined(); }, {ci[0], ci[2]});
+        }));
+  o.Set("dispose", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) {
+          if (!h->busy.load()) {
+            h->disposed = true;
+            h->model.reset();
+            for (auto& r : h->refs) r.Reset();
+            h->refs.clear();
+          }
+          return ci.Env().Undefined();
+        }));
+  o.AddFinalizer([](Napi::Env, ModelHolder* hh) { delete hh; }, h);
+  return o;
+}
+
+// gemm(x, m, k, w, n, y, accumulate, mode) -> task
+static Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  View x = view_of(info[0], "x"), w = view_of(info[3], "w"), y = view_of(info[5], "y");
+  const size_t m = (size_t)info[1].As<Napi::Number>().DoubleValue(), k = (size_t)info[2].As<Napi::Number>().DoubleValue();
+  const size_t n = (size_t)info[4].As<Napi::Number>().DoubleValue();
+  const bool acc = info[6].ToBoolean().Value();
+  const int mode = info[7].As<Napi::Number>().Int32Value();
+  if (x.bytes < m * k * 4 || w.bytes < n * k * 4 || y.bytes < m * n * 4) throw_js(env, "LOWBIT_INTERNAL", "gemm: buffer sizes disagree");
+  return Task::Start(
+      env, "lowbit.gemm",
+      [=](TaskContext&) {
+        gemm(reinterpret_cast<const float*>(x.data), m, k, reinterpret_cast<const float*>(w.data), n, reinterpret_cast<float*>(y.data), acc, mode);
+      },
+      [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[5]});
+}
+
+void register_runtime(Napi::Env env, Napi::Object exports) {
+  exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+}
+
+}  // namespace lowbit

@@ -1,0 +1,67 @@
+// Portable GEMM (blocked dot products, 4 outputs at a time for reuse of x) and the driver that
+// splits output columns across the thread pool and picks the ISA variant.
+#include <algorithm>
+
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+#include "kernels/gemm.h"
+
+namespace lowbit {
+
+void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1) {
+  for (size_t i = 0; i < m; i++) {
+    const float* xi = x + i * k;
+    size_t j = n0;
+    for (; j + 4 <= n1; j += 4) {
+      const float *w0 = w + j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (size_t t = 0; t < k; t++) {
+        s0 += xi[t] * w0[t];
+        s1 += xi[t] * w1[t];
+        s2 += xi[t] * w2[t];
+        s3 += xi[t] * w3[t];
+      }
+      float* yi = y + i * n + j;
+      if (accumulate) { yi[0] += s0; yi[1] += s1; yi[2] += s2; yi[3] += s3; }
+      else { yi[0] = s0; yi[1] = s1; yi[2] = s2; yi[3] = s3; }
+    }
+    for (; j < n1; j++) {
+      float s = 0;
+      for (size_t t = 0; t < k; t++) s += xi[t] * w[j * k + t];
+      y[i * n + j] = accumulate ? y[i * n + j] + s : s;
+    }
+  }
+}
+
+void gemm_generic(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
+  gemm_generic_range(x, m, k, w, n, y, accumulate, 0, n);
+}
+
+#if !defined(LOWBIT_HAVE_X86_VARIANTS)
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc, size_t n0, size_t n1) {
+  gemm_generic_range(x, m, k, w, n, y, acc, n0, n1);
+}
+void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
+#endif
+
+void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode) {
+  if (mode == MODE_REF) {
+    gemm_ref(x, m, k, w, n, y, accumulate);
+    return;
+  }
+  // AVX-512 CPUs run the AVX2 kernel (an AVX-512 tile is future work; Zen 4 splits zmm in two anyway).
+  const bool avx2 = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
+  // Split n into chunks that are multiples of the 16-wide panel; enough work per chunk to amortize
+  // packing x (m·k) once per chunk.
+  const size_t flops_per_col = 2 * m * k;
+  size_t grain = std::max<size_t>(16, (size_t)(1u << 21) / std::max<size_t>(flops_per_col, 1));
+  grain = (grain + 15) / 16 * 16;
+  const size_t chunks = (n + grain - 1) / grain;
+  parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
+    const size_t n0 = c0 * grain, n1 = std::min(n, c1 * grain);
+    if (avx2) gemm_avx2_range(x, m, k, w, n, y, accumulate, n0, n1);
+    else gemm_generic_range(x, m, k, w, n, y, accumulate, n0, n1);
+  });
+}
+
+}  // namespace lowbit

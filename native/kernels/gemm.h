@@ -1,0 +1,27 @@
+// y = x · wᵀ  (+ y when accumulate): the product every linear layer of the runtime computes.
+//   x: (m, k) row-major activations (tokens × in_features)
+//   w: (n, k) row-major weights     (out_features × in_features), lowbit's one weight layout
+//   y: (m, n) row-major outputs
+// Fast path (AVX2/FMA): panels of w packed 16 rows wide and blocks of x packed 6 rows high feed a
+// 6×16 register tile (12 ymm accumulators); k is blocked by 256 so a packed w block stays in L2.
+// m == 1 (decoding) is a GEMV: memory-bound, 4 weight rows per step straight from w.
+// Reference: a triple loop accumulating in double.
+#pragma once
+#include <cstddef>
+
+namespace lowbit {
+
+struct TaskContext;
+
+void gemm_ref(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
+void gemm_generic(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
+void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
+
+// Dispatching, multi-threaded driver. mode: MODE_FAST or MODE_REF.
+void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode);
+
+// The same product on a range of output columns [n0, n1) only (the driver splits n across threads).
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1);
+void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1);
+
+}  // namespace lowbit

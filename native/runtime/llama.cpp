@@ -1,0 +1,166 @@
+// Forward pass of the Llama runtime (see runtime/llama.h). Matrix products go through gemm()
+// (multi-threaded, ISA-dispatched); attention is parallel over (token, head).
+#include "runtime/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/gemm.h"
+
+namespace lowbit {
+
+Llama::Llama(const LlamaConfig& c, const LlamaWeights& w) : cfg_(c), w_(w) {
+  LOWBIT_CHECK(c.dim > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.head_dim > 0 && c.head_dim % 2 == 0,
+               "llama: bad config");
+  LOWBIT_CHECK((int)w.layers.size() == c.n_layers, "llama: layer count");
+  const size_t kv_dim = (size_t)c.n_kv_heads * c.head_dim;
+  kcache_.assign((size_t)c.n_layers * c.seq_len * kv_dim, 0.0f);
+  vcache_.assign(kcache_.size(), 0.0f);
+  // Frequencies exactly as llama2.c's run.c computes them (float powf), shared by both styles.
+  inv_freq_.resize(c.head_dim / 2);
+  for (int i = 0; i < c.head_dim / 2; i++) inv_freq_[i] = 1.0f / powf(c.rope_theta, (float)(2 * i) / (float)c.head_dim);
+}
+
+static void rmsnorm(float* out, const float* x, const float* w, size_t n, size_t dim, float eps) {
+  for (size_t t = 0; t < n; t++) {
+    const float* xt = x + t * dim;
+    float ss = 0.0f;
+    for (size_t i = 0; i < dim; i++) ss += xt[i] * xt[i];
+    ss = ss / (float)dim + eps;
+    ss = 1.0f / sqrtf(ss);
+    float* o = out + t * dim;
+    for (size_t i = 0; i < dim; i++) o[i] = w[i] * (ss * xt[i]);
+  }
+}
+
+void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs) {
+  // Seam: an activation quantizer (e.g. per-token int8 for W8A8) would transform x here.
+  if (obs) obs->observe(layer, kind, x, n, in);
+  const LayerWeights& L = w_.layers[layer];
+  gemm(x, n, in, L.w[kind], out, y, false, mode);
+  if (L.bias[kind])
+    for (size_t t = 0; t < n; t++)
+      for (size_t j = 0; j < out; j++) y[t * out + j] += L.bias[kind][j];
+}
+
+void Llama::kv_write(int layer, size_t pos, const float* k, const float* v) {
+  // Seam: a quantized KV cache (4/8-bit, per token or per head) would encode k and v here.
+  const size_t kv_dim = (size_t)cfg_.n_kv_heads * cfg_.head_dim;
+  float* kc = kcache_.data() + ((size_t)layer * cfg_.seq_len + pos) * kv_dim;
+  float* vc = vcache_.data() + ((size_t)layer * cfg_.seq_len + pos) * kv_dim;
+  std::memcpy(kc, k, kv_dim * 4);
+  std::memcpy(vc, v, kv_dim * 4);
+}
+
+void Llama::rope(float* q, float* k, size_t n, size_t pos0) const {
+  const int hd = cfg_.head_dim, half = hd / 2;
+  const size_t qd = (size_t)cfg_.n_heads * hd, kd = (size_t)cfg_.n_kv_heads * hd;
+  for (size_t t = 0; t < n; t++) {
+    const float pos = (float)(pos0 + t);
+    for (int i = 0; i < half; i++) {
+      const float val = pos * inv_freq_[i];
+      const float fcr = cosf(val), fci = sinf(val);
+      for (int pass = 0; pass < 2; pass++) {
+        float* v = pass == 0 ? q + t * qd : k + t * kd;
+        const int heads = pass == 0 ? cfg_.n_heads : cfg_.n_kv_heads;
+        for (int h = 0; h < heads; h++) {
+          float* vh = v + (size_t)h * hd;
+          const int a = cfg_.rope_style == ROPE_ADJACENT ? 2 * i : i;
+          const int b = cfg_.rope_style == ROPE_ADJACENT ? 2 * i + 1 : i + half;
+          const float v0 = vh[a], v1 = vh[b];
+          vh[a] = v0 * fcr - v1 * fci;
+          vh[b] = v0 * fci + v1 * fcr;
+        }
+      }
+    }
+  }
+}
+
+void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* out) const {
+  const int hd = cfg_.head_dim, H = cfg_.n_heads, KV = cfg_.n_kv_heads, group = H / KV;
+  const size_t kv_dim = (size_t)KV * hd, qd = (size_t)H * hd;
+  const float* kc = kcache_.data() + (size_t)layer * cfg_.seq_len * kv_dim;
+  const float* vc = vcache_.data() + (size_t)layer * cfg_.seq_len * kv_dim;
+  const float scale = 1.0f / sqrtf((float)hd);
+  parallel_for(n * (size_t)H, 4, [&](size_t b, size_t e) {
+    std::vector<float> att(pos0 + n);
+    for (size_t idx = b; idx < e; idx++) {
+      const size_t t = idx / H;
+      const int h = (int)(idx % H);
+      const size_t last = pos0 + t;  // causal: positions 0 … last
+      const float* qh = q + t * qd + (size_t)h * hd;
+      const size_t kvh = (size_t)(h / group) * hd;
+      float mx = -INFINITY;
+      for (size_t p = 0; p <= last; p++) {
+        const float* kp = kc + p * kv_dim + kvh;
+        float s = 0.0f;
+        for (int i = 0; i < hd; i++) s += qh[i] * kp[i];
+        s *= scale;
+        att[p] = s;
+        mx = std::max(mx, s);
+      }
+      float sum = 0.0f;
+      for (size_t p = 0; p <= last; p++) {
+        att[p] = expf(att[p] - mx);
+        sum += att[p];
+      }
+      float* oh = out + t * qd + (size_t)h * hd;
+      std::fill(oh, oh + hd, 0.0f);
+      for (size_t p = 0; p <= last; p++) {
+        const float a = att[p] / sum;
+        const float* vp = vc + p * kv_dim + kvh;
+        for (int i = 0; i < hd; i++) oh[i] += a * vp[i];
+      }
+    }
+  });
+}
+
+void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx,
+                    Observer* obs) {
+  const LlamaConfig& c = cfg_;
+  if (n == 0) return;
+  if (pos0 + n > (size_t)c.seq_len)
+    throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
+                                             " exceed the context of " + std::to_string(c.seq_len) + " tokens");
+  const size_t dim = c.dim, hd = c.head_dim, qd = (size_t)c.n_heads * hd, kvd = (size_t)c.n_kv_heads * hd, hid = c.hidden_dim;
+  std::vector<float> x(n * dim), xn(n * dim), q(n * qd), k(n * kvd), v(n * kvd), att(n * qd), h1(n * hid), h3(n * hid);
+  std::vector<float> tmp(n * std::max(dim, qd));
+  for (size_t t = 0; t < n; t++) {
+    const int32_t tok = tokens[t];
+    if (tok < 0 || tok >= c.vocab) throw Error("LOWBIT_INVALID_OPTION", "token id " + std::to_string(tok) + " is outside the vocabulary (" + std::to_string(c.vocab) + ")");
+    std::memcpy(&x[t * dim], w_.embed + (size_t)tok * dim, dim * 4);
+  }
+  for (int l = 0; l < c.n_layers; l++) {
+    if (ctx) ctx->check("forward");
+    const LayerWeights& L = w_.layers[l];
+    rmsnorm(xn.data(), x.data(), L.attn_norm, n, dim, c.rms_eps);
+    linear(LIN_Q, l, xn.data(), n, dim, qd, q.data(), mode, obs);
+    linear(LIN_K, l, xn.data(), n, dim, kvd, k.data(), mode, obs);
+    linear(LIN_V, l, xn.data(), n, dim, kvd, v.data(), mode, obs);
+    rope(q.data(), k.data(), n, pos0);
+    for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
+    attention(l, q.data(), n, pos0, att.data());
+    linear(LIN_O, l, att.data(), n, qd, dim, tmp.data(), mode, obs);
+    for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
+    rmsnorm(xn.data(), x.data(), L.ffn_norm, n, dim, c.rms_eps);
+    linear(LIN_GATE, l, xn.data(), n, dim, hid, h1.data(), mode, obs);
+    linear(LIN_UP, l, xn.data(), n, dim, hid, h3.data(), mode, obs);
+    for (size_t i = 0; i < n * hid; i++) {
+      const float g = h1[i];
+      h1[i] = g * (1.0f / (1.0f + expf(-g))) * h3[i];
+    }
+    linear(LIN_DOWN, l, h1.data(), n, hid, dim, tmp.data(), mode, obs);
+    for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
+    if (ctx) ctx->add_done(1.0);
+  }
+  if (logits && logit_rows) {
+    const size_t r = std::min(logit_rows, n);
+    rmsnorm(xn.data(), x.data() + (n - r) * dim, w_.final_norm, r, dim, c.rms_eps);
+    gemm(xn.data(), r, dim, w_.classifier, (size_t)c.vocab, logits, false, mode);
+  }
+}
+
+}  // namespace lowbit

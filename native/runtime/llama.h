@@ -1,0 +1,78 @@
+// A small Llama-family transformer runtime (fp32 compute).
+//
+//   x = embed[token]; per layer:  h = x + Wo·attn(rope(Wq·n1(x)), rope(Wk·n1(x)), Wv·n1(x))
+//                                 x = h + W2·(silu(W1·n2(h)) ⊙ W3·n2(h))
+//   logits = Wcls · norm(x)
+// n(x) = w ⊙ x / sqrt(mean(x²) + eps) (RMSNorm); grouped-query attention with a causal mask;
+// rotary embeddings either on adjacent pairs (2i, 2i+1) (llama2.c, GGUF) or on half-split pairs
+// (i, i + hd/2) (Hugging Face). Weights are (out, in) row-major f32 arrays owned by the caller
+// (JS typed arrays kept alive by the addon); activations are (tokens, features) row-major.
+//
+// Seams for what comes next (not implemented here): every linear layer goes through
+// Llama::linear(), where an activation quantizer (per-token int8) can sit; every K/V write goes
+// through Llama::kv_write(), where a quantized KV cache can sit; ForwardState keeps each layer's
+// inputs when `keep_activations` is set, for a backward pass; an optional Observer sees the input
+// of every linear layer (calibration: Hessians, mean/max |x|).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lowbit {
+
+struct TaskContext;
+
+enum RopeStyle { ROPE_ADJACENT = 0, ROPE_HALF = 1 };
+enum LinearKind { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
+
+struct LlamaConfig {
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab = 0, seq_len = 0, head_dim = 0;
+  float rms_eps = 1e-5f, rope_theta = 10000.0f;
+  int rope_style = ROPE_ADJACENT;
+};
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* w[LIN_COUNT] = {};      // (out, in) each
+  const float* bias[LIN_COUNT] = {};   // q/k/v biases (Qwen2) or null
+};
+
+struct LlamaWeights {
+  const float* embed = nullptr;  // (vocab, dim)
+  std::vector<LayerWeights> layers;
+  const float* final_norm = nullptr;
+  const float* classifier = nullptr;  // (vocab, dim); == embed when tied
+};
+
+// Sees the input (tokens × in_features) of every linear layer during a forward pass.
+struct Observer {
+  virtual ~Observer() = default;
+  virtual void observe(int layer, int kind, const float* x, size_t tokens, size_t in_features) = 0;
+};
+
+class Llama {
+ public:
+  Llama(const LlamaConfig& c, const LlamaWeights& w);
+  const LlamaConfig& config() const { return cfg_; }
+
+  // Runs `n` tokens at positions pos0 … pos0 + n − 1 (the KV cache must hold 0 … pos0 − 1).
+  // Writes logits (rows × vocab) for the last `logit_rows` positions (0: none).
+  void forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx,
+               Observer* obs = nullptr);
+  size_t kv_capacity() const { return (size_t)cfg_.seq_len; }
+
+ private:
+  void linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs);
+  void kv_write(int layer, size_t pos, const float* k, const float* v);
+  void rope(float* q, float* k, size_t n, size_t pos0) const;
+  void attention(int layer, const float* q, size_t n, size_t pos0, float* out) const;
+
+  LlamaConfig cfg_;
+  LlamaWeights w_;
+  std::vector<float> kcache_, vcache_;  // (layers, seq_len, kv_dim)
+  std::vector<float> inv_freq_;         // head_dim / 2
+};
+
+}  // namespace lowbit
