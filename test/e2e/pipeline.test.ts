@@ -84,7 +84,7 @@ describe('quantize pipeline (e2e)', function () {
               assertArraysEqual(plain.weight, expected.dequantized!, `${mod.module} decoded by the test decoder`);
               const lib = decodeGptqModule(dst, mod.module, qc);
               assertArraysEqual(lib.weight, expected.dequantized!, `${mod.module} decoded by lib/formats/gptq`);
-              assert.ok(Math.abs(mod.stats!.mse - expected.stats.mse) <= 1e-12 + 1e-9 * expected.stats.mse);
+              assert.ok(Math.abs(mod.stats!.mse - expected.stats.mse) <= 1e-12 + 1e-5 * expected.stats.mse);
             }
             // everything else is carried over unchanged
             for (const name of src.names()) {

@@ -134,7 +134,7 @@ describe('fused quantize + GPTQ pack', function () {
               assertArraysEqual(a.qzeros, b.qzeros, `${mode} ${format} qzeros`);
               assertArraysEqual(a.scales, b.scales, `${mode} ${format} scales`);
               assertArraysEqual(a.gIdx, b.gIdx, `${mode} ${format} g_idx`);
-              assert.ok(Math.abs(a.stats.mse - q.stats.mse) <= 1e-9 * q.stats.mse);
+              assert.ok(Math.abs(a.stats.mse - q.stats.mse) <= 1e-5 * q.stats.mse);
             } finally {
               setKernelMode('fast');
             }

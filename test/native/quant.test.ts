@@ -2,7 +2,8 @@
  * Uniform / codebook quantizer: every fast variant vs the native reference vs an independent
  * TypeScript reference, on fresh random inputs over the shared shape table.
  * Tolerance: codes, scales, zeros and dequantized values must match EXACTLY (same float32 formula,
- * no FMA contraction); error statistics (double sums in different orders) within 1e-9 relative.
+ * no FMA contraction); error statistics within 1e-5 relative (the fast kernels sum squares in
+ * float per group, in independent chains, then fold into double; the reference sums in double).
  */
 import { strict as assert } from 'node:assert';
 import { quantizeTensor } from '../../lib/quantize-tensor';
@@ -55,7 +56,7 @@ describe('native quantizer', function () {
               assertArraysEqual(fast.scales, ref.scales, `${isa} scales`);
               assertArraysEqual(fast.zeros, ref.zeros, `${isa} zeros`);
               assertArraysEqual(fast.dequantized!, ref.dequantized!, `${isa} dequant`);
-              assert.ok(Math.abs(fast.stats.mse - ref.stats.mse) <= 1e-9 * ref.stats.mse + 1e-30, `${isa} mse ${fast.stats.mse} vs ${ref.stats.mse}`);
+              assert.ok(Math.abs(fast.stats.mse - ref.stats.mse) <= 1e-5 * ref.stats.mse + 1e-30, `${isa} mse ${fast.stats.mse} vs ${ref.stats.mse}`);
               assert.equal(fast.stats.maxAbsError, ref.stats.maxAbsError, `${isa} maxAbsError`);
             }
             if (zeroMin === 1) for (const z of ref.zeros) assert.ok(z >= 1, 'zeroMin 1 respected');
