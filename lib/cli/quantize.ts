@@ -64,14 +64,10 @@ export function quantizeCommand(run: RunFn): Command {
     .action(async function (this: Command, model: string) {
       const o = this.opts<QuantizeFlags>();
       await run(async (json) => {
-        if (o.method !== 'rtn') {
-          throw new LowbitError(o.method === 'gptq' || o.method === 'awq' ? 'LOWBIT_UNSUPPORTED' : 'LOWBIT_INVALID_OPTION',
-            `method: expected "rtn", received ${JSON.stringify(o.method)}${o.method === 'gptq' || o.method === 'awq' ? ' (not implemented in this version)' : ''}`, { option: 'method' });
-        }
         if (o.sym && o.asym) throw new LowbitError('LOWBIT_INVALID_OPTION', 'sym/asym: expected one of --sym or --asym, received both', { option: 'sym' });
         if (o.threads !== undefined) setThreads(o.threads);
         const config: RtnConfig = {
-          method: 'rtn', bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
+          method: o.method as 'rtn', bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
           format: o.format, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
           ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
           ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),

@@ -81,7 +81,6 @@ export function normalizeQuantizer(o: QuantizerOptions, extraKeys: readonly stri
   if (codebook === 'nf4' && bits !== 4) throw invalidOption('bits', '4 with codebook "nf4"', bits);
   const sym = o.sym === undefined ? true : checkBool('sym', o.sym);
   const zeroMin = o.zeroMin === undefined ? 0 : checkInt('zeroMin', o.zeroMin, 0, 1);
-  if (zeroMin === 1 && bits < 2) throw invalidOption('zeroMin', '0 for this bit width', zeroMin);
   const n: NormalizedQuantizer = {
     bits,
     groupSize,

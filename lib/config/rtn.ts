@@ -47,6 +47,9 @@ function checkPatterns(name: string, v: unknown): (string | RegExp)[] | undefine
 /** Validate an RTN config and fill its defaults. */
 export function normalizeRtnConfig(c: RtnConfig): NormalizedRtnConfig {
   if (typeof c !== 'object' || c === null) throw invalidOption('config', 'an object', c);
+  if ((c as { method?: unknown }).method === 'gptq' || (c as { method?: unknown }).method === 'awq') {
+    throw new LowbitError('LOWBIT_UNSUPPORTED', `method: "${String((c as { method?: unknown }).method)}" is not implemented in this version (available: "rtn")`, { option: 'method' });
+  }
   checkEnum('method', c.method, ['rtn'] as const);
   const format = c.format === undefined ? 'gptq' : checkEnum('format', c.format, OUTPUT_FORMATS);
   const raw: QuantizerOptions = { ...c };
@@ -65,6 +68,9 @@ export function normalizeRtnConfig(c: RtnConfig): NormalizedRtnConfig {
     }
     if (quantizer.raggedLastGroup) {
       throw new LowbitError('LOWBIT_INVALID_OPTION', 'raggedLastGroup: the GPTQ layout needs groups that divide the columns; use format "dequant"', { option: 'raggedLastGroup' });
+    }
+    if (!quantizer.scaleF16) {
+      throw new LowbitError('LOWBIT_INVALID_OPTION', 'scaleF16: a GPTQ checkpoint stores fp16 scales, so codes must be computed with fp16-rounded scales; use format "dequant" for f32 scales', { option: 'scaleF16' });
     }
     // GPTQ v1 stores zero − 1: a zero of 0 cannot be written, so quantize with zeros >= 1.
     if (format === 'gptq' && !quantizer.sym) quantizer.zeroMin = 1;

@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError } from '../errors';
+import { LowbitError, toLowbitError } from '../errors';
 import { normalizeRtnConfig, type RtnConfig, type NormalizedRtnConfig } from '../config/rtn';
 import { openModel, type Model } from '../model';
 import { hfConfigToJson, type TorchDtype } from '../formats/hf-config';
@@ -43,7 +43,7 @@ export interface ModuleLog {
   module: string;
   rows: number;
   cols: number;
-  /** 'packed' (GPTQ tensors), 'dequant' (fake-quant weight) or 'fp16' (kept unquantized, see reason). */
+  /** 'packed' (GPTQ tensors), 'dequant' (fake-quant weight) or 'fp16' (kept unquantized in the source's float type — F16, or BF16 for a BF16 model; see reason). */
   storage: 'packed' | 'dequant' | 'fp16';
   reason?: string;
   bits?: number;
@@ -110,7 +110,8 @@ export async function quantize(model: Model | string, config: RtnConfig, run: Qu
   }
   if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'quantize: aborted by signal before start (no output written)');
   const owned = typeof model === 'string';
-  const m = owned ? openModel(model, { lmHead: cfg.lmHead, include: cfg.include, exclude: cfg.exclude }) : model;
+  // Open unfiltered: include/exclude are applied (and logged, and excluded in `dynamic`) below.
+  const m = owned ? openModel(model, { lmHead: cfg.lmHead }) : model;
   try {
     return await runPipeline(m, cfg, run, tokenizers, signal, t0);
   } finally {
@@ -126,7 +127,13 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
   // Plan: which modules are quantized, and how each is stored.
   const logs = new Map<string, ModuleLog>();
   const plan = new Map<string, LinearModule>(); // weight tensor name -> module
+  const matches = (name: string, pats?: (string | RegExp)[]) => !!pats && pats.some((p) => (typeof p === 'string' ? name.includes(p) : p.test(name)));
   for (const mod of m.linears) {
+    const excluded = (cfg.include && !matches(mod.name, cfg.include)) || matches(mod.name, cfg.exclude) || (mod.kind === 'lm_head' && !cfg.lmHead);
+    if (excluded) {
+      logs.set(mod.name, { module: mod.name, rows: mod.rows, cols: mod.cols, storage: 'fp16', reason: 'excluded by include/exclude', seconds: 0 });
+      continue;
+    }
     if (packed) {
       // Shapes the packed layout cannot hold (in or out not a multiple of 32) stay in fp16 and are
       // named in quant_log.json and in the config's `dynamic` exclusions: never silently wrong.
@@ -248,11 +255,15 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       await writeJsonAtomic(path.join(staged.tmp, 'quantize_config.json'), qc);
     }
     await writeJsonAtomic(path.join(staged.tmp, 'config.json'), configJson);
-    for (const f of COPY_FILES) {
-      const src = path.join(m.dir, f);
-      if (fs.existsSync(src)) await fs.promises.copyFile(src, path.join(staged.tmp, f));
-    }
-    for (const t of tokenizers) await fs.promises.copyFile(t, path.join(staged.tmp, path.basename(t)));
+    const copyInto = async (src: string) => {
+      try {
+        await fs.promises.copyFile(src, path.join(staged.tmp, path.basename(src)));
+      } catch (e) {
+        throw toLowbitError(e, `${src}: cannot copy into the output`);
+      }
+    };
+    for (const f of COPY_FILES) if (fs.existsSync(path.join(m.dir, f))) await copyInto(path.join(m.dir, f));
+    for (const t of tokenizers) await copyInto(t);
     // quant_log.json
     const modules = m.linears.map((l) => logs.get(l.name)!).filter(Boolean);
     let sumErr = 0, sumW = 0, sumSq = 0, nEl = 0;

@@ -210,7 +210,8 @@ describe('quantize pipeline (e2e)', function () {
       await expectError(quantize(small, { method: 'rtn', bits: 5 }, { out }), 'LOWBIT_INVALID_OPTION', /2, 3, 4 or 8 bits, received 5/);
       await expectError(quantize(small, { method: 'rtn', codebook: 'nf4' }, { out }), 'LOWBIT_INVALID_OPTION', /codebook/);
       await expectError(quantize(small, { method: 'rtn', format: 'awq' as never }, { out }), 'LOWBIT_INVALID_OPTION', /format/);
-      await expectError(quantize(small, { method: 'gptq' as never }, { out }), 'LOWBIT_INVALID_OPTION', /method/);
+      await expectError(quantize(small, { method: 'gptq' as never }, { out }), 'LOWBIT_UNSUPPORTED', /method/);
+      await expectError(quantize(small, { method: 'fast' as never }, { out }), 'LOWBIT_INVALID_OPTION', /method/);
       assertNoOutput(out);
     });
 
@@ -263,5 +264,26 @@ describe('quantize pipeline (e2e)', function () {
       await expectError(quantize(small, { method: 'rtn' }, { out, signal: pre.signal }), 'LOWBIT_ABORTED', /aborted/);
       assertNoOutput(out);
     });
+  });
+});
+
+describe('quantize pipeline: include / exclude', function () {
+  it('excluded modules stay unquantized, are logged, and are excluded in `dynamic`', async function () {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-e2e-'));
+    try {
+      const src = await writeSyntheticModel(path.join(root, 'm'), { shape: SMALL, dtype: 'F16' });
+      const out = path.join(root, 'q');
+      const r = await quantize(src, { method: 'rtn', exclude: ['mlp.down_proj'], include: ['model.layers.0.'] }, { out });
+      const down = r.modules.find((m) => m.module === 'model.layers.0.mlp.down_proj')!;
+      assert.equal(down.storage, 'fp16');
+      assert.match(down.reason!, /excluded/);
+      assert.equal(r.quantizedModules, 6);
+      const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+      assert.ok('-:^model\\.layers\\.0\\.mlp\\.down_proj$' in cfg.quantization_config.dynamic);
+      const st = openSafetensors(out);
+      try { assert.ok(st.has('model.layers.0.mlp.down_proj.weight') && !st.has('model.layers.0.mlp.down_proj.qweight')); } finally { st.close(); }
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -19,9 +19,9 @@ static const float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f
 static std::vector<float> make_log2(int bits) {
   std::vector<float> v;
   int m = (1 << (bits - 1)) - 1;
-  for (int k = m - 1; k >= 0; k--) v.push_back(-std::ldexp(1.0f, -k));
+  for (int k = 0; k < m; k++) v.push_back(-std::ldexp(1.0f, -k));  // -1, -1/2, … (ascending)
   v.push_back(0.0f);
-  for (int k = m - 1; k >= 0; k--) v.push_back(std::ldexp(1.0f, -k));
+  for (int k = m - 1; k >= 0; k--) v.push_back(std::ldexp(1.0f, -k));  // …, 1/2, 1
   return v;
 }
 
