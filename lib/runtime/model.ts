@@ -1,0 +1,266 @@
+/**
+ * loadModel: a Llama-family model in lowbit's native runtime, from any of the formats lowbit
+ * reads — llama2.c `.bin` (v0/v1), GGUF (F32/F16/BF16 tensors), a Hugging Face directory
+ * (safetensors), or a lowbit GPTQ checkpoint (dequantized at load for now). Weights are held as
+ * f32; compute is f32. One forward pass at a time per model (calls are queued).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LowbitError, toLowbitError } from '../errors';
+import { addon, modeId, runTask, type NativeModel, type NativeModelWeights } from '../native';
+import { readLlama2cModel } from '../formats/llama2c';
+import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
+import { readHfConfig } from '../formats/hf-config';
+import { openSafetensors } from '../formats/safetensors';
+import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
+import { Tokenizer } from '../tokenizer';
+import { Sampler, type SamplerOptions } from './sampler';
+import { invalidOption, checkInt, checkSignal } from '../validate';
+
+/** Architecture of a loaded model. */
+export interface RuntimeConfig {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  /** Largest context (positions) this model instance accepts. */
+  seqLen: number;
+  rmsEps: number;
+  ropeTheta: number;
+  /** 'adjacent' (llama2.c, GGUF) or 'half' (Hugging Face) rotary pairs. */
+  rope: 'adjacent' | 'half';
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** A llama2.c tokenizer.bin; without it the model's own vocabulary is used (GGUF). */
+  tokenizer?: string;
+  /** Cap the context (KV cache size) below the model's maximum. */
+  maxContext?: number;
+}
+
+/** Options of {@link LanguageModel.generate}. */
+export interface GenerateOptions extends SamplerOptions {
+  prompt?: string;
+  /** Tokens to run, prompt included (run.c's -n; 0 or more than the context: the context). @default 256 */
+  steps?: number;
+  signal?: AbortSignal;
+  /** Called with each new piece of text as it is decoded. */
+  onText?: (text: string) => void;
+}
+
+/** What {@link LanguageModel.generate} returns (run.c's semantics). */
+export interface GenerateResult {
+  text: string;
+  /** Every token of the run: prompt (BOS first) and generated tokens; a final BOS is not included. */
+  ids: number[];
+  stoppedBy: 'bos' | 'steps';
+  promptTokens: number;
+  generatedTokens: number;
+  /** Prompt processing, tokens/s (the prompt runs as one batch). */
+  promptTokensPerSecond: number;
+  /** Decoding, tokens/s. */
+  decodeTokensPerSecond: number;
+}
+
+const LIN = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+const HF_LIN: Record<(typeof LIN)[number], string> = { q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj', gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj' };
+
+/** A model ready to run. Call `dispose()` when done. */
+export class LanguageModel {
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  /** @internal */
+  constructor(readonly config: RuntimeConfig, readonly tokenizer: Tokenizer | null, readonly source: string,
+    private readonly native: NativeModel, private readonly weights: NativeModelWeights) {}
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn, fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Run `tokens` at positions pos0 … pos0+n−1 (the cache must hold 0 … pos0−1) and return the
+   * logits of the last `logitRows` positions ((logitRows × vocab) row-major).
+   */
+  forward(tokens: Int32Array | number[], pos0: number, logitRows = 1, signal?: AbortSignal): Promise<Float32Array> {
+    if (this.disposed) return Promise.reject(new LowbitError('LOWBIT_DISPOSED', `${this.source}: model is disposed`));
+    const t = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+    if (t.length === 0) return Promise.reject(invalidOption('tokens', 'at least one token', t));
+    if (pos0 + t.length > this.config.seqLen) {
+      return Promise.reject(new LowbitError('LOWBIT_INVALID_OPTION', `${this.source}: positions ${pos0}…${pos0 + t.length - 1} exceed the context of ${this.config.seqLen}`));
+    }
+    for (const id of t) if (id < 0 || id >= this.config.vocabSize) return Promise.reject(new LowbitError('LOWBIT_INVALID_OPTION', `token id ${id} is outside the vocabulary (${this.config.vocabSize})`));
+    const rows = Math.min(logitRows, t.length);
+    const logits = new Float32Array(rows * this.config.vocabSize);
+    return this.serial(async () => {
+      await runTask(() => this.native.forward(t, pos0, logits, rows, modeId()), signal, 'forward');
+      return logits;
+    });
+  }
+
+  /** Generate text exactly as llama2.c's run.c does (see expected.json's run_c_semantics). */
+  async generate(opts: GenerateOptions = {}): Promise<GenerateResult> {
+    const tok = this.tokenizer;
+    if (!tok) throw new LowbitError('LOWBIT_INVALID_OPTION', `${this.source}: no tokenizer (pass tokenizer: <tokenizer.bin>)`, { option: 'tokenizer' });
+    const signal = checkSignal(opts.signal);
+    let steps = opts.steps ?? 256;
+    checkInt('steps', steps, 0, 1e9);
+    if (steps === 0 || steps > this.config.seqLen) steps = this.config.seqLen;
+    const sampler = new Sampler({ temperature: opts.temperature ?? 1.0, topP: opts.topP ?? 0.9, seed: opts.seed });
+    const prompt = tok.encode(opts.prompt ?? '', { bos: true });
+    const ids = [prompt[0]];
+    const out: Uint8Array[] = [];
+    let stoppedBy: 'bos' | 'steps' = 'steps';
+    const nPrompt = Math.min(prompt.length, steps);
+    // The prompt runs as one batch (logits of its last position only), then one token at a time.
+    const t0 = performance.now();
+    let logits = await this.forward(Int32Array.from(prompt.slice(0, nPrompt)), 0, 1, signal);
+    const tPrompt = performance.now();
+    let token = prompt[nPrompt - 1];
+    for (let i = 1; i < nPrompt; i++) {
+      out.push(tok.printedPiece(prompt[i - 1], prompt[i]));
+      ids.push(prompt[i]);
+      opts.onText?.(Buffer.from(out[out.length - 1]).toString('utf8'));
+    }
+    // run.c: `steps` iterations; iteration `pos` has the logits of position `pos` and picks the
+    // next token (from the prompt while inside it, else sampled), stopping early on BOS.
+    let pos = nPrompt - 1;
+    let generated = 0;
+    while (pos < steps) {
+      const next = pos + 1 < prompt.length ? prompt[pos + 1] : sampler.sample(logits);
+      pos++;
+      if (next === 1) {
+        stoppedBy = 'bos';
+        break;
+      }
+      out.push(tok.printedPiece(token, next));
+      opts.onText?.(Buffer.from(out[out.length - 1]).toString('utf8'));
+      ids.push(next);
+      token = next;
+      if (pos > prompt.length - 1) generated++;
+      if (pos < steps) logits = await this.forward(Int32Array.of(token), pos, 1, signal);
+    }
+    const tEnd = performance.now();
+    const text = Buffer.concat(out).toString('utf8');
+    return {
+      text, ids, stoppedBy, promptTokens: nPrompt, generatedTokens: generated,
+      promptTokensPerSecond: nPrompt / Math.max(1e-9, (tPrompt - t0) / 1000),
+      decodeTokensPerSecond: generated / Math.max(1e-9, (tEnd - tPrompt) / 1000),
+    };
+  }
+
+  /** Release the native model (weights are released when garbage-collected). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.native.dispose();
+    void this.weights;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConfig, where: string, tied: boolean): NativeModelWeights {
+  const need = (name: string, numel: number): Float32Array => {
+    const t = get(name);
+    if (!t) throw new LowbitError('LOWBIT_BAD_FORMAT', `${where}: missing tensor ${name}`, { tensor: name });
+    if (t.length !== numel) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${name} has ${t.length} elements, expected ${numel}`, { tensor: name });
+    return t;
+  };
+  const { dim, hiddenDim: hid, nHeads, nKvHeads, headDim, vocabSize } = cfg;
+  const qd = nHeads * headDim, kvd = nKvHeads * headDim;
+  const shapes: Record<(typeof LIN)[number], number> = { q: qd * dim, k: kvd * dim, v: kvd * dim, o: dim * qd, gate: hid * dim, up: hid * dim, down: dim * hid };
+  const embed = need('model.embed_tokens.weight', vocabSize * dim);
+  const layers = [];
+  for (let i = 0; i < cfg.nLayers; i++) {
+    const p = `model.layers.${i}`;
+    const L: NativeModelWeights['layers'][number] = {
+      attnNorm: need(`${p}.input_layernorm.weight`, dim), ffnNorm: need(`${p}.post_attention_layernorm.weight`, dim),
+    } as NativeModelWeights['layers'][number];
+    for (const k of LIN) (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, shapes[k]);
+    for (const [k, n] of [['qBias', qd], ['kBias', kvd], ['vBias', kvd]] as const) {
+      const b = get(`${p}.${HF_LIN[k[0] as 'q' | 'k' | 'v']}.bias`);
+      if (b) {
+        if (b.length !== n) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${p} ${k} has ${b.length} elements, expected ${n}`);
+        L[k] = b;
+      }
+    }
+    layers.push(L);
+  }
+  const lm = get('lm_head.weight');
+  const classifier = lm ? need('lm_head.weight', vocabSize * dim) : tied ? embed : need('lm_head.weight', vocabSize * dim);
+  return { embed, finalNorm: need('model.norm.weight', dim), classifier, layers };
+}
+
+function checkConfig(c: RuntimeConfig, where: string): void {
+  const bad = (why: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${where}: ${why}`);
+  for (const k of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'headDim', 'vocabSize', 'seqLen'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw bad(`${k} must be a positive integer, got ${c[k]}`);
+  }
+  if (c.nHeads % c.nKvHeads !== 0) throw bad(`heads (${c.nHeads}) must be a multiple of kv heads (${c.nKvHeads})`);
+  if (c.headDim % 2 !== 0) throw bad(`head size ${c.headDim} must be even for rotary embeddings`);
+}
+
+/** Load a model for the native runtime. */
+export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<LanguageModel> {
+  if (typeof file !== 'string' || !file) throw invalidOption('model', 'a path', file);
+  const abs = path.resolve(file);
+  if (!fs.existsSync(abs)) throw new LowbitError('LOWBIT_NOT_FOUND', `${abs}: no such model file or directory`);
+  let cfg: RuntimeConfig;
+  let weights: NativeModelWeights;
+  let tokenizer: Tokenizer | null = null;
+  const isDir = fs.statSync(abs).isDirectory();
+  try {
+    if (!isDir && abs.endsWith('.gguf')) {
+      const g = readGguf(abs);
+      const c = ggufLlamaConfig(g);
+      cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
+        vocabSize: c.vocabSize, seqLen: c.contextLength, rmsEps: c.rmsEps, ropeTheta: c.ropeTheta, rope: 'adjacent' };
+      const map = new Map<string, string>();
+      for (const t of g.tensors) { const n = ggufLlamaTensorName(t.name); if (n) map.set(n, t.name); }
+      checkConfig(cfg, abs);
+      weights = f32Tensors((n) => (map.has(n) ? g.tensorF32(map.get(n)!) : null), cfg, abs, true);
+      tokenizer = options.tokenizer ? null : Tokenizer.fromGguf(g);
+    } else if (!isDir) {
+      const m = readLlama2cModel(abs);
+      const c = m.config;
+      cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headSize,
+        vocabSize: c.vocabSize, seqLen: c.seqLen, rmsEps: 1e-5, ropeTheta: 10000, rope: 'adjacent' };
+      checkConfig(cfg, abs);
+      weights = f32Tensors((n) => m.tensors.get(n) ?? null, cfg, abs, c.sharedClassifier);
+    } else {
+      const hc = readHfConfig(abs);
+      cfg = { dim: hc.hiddenSize, hiddenDim: hc.intermediateSize, nLayers: hc.numLayers, nHeads: hc.numHeads, nKvHeads: hc.numKvHeads,
+        headDim: hc.headDim, vocabSize: hc.vocabSize, seqLen: hc.maxPositionEmbeddings, rmsEps: hc.rmsNormEps, ropeTheta: hc.ropeTheta, rope: 'half' };
+      checkConfig(cfg, abs);
+      const st = openSafetensors(abs);
+      const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
+      try {
+        weights = f32Tensors((n) => {
+          if (st.has(n)) return st.toFloat32(n);
+          const mod = n.replace(/\.weight$/, '');
+          if (qc && n.endsWith('.weight') && st.has(`${mod}.qweight`)) return decodeGptqModule(st, mod, qc).weight;
+          return null;
+        }, cfg, abs, hc.tieWordEmbeddings);
+      } finally {
+        st.close();
+      }
+    }
+    if (options.tokenizer) tokenizer = Tokenizer.fromLlama2c(options.tokenizer, cfg.vocabSize);
+  } catch (e) {
+    throw toLowbitError(e);
+  }
+  if (options.maxContext !== undefined) cfg.seqLen = Math.min(cfg.seqLen, checkInt('maxContext', options.maxContext, 1, 1 << 24));
+  if (tokenizer && tokenizer.size !== cfg.vocabSize) {
+    throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${abs}: the tokenizer has ${tokenizer.size} pieces but the embedding has ${cfg.vocabSize} rows`);
+  }
+  const native = addon().createModel({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);
+  return new LanguageModel(cfg, tokenizer, abs, native, weights);
+}
