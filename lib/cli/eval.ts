@@ -1,0 +1,50 @@
+/** `lowbit eval <model> [--tokenizer FILE] --text FILE [--ctx N] [--reference <fp model>] [--json]` */
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import { loadModel } from '../runtime/model';
+import { evaluate } from '../runtime/evaluate';
+import { LowbitError } from '../errors';
+import { abortOnSignals, intFlag, progressBar, type RunFn } from './util';
+
+export function evalCommand(run: RunFn): Command {
+  return new Command('eval')
+    .description('perplexity on a text (and KL divergence / top-1 agreement against a reference model)')
+    .argument('<model>', 'llama2.c .bin, .gguf, or a model directory (HF or lowbit GPTQ)')
+    .requiredOption('--text <file>', 'UTF-8 text to score')
+    .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: the model\'s own vocabulary)')
+    .option('--ctx <n>', 'window length in tokens, BOS included (default: min(512, context))', intFlag('ctx'))
+    .option('--max-chunks <n>', 'score only the first N windows', intFlag('maxChunks'))
+    .option('--reference <model>', 'unquantized model to compare against (same tokenizer)')
+    .option('--json', 'print {ppl, nll, tokens, kl, top1} as JSON')
+    .option('--quiet', 'no progress bar')
+    .action(async function (this: Command, model: string) {
+      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean }>();
+      await run(async (json) => {
+        let text: string;
+        try {
+          text = fs.readFileSync(o.text, 'utf8');
+        } catch {
+          throw new LowbitError('LOWBIT_NOT_FOUND', `text: cannot read ${o.text}`, { option: 'text' });
+        }
+        const sig = abortOnSignals();
+        const m = await loadModel(model, { tokenizer: o.tokenizer });
+        const ref = o.reference ? await loadModel(o.reference, { tokenizer: o.tokenizer }) : undefined;
+        const bar = progressBar(!o.quiet && !json);
+        try {
+          const r = await evaluate(m, { text, ctx: o.ctx, maxChunks: o.maxChunks, reference: ref, signal: sig.signal, onProgress: (p) => bar.update(p) });
+          bar.stop();
+          if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+          else {
+            process.stdout.write(`ppl ${r.ppl.toFixed(6)}  nll ${r.nll.toFixed(6)} nats/token  over ${r.tokens} tokens (${r.chunks} windows of ${r.ctx})\n`);
+            if (ref) process.stdout.write(`reference ppl ${r.referencePpl!.toFixed(6)}  KL ${r.kl!.toExponential(4)} nats/token  top-1 agreement ${(100 * r.top1!).toFixed(2)}%\n`);
+          }
+          return 0;
+        } finally {
+          bar.stop();
+          m.dispose();
+          ref?.dispose();
+          sig.dispose();
+        }
+      }, !!o.json);
+    });
+}

@@ -1,0 +1,37 @@
+/** `lowbit generate <model> [--tokenizer FILE] --prompt TEXT --steps N [--temperature T] [--top-p P] [--seed S] [--json]` */
+import { Command } from 'commander';
+import { loadModel } from '../runtime/model';
+import { abortOnSignals, intFlag, numFlag, type RunFn } from './util';
+
+export function generateCommand(run: RunFn): Command {
+  return new Command('generate')
+    .description("generate text (llama2.c run.c's semantics: same seed, same text)")
+    .argument('<model>', 'llama2.c .bin, .gguf, or a model directory (HF or lowbit GPTQ)')
+    .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: the model\'s own vocabulary)')
+    .option('--prompt <text>', 'prompt', '')
+    .option('--steps <n>', 'tokens to run, prompt included (0: the whole context)', intFlag('steps'), 256)
+    .option('--temperature <t>', '0 = greedy', numFlag('temperature'), 1.0)
+    .option('--top-p <p>', 'nucleus sampling threshold (0 or 1: off)', numFlag('topP'), 0.9)
+    .option('--seed <s>', 'sampler seed (default: the clock)', intFlag('seed'))
+    .option('--json', 'print {text, ids, stoppedBy, tokens/s} as JSON')
+    .action(async function (this: Command, model: string) {
+      const o = this.opts<{ tokenizer?: string; prompt: string; steps: number; temperature: number; topP: number; seed?: number; json?: boolean }>();
+      await run(async (json) => {
+        const sig = abortOnSignals();
+        const m = await loadModel(model, { tokenizer: o.tokenizer });
+        try {
+          const r = await m.generate({
+            prompt: o.prompt, steps: o.steps, temperature: o.temperature, topP: o.topP, seed: o.seed ?? Date.now(), signal: sig.signal,
+            onText: json ? undefined : (t) => process.stdout.write(t),
+          });
+          if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+          else process.stdout.write(`\n`);
+          if (!json) process.stderr.write(`prompt ${r.promptTokens} tok at ${r.promptTokensPerSecond.toFixed(1)} tok/s, decode ${r.generatedTokens} tok at ${r.decodeTokensPerSecond.toFixed(1)} tok/s (${r.stoppedBy})\n`);
+          return 0;
+        } finally {
+          m.dispose();
+          sig.dispose();
+        }
+      }, !!o.json);
+    });
+}

@@ -1,0 +1,60 @@
+/**
+ * npm run quality — quality of lowbit's quantizers on the real stories260K model, measured, not
+ * assumed: perplexity on ../shared/fixtures/text/tinystories-dev.txt (ctx 512, all 90 windows),
+ * and KL divergence / top-1 agreement against the FP32 model on the same windows.
+ * The model is converted to an HF directory (q/k rows permuted to rotate-half), every linear layer
+ * is quantized with `quantize(..., {format: 'dequant'})` (its 172-wide MLP does not fit the packed
+ * GPTQ layout), loaded back by the runtime and evaluated. Prints Markdown + writes JSON.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readLlama2cModel } from '../lib/formats/llama2c';
+import { writeHfFromLlama2c } from '../lib/formats/convert';
+import { quantize } from '../lib/pipeline/quantize';
+import { loadModel } from '../lib/runtime/model';
+import { evaluate } from '../lib/runtime/evaluate';
+import type { RtnConfig } from '../lib/config/rtn';
+
+const fixtures = process.env.LOWBIT_FIXTURES ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'fixtures');
+
+async function main(): Promise<void> {
+  const bin = path.join(fixtures, 'stories260K', 'stories260K.bin');
+  const tok = path.join(fixtures, 'stories260K', 'tok512.bin');
+  const textFile = path.join(fixtures, 'text', 'tinystories-dev.txt');
+  if (!fs.existsSync(bin)) throw new Error(`fixtures not found at ${fixtures} (set LOWBIT_FIXTURES)`);
+  const text = fs.readFileSync(textFile, 'utf8');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-quality-'));
+  const hf = await writeHfFromLlama2c(readLlama2cModel(bin), path.join(work, 'fp32'), 'F32');
+  const ref = await loadModel(bin, { tokenizer: tok });
+  const rows: Record<string, unknown>[] = [];
+  const fp = await evaluate(ref, { text, ctx: 512 });
+  rows.push({ method: 'FP32', bits: 32, group: '-', sym: '-', ppl: fp.ppl, kl: 0, top1: 1, tokens: fp.tokens });
+  process.stderr.write(`FP32 ppl ${fp.ppl.toFixed(6)}\n`);
+  const settings: [number, number, boolean, 'minmax' | 'mse'][] = [];
+  for (const bits of [8, 4, 3, 2]) for (const g of [32, -1]) for (const sym of [true, false]) settings.push([bits, g, sym, 'minmax']);
+  for (const bits of [4, 3]) for (const g of [32, -1]) settings.push([bits, g, false, 'mse']);
+  for (const [bits, g, sym, clip] of settings) {
+    const out = path.join(work, `rtn-${bits}-${g}-${sym ? 's' : 'a'}-${clip}`);
+    const cfg: RtnConfig = { method: 'rtn', bits, groupSize: g, sym, clip, format: 'dequant' };
+    await quantize(hf, cfg, { out });
+    const m = await loadModel(out, { tokenizer: tok });
+    const r = await evaluate(m, { text, ctx: 512, reference: ref });
+    m.dispose();
+    fs.rmSync(out, { recursive: true, force: true });
+    rows.push({ method: `RTN${clip === 'mse' ? ' + MSE clip' : ''}`, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens });
+    process.stderr.write(`RTN ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}\n`);
+  }
+  ref.dispose();
+  fs.rmSync(work, { recursive: true, force: true });
+  const md = ['| method | bits | group | mode | ppl | KL (nats/token) | top-1 agree |', '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.method} | ${r.bits} | ${r.group} | ${r.sym} | ${(r.ppl as number).toFixed(4)} | ${(r.kl as number).toExponential(3)} | ${(100 * (r.top1 as number)).toFixed(2)}% |`)].join('\n');
+  process.stdout.write(md + '\n');
+  fs.mkdirSync('bench-results', { recursive: true });
+  fs.writeFileSync(path.join('bench-results', `quality-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ command: 'npm run quality', rows }, null, 2));
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e && (e as Error).stack ? (e as Error).stack : e}\n`);
+  process.exitCode = 1;
+});
