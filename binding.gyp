@@ -28,7 +28,7 @@
     {
       "target_name": "lowbit",
       "sources": ["<@(lowbit_common)"],
-      "libraries": ["-lpthread"],
+      "libraries": ["-lpthread", "-ldl"],
       "conditions": [
         ["target_arch=='x64' and OS!='win'", {
           "defines": ["LOWBIT_HAVE_X86_VARIANTS=1"],

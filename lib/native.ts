@@ -87,6 +87,8 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
   benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
+  peerSgemmInfo(): { lib: string | null; error: string | null };
+  peerSgemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, threads: number): NativeTask<void>;
   cudaInfo?(): NativeCudaInfo;
   cudaDequantInt4?(job: { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; rows: number; cols: number; groups: number; out: Float32Array }): NativeTask<{ kernelMs: number }>;
 }

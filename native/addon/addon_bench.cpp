@@ -100,9 +100,79 @@ static Napi::Value BenchPeak(const Napi::CallbackInfo& info) {
       {});
 }
 
+void register_bench_peer(Napi::Env env, Napi::Object exports);
+
 void register_bench(Napi::Env env, Napi::Object exports) {
+  register_bench_peer(env, exports);
   exports.Set("benchCopy", Napi::Function::New(env, BenchCopy, "benchCopy"));
   exports.Set("benchPeak", Napi::Function::New(env, BenchPeak, "benchPeak"));
+}
+
+}  // namespace lowbit
+
+// ---- A peer measured in the same process: OpenBLAS sgemm, when Debian's libopenblas is
+// installed. It is found with dlopen at run time, so lowbit never links or needs it.
+#include <dlfcn.h>
+
+namespace lowbit {
+
+namespace {
+using sgemm_fn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+using set_threads_fn = void (*)(int);
+struct Blas {
+  sgemm_fn sgemm = nullptr;
+  set_threads_fn set_threads = nullptr;
+  std::string lib, error;
+};
+const Blas& blas() {
+  static Blas b = [] {
+    Blas r;
+    const char* names[] = {"libopenblas.so.0", "libopenblasp.so.0", "libopenblas.so", "libblas.so.3"};
+    for (const char* n : names) {
+      void* h = dlopen(n, RTLD_NOW | RTLD_LOCAL);
+      if (!h) continue;
+      r.sgemm = reinterpret_cast<sgemm_fn>(dlsym(h, "cblas_sgemm"));
+      r.set_threads = reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads"));
+      if (r.sgemm) { r.lib = n; return r; }
+    }
+    r.error = "no OpenBLAS found (apt-get install libopenblas0-pthread)";
+    return r;
+  }();
+  return b;
+}
+}  // namespace
+
+// peerSgemmInfo() -> {lib, error}
+static Napi::Value PeerSgemmInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("lib", blas().lib.empty() ? info.Env().Null() : Napi::String::New(info.Env(), blas().lib));
+  o.Set("error", blas().error.empty() ? info.Env().Null() : Napi::String::New(info.Env(), blas().error));
+  return o;
+}
+
+// peerSgemm(x, m, k, w, n, y, threads) -> task: y = x · wᵀ with cblas_sgemm (row-major, B transposed).
+static Napi::Value PeerSgemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!blas().sgemm) throw_js(env, "LOWBIT_UNSUPPORTED", blas().error);
+  View x = view_of(info[0], "x"), w = view_of(info[3], "w"), y = view_of(info[5], "y");
+  const int m = info[1].As<Napi::Number>().Int32Value(), k = info[2].As<Napi::Number>().Int32Value();
+  const int n = info[4].As<Napi::Number>().Int32Value(), threads = info[6].As<Napi::Number>().Int32Value();
+  if (x.bytes < (size_t)m * k * 4 || w.bytes < (size_t)n * k * 4 || y.bytes < (size_t)m * n * 4) throw_js(env, "LOWBIT_INTERNAL", "peerSgemm: sizes");
+  return Task::Start(
+      env, "lowbit.peerSgemm",
+      [=](TaskContext&) {
+        // One pool at a time: lowbit's pool is idle while this runs (regions are serialized).
+        if (blas().set_threads) blas().set_threads(threads);
+        const int RowMajor = 101, NoTrans = 111, Trans = 112;
+        blas().sgemm(RowMajor, NoTrans, Trans, m, n, k, 1.0f, reinterpret_cast<const float*>(x.data), k,
+                     reinterpret_cast<const float*>(w.data), k, 0.0f, reinterpret_cast<float*>(y.data), n);
+      },
+      [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[5]});
+}
+
+void register_bench_peer(Napi::Env env, Napi::Object exports) {
+  exports.Set("peerSgemmInfo", Napi::Function::New(env, PeerSgemmInfo, "peerSgemmInfo"));
+  exports.Set("peerSgemm", Napi::Function::New(env, PeerSgemm, "peerSgemm"));
 }
 
 }  // namespace lowbit
