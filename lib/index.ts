@@ -30,3 +30,4 @@ export { Tokenizer, type Vocab } from './tokenizer';
 export { readLlama2cModel, readLlama2cTokenizer, type Llama2cModel } from './formats/llama2c';
 export { readGguf, ggufLlamaConfig, ggufVocab, type GgufFile } from './formats/gguf';
 export { writeHfFromLlama2c } from './formats/convert';
+export { calibrate, calibrationPeakBytes, type CalibrateOptions, type CalibrationResult, type LayerStats, type InputStats } from './runtime/calibrate';

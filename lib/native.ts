@@ -84,6 +84,7 @@ export interface NativeAddon {
   unpack(job: NativePackJob): NativeTask<void>;
   mapFile(path: string): NativeMapping;
   gemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, accumulate: boolean, mode: number): NativeTask<void>;
+  hessian(x: Float32Array, n: number, cols: number, H: Float32Array, sumAbs: Float32Array | null, maxAbs: Float32Array | null, mode: number): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
   benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
@@ -125,9 +126,14 @@ export interface NativeModelWeights {
   }[];
 }
 
+/** Calibration statistics buffers of one linear input. @internal */
+export interface NativeStats { H: Float32Array; sumAbs: Float32Array; maxAbs: Float32Array }
+
 /** A native model instance (KV cache included). @internal */
 export interface NativeModel {
   forward(tokens: Int32Array, pos0: number, logits: Float32Array | null, logitRows: number, mode: number): NativeTask<void>;
+  calibrateBlock(layer: number, hidden: Float32Array, seqLen: number, stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>, mode: number,
+    onProgress?: (done: number, total: number) => void): NativeTask<void>;
   dispose(): void;
 }
 

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError } from '../errors';
-import { addon, modeId, runTask, type NativeModel, type NativeModelWeights } from '../native';
+import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativeStats } from '../native';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
 import { readHfConfig } from '../formats/hf-config';
@@ -153,6 +153,21 @@ export class LanguageModel {
       promptTokensPerSecond: nPrompt / Math.max(1e-9, (tPrompt - t0) / 1000),
       decodeTokensPerSecond: generated / Math.max(1e-9, (tEnd - tPrompt) / 1000),
     };
+  }
+
+  /** The token embedding table (vocab × dim). @internal */
+  _embedTable(): Float32Array {
+    return this.weights.embed;
+  }
+
+  /**
+   * Run decoder layer `layer` over hidden states (samples × seqLen × dim, in place), feeding the
+   * given statistics buffers. @internal
+   */
+  _calibrateBlock(layer: number, hidden: Float32Array, seqLen: number, stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>,
+    signal?: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<void> {
+    if (this.disposed) return Promise.reject(new LowbitError('LOWBIT_DISPOSED', `${this.source}: model is disposed`));
+    return this.serial(() => runTask(() => this.native.calibrateBlock(layer, hidden, seqLen, stats, modeId(), onProgress), signal, 'calibrate'));
   }
 
   /** Release the native model (weights are released when garbage-collected). */

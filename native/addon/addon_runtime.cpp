@@ -7,6 +7,7 @@
 
 #include "addon/task.h"
 #include "kernels/gemm.h"
+#include "quant/hessian.h"
 #include "runtime/llama.h"
 
 namespace lowbit {
@@ -103,6 +104,65 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
               },
               [](Napi::Env env2) { return env2.Undefined(); }, {ci[0], ci[2]});
         }));
+  // calibrateBlock(layer, hidden (S × T × dim, in place), T, stats, mode) -> task. stats maps
+  // 'attn' | 'o' | 'mlp' | 'down' to {H, sumAbs, maxAbs} Float32Arrays (or is missing a key to skip it).
+  o.Set("calibrateBlock", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) -> Napi::Value {
+          Napi::Env e = ci.Env();
+          if (h->disposed) throw_js(e, "LOWBIT_DISPOSED", "model is disposed");
+          const int layer = ci[0].As<Napi::Number>().Int32Value();
+          View hid = view_of(ci[1], "hidden");
+          const size_t T = (size_t)ci[2].As<Napi::Number>().DoubleValue();
+          Napi::Object stats = ci[3].As<Napi::Object>();
+          const int mode = ci[4].As<Napi::Number>().Int32Value();
+          const LlamaConfig& c = h->model->config();
+          const size_t dim = c.dim, qd = (size_t)c.n_heads * c.head_dim;
+          if (layer < 0 || layer >= c.n_layers || T == 0 || hid.bytes % (T * dim * 4)) throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: bad arguments");
+          struct Obs : Observer {
+            float* H[LIN_COUNT] = {};
+            float* sa[LIN_COUNT] = {};
+            float* ma[LIN_COUNT] = {};
+            int mode = 0;
+            TaskContext* ctx = nullptr;
+            void observe(int, int kind, const float* x, size_t n, size_t in) override {
+              if (H[kind]) hessian_accumulate(x, n, in, H[kind], sa[kind], ma[kind], mode, ctx);
+            }
+          };
+          auto obs = std::make_shared<Obs>();
+          obs->mode = mode;
+          std::vector<Napi::Value> keep{ci[1]};
+          const char* keys[4] = {"attn", "o", "mlp", "down"};
+          const int kinds[4] = {LIN_Q, LIN_O, LIN_GATE, LIN_DOWN};
+          const size_t widths[4] = {dim, qd, dim, (size_t)c.hidden_dim};
+          for (int i = 0; i < 4; i++) {
+            Napi::Value sv = stats.Get(keys[i]);
+            if (sv.IsUndefined() || sv.IsNull()) continue;
+            Napi::Object so = sv.As<Napi::Object>();
+            View Hv = view_of(so.Get("H"), "H"), sav = view_of(so.Get("sumAbs"), "sumAbs"), mav = view_of(so.Get("maxAbs"), "maxAbs");
+            if (Hv.bytes < widths[i] * widths[i] * 4 || sav.bytes < widths[i] * 4 || mav.bytes < widths[i] * 4) throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: stats sizes");
+            obs->H[kinds[i]] = reinterpret_cast<float*>(Hv.data);
+            obs->sa[kinds[i]] = reinterpret_cast<float*>(sav.data);
+            obs->ma[kinds[i]] = reinterpret_cast<float*>(mav.data);
+            keep.push_back(so.Get("H"));
+            keep.push_back(so.Get("sumAbs"));
+            keep.push_back(so.Get("maxAbs"));
+          }
+          const size_t S = hid.bytes / (T * dim * 4);
+          bool expected = false;
+          if (!h->busy.compare_exchange_strong(expected, true)) throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: model is busy");
+          return Task::Start(
+              e, "lowbit.calibrateBlock",
+              [h, obs, layer, hid, T, S, dim, mode](TaskContext& ctx) {
+                struct Release { ModelHolder* h; ~Release() { h->busy.store(false); } } rel{h};
+                obs->ctx = &ctx;
+                float* x = reinterpret_cast<float*>(hid.data);
+                for (size_t s = 0; s < S; s++) {
+                  ctx.check("calibration");
+                  h->model->block(layer, x + s * T * dim, T, 0, mode, obs.get());
+                  ctx.add_done(1.0);
+                }
+              },
+              [](Napi::Env env2) { return env2.Undefined(); }, keep, ci[5], (double)S);
+        }));
   o.Set("dispose", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) {
           if (!h->busy.load()) {
             h->disposed = true;
@@ -133,7 +193,28 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
       [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[5]});
 }
 
+// hessian(x, n, cols, H, sumAbs|null, maxAbs|null, mode) -> task (see quant/hessian.h)
+static Napi::Value Hessian(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  View x = view_of(info[0], "x"), H = view_of(info[3], "H");
+  const size_t n = (size_t)info[1].As<Napi::Number>().DoubleValue(), cols = (size_t)info[2].As<Napi::Number>().DoubleValue();
+  View sa, ma;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) sa = view_of(info[4], "sumAbs");
+  if (!info[5].IsNull() && !info[5].IsUndefined()) ma = view_of(info[5], "maxAbs");
+  const int mode = info[6].As<Napi::Number>().Int32Value();
+  if (x.bytes < n * cols * 4 || H.bytes < cols * cols * 4 || (sa.data && sa.bytes < cols * 4) || (ma.data && ma.bytes < cols * 4))
+    throw_js(env, "LOWBIT_INTERNAL", "hessian: sizes");
+  return Task::Start(
+      env, "lowbit.hessian",
+      [=](TaskContext& ctx) {
+        hessian_accumulate(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data),
+                           reinterpret_cast<float*>(sa.data), reinterpret_cast<float*>(ma.data), mode, &ctx);
+      },
+      [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[4], info[5]});
+}
+
 void register_runtime(Napi::Env env, Napi::Object exports) {
+  exports.Set("hessian", Napi::Function::New(env, Hessian, "hessian"));
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
 }

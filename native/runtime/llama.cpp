@@ -118,6 +118,35 @@ void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* o
   });
 }
 
+void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* obs) {
+  const LlamaConfig& c = cfg_;
+  if (pos0 + n > (size_t)c.seq_len)
+    throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
+                                             " exceed the context of " + std::to_string(c.seq_len) + " tokens");
+  const size_t dim = c.dim, hd = c.head_dim, qd = (size_t)c.n_heads * hd, kvd = (size_t)c.n_kv_heads * hd, hid = c.hidden_dim;
+  std::vector<float> xn(n * dim), q(n * qd), k(n * kvd), v(n * kvd), att(n * qd), h1(n * hid), h3(n * hid);
+  std::vector<float> tmp(n * std::max(dim, qd));
+  const LayerWeights& L = w_.layers[l];
+  rmsnorm(xn.data(), x, L.attn_norm, n, dim, c.rms_eps);
+  linear(LIN_Q, l, xn.data(), n, dim, qd, q.data(), mode, obs);
+  linear(LIN_K, l, xn.data(), n, dim, kvd, k.data(), mode, nullptr);  // same input as q: observed once
+  linear(LIN_V, l, xn.data(), n, dim, kvd, v.data(), mode, nullptr);
+  rope(q.data(), k.data(), n, pos0);
+  for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
+  attention(l, q.data(), n, pos0, att.data());
+  linear(LIN_O, l, att.data(), n, qd, dim, tmp.data(), mode, obs);
+  for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
+  rmsnorm(xn.data(), x, L.ffn_norm, n, dim, c.rms_eps);
+  linear(LIN_GATE, l, xn.data(), n, dim, hid, h1.data(), mode, obs);
+  linear(LIN_UP, l, xn.data(), n, dim, hid, h3.data(), mode, nullptr);  // same input as gate
+  for (size_t i = 0; i < n * hid; i++) {
+    const float g = h1[i];
+    h1[i] = g * (1.0f / (1.0f + expf(-g))) * h3[i];
+  }
+  linear(LIN_DOWN, l, h1.data(), n, hid, dim, tmp.data(), mode, obs);
+  for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
+}
+
 void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx,
                     Observer* obs) {
   const LlamaConfig& c = cfg_;
@@ -125,9 +154,8 @@ void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits,
   if (pos0 + n > (size_t)c.seq_len)
     throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
                                              " exceed the context of " + std::to_string(c.seq_len) + " tokens");
-  const size_t dim = c.dim, hd = c.head_dim, qd = (size_t)c.n_heads * hd, kvd = (size_t)c.n_kv_heads * hd, hid = c.hidden_dim;
-  std::vector<float> x(n * dim), xn(n * dim), q(n * qd), k(n * kvd), v(n * kvd), att(n * qd), h1(n * hid), h3(n * hid);
-  std::vector<float> tmp(n * std::max(dim, qd));
+  const size_t dim = c.dim;
+  std::vector<float> x(n * dim), xn;
   for (size_t t = 0; t < n; t++) {
     const int32_t tok = tokens[t];
     if (tok < 0 || tok >= c.vocab) throw Error("LOWBIT_INVALID_OPTION", "token id " + std::to_string(tok) + " is outside the vocabulary (" + std::to_string(c.vocab) + ")");
@@ -135,29 +163,12 @@ void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits,
   }
   for (int l = 0; l < c.n_layers; l++) {
     if (ctx) ctx->check("forward");
-    const LayerWeights& L = w_.layers[l];
-    rmsnorm(xn.data(), x.data(), L.attn_norm, n, dim, c.rms_eps);
-    linear(LIN_Q, l, xn.data(), n, dim, qd, q.data(), mode, obs);
-    linear(LIN_K, l, xn.data(), n, dim, kvd, k.data(), mode, obs);
-    linear(LIN_V, l, xn.data(), n, dim, kvd, v.data(), mode, obs);
-    rope(q.data(), k.data(), n, pos0);
-    for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
-    attention(l, q.data(), n, pos0, att.data());
-    linear(LIN_O, l, att.data(), n, qd, dim, tmp.data(), mode, obs);
-    for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
-    rmsnorm(xn.data(), x.data(), L.ffn_norm, n, dim, c.rms_eps);
-    linear(LIN_GATE, l, xn.data(), n, dim, hid, h1.data(), mode, obs);
-    linear(LIN_UP, l, xn.data(), n, dim, hid, h3.data(), mode, obs);
-    for (size_t i = 0; i < n * hid; i++) {
-      const float g = h1[i];
-      h1[i] = g * (1.0f / (1.0f + expf(-g))) * h3[i];
-    }
-    linear(LIN_DOWN, l, h1.data(), n, hid, dim, tmp.data(), mode, obs);
-    for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
+    block(l, x.data(), n, pos0, mode, obs);
     if (ctx) ctx->add_done(1.0);
   }
   if (logits && logit_rows) {
     const size_t r = std::min(logit_rows, n);
+    xn.resize(r * dim);
     rmsnorm(xn.data(), x.data() + (n - r) * dim, w_.final_norm, r, dim, c.rms_eps);
     gemm(xn.data(), r, dim, w_.classifier, (size_t)c.vocab, logits, false, mode);
   }

@@ -46,7 +46,8 @@ struct LlamaWeights {
   const float* classifier = nullptr;  // (vocab, dim); == embed when tied
 };
 
-// Sees the input (tokens × in_features) of every linear layer during a forward pass.
+// Sees each distinct linear-layer input (tokens × in_features) during a forward pass: kind LIN_Q
+// for the input shared by q/k/v, LIN_O, LIN_GATE for the input shared by gate/up, LIN_DOWN.
 struct Observer {
   virtual ~Observer() = default;
   virtual void observe(int layer, int kind, const float* x, size_t tokens, size_t in_features) = 0;
@@ -62,6 +63,9 @@ class Llama {
   void forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx,
                Observer* obs = nullptr);
   size_t kv_capacity() const { return (size_t)cfg_.seq_len; }
+  // One decoder layer on hidden states x (n × dim, in place) at positions pos0 …, writing that
+  // layer's KV cache: the unit the sequential calibration driver (and GPTQ) runs block by block.
+  void block(int layer, float* x, size_t n, size_t pos0, int mode, Observer* obs);
 
  private:
   void linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs);
