@@ -92,6 +92,8 @@ export class LanguageModel {
     if (this.disposed) return Promise.reject(new LowbitError('LOWBIT_DISPOSED', `${this.source}: model is disposed`));
     const t = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
     if (t.length === 0) return Promise.reject(invalidOption('tokens', 'at least one token', t));
+    if (!Number.isSafeInteger(pos0) || pos0 < 0) return Promise.reject(invalidOption('pos0', 'a non-negative integer', pos0));
+    if (!Number.isSafeInteger(logitRows) || logitRows < 0) return Promise.reject(invalidOption('logitRows', 'a non-negative integer', logitRows));
     if (pos0 + t.length > this.config.seqLen) {
       return Promise.reject(new LowbitError('LOWBIT_INVALID_OPTION', `${this.source}: positions ${pos0}…${pos0 + t.length - 1} exceed the context of ${this.config.seqLen}`));
     }
@@ -182,36 +184,44 @@ export class LanguageModel {
   }
 }
 
-function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConfig, where: string, tied: boolean): NativeModelWeights {
-  const need = (name: string, numel: number): Float32Array => {
+function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConfig, where: string, tied: boolean,
+  shapeOf: (name: string) => number[] | null): NativeModelWeights {
+  // expected shapes, row-major (out, in) for matrices
+  const need = (name: string, numel: number, shape?: number[]): Float32Array => {
     const t = get(name);
     if (!t) throw new LowbitError('LOWBIT_BAD_FORMAT', `${where}: missing tensor ${name}`, { tensor: name });
     if (t.length !== numel) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${name} has ${t.length} elements, expected ${numel}`, { tensor: name });
+    const got = shapeOf(name);
+    if (shape && got && (got.length !== shape.length || got.some((d, i) => d !== shape[i]))) {
+      throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${name} has shape [${got.join(', ')}], expected [${shape.join(', ')}]`, { tensor: name });
+    }
     return t;
   };
   const { dim, hiddenDim: hid, nHeads, nKvHeads, headDim, vocabSize } = cfg;
   const qd = nHeads * headDim, kvd = nKvHeads * headDim;
-  const shapes: Record<(typeof LIN)[number], number> = { q: qd * dim, k: kvd * dim, v: kvd * dim, o: dim * qd, gate: hid * dim, up: hid * dim, down: dim * hid };
-  const embed = need('model.embed_tokens.weight', vocabSize * dim);
+  const dims: Record<(typeof LIN)[number], [number, number]> = { q: [qd, dim], k: [kvd, dim], v: [kvd, dim], o: [dim, qd], gate: [hid, dim], up: [hid, dim], down: [dim, hid] };
+  const embed = need('model.embed_tokens.weight', vocabSize * dim, [vocabSize, dim]);
   const layers = [];
   for (let i = 0; i < cfg.nLayers; i++) {
     const p = `model.layers.${i}`;
     const L: NativeModelWeights['layers'][number] = {
-      attnNorm: need(`${p}.input_layernorm.weight`, dim), ffnNorm: need(`${p}.post_attention_layernorm.weight`, dim),
+      attnNorm: need(`${p}.input_layernorm.weight`, dim, [dim]), ffnNorm: need(`${p}.post_attention_layernorm.weight`, dim, [dim]),
     } as NativeModelWeights['layers'][number];
-    for (const k of LIN) (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, shapes[k]);
-    for (const [k, n] of [['qBias', qd], ['kBias', kvd], ['vBias', kvd]] as const) {
-      const b = get(`${p}.${HF_LIN[k[0] as 'q' | 'k' | 'v']}.bias`);
-      if (b) {
-        if (b.length !== n) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${p} ${k} has ${b.length} elements, expected ${n}`);
-        L[k] = b;
+    for (const k of LIN) (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k]);
+    for (const k of LIN) {
+      const b = get(`${p}.${HF_LIN[k]}.bias`);
+      if (!b) continue;
+      if (k !== 'q' && k !== 'k' && k !== 'v' && k !== 'o') {
+        throw new LowbitError('LOWBIT_UNSUPPORTED', `${where}: ${p}.${HF_LIN[k]}.bias: MLP biases are not part of the Llama family`, { tensor: `${p}.${HF_LIN[k]}.bias` });
       }
+      need(`${p}.${HF_LIN[k]}.bias`, dims[k][0], [dims[k][0]]);
+      (L as unknown as Record<string, Float32Array>)[`${k}Bias`] = b;
     }
     layers.push(L);
   }
   const lm = get('lm_head.weight');
-  const classifier = lm ? need('lm_head.weight', vocabSize * dim) : tied ? embed : need('lm_head.weight', vocabSize * dim);
-  return { embed, finalNorm: need('model.norm.weight', dim), classifier, layers };
+  const classifier = lm ? need('lm_head.weight', vocabSize * dim, [vocabSize, dim]) : tied ? embed : need('lm_head.weight', vocabSize * dim, [vocabSize, dim]);
+  return { embed, finalNorm: need('model.norm.weight', dim, [dim]), classifier, layers };
 }
 
 function checkConfig(c: RuntimeConfig, where: string): void {
@@ -241,7 +251,8 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       const map = new Map<string, string>();
       for (const t of g.tensors) { const n = ggufLlamaTensorName(t.name); if (n) map.set(n, t.name); }
       checkConfig(cfg, abs);
-      weights = f32Tensors((n) => (map.has(n) ? g.tensorF32(map.get(n)!) : null), cfg, abs, true);
+      weights = f32Tensors((n) => (map.has(n) ? g.tensorF32(map.get(n)!) : null), cfg, abs, true,
+        (n) => (map.has(n) ? g.tensor(map.get(n)!).shape : null));
       tokenizer = options.tokenizer ? null : Tokenizer.fromGguf(g);
     } else if (!isDir) {
       const m = readLlama2cModel(abs);
@@ -249,7 +260,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headSize,
         vocabSize: c.vocabSize, seqLen: c.seqLen, rmsEps: 1e-5, ropeTheta: 10000, rope: 'adjacent' };
       checkConfig(cfg, abs);
-      weights = f32Tensors((n) => m.tensors.get(n) ?? null, cfg, abs, c.sharedClassifier);
+      weights = f32Tensors((n) => m.tensors.get(n) ?? null, cfg, abs, c.sharedClassifier, (n) => m.shapes.get(n) ?? null);
     } else {
       const hc = readHfConfig(abs);
       cfg = { dim: hc.hiddenSize, hiddenDim: hc.intermediateSize, nLayers: hc.numLayers, nHeads: hc.numHeads, nKvHeads: hc.numKvHeads,
@@ -263,7 +274,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           const mod = n.replace(/\.weight$/, '');
           if (qc && n.endsWith('.weight') && st.has(`${mod}.qweight`)) return decodeGptqModule(st, mod, qc).weight;
           return null;
-        }, cfg, abs, hc.tieWordEmbeddings);
+        }, cfg, abs, hc.tieWordEmbeddings, (n) => (st.has(n) ? st.info(n).shape : null));
       } finally {
         st.close();
       }

@@ -3,6 +3,7 @@
 // model's lifetime. One forward at a time per model (the KV cache is shared state): a second
 // concurrent call is refused; the TS layer queues calls.
 #include <atomic>
+#include <cmath>
 #include <memory>
 
 #include "addon/task.h"
@@ -85,12 +86,16 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           if (h->disposed) throw_js(e, "LOWBIT_DISPOSED", "model is disposed");
           View tok = view_of(ci[0], "tokens");
           const size_t n = tok.bytes / 4;
-          const size_t pos0 = (size_t)ci[1].As<Napi::Number>().DoubleValue();
+          const double pos0d = ci[1].As<Napi::Number>().DoubleValue();
+          if (!(pos0d >= 0) || pos0d > 1e15 || pos0d != std::floor(pos0d)) throw_js(e, "LOWBIT_INVALID_OPTION", "pos0: expected a non-negative integer");
+          const size_t pos0 = (size_t)pos0d;
           View lg;
           size_t rows = 0;
           if (!ci[2].IsNull() && !ci[2].IsUndefined()) {
             lg = view_of(ci[2], "logits");
-            rows = (size_t)ci[3].As<Napi::Number>().DoubleValue();
+            const double rd = ci[3].As<Napi::Number>().DoubleValue();
+            if (!(rd >= 0) || rd > 1e15 || rd != std::floor(rd)) throw_js(e, "LOWBIT_INVALID_OPTION", "logitRows: expected a non-negative integer");
+            rows = (size_t)rd;
             if (lg.bytes < rows * (size_t)h->model->config().vocab * 4) throw_js(e, "LOWBIT_INTERNAL", "forward: logits buffer too small");
           }
           const int mode = ci[4].IsNumber() ? ci[4].As<Napi::Number>().Int32Value() : 0;

@@ -101,6 +101,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_mmap(env, exports);
   register_bench(env, exports);
   register_runtime(env, exports);
+  register_gptq(env, exports);
 #if defined(LOWBIT_WITH_CUDA)
   register_cuda(env, exports);
 #endif

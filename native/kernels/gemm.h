@@ -17,11 +17,13 @@ void gemm_ref(const float* x, size_t m, size_t k, const float* w, size_t n, floa
 void gemm_generic(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
 
-// Dispatching, multi-threaded driver. mode: MODE_FAST or MODE_REF.
-void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode);
+// Dispatching, multi-threaded driver. mode: MODE_FAST or MODE_REF. ldy: row stride of y
+// (0 = n), so y can be a sub-block of a larger matrix.
+void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy = 0);
 
 // The same product on a range of output columns [n0, n1) only (the driver splits n across threads).
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1);
-void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1);
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
+void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
+void gemm_ref_ld(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate);
 
 }  // namespace lowbit

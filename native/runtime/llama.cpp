@@ -120,7 +120,7 @@ void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* o
 
 void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* obs) {
   const LlamaConfig& c = cfg_;
-  if (pos0 + n > (size_t)c.seq_len)
+  if (pos0 > (size_t)c.seq_len || n > (size_t)c.seq_len - pos0)
     throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
                                              " exceed the context of " + std::to_string(c.seq_len) + " tokens");
   const size_t dim = c.dim, hd = c.head_dim, qd = (size_t)c.n_heads * hd, kvd = (size_t)c.n_kv_heads * hd, hid = c.hidden_dim;
@@ -151,7 +151,7 @@ void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits,
                     Observer* obs) {
   const LlamaConfig& c = cfg_;
   if (n == 0) return;
-  if (pos0 + n > (size_t)c.seq_len)
+  if (pos0 > (size_t)c.seq_len || n > (size_t)c.seq_len - pos0)
     throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
                                              " exceed the context of " + std::to_string(c.seq_len) + " tokens");
   const size_t dim = c.dim;

@@ -8,7 +8,8 @@
 
 namespace lowbit {
 
-void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1) {
+void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1) {
+  (void)n;
   for (size_t i = 0; i < m; i++) {
     const float* xi = x + i * k;
     size_t j = n0;
@@ -21,32 +22,33 @@ void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size
         s2 += xi[t] * w2[t];
         s3 += xi[t] * w3[t];
       }
-      float* yi = y + i * n + j;
+      float* yi = y + i * ldy + j;
       if (accumulate) { yi[0] += s0; yi[1] += s1; yi[2] += s2; yi[3] += s3; }
       else { yi[0] = s0; yi[1] = s1; yi[2] = s2; yi[3] = s3; }
     }
     for (; j < n1; j++) {
       float s = 0;
       for (size_t t = 0; t < k; t++) s += xi[t] * w[j * k + t];
-      y[i * n + j] = accumulate ? y[i * n + j] + s : s;
+      y[i * ldy + j] = accumulate ? y[i * ldy + j] + s : s;
     }
   }
 }
 
 void gemm_generic(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
-  gemm_generic_range(x, m, k, w, n, y, accumulate, 0, n);
+  gemm_generic_range(x, m, k, w, n, y, n, accumulate, 0, n);
 }
 
 #if !defined(LOWBIT_HAVE_X86_VARIANTS)
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc, size_t n0, size_t n1) {
-  gemm_generic_range(x, m, k, w, n, y, acc, n0, n1);
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1) {
+  gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
 }
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
 #endif
 
-void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode) {
+void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy) {
+  if (ldy == 0) ldy = n;
   if (mode == MODE_REF) {
-    gemm_ref(x, m, k, w, n, y, accumulate);
+    gemm_ref_ld(x, m, k, w, n, y, ldy, accumulate);
     return;
   }
   // AVX-512 CPUs run the AVX2 kernel (an AVX-512 tile is future work; Zen 4 splits zmm in two anyway).
@@ -59,8 +61,8 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
   const size_t chunks = (n + grain - 1) / grain;
   parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
     const size_t n0 = c0 * grain, n1 = std::min(n, c1 * grain);
-    if (avx2) gemm_avx2_range(x, m, k, w, n, y, accumulate, n0, n1);
-    else gemm_generic_range(x, m, k, w, n, y, accumulate, n0, n1);
+    if (avx2) gemm_avx2_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
+    else gemm_generic_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
   });
 }
 

@@ -3,13 +3,17 @@
 
 namespace lowbit {
 
-void gemm_ref(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
+void gemm_ref_ld(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate) {
   for (size_t i = 0; i < m; i++)
     for (size_t j = 0; j < n; j++) {
-      double s = accumulate ? (double)y[i * n + j] : 0.0;
+      double s = accumulate ? (double)y[i * ldy + j] : 0.0;
       for (size_t t = 0; t < k; t++) s += (double)x[i * k + t] * (double)w[j * k + t];
-      y[i * n + j] = (float)s;
+      y[i * ldy + j] = (float)s;
     }
+}
+
+void gemm_ref(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
+  gemm_ref_ld(x, m, k, w, n, y, n, accumulate);
 }
 
 }  // namespace lowbit

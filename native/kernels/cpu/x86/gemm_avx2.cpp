@@ -119,14 +119,15 @@ struct Buffers {
 
 }  // namespace
 
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, size_t n0, size_t n1) {
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1) {
+  (void)n;
   if (n1 <= n0) return;
   if (m == 1) {
     gemv(x, k, w, y, accumulate, n0, n1);
     return;
   }
   if (k == 0) {
-    if (!accumulate) for (size_t i = 0; i < m; i++) std::fill(y + i * n + n0, y + i * n + n1, 0.0f);
+    if (!accumulate) for (size_t i = 0; i < m; i++) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
     return;
   }
   thread_local Buffers buf;
@@ -173,7 +174,7 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
           const size_t nr = std::min(NR, nc - p * NR);
           for (size_t t = 0; t < tiles; t++) {
             const size_t mr = std::min(MR, mc - t * MR);
-            kernel_6x16(kc, Ap + t * kc * MR, Bp + p * kc * NR, y + (mc0 + t * MR) * n + nc0 + p * NR, n, mr, nr, overwrite);
+            kernel_6x16(kc, Ap + t * kc * MR, Bp + p * kc * NR, y + (mc0 + t * MR) * ldy + nc0 + p * NR, ldy, mr, nr, overwrite);
           }
         }
       }
@@ -182,7 +183,7 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
 }
 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
-  gemm_avx2_range(x, m, k, w, n, y, accumulate, 0, n);
+  gemm_avx2_range(x, m, k, w, n, y, n, accumulate, 0, n);
 }
 
 }  // namespace lowbit
