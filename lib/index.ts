@@ -31,3 +31,4 @@ export { readLlama2cModel, readLlama2cTokenizer, type Llama2cModel } from './for
 export { readGguf, ggufLlamaConfig, ggufVocab, type GgufFile } from './formats/gguf';
 export { writeHfFromLlama2c } from './formats/convert';
 export { calibrate, calibrationPeakBytes, type CalibrateOptions, type CalibrationResult, type LayerStats, type InputStats } from './runtime/calibrate';
+export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './gptq';

@@ -88,6 +88,8 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
   benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
+  gptqLayer(job: Record<string, unknown>): NativeTask<{ loss: number; dampUsed: number }>;
+  gptqInverseFactor(H: Float32Array, n: number, U: Float32Array, mode: number): NativeTask<{ ok: boolean }>;
   peerSgemmInfo(): { lib: string | null; error: string | null };
   peerSgemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, threads: number): NativeTask<void>;
   cudaInfo?(): NativeCudaInfo;
