@@ -12,14 +12,15 @@ export type { QuantizerOptions } from './config/quant';
 export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './pack';
 export { openModel, inspectModel, type Model, type ModelSummary, type OpenModelOptions } from './model';
 export { quantize, type QuantizeRunOptions, type QuantizeResult, type ModuleLog } from './pipeline/quantize';
-export type { RtnConfig, OutputFormat } from './config/rtn';
+export type { RtnConfig, GptqConfig, QuantizeConfig, OutputFormat } from './config/rtn';
+export type { CalibrationOptions } from './pipeline/gptq';
 export { writeSyntheticModel, SYNTHETIC_PRESETS, type SyntheticOptions, type SyntheticShape } from './synthetic';
 export {
   openSafetensors, writeSafetensors, readSafetensorsHeader,
   type SafetensorsReader, type TensorInfo, type TensorEntry, type WriteSafetensorsOptions, type WriteSafetensorsResult,
 } from './formats/safetensors';
 export { readHfConfig, type ModelConfig } from './formats/hf-config';
-export { parseGptqConfig, decodeGptqModule, decodeAwqModule, gptqQuantizationConfig, type GptqConfig, type DecodedModule } from './formats/gptq';
+export { parseGptqConfig, decodeGptqModule, decodeAwqModule, gptqQuantizationConfig, type GptqConfig as GptqCheckpointConfig, type DecodedModule } from './formats/gptq';
 export { setKernelMode, getKernelMode, hasAddon, loadAttempts, type KernelMode, type NativeInfo, type LoadAttempt } from './native';
 export { systemInfo, setThreads, cudaInfo, type SystemInfo } from './system';
 export { loadModel, LanguageModel, type LoadModelOptions, type GenerateOptions, type GenerateResult, type RuntimeConfig } from './runtime/model';
@@ -30,5 +31,5 @@ export { Tokenizer, type Vocab } from './tokenizer';
 export { readLlama2cModel, readLlama2cTokenizer, type Llama2cModel } from './formats/llama2c';
 export { readGguf, ggufLlamaConfig, ggufVocab, type GgufFile } from './formats/gguf';
 export { writeHfFromLlama2c } from './formats/convert';
-export { calibrate, calibrationPeakBytes, type CalibrateOptions, type CalibrationResult, type LayerStats, type InputStats } from './runtime/calibrate';
+export { calibrate, calibrationPeakBytes, type CalibrateOptions, type CalibrationResult, type LayerStats, type InputStats, type LayerTools } from './runtime/calibrate';
 export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './gptq';

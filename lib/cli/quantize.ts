@@ -1,10 +1,10 @@
 /** `lowbit quantize <model> --method rtn --bits 4 --group-size 128 … --out <dir>` */
 import { Command, Option } from 'commander';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
-import type { RtnConfig, OutputFormat } from '../config/rtn';
+import type { QuantizeConfig, OutputFormat } from '../config/rtn';
 import { setThreads } from '../system';
 import { LowbitError } from '../errors';
-import { abortOnSignals, formatBytes, intFlag, progressBar, table, type RunFn } from './util';
+import { abortOnSignals, formatBytes, intFlag, numFlag, progressBar, table, type RunFn } from './util';
 
 interface QuantizeFlags {
   method: string;
@@ -26,13 +26,21 @@ interface QuantizeFlags {
   maxShard?: number;
   json?: boolean;
   quiet?: boolean;
+  calib?: string;
+  calibSamples?: number;
+  calibSeqlen?: number;
+  seed?: number;
+  actOrder?: boolean;
+  staticGroups?: boolean;
+  damp?: number;
+  blockSize?: number;
 }
 
 /** Print the per-module table and the summary of a run. */
 export function printQuantizeResult(r: QuantizeResult): void {
   const rows = r.modules.map((m) => [m.module, `${m.rows}×${m.cols}`, m.storage, m.stats ? m.stats.relError.toFixed(4) : '-',
-    m.stats ? m.stats.sqnrDb.toFixed(1) : '-', m.reason ?? '']);
-  process.stdout.write(table(['module', 'shape', 'stored', 'rel err', 'SQNR dB', 'note'], rows) + '\n\n');
+    m.stats ? m.stats.sqnrDb.toFixed(1) : '-', m.gptqLoss !== undefined ? m.gptqLoss.toExponential(3) : '-', m.reason ?? '']);
+  process.stdout.write(table(['module', 'shape', 'stored', 'rel err', 'SQNR dB', 'GPTQ loss', 'note'], rows) + '\n\n');
   process.stdout.write(`${r.quantizedModules} modules quantized (${r.method}, ${r.bits}-bit, group ${r.groupSize}, ${r.sym ? 'sym' : 'asym'}, clip ${r.clip}${r.codebook !== 'uniform' ? `, codebook ${r.codebook}` : ''}), ` +
     `${r.skippedModules} kept in fp16; mean rel error ${r.meanRelError.toFixed(4)}\n`);
   process.stdout.write(`${formatBytes(r.sourceBytes)} → ${formatBytes(r.outputBytes)} (${r.format}) in ${r.seconds.toFixed(2)} s → ${r.out}\n`);
@@ -43,7 +51,15 @@ export function quantizeCommand(run: RunFn): Command {
     .description('quantize every linear layer of a Hugging Face Llama-family model and write a checkpoint')
     .argument('<model>', 'model directory (config.json + *.safetensors)')
     .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
-    .addOption(new Option('--method <method>', 'quantization method').default('rtn'))
+    .addOption(new Option('--method <method>', 'quantization method').choices(['rtn', 'gptq', 'awq']).default('rtn'))
+    .option('--calib <file>', 'GPTQ: calibration text (UTF-8)')
+    .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
+    .option('--calib-seqlen <n>', 'GPTQ: tokens per window (capped at the model context)', intFlag('calibSeqlen'), 2048)
+    .option('--seed <n>', 'GPTQ: seed of the window sampler', intFlag('seed'), 0)
+    .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal (desc_act)')
+    .option('--static-groups', 'GPTQ: group params from the original column order')
+    .option('--damp <f>', 'GPTQ: damping, fraction of the mean Hessian diagonal', numFlag('damp'), 0.01)
+    .option('--block-size <n>', 'GPTQ: columns per lazy-update block', intFlag('blockSize'), 128)
     .option('--bits <n>', 'bits per weight, 2-8 (gptq formats: 2, 3, 4, 8)', intFlag('bits'), 4)
     .option('--group-size <n>', 'input channels per group; -1 = per channel', intFlag('groupSize'), 128)
     .option('--sym', 'symmetric quantization (fixed zero point; default)')
@@ -52,7 +68,7 @@ export function quantizeCommand(run: RunFn): Command {
     .addOption(new Option('--codebook <kind>', 'uniform grid or a non-uniform codebook (dequant format)').choices(['uniform', 'nf4', 'log2']).default('uniform'))
     .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
     .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), or dequantized fake-quant weights').choices(['gptq', 'gptq-v2', 'dequant']).default('gptq'))
-    .option('--tokenizer <file...>', 'extra tokenizer file(s) to copy into the output')
+    .option('--tokenizer <file...>', 'tokenizer file(s) copied into the output; a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
     .option('--lm-head', 'also quantize lm_head (dequant format)')
@@ -66,16 +82,19 @@ export function quantizeCommand(run: RunFn): Command {
       await run(async (json) => {
         if (o.sym && o.asym) throw new LowbitError('LOWBIT_INVALID_OPTION', 'sym/asym: expected one of --sym or --asym, received both', { option: 'sym' });
         if (o.threads !== undefined) setThreads(o.threads);
-        const config: RtnConfig = {
-          method: o.method as 'rtn', bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
+        const gptq = o.method === 'gptq' ? { actOrder: !!o.actOrder, staticGroups: !!o.staticGroups, dampPercent: o.damp, blockSize: o.blockSize } : {};
+        const config = {
+          method: o.method as 'rtn', ...gptq, bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
           format: o.format, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
           ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
           ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),
-        };
+        } as QuantizeConfig;
+        const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
+        const calibration = o.calib ? { file: o.calib, samples: o.calibSamples, seqLen: o.calibSeqlen, seed: o.seed, tokenizer: tok } : undefined;
         const bar = progressBar(!o.quiet);
         const sig = abortOnSignals();
         try {
-          const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, onProgress: (p) => bar.update(p), signal: sig.signal });
+          const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress: (p) => bar.update(p), signal: sig.signal });
           bar.stop();
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
           else printQuantizeResult(r);

@@ -10,7 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError } from '../errors';
-import { normalizeRtnConfig, type RtnConfig, type NormalizedRtnConfig } from '../config/rtn';
+import { normalizeRtnConfig, type QuantizeConfig, type NormalizedRtnConfig } from '../config/rtn';
+import { gptqPass, type CalibrationOptions, type GptqPassResult } from './gptq';
 import { openModel, type Model } from '../model';
 import { hfConfigToJson, type TorchDtype } from '../formats/hf-config';
 import { gptqLayoutProblem, gptqQuantizationConfig } from '../formats/gptq';
@@ -36,6 +37,8 @@ export interface QuantizeRunOptions {
   onProgress?: (p: Progress) => void;
   /** Cancels the run; rejects with LOWBIT_ABORTED and leaves no output. */
   signal?: AbortSignal;
+  /** Calibration data (GPTQ only). */
+  calibration?: CalibrationOptions;
 }
 
 /** Per-module record (also written to quant_log.json). */
@@ -46,6 +49,10 @@ export interface ModuleLog {
   /** 'packed' (GPTQ tensors), 'dequant' (fake-quant weight) or 'fp16' (kept unquantized in the source's float type — F16, or BF16 for a BF16 model; see reason). */
   storage: 'packed' | 'dequant' | 'fp16';
   reason?: string;
+  /** GPTQ: the reference's loss Σ(w − q)²/U_jj²/2, the damping used, calibration tokens. */
+  gptqLoss?: number;
+  dampUsed?: number;
+  samples?: number;
   bits?: number;
   groupSize?: number;
   stats?: QuantStats;
@@ -55,7 +62,9 @@ export interface ModuleLog {
 /** Summary of a quantize run (what the CLI prints as a table or JSON). */
 export interface QuantizeResult {
   out: string;
-  method: 'rtn';
+  method: 'rtn' | 'gptq';
+  /** GPTQ: the calibration run (windows, tokens, seed, text hash, peak estimate, seconds). */
+  calibration?: GptqPassResult['calibration'];
   format: NormalizedRtnConfig['format'];
   bits: number;
   groupSize: number;
@@ -98,7 +107,7 @@ function asBytes(a: ArrayBufferView): Uint8Array {
  * @example
  * const r = await quantize('models/tinyllama', { method: 'rtn', bits: 4, groupSize: 128 }, { out: 'out/tinyllama-w4' });
  */
-export async function quantize(model: Model | string, config: RtnConfig, run: QuantizeRunOptions): Promise<QuantizeResult> {
+export async function quantize(model: Model | string, config: QuantizeConfig, run: QuantizeRunOptions): Promise<QuantizeResult> {
   const t0 = performance.now();
   const cfg = normalizeRtnConfig(config);
   if (typeof run !== 'object' || run === null) throw invalidOption('run', 'an object with at least {out}', run);
@@ -181,7 +190,18 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
       return parts;
     };
+    let gptqRes: GptqPassResult | null = null;
+    if (cfg.method === 'gptq') {
+      if (!run.calibration) throw new LowbitError('LOWBIT_INVALID_OPTION', 'calibration: GPTQ needs calibration data ({calibration: {file | text, samples, seqLen, seed}}, CLI --calib FILE)', { option: 'calibration' });
+      gptqRes = await gptqPass(m, cfg, run.calibration, plan, logs, signal, report);
+    }
     const part = (mod: LinearModule, name: string) => async (): Promise<Uint8Array> => {
+      if (gptqRes) {
+        const pp = gptqRes.parts.get(mod.name)?.get(name);
+        if (!pp) throw new LowbitError('LOWBIT_INTERNAL', `${name}: GPTQ produced no data`);
+        gptqRes.parts.get(mod.name)!.delete(name);
+        return pp;
+      }
       let p = pending.get(mod.name);
       if (!p) {
         p = { module: mod, parts: new Map(), promise: null };
@@ -247,8 +267,8 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       const dynamic: Record<string, unknown> = {};
       for (const s of skipped) dynamic[`-:^${s.module.replace(/\./g, '\\.')}$`] = {};
       const qc = gptqQuantizationConfig({
-        bits: q.bits, groupSize: q.groupSize, descAct: false, staticGroups: false, sym: q.sym, dampPercent: 0.01,
-        trueSequential: true, checkpointFormat: cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', version: LOWBIT_VERSION,
+        bits: q.bits, groupSize: q.groupSize, descAct: !!cfg.gptq?.actOrder && !cfg.gptq?.staticGroups, staticGroups: !!cfg.gptq?.staticGroups,
+        sym: q.sym, dampPercent: cfg.gptq?.dampPercent ?? 0.01, trueSequential: cfg.gptq?.trueSequential ?? true, checkpointFormat: cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', version: LOWBIT_VERSION,
         ...(skipped.length ? { dynamic } : {}),
       });
       configJson.quantization_config = qc;
@@ -281,9 +301,10 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       tool: `lowbit ${LOWBIT_VERSION}`,
       created: new Date().toISOString(),
       source: m.dir,
-      method: 'rtn',
+      method: cfg.method,
       format: cfg.format,
-      parameters: { ...q, lmHead: cfg.lmHead, include: cfg.include?.map(String) ?? null, exclude: cfg.exclude?.map(String) ?? null },
+      calibration: gptqRes ? gptqRes.calibration : null,
+      parameters: { ...q, ...(cfg.gptq ?? {}), lmHead: cfg.lmHead, include: cfg.include?.map(String) ?? null, exclude: cfg.exclude?.map(String) ?? null },
       machine: { isa: info.isa, threads: info.threads, cpu: info.cpuModel, kernelMode: getKernelMode() },
       seconds,
       modules: modules.map((l) => ({ ...l, stats: l.stats ? { ...l.stats, sqnrDb: Number.isFinite(l.stats.sqnrDb) ? l.stats.sqnrDb : null } : undefined })),
@@ -299,7 +320,7 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
     }
     void written;
     return {
-      out: staged.target, method: 'rtn', format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
+      out: staged.target, method: cfg.method, ...(gptqRes ? { calibration: gptqRes.calibration } : {}), format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
       codebook: q.codebook, modules, quantizedModules: modules.filter((l) => l.storage !== 'fp16').length, skippedModules: skipped.length,
       meanRelError: sumW ? sumErr / sumW : 0, mse: nEl ? sumSq / nEl : 0, sourceBytes: reader.totalBytes(), outputBytes, files: files.sort(), seconds,
     };

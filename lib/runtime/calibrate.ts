@@ -38,6 +38,15 @@ export interface LayerStats {
   down: InputStats;
 }
 
+/** Passed to `onLayer`: re-collect an input's statistics after the layer's weights changed. */
+export interface LayerTools {
+  /**
+   * Run the layer again on its (unchanged) input hidden states and return fresh statistics of one
+   * input — e.g. o_proj's input after q/k/v were quantized (GPTQ's true-sequential order).
+   */
+  recollect(input: 'attn' | 'o' | 'mlp' | 'down'): Promise<InputStats>;
+}
+
 /** Options of {@link calibrate}. */
 export interface CalibrateOptions {
   /** Calibration text (UTF-8). */
@@ -55,7 +64,7 @@ export interface CalibrateOptions {
    * hidden states (samples × seqLen × dim) that are that layer's input — GPTQ quantizes here.
    * Resolve to let the driver run the (possibly modified) layer forward to the next one.
    */
-  onLayer?: (stats: LayerStats) => void | Promise<void>;
+  onLayer?: (stats: LayerStats, tools: LayerTools) => void | Promise<void>;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -145,7 +154,16 @@ export async function calibrate(model: LanguageModel, opts: CalibrateOptions): P
     };
     const ls: LayerStats = { layer: l, attn: finish(st.attn), o: finish(st.o), mlp: finish(st.mlp), down: finish(st.down) };
     if (opts.onLayer) {
-      await opts.onLayer(ls);
+      const tools: LayerTools = {
+        recollect: async (input) => {
+          const widths = { attn: dim, o: qd, mlp: dim, down: c.hiddenDim };
+          const names = { attn: ['q_proj', 'k_proj', 'v_proj'], o: ['o_proj'], mlp: ['gate_proj', 'up_proj'], down: ['down_proj'] };
+          const one = make(names[input], widths[input]);
+          await model._calibrateBlock(l, hidden.slice(), seqLen, { [input]: one }, signal);
+          return finish(one);
+        },
+      };
+      await opts.onLayer(ls, tools);
       // Run the (possibly updated) layer forward: its output is the next layer's input.
       await model._calibrateBlock(l, hidden, seqLen, {}, signal);
     }

@@ -157,6 +157,14 @@ export class LanguageModel {
     };
   }
 
+  /**
+   * The live f32 weight of a linear layer (shared with the native model: writing it changes the
+   * model). kind: q, k, v, o, gate, up, down. @internal
+   */
+  _linearWeight(layer: number, kind: 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'): Float32Array {
+    return this.weights.layers[layer][kind];
+  }
+
   /** The token embedding table (vocab × dim). @internal */
   _embedTable(): Float32Array {
     return this.weights.embed;

@@ -24,6 +24,8 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
 // The same product on a range of output columns [n0, n1) only (the driver splits n across threads).
 void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
+// Single-threaded, ISA-dispatched (for use inside an already-parallel region: the pool does not nest).
+void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
 void gemm_ref_ld(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate);
 
 }  // namespace lowbit

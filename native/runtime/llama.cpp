@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
@@ -79,7 +80,57 @@ void Llama::rope(float* q, float* k, size_t n, size_t pos0) const {
   }
 }
 
-void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* out) const {
+// Many tokens at once: per head, S = Q_h · K_hᵀ (n × P), causal mask, softmax, O_h = S · V_h, both
+// products on the serial GEMM kernel, heads in parallel. (The scalar loop below serves decoding,
+// the reference mode, and very short batches.)
+void Llama::attention_gemm(int layer, const float* q, size_t n, size_t pos0, float* out) const {
+  const int hd = cfg_.head_dim, H = cfg_.n_heads, KV = cfg_.n_kv_heads, group = H / KV;
+  const size_t kv_dim = (size_t)KV * hd, qd = (size_t)H * hd, P = pos0 + n;
+  const float* kc = kcache_.data() + (size_t)layer * cfg_.seq_len * kv_dim;
+  const float* vc = vcache_.data() + (size_t)layer * cfg_.seq_len * kv_dim;
+  const float scale = 1.0f / sqrtf((float)hd);
+  parallel_for((size_t)H, 1, [&](size_t h0, size_t h1) {
+    std::vector<float> Qh(n * hd), Kh(P * hd), VhT(hd * P), S(n * P), Oh(n * hd);
+    int loaded_kv = -1;
+    for (size_t h = h0; h < h1; h++) {
+      const size_t kvh = (h / group) * hd;
+      for (size_t t = 0; t < n; t++) std::memcpy(&Qh[t * hd], q + t * qd + h * hd, hd * 4);
+      if ((int)(h / group) != loaded_kv) {
+        for (size_t p = 0; p < P; p++) {
+          std::memcpy(&Kh[p * hd], kc + p * kv_dim + kvh, hd * 4);
+          for (int i = 0; i < hd; i++) VhT[(size_t)i * P + p] = vc[p * kv_dim + kvh + i];
+        }
+        loaded_kv = (int)(h / group);
+      }
+      gemm_serial(Qh.data(), n, hd, Kh.data(), P, S.data(), false);
+      for (size_t t = 0; t < n; t++) {
+        float* st = &S[t * P];
+        const size_t last = pos0 + t;
+        float mx = -INFINITY;
+        for (size_t p = 0; p <= last; p++) {
+          st[p] *= scale;
+          mx = std::max(mx, st[p]);
+        }
+        float sum = 0.0f;
+        for (size_t p = 0; p <= last; p++) {
+          st[p] = expf(st[p] - mx);
+          sum += st[p];
+        }
+        const float inv = 1.0f / sum;
+        for (size_t p = 0; p <= last; p++) st[p] *= inv;
+        for (size_t p = last + 1; p < P; p++) st[p] = 0.0f;
+      }
+      gemm_serial(S.data(), n, P, VhT.data(), (size_t)hd, Oh.data(), false);
+      for (size_t t = 0; t < n; t++) std::memcpy(out + t * qd + h * hd, &Oh[t * hd], hd * 4);
+    }
+  });
+}
+
+void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* out, int mode) const {
+  if (mode != MODE_REF && n >= 16) {
+    attention_gemm(layer, q, n, pos0, out);
+    return;
+  }
   const int hd = cfg_.head_dim, H = cfg_.n_heads, KV = cfg_.n_kv_heads, group = H / KV;
   const size_t kv_dim = (size_t)KV * hd, qd = (size_t)H * hd;
   const float* kc = kcache_.data() + (size_t)layer * cfg_.seq_len * kv_dim;
@@ -133,7 +184,7 @@ void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* ob
   linear(LIN_V, l, xn.data(), n, dim, kvd, v.data(), mode, nullptr);
   rope(q.data(), k.data(), n, pos0);
   for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
-  attention(l, q.data(), n, pos0, att.data());
+  attention(l, q.data(), n, pos0, att.data(), mode);
   linear(LIN_O, l, att.data(), n, qd, dim, tmp.data(), mode, obs);
   for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
   rmsnorm(xn.data(), x, L.ffn_norm, n, dim, c.rms_eps);

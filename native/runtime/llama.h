@@ -71,7 +71,8 @@ class Llama {
   void linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs);
   void kv_write(int layer, size_t pos, const float* k, const float* v);
   void rope(float* q, float* k, size_t n, size_t pos0) const;
-  void attention(int layer, const float* q, size_t n, size_t pos0, float* out) const;
+  void attention(int layer, const float* q, size_t n, size_t pos0, float* out, int mode) const;
+  void attention_gemm(int layer, const float* q, size_t n, size_t pos0, float* out) const;
 
   LlamaConfig cfg_;
   LlamaWeights w_;

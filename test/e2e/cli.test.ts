@@ -79,7 +79,7 @@ describe('lowbit CLI', function () {
     const d = lowbit('quantize', model, '--bits', 'four', '--out', out);
     assert.notEqual(d.code, 0);
     assert.match(d.stderr, /bits: expected an integer, received "four"/);
-    const e = lowbit('quantize', model, '--method', 'gptq', '--out', out);
+    const e = lowbit('quantize', model, '--method', 'awq', '--out', out);
     assert.equal(e.code, 1);
     assert.match(e.stderr, /LOWBIT_UNSUPPORTED/);
     const f = lowbit('frobnicate');

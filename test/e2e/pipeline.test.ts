@@ -210,7 +210,8 @@ describe('quantize pipeline (e2e)', function () {
       await expectError(quantize(small, { method: 'rtn', bits: 5 }, { out }), 'LOWBIT_INVALID_OPTION', /2, 3, 4 or 8 bits, received 5/);
       await expectError(quantize(small, { method: 'rtn', codebook: 'nf4' }, { out }), 'LOWBIT_INVALID_OPTION', /codebook/);
       await expectError(quantize(small, { method: 'rtn', format: 'awq' as never }, { out }), 'LOWBIT_INVALID_OPTION', /format/);
-      await expectError(quantize(small, { method: 'gptq' as never }, { out }), 'LOWBIT_UNSUPPORTED', /method/);
+      await expectError(quantize(small, { method: 'gptq' }, { out }), 'LOWBIT_INVALID_OPTION', /calibration: GPTQ needs calibration data/);
+      await expectError(quantize(small, { method: 'awq' as never }, { out }), 'LOWBIT_UNSUPPORTED', /method/);
       await expectError(quantize(small, { method: 'fast' as never }, { out }), 'LOWBIT_INVALID_OPTION', /method/);
       assertNoOutput(out);
     });

@@ -45,6 +45,11 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
 #endif
 
+void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
+  if (active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512) gemm_avx2_range(x, m, k, w, n, y, n, accumulate, 0, n);
+  else gemm_generic_range(x, m, k, w, n, y, n, accumulate, 0, n);
+}
+
 void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy) {
   if (ldy == 0) ldy = n;
   if (mode == MODE_REF) {
