@@ -229,8 +229,9 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       if (info.dtype === outDtype) return b;
       return fromFloat32(toFloat32(b, info.dtype), outDtype as 'F16' | 'BF16' | 'F32', name);
     };
-    // GPTQ checkpoints are fp16-based: F32 tensors are stored as F16; F16/BF16 stay as they are.
-    const keepDtype = (d: string): Dtype => (packed && d === 'F32' ? 'F16' : (d as Dtype));
+    // Unquantized tensors keep the source's float type (an F32 model stays F32 around its packed
+    // layers: nothing is rounded that the user did not ask to quantize); scales are always F16.
+    const keepDtype = (d: string): Dtype => d as Dtype;
     let sourceDtype: string | null = null;
     for (const name of reader.names()) {
       const info = reader.info(name);

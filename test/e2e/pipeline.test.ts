@@ -118,10 +118,11 @@ describe('quantize pipeline (e2e)', function () {
     assert.ok(q.stats.relError > 0 && q.stats.relError < 0.3 && q.seconds >= 0);
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     assert.ok('-:^model\\.layers\\.0\\.mlp\\.down_proj$' in cfg.quantization_config.dynamic);
-    assert.equal(cfg.torch_dtype, 'float16'); // F32 source → fp16 GPTQ checkpoint
+    assert.equal(cfg.torch_dtype, 'float32'); // unquantized tensors keep the source's type
     const st = openSafetensors(out);
     try {
-      assert.equal(st.info('model.layers.0.mlp.down_proj.weight').dtype, 'F16');
+      assert.equal(st.info('model.layers.0.mlp.down_proj.weight').dtype, 'F32');
+      assert.equal(st.info('model.layers.0.self_attn.q_proj.scales').dtype, 'F16');
       assert.ok(!st.has('model.layers.0.self_attn.q_proj.weight'));
     } finally { st.close(); }
     const s = inspectModel(out);
