@@ -31,19 +31,30 @@ async function main(): Promise<void> {
   const fp = await evaluate(ref, { text, ctx: 512 });
   rows.push({ method: 'FP32', bits: 32, group: '-', sym: '-', ppl: fp.ppl, kl: 0, top1: 1, tokens: fp.tokens });
   process.stderr.write(`FP32 ppl ${fp.ppl.toFixed(6)}\n`);
-  const settings: [number, number, boolean, 'minmax' | 'mse'][] = [];
-  for (const bits of [8, 4, 3, 2]) for (const g of [32, -1]) for (const sym of [true, false]) settings.push([bits, g, sym, 'minmax']);
-  for (const bits of [4, 3]) for (const g of [32, -1]) settings.push([bits, g, false, 'mse']);
-  for (const [bits, g, sym, clip] of settings) {
-    const out = path.join(work, `rtn-${bits}-${g}-${sym ? 's' : 'a'}-${clip}`);
-    const cfg: RtnConfig = { method: 'rtn', bits, groupSize: g, sym, clip, format: 'dequant' };
-    await quantize(hf, cfg, { out });
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : null;
+  const settings: [string, number, number, boolean, 'minmax' | 'mse', boolean][] = [];
+  if (!only || only === 'rtn') {
+    for (const bits of [8, 4, 3, 2]) for (const g of [32, -1]) for (const sym of [true, false]) settings.push(['rtn', bits, g, sym, 'minmax', false]);
+    for (const bits of [4, 3]) for (const g of [32, -1]) settings.push(['rtn', bits, g, false, 'mse', false]);
+  }
+  if (!only || only === 'gptq') {
+    for (const bits of [8, 4, 3, 2]) for (const g of [32, -1]) for (const act of [false, true]) settings.push(['gptq', bits, g, false, 'minmax', act]);
+  }
+  // GPTQ calibration: 128 windows of 512 tokens (the model's context) from the calibration text.
+  const calibration = { file: path.join(fixtures, 'text', 'tinystories-calib.txt'), samples: 128, seqLen: 512, seed: 0, tokenizer: tok };
+  for (const [method, bits, g, sym, clip, act] of settings) {
+    const out = path.join(work, `${method}-${bits}-${g}-${sym ? 's' : 'a'}-${clip}-${act ? 'act' : 'noact'}`);
+    const cfg = method === 'gptq'
+      ? { method: 'gptq' as const, bits, groupSize: g, sym, clip, actOrder: act, format: 'dequant' as const }
+      : { method: 'rtn' as const, bits, groupSize: g, sym, clip, format: 'dequant' as const } as RtnConfig;
+    await quantize(hf, cfg, { out, ...(method === 'gptq' ? { calibration } : {}) });
     const m = await loadModel(out, { tokenizer: tok });
     const r = await evaluate(m, { text, ctx: 512, reference: ref });
     m.dispose();
     fs.rmSync(out, { recursive: true, force: true });
-    rows.push({ method: `RTN${clip === 'mse' ? ' + MSE clip' : ''}`, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens });
-    process.stderr.write(`RTN ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}\n`);
+    const label = method === 'gptq' ? `GPTQ${act ? ' act-order' : ''}` : `RTN${clip === 'mse' ? ' + MSE clip' : ''}`;
+    rows.push({ method: label, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens });
+    process.stderr.write(`${label} ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}\n`);
   }
   ref.dispose();
   fs.rmSync(work, { recursive: true, force: true });
