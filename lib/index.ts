@@ -27,7 +27,8 @@ export { loadModel, LanguageModel, type LoadModelOptions, type GenerateOptions, 
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './runtime/evaluate';
 export { Sampler, XorShift, type SamplerOptions } from './runtime/sampler';
 export { gemm, type GemmOptions } from './runtime/gemm';
-export { Tokenizer, type Vocab } from './tokenizer';
+export { Tokenizer, type Vocab, type TextTokenizer } from './tokenizer';
+export { HfTokenizer } from './tokenizer-hf';
 export { readLlama2cModel, readLlama2cTokenizer, type Llama2cModel } from './formats/llama2c';
 export { readGguf, ggufLlamaConfig, ggufVocab, type GgufFile } from './formats/gguf';
 export { writeHfFromLlama2c } from './formats/convert';

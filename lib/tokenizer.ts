@@ -121,9 +121,24 @@ function cString(b: Uint8Array): Uint8Array {
 }
 
 /** llama2.c-compatible BPE tokenizer over a {@link Vocab}. */
-export class Tokenizer {
+/** What the runtime needs from a tokenizer (llama2.c vocabularies here; tokenizer.json in tokenizer-hf.ts). */
+export interface TextTokenizer {
+  /** Number of token ids. */
+  readonly size: number;
+  /** The BOS id. */
+  readonly bosId: number;
+  encode(text: string, opts?: EncodeOptions): number[];
+  /** The bytes printed for `id` following `prev`. */
+  printedPiece(prev: number, id: number): Uint8Array;
+}
+
+export class Tokenizer implements TextTokenizer {
   /** The vocabulary (do not modify it after construction). */
   readonly vocab: Vocab;
+  /** The BOS id. */
+  get bosId(): number {
+    return this.vocab.bos;
+  }
   /** @internal piece bytes as latin1 strings, by id */
   private readonly _keys: string[];
   /** @internal latin1 key → id (the lowest id when a piece occurs twice) */

@@ -75,7 +75,7 @@ export async function evaluate(model: LanguageModel, opts: EvaluateOptions): Pro
   if (chunks === 0) throw new LowbitError('LOWBIT_INVALID_OPTION', `text: ${ids.length} tokens is shorter than one window of ${span} tokens (ctx ${ctx})`, { option: 'text' });
   if (opts.maxChunks !== undefined) chunks = Math.min(chunks, checkInt('maxChunks', opts.maxChunks, 1, 1e9));
   const V = model.config.vocabSize;
-  const bos = tok.vocab.bos;
+  const bos = tok.bosId;
   const lp = new Float64Array(V), lq = new Float64Array(V);
   let nll = 0, refNll = 0, kl = 0, agree = 0, count = 0;
   for (let c = 0; c < chunks; c++) {

@@ -13,7 +13,8 @@ import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf'
 import { readHfConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
-import { Tokenizer } from '../tokenizer';
+import { Tokenizer, type TextTokenizer } from '../tokenizer';
+import { HfTokenizer } from '../tokenizer-hf';
 import { Sampler, type SamplerOptions } from './sampler';
 import { invalidOption, checkInt, checkSignal } from '../validate';
 
@@ -36,7 +37,7 @@ export interface RuntimeConfig {
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
-  /** A llama2.c tokenizer.bin; without it the model's own vocabulary is used (GGUF). */
+  /** A llama2.c tokenizer.bin; without it the model's own vocabulary is used (GGUF metadata, or an HF directory's tokenizer.json). */
   tokenizer?: string;
   /** Cap the context (KV cache size) below the model's maximum. */
   maxContext?: number;
@@ -75,7 +76,7 @@ export class LanguageModel {
   private disposed = false;
 
   /** @internal */
-  constructor(readonly config: RuntimeConfig, readonly tokenizer: Tokenizer | null, readonly source: string,
+  constructor(readonly config: RuntimeConfig, readonly tokenizer: TextTokenizer | null, readonly source: string,
     private readonly native: NativeModel, private readonly weights: NativeModelWeights) {}
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -248,7 +249,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   if (!fs.existsSync(abs)) throw new LowbitError('LOWBIT_NOT_FOUND', `${abs}: no such model file or directory`);
   let cfg: RuntimeConfig;
   let weights: NativeModelWeights;
-  let tokenizer: Tokenizer | null = null;
+  let tokenizer: TextTokenizer | null = null;
   const isDir = fs.statSync(abs).isDirectory();
   try {
     if (!isDir && abs.endsWith('.gguf')) {
@@ -286,13 +287,15 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       } finally {
         st.close();
       }
+      if (!options.tokenizer && fs.existsSync(path.join(abs, 'tokenizer.json'))) tokenizer = HfTokenizer.fromDir(abs, cfg.vocabSize, hc.bosTokenId);
     }
     if (options.tokenizer) tokenizer = Tokenizer.fromLlama2c(options.tokenizer, cfg.vocabSize);
   } catch (e) {
     throw toLowbitError(e);
   }
   if (options.maxContext !== undefined) cfg.seqLen = Math.min(cfg.seqLen, checkInt('maxContext', options.maxContext, 1, 1 << 24));
-  if (tokenizer && tokenizer.size !== cfg.vocabSize) {
+  // llama2.c vocabularies must match exactly; tokenizer.json vocabularies may be smaller than a padded embedding
+  if (tokenizer && (tokenizer instanceof HfTokenizer ? tokenizer.size > cfg.vocabSize : tokenizer.size !== cfg.vocabSize)) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${abs}: the tokenizer has ${tokenizer.size} pieces but the embedding has ${cfg.vocabSize} rows`);
   }
   const native = addon().createModel({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);

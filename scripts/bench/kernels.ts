@@ -4,7 +4,7 @@
  * of input bytes (the reference measured in the same run).
  */
 import { addon, DTYPE_ID } from '../../lib/native';
-import { quantizeTensor, packGptq, setKernelMode } from '../../lib/index';
+import { quantizeTensor, quantizeGptq, packGptq, setKernelMode } from '../../lib/index';
 import { copySamples } from './limits';
 import { gbps, log, median, measurePaired, round, settle, type Timing } from './timing';
 import { performance } from 'node:perf_hooks';
@@ -59,6 +59,8 @@ export interface KernelEntry {
   fractionOfCopyTraffic: number;
   /** The same op with every kernel in its plain reference ('ref' mode), timed once. */
   reference: { mode: 'ref'; seconds: number; gbps: number; speedup: number } | null;
+  /** Unfused entry only: its qweight is byte-identical to quantizeGptq's. */
+  identicalToFused?: boolean;
   peer: null;
   peerReason: string;
 }
@@ -155,39 +157,54 @@ export interface RtnVariant {
   name: string;
   bits: number;
   sym: boolean;
+  /** false: quantizeTensor then packGptq (the unfused comparison). @default true */
+  fused?: boolean;
 }
 
+/** The fused path (quantizeGptq) at four settings, and the unfused 4-bit symmetric comparison. */
 export const RTN_VARIANTS: RtnVariant[] = [
   { name: 'rtn-quantize-pack', bits: 4, sym: true },
   { name: 'rtn-quantize-pack-w3', bits: 3, sym: true },
   { name: 'rtn-quantize-pack-w8', bits: 8, sym: true },
   { name: 'rtn-quantize-pack-w4-asym', bits: 4, sym: false },
+  { name: 'rtn-quantize-then-pack-unfused', bits: 4, sym: true, fused: false },
 ];
 
 /**
- * quantizeTensor({dtype:'F16', bytes}) + packGptq, as the quantize pipeline does per layer. Sym
- * packs the GPTQ v1 layout ('gptq'), asym the v2 layout (true zeros may be 0).
+ * RTN quantize + GPTQ pack of the whole tensor. Fused: quantizeGptq({dtype:'F16', bytes}), which
+ * packs natively as it quantizes (no code matrix). Unfused: quantizeTensor + packGptq, as the
+ * pipeline did before the fused path. Sym packs the GPTQ v1 layout ('gptq'), asym the v2 layout
+ * (true zeros may be 0).
  */
 export async function benchRtn(src: Uint8Array, v: RtnVariant, o: KernelOpts): Promise<KernelEntry> {
-  const options = { bits: v.bits, groupSize: 128, sym: v.sym, dequantize: false };
+  const fused = v.fused !== false;
   const format = v.sym ? 'gptq' : 'gptq_v2';
+  const data = { dtype: 'F16' as const, bytes: src };
   const qs: number[] = [];
   const ps: number[] = [];
   let outputBytes = 0;
-  const once = async () => {
-    const t0 = performance.now();
-    const q = await quantizeTensor({ dtype: 'F16', bytes: src }, [ROWS, COLS], options);
-    const t1 = performance.now();
-    const p = await packGptq(q, format);
-    const t2 = performance.now();
-    qs.push((t1 - t0) / 1000);
-    ps.push((t2 - t1) / 1000);
-    outputBytes = q.codes.byteLength + q.scales.byteLength + q.zeros.byteLength +
-      p.qweight.byteLength + p.qzeros.byteLength + p.scales.byteLength + p.gIdx.byteLength;
-  };
+  let qweight: Int32Array | null = null;
+  const once = fused
+    ? async () => {
+      const r = await quantizeGptq(data, [ROWS, COLS], { bits: v.bits, groupSize: 128, sym: v.sym, format });
+      outputBytes = r.qweight.byteLength + r.qzeros.byteLength + r.scales.byteLength + r.gIdx.byteLength + r.zeros.byteLength;
+      qweight = r.qweight;
+    }
+    : async () => {
+      const t0 = performance.now();
+      const q = await quantizeTensor(data, [ROWS, COLS], { bits: v.bits, groupSize: 128, sym: v.sym, dequantize: false });
+      const t1 = performance.now();
+      const p = await packGptq(q, format);
+      const t2 = performance.now();
+      qs.push((t1 - t0) / 1000);
+      ps.push((t2 - t1) / 1000);
+      outputBytes = q.codes.byteLength + q.scales.byteLength + q.zeros.byteLength +
+        p.qweight.byteLength + p.qzeros.byteLength + p.scales.byteLength + p.gIdx.byteLength;
+      qweight = p.qweight;
+    };
   const { a, b } = await measurePaired(once, copyOnce(src.byteLength, o.threads), o);
   const timed = (xs: number[]) => round(median(xs.slice(o.warmup)));
-  const phases = { quantizeMedianSeconds: timed(qs), packMedianSeconds: timed(ps) };
+  const phases = fused ? undefined : { quantizeMedianSeconds: timed(qs), packMedianSeconds: timed(ps) };
   let refSeconds: number | null = null;
   if (o.reference) {
     log(`${v.name}: reference kernels (setKernelMode('ref')), once`);
@@ -201,11 +218,24 @@ export async function benchRtn(src: Uint8Array, v: RtnVariant, o: KernelOpts): P
       setKernelMode('fast');
     }
   }
-  return entry({
+  // The unfused pair must produce the fused path's qweight (the library promises bit-identity).
+  let identicalToFused: boolean | undefined;
+  if (!fused && qweight) {
+    const f = await quantizeGptq(data, [ROWS, COLS], { bits: v.bits, groupSize: 128, sym: v.sym, format });
+    const u = qweight as Int32Array;
+    identicalToFused = Buffer.compare(Buffer.from(u.buffer, u.byteOffset, u.byteLength), Buffer.from(f.qweight.buffer, f.qweight.byteOffset, f.qweight.byteLength)) === 0;
+  }
+  const kind = `RTN, ${v.bits}-bit, group 128, ${v.sym ? 'symmetric' : 'asymmetric'}`;
+  const e = entry({
     name: v.name,
-    description: `quantizeTensor of a 4096×11008 fp16 tensor given as {dtype:'F16', bytes} (RTN, ${v.bits}-bit, group 128, ` +
-      `${v.sym ? 'symmetric' : 'asymmetric'}, no dequantized output), then packGptq('${format}'): codes, scales and zeros ` +
-      'allocated by the API on every call, as in the quantize pipeline',
-    options: { ...options, packFormat: format }, inputBytes: src.byteLength, outputBytes, a, b, phases, refSeconds,
+    description: fused
+      ? `quantizeGptq of a 4096×11008 fp16 tensor given as {dtype:'F16', bytes} (${kind}, format '${format}'): fused native ` +
+        'quantize + pack, no code matrix materialised; qweight, qzeros, scales, gIdx and zeros allocated by the API on every call'
+      : `quantizeTensor of a 4096×11008 fp16 tensor given as {dtype:'F16', bytes} (${kind}, no dequantized output), then ` +
+        `packGptq('${format}'): the unfused path, for comparison with rtn-quantize-pack; the 45 MB uint8 code matrix, scales and ` +
+        'zeros are allocated by the API on every call',
+    options: { bits: v.bits, groupSize: 128, sym: v.sym, format, api: fused ? 'quantizeGptq' : 'quantizeTensor+packGptq' },
+    inputBytes: src.byteLength, outputBytes, a, b, phases, refSeconds,
   });
+  return identicalToFused === undefined ? e : { ...e, identicalToFused };
 }

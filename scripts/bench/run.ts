@@ -4,7 +4,8 @@
  *
  *   node dist/scripts/bench/run.js [--quick] [--only a,b] [--threads N]
  *
- * --quick      smaller sizes and fewer repeats (a smoke run, well under a minute)
+ * --quick      smaller sizes and fewer repeats (a smoke run, ~30 s): two GEMM shapes, the
+ *              'demo' checkpoint for the checkpoint and 1.1B runtime tasks
  * --only a,b   only these benchmarks (names below; a trailing * matches a prefix). The machine
  *              limits are always measured: every figure is reported against them.
  * --threads N  lowbit's compute threads (default: the addon's default, one per physical core)
@@ -19,10 +20,15 @@ import { commandLine, gitInfo, machineInfo, versions } from './env';
 import { measureLimits } from './limits';
 import { benchConvert, benchRtn, makeF16Weights, RTN_VARIANTS, ROWS, COLS, type KernelEntry } from './kernels';
 import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
+import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
+import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
 import { canForceGc, log, median, round } from './timing';
 
+const GEMM_NAMES = gemmShapes(false).map((s) => `gemm-${s.m}x${s.k}x${s.n}`);
+const RUNTIME_NAMES = ['runtime-stories260k-prefill', 'runtime-stories260k-decode', 'runtime-1b-prefill', 'runtime-1b-decode'];
 const NAMES = [
-  'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), 'checkpoint-1b-inspect', 'checkpoint-1b-rtn',
+  'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), ...GEMM_NAMES,
+  'checkpoint-1b-inspect', 'checkpoint-1b-rtn', ...RUNTIME_NAMES,
 ];
 
 interface Args {
@@ -100,6 +106,13 @@ async function main(): Promise<void> {
     fractionOfCopy: 'kernel GB/s of input over copy GB/s of the same input bytes = copy time / kernel time (goal ≥ 0.5)',
     fractionOfCopyTraffic: '(input + output bytes) / kernel time over the copy\'s STREAM bandwidth',
     'reference.speedup': 'reference-path time (every kernel in its plain reference, timed once) / fast-path median time',
+    'gemm.gflops': 'GFLOP/s = 2·m·k·n / median seconds / 1e9, for lowbit (gemm) and the peer (OpenBLAS cblas_sgemm) measured interleaved in this process',
+    'gemm.ratio': 'lowbit GFLOP/s / OpenBLAS GFLOP/s (medians); > 1: lowbit faster',
+    'gemm.fractionOfFmaPeak': 'GFLOP/s over limits.fmaPeakAll.gflops (same thread count, this run)',
+    'gemm.check.relToMax': 'max |y_lowbit − y_openblas| / max |y_openblas| on the same inputs (tolerance 1e-4)',
+    tokensPerSecond: 'runtime: tokens timed / median seconds (prefill: one batched forward; decode: a loop of single-token forwards)',
+    'weightBandwidth.gbps': 'runtime-1b-decode: 4 bytes × (linear-layer + classifier parameters) per token / seconds per token (f32 weights read once per token)',
+    'weightBandwidth.fractionOfCopy': 'weight read GB/s over the 256 MiB copy\'s STREAM GB/s (2·bytes/s) measured just before and after the decode',
     peakRssFractionOfCheckpoint: 'child peak RSS (VmHWM of the child\'s own address space on Linux, see peakRssSource; getrusage maxRSS elsewhere) / bytes of the checkpoint directory',
     maxRssBytes: 'process.resourceUsage().maxRSS of the child: on Linux it survives execve, so it includes the parent\'s RSS at fork time; kept for the record, not the headline',
   };
@@ -121,7 +134,7 @@ async function main(): Promise<void> {
       kernels.push(await benchRtn(src, v, { ...ko, reference: v.name === 'rtn-quantize-pack' }));
     }
   }
-  const benchmarks: (KernelEntry | CheckpointEntry | Record<string, unknown>)[] = [...kernels];
+  const benchmarks: (KernelEntry | GemmEntry | CheckpointEntry | RuntimeEntry | SkippedEntry | Record<string, unknown>)[] = [...kernels];
   if (kernels.length > 0) {
     // Every paired copy sample of the same input bytes, pooled: the copy row of the results table.
     const bytes = kernels[0].inputBytes;
@@ -139,11 +152,19 @@ async function main(): Promise<void> {
       peer: null, peerReason: 'this is the reference itself: the machine limit for moving the same bytes',
     });
   }
+  if (GEMM_NAMES.some(want)) {
+    const g = (await benchGemm({ quick: args.quick, threads, limits })).filter((e) => want(e.name));
+    benchmarks.push(...g);
+    const r = medianRatio(g);
+    if (r !== null) log(`gemm: median lowbit/OpenBLAS ratio over ${g.length} shape(s): ${r}`);
+  }
   if (want('checkpoint-1b-inspect') || want('checkpoint-1b-rtn')) {
     const c = await benchCheckpoint({ quick: args.quick, threads, limits, want });
     doc.checkpoint = c.checkpoint;
     benchmarks.push(...c.entries);
   }
+  // Last: the 1.1B runtime holds ~4.4 GB of f32 weights while it runs (disposed afterwards).
+  if (RUNTIME_NAMES.some(want)) benchmarks.push(...(await benchRuntime({ quick: args.quick, threads, limits, want })));
   doc.benchmarks = benchmarks;
   (doc.loadAverage as { end: number[] | null }).end = os.loadavg().map((x) => round(x, 3));
   doc.totalSeconds = round((performance.now() - t0) / 1000);
@@ -160,7 +181,11 @@ async function main(): Promise<void> {
     const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(Number(e.fractionOfCopy) * 100)}% of copy` : '';
     const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(Number(e.peakRssBytes) / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
     const g = e.gbps !== undefined ? `, ${e.gbps} GB/s` : '';
-    log(`${String(e.name).padEnd(26)} median ${e.medianSeconds} s${g}${extra}${rss}`);
+    const fl = e.gflops !== undefined ? `, ${e.gflops} GFLOP/s${e.ratio !== null && e.ratio !== undefined ? ` (${e.ratio}× OpenBLAS)` : ''}` : '';
+    const tps = e.tokensPerSecond !== undefined ? `, ${e.tokensPerSecond} tokens/s` : '';
+    const wb = e.weightBandwidth ? `, weights ${(e.weightBandwidth as Record<string, number>).gbps} GB/s` : '';
+    if (e.skipped !== undefined) log(`${String(e.name).padEnd(30)} skipped: ${e.skipped}`);
+    else log(`${String(e.name).padEnd(30)} median ${e.medianSeconds} s${g}${fl}${tps}${wb}${extra}${rss}`);
   }
 }
 

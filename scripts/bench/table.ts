@@ -9,6 +9,8 @@ type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 
 const f = (x: unknown, d = 2) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '—');
 const pct = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? `${Math.round(x * 100)}%` : '—');
+/** tokens/s: whole numbers from 100 up, one decimal below. */
+const tps = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(x >= 100 ? 0 : 1) : '—');
 const mib = (x: unknown) => (typeof x === 'number' ? `${(x / 2 ** 20).toFixed(0)} MiB` : '—');
 const gb = (x: unknown) => (typeof x === 'number' ? `${(x / 1e9).toFixed(2)} GB` : '—');
 
@@ -41,6 +43,39 @@ export function tables(doc: Obj): string {
     }
     out.push('');
   }
+  const gm = benches.filter((b) => b.unit === 'GFLOP/s');
+  if (gm.length) {
+    out.push('| shape m×k×n | layer | lowbit GFLOP/s | OpenBLAS GFLOP/s | lowbit / OpenBLAS | lowbit % of FMA peak | OpenBLAS % of FMA peak | lowbit GB/s of w | max \\|Δ\\| / max \\|y\\| |');
+    out.push('|---|---|---|---|---|---|---|---|---|');
+    for (const b of gm) {
+      const sh = `${b.shape.m}×${b.shape.k}×${b.shape.n}`;
+      out.push(`| ${sh} | ${b.label} | ${f(b.lowbit.gflops, 1)} | ${b.peer ? f(b.peer.gflops, 1) : '—'} | ${b.ratio !== null ? `${f(b.ratio)}×` : '—'} | ` +
+        `${pct(b.lowbit.fractionOfFmaPeak)} | ${b.peer ? pct(b.peer.fractionOfFmaPeak) : '—'} | ${b.shape.m <= 32 ? f(b.lowbit.weightGBps, 1) : '—'} | ${b.check ? `${b.check.relToMax.toExponential(1)}${b.check.pass ? '' : ' (FAIL)'}` : '—'} |`);
+    }
+    out.push('');
+  }
+  const rt = benches.filter((b) => b.unit === 'tokens/s');
+  if (rt.length) {
+    const ths = [...new Set(rt.flatMap((b) => (b.byThreads ?? []).map((t: Obj) => t.threads as number)))].sort((a, b) => a - b);
+    out.push(`| task | model | tokens (positions) | tokens/s (median) | best | ${ths.map((t) => `${t} thread${t > 1 ? 's' : ''}, tokens/s`).join(' | ')}${ths.length ? ' | ' : ''}runs |`);
+    out.push(`|---|---|---|---|---|${ths.map(() => '---|').join('')}---|`);
+    for (const b of rt) {
+      const by = (t: number) => { const r = (b.byThreads ?? []).find((x: Obj) => x.threads === t); return r ? tps(r.tokensPerSecond) : '—'; };
+      out.push(`| \`${b.name}\` | ${b.model.preset ?? 'stories260K'} | ${b.tokens} (${b.positions[0]}…${b.positions[1]}) | ${tps(b.tokensPerSecond)} | ${tps(b.tokensPerSecondBest)} | ` +
+        `${ths.map(by).join(' | ')}${ths.length ? ' | ' : ''}${b.runs} |`);
+    }
+    out.push('');
+    for (const b of rt.filter((x) => x.weightBandwidth)) {
+      const w = b.weightBandwidth;
+      out.push(`\`${b.name}\`: ${(w.bytesPerToken / 1e9).toFixed(3)} GB of f32 weights per token, ${f(w.secondsPerToken, 3)} s per token (mean; median ` +
+        `${f(b.perTokenMedianSeconds, 3)} s) → ` +
+        `**${f(w.gbps)} GB/s** of weights read; 256 MiB copy ${f(w.copyBeforeGBps, 1)} GB/s before and ${f(w.copyAfterGBps, 1)} GB/s after (STREAM) → ` +
+        `${pct(w.fractionOfCopy)} of the copy.`);
+      out.push('');
+    }
+  }
+  const sk = benches.filter((b) => b.skipped !== undefined);
+  for (const b of sk) out.push(`\`${b.name}\`: skipped: ${b.skipped}`, '');
   const ck = benches.filter((b) => b.peakRssBytes !== undefined);
   if (ck.length) {
     out.push('| task | checkpoint | median s | peak RSS (VmHWM) | RSS / checkpoint | baseline RSS (load only) | GB/s of source |');
