@@ -53,7 +53,7 @@ describe('HF tokenizer.json', function () {
       assert.equal(c.layers.length, 2);
       const g = await m.generate({ prompt: 'once upon', steps: 8, temperature: 0 });
       assert.ok(g.stoppedBy === 'bos' ? g.ids.length <= 9 : g.ids.length === 9, `ids ${g.ids.length}`); // BOS + one token per step (run.c)
-      assert.ok(g.text.startsWith(' upon') || g.text.startsWith('upon'), JSON.stringify(g.text));
+      assert.ok(g.text.startsWith('once upon'), JSON.stringify(g.text)); // the prompt's pieces are printed first
     } finally {
       m.dispose();
     }
