@@ -279,7 +279,12 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
       try {
         weights = f32Tensors((n) => {
-          if (st.has(n)) return st.toFloat32(n);
+          if (st.has(n)) {
+            const f = st.toFloat32(n);
+            // a converted copy no longer needs the source pages (an F32 tensor may be a view: keep it)
+            if (st.info(n).dtype !== 'F32') st.release(n);
+            return f;
+          }
           const mod = n.replace(/\.weight$/, '');
           if (qc && n.endsWith('.weight') && st.has(`${mod}.qweight`)) return decodeGptqModule(st, mod, qc).weight;
           return null;
