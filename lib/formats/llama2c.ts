@@ -22,6 +22,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError } from '../errors';
+import { openForRead, readFully } from './io';
 import { invalidOption } from '../validate';
 import { openMapping } from '../native';
 import { HOST_LITTLE_ENDIAN, toFloat32 } from './dtype';
@@ -69,29 +70,6 @@ export interface Llama2cModel {
 
 function badFormat(file: string, msg: string, details?: Record<string, unknown>): LowbitError {
   return new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file, ...details });
-}
-
-function openForRead(file: string): number {
-  try {
-    return fs.openSync(file, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new LowbitError('LOWBIT_NOT_FOUND', `${file}: no such file`, { file }, { cause: e });
-    }
-    throw toLowbitError(e, file);
-  }
-}
-
-function readFully(fd: number, buf: Uint8Array, position: number, file: string): void {
-  let done = 0;
-  while (done < buf.length) {
-    const want = Math.min(buf.length - done, 1 << 30);
-    const got = fs.readSync(fd, buf, done, want, position + done);
-    if (got === 0) {
-      throw new LowbitError('LOWBIT_IO', `${file}: unexpected end of file reading ${buf.length} bytes at offset ${position} (the file shrank after it was opened?)`, { file });
-    }
-    done += got;
-  }
 }
 
 function fileSizeOf(fd: number, file: string): number {

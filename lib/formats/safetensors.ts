@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, abortError, toLowbitError } from '../errors';
+import { openForRead, readFully } from './io';
 import { checkSignal, invalidOption } from '../validate';
 import { openMapping, type NativeMapping } from '../native';
 import { DTYPES, DTYPE_SIZES, UNSUPPORTED_DTYPES, isDtype, numelOf, toFloat32 as bytesToFloat32, type Dtype } from './dtype';
@@ -205,30 +206,6 @@ function scanKeys(text: string): { topKeys: string[]; duplicate: { key: string; 
     }
   }
   return { topKeys, duplicate: null };
-}
-
-function readFully(fd: number, buf: Uint8Array, position: number, file: string): void {
-  let done = 0;
-  while (done < buf.length) {
-    // Chunks stay below the 2 GiB limit of one read call.
-    const want = Math.min(buf.length - done, 1 << 30);
-    const got = fs.readSync(fd, buf, done, want, position + done);
-    if (got === 0) {
-      throw new LowbitError('LOWBIT_IO', `${file}: unexpected end of file reading ${buf.length} bytes at offset ${position} (the file shrank after it was opened?)`, { file });
-    }
-    done += got;
-  }
-}
-
-function openForRead(file: string): number {
-  try {
-    return fs.openSync(file, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new LowbitError('LOWBIT_NOT_FOUND', `${file}: no such file`, { file }, { cause: e });
-    }
-    throw toLowbitError(e, file);
-  }
 }
 
 /** Parse and validate the header text of `file` (§2.3). `dataSize` = file size − 8 − N. */
