@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
 import type { QuantizeConfig, OutputFormat } from '../config/rtn';
 import { setThreads } from '../system';
+import type { Progress } from '../quantize-tensor';
 import { LowbitError } from '../errors';
 import { abortOnSignals, formatBytes, intFlag, numFlag, progressBar, table, type RunFn } from './util';
 
@@ -94,7 +95,16 @@ export function quantizeCommand(run: RunFn): Command {
         const bar = progressBar(!o.quiet);
         const sig = abortOnSignals();
         try {
-          const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress: (p) => bar.update(p), signal: sig.signal });
+          let announced = false;
+          const onProgress = (p: Progress) => {
+            // GPTQ states its expected peak memory before calibration starts
+            if (!announced && p.phase === 'calibrate' && p.module?.startsWith('expected peak')) {
+              announced = true;
+              if (!json) process.stderr.write(`lowbit: GPTQ calibration: ${p.module}\n`);
+            }
+            bar.update(p);
+          };
+          const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal });
           bar.stop();
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
           else printQuantizeResult(r);

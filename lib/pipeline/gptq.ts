@@ -83,10 +83,20 @@ export async function gptqPass(m: Model, cfg: NormalizedRtnConfig, calib: Calibr
         if (!mod) continue; // excluded, or kept in fp16 for its shape
         const t0 = performance.now();
         const W = lm._linearWeight(layer, kind);
-        const r = await gptqLayer(W, stats.hessian!, {
-          rows: mod.rows, cols: mod.cols, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip, zeroMin: q.zeroMin,
-          actOrder: g.actOrder, staticGroups: g.staticGroups, dampPercent: g.dampPercent, blockSize: g.blockSize, signal,
-        });
+        let r;
+        try {
+          r = await gptqLayer(W, stats.hessian!, {
+            rows: mod.rows, cols: mod.cols, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip, zeroMin: q.zeroMin,
+            actOrder: g.actOrder, staticGroups: g.staticGroups, dampPercent: g.dampPercent, blockSize: g.blockSize, signal,
+          });
+        } catch (e) {
+          // name the module (and say where a non-finite Hessian comes from: the layer's input activations)
+          if (e instanceof LowbitError && e.code !== 'LOWBIT_ABORTED') {
+            const hint = /Hessian entry/.test(e.message) ? ' (non-finite input activations of this module on the calibration text)' : '';
+            throw new LowbitError(e.code, `${name}: ${e.message}${hint}`, { module: name }, { cause: e });
+          }
+          throw e;
+        }
         W.set(r.dequantized); // later stages and blocks see the quantized layer
         const p = new Map<string, Uint8Array>();
         if (packed) {

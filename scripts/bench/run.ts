@@ -22,7 +22,7 @@ import { benchConvert, benchRtn, makeF16Weights, RTN_VARIANTS, ROWS, COLS, type 
 import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
 import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
 import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
-import { benchGptq } from './gptq';
+import { benchGptq, benchGptqPipeline } from './gptq';
 import { canForceGc, log, median, round } from './timing';
 
 const GEMM_NAMES = gemmShapes(false).map((s) => `gemm-${s.m}x${s.k}x${s.n}`);
@@ -30,7 +30,7 @@ const RUNTIME_NAMES = ['runtime-stories260k-prefill', 'runtime-stories260k-decod
 const NAMES = [
   'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), ...GEMM_NAMES,
   'checkpoint-1b-inspect', 'checkpoint-1b-rtn', ...RUNTIME_NAMES,
-  'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024',
+  'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
 ];
 
 interface Args {
@@ -168,6 +168,7 @@ async function main(): Promise<void> {
   if (['hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024'].some(want)) {
     benchmarks.push(...((await benchGptq({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
+  if (want('gptq-pipeline-1b')) benchmarks.push((await benchGptqPipeline({ quick: args.quick })) as unknown as (typeof benchmarks)[number]);
   // Last: the 1.1B runtime holds ~4.4 GB of f32 weights while it runs (disposed afterwards).
   if (RUNTIME_NAMES.some(want)) benchmarks.push(...(await benchRuntime({ quick: args.quick, threads, limits, want })));
   doc.benchmarks = benchmarks;
