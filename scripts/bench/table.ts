@@ -14,6 +14,23 @@ const tps = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toF
 const mib = (x: unknown) => (typeof x === 'number' ? `${(x / 2 ** 20).toFixed(0)} MiB` : '—');
 const gb = (x: unknown) => (typeof x === 'number' ? `${(x / 1e9).toFixed(2)} GB` : '—');
 
+function gptqTables(benches: Obj[]): string[] {
+  const out: string[] = [];
+  const g = benches.filter((b) => /^(hessian-syrk|gptq-inverse-factor|gptq-layer-)/.test(String(b.name)));
+  if (g.length) {
+    out.push('| task | shape | median s | GFLOP/s (counted) | % of FMA peak |', '|---|---|---|---|---|');
+    for (const b of g) out.push(`| \`${b.name}\` | ${(b.shape as number[]).join('×')} | ${f(b.timing.medianSeconds, 3)} | ${f(b.gflops, 1)} | ${pct(b.fractionOfFmaPeak)} |`);
+    out.push('');
+  }
+  const p = benches.find((b) => b.name === 'gptq-pipeline-1b');
+  if (p && !p.skipped) {
+    out.push('| task | checkpoint | wall s | calibration + GPTQ s | calibration tokens | modules | peak RSS (VmHWM) | output |', '|---|---|---|---|---|---|---|---|');
+    out.push(`| \`gptq-pipeline-1b\` | ${gb(p.checkpointBytes)} F16 | ${f(p.seconds, 1)} | ${f(p.calibrationSeconds, 1)} | ${p.tokens} | ${p.modules} | ${mib(p.peakRssBytes)} | ${gb(p.outputBytes)} |`);
+    out.push('');
+  }
+  return out;
+}
+
 export function tables(doc: Obj): string {
   const out: string[] = [];
   const L = doc.limits as Obj;
@@ -76,7 +93,7 @@ export function tables(doc: Obj): string {
   }
   const sk = benches.filter((b) => b.skipped !== undefined);
   for (const b of sk) out.push(`\`${b.name}\`: skipped: ${b.skipped}`, '');
-  const ck = benches.filter((b) => b.peakRssBytes !== undefined);
+  const ck = benches.filter((b) => b.peakRssBytes !== undefined && !String(b.name).startsWith('gptq-'));
   if (ck.length) {
     out.push('| task | checkpoint | median s | peak RSS (VmHWM) | RSS / checkpoint | baseline RSS (load only) | GB/s of source |');
     out.push('|---|---|---|---|---|---|---|');
@@ -86,6 +103,7 @@ export function tables(doc: Obj): string {
     }
     out.push('');
   }
+  out.push(...gptqTables(benches));
   return out.join('\n');
 }
 
