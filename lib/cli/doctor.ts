@@ -20,7 +20,7 @@ export function doctorCommand(run: RunFn): Command {
           const n = s.native;
           out.push(`addon        ${n.variant} variant, lowbit ${n.version}, ${n.compiler}`);
           out.push(`cpu          ${n.cpuModel || 'unknown'} (${n.arch}), ${n.physicalCores} physical / ${n.logicalCores} logical cores`);
-          out.push(`kernels      ${n.isa} (compiled: ${n.compiledIsas.join(', ')})`);
+          out.push(`kernels      ${n.isa} (compiled: ${n.compiledIsas.join(', ')})${n.features.avx512f && n.isa === 'avx2' ? '; AVX-512 kernels are opt-in until validated on AVX-512 hardware: LOWBIT_ISA=avx512' : ''}`);
           out.push(`features     ${Object.entries(n.features).filter(([, v]) => v).map(([k]) => k).join(' ') || 'none'}`);
           const missing = Object.entries(n.features).filter(([k, v]) => !v && /avx512|vnni|bf16|fp16|amx/.test(k)).map(([k]) => k);
           if (missing.length) out.push(`             not available on this CPU: ${missing.join(' ')}`);
