@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -30,29 +31,25 @@ bool cholesky_lower_ref(float* A, size_t n, size_t lda) {
 bool cholesky_lower(float* A, size_t n, size_t lda, int mode, TaskContext* ctx) {
   if (mode == MODE_REF) return cholesky_lower_ref(A, n, lda);
   constexpr size_t NB = 128;
-  std::vector<float> P, Pn;
+  std::vector<float> P, Pn, Linv;
   for (size_t k0 = 0; k0 < n; k0 += NB) {
     if (ctx) ctx->check("cholesky");
     const size_t nb = std::min(NB, n - k0), k1 = k0 + nb;
     // 1. the diagonal block (already updated by earlier trailing updates)
     if (!cholesky_lower_ref(A + k0 * lda + k0, nb, lda)) return false;
     if (k1 >= n) break;
-    // 2. the panel below it: L21 = A21 · L11⁻ᵀ, row by row (rows independent)
-    const float* L11 = A + k0 * lda + k0;
-    parallel_for(n - k1, 16, [&](size_t r0, size_t r1) {
-      for (size_t r = r0; r < r1; r++) {
-        float* row = A + (k1 + r) * lda + k0;
-        for (size_t j = 0; j < nb; j++) {
-          double t = row[j];
-          for (size_t k = 0; k < j; k++) t -= (double)row[k] * (double)L11[j * lda + k];
-          row[j] = (float)(t / L11[j * lda + j]);
-        }
-      }
-    });
-    // 3. trailing update of the lower triangle: A22 −= L21 · L21ᵀ, by 256-row blocks, each
-    //    only up to its own diagonal (half the FLOPs of the full product)
+    // 2. the panel below it: L21 = A21 · L11⁻ᵀ, as one GEMM against the inverted diagonal block
+    //    (y = x · wᵀ with x = A21, w = L11⁻¹): the triangular solve on the fast kernel.
+    Linv.assign(nb * nb, 0.0f);
+    for (size_t i = 0; i < nb; i++)
+      for (size_t j = 0; j <= i; j++) Linv[i * nb + j] = A[(k0 + i) * lda + k0 + j];
+    tri_inverse_lower_ref(Linv.data(), nb, nb);
     const size_t m = n - k1;
     P.resize(m * nb);
+    for (size_t r = 0; r < m; r++) std::memcpy(&P[r * nb], A + (k1 + r) * lda + k0, nb * 4);
+    gemm(P.data(), m, nb, Linv.data(), nb, A + k1 * lda + k0, false, MODE_FAST, lda);
+    // 3. trailing update of the lower triangle: A22 −= L21 · L21ᵀ, by 256-row blocks, each
+    //    only up to its own diagonal (half the FLOPs of the full product)
     Pn.resize(m * nb);
     for (size_t r = 0; r < m; r++)
       for (size_t j = 0; j < nb; j++) {
