@@ -107,6 +107,55 @@ inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, siz
     for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
 }
 
+// 8×8 transpose of rows r[0..7] (8 floats each) into columns c[0..7].
+inline void transpose8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// One 16-row panel of w (rows row0 … row0+15, rows ≥ row_end are zero) over k0 … k0+kc, stored
+// k-major (dst[kk·16 + j]). Full panels move 8×8 tiles through registers (the scalar gather it
+// replaces cost as much as the product itself at 32-token batches).
+inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
+  if (row0 + NR <= row_end) {
+    size_t kk = 0;
+    for (; kk + 8 <= kc; kk += 8) {
+      for (size_t h = 0; h < 2; h++) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(w + (row0 + 8 * h + i) * k + k0 + kk);
+        transpose8(r);
+        for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (kk + i) * NR + 8 * h, r[i]);
+      }
+    }
+    for (; kk < kc; kk++)
+      for (size_t j = 0; j < NR; j++) dst[kk * NR + j] = w[(row0 + j) * k + k0 + kk];
+    return;
+  }
+  for (size_t j = 0; j < NR; j++) {
+    const size_t row = row0 + j;
+    if (row < row_end) {
+      const float* src = w + row * k + k0;
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
+    } else {
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
+    }
+  }
+}
+
 struct Buffers {
   std::vector<float, std::allocator<float>> a, b;
   float* A() { return align(a); }
@@ -141,18 +190,7 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
     for (size_t kc0 = 0; kc0 < k; kc0 += KC) {
       const size_t kc = std::min(KC, k - kc0);
       // pack B: panel p holds weight rows nc0 + 16p … +15, k-major: Bp[p][kk][j]
-      for (size_t p = 0; p < panels; p++) {
-        float* dst = Bp + p * kc * NR;
-        for (size_t j = 0; j < NR; j++) {
-          const size_t row = nc0 + p * NR + j;
-          if (row < nc0 + nc) {
-            const float* src = w + row * k + kc0;
-            for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
-          } else {
-            for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
-          }
-        }
-      }
+      for (size_t p = 0; p < panels; p++) pack_b_panel(w, k, nc0 + p * NR, nc0 + nc, kc0, kc, Bp + p * kc * NR);
       const bool overwrite = kc0 == 0 && !accumulate;
       for (size_t mc0 = 0; mc0 < m; mc0 += MC) {
         const size_t mc = std::min(MC, m - mc0);
