@@ -34,3 +34,6 @@ export { readGguf, ggufLlamaConfig, ggufVocab, type GgufFile } from './formats/g
 export { writeHfFromLlama2c } from './formats/convert';
 export { calibrate, calibrationPeakBytes, type CalibrateOptions, type CalibrationResult, type LayerStats, type InputStats, type LayerTools } from './runtime/calibrate';
 export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './gptq';
+export { writeGguf, buildLlamaGgufSpec, type GgufWriteSpec, type LlamaGgufSpec } from './formats/gguf-write';
+export { encodeQ8_0, encodeQ4_0, encodeQ4_1, decodeGgml } from './formats/ggml-blocks';
+export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './pipeline/gguf-export';

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
 import type { QuantizeConfig, OutputFormat } from '../config/rtn';
 import { setThreads } from '../system';
+import { exportGguf, type GgufExportType } from '../pipeline/gguf-export';
 import type { Progress } from '../quantize-tensor';
 import { LowbitError } from '../errors';
 import { abortOnSignals, formatBytes, intFlag, numFlag, progressBar, table, type RunFn } from './util';
@@ -16,7 +17,7 @@ interface QuantizeFlags {
   clip: 'minmax' | 'mse';
   codebook: 'uniform' | 'nf4' | 'log2';
   perTensor?: boolean;
-  format: OutputFormat;
+  format: OutputFormat | `gguf:${string}`;
   tokenizer?: string[];
   out: string;
   force?: boolean;
@@ -68,7 +69,8 @@ export function quantizeCommand(run: RunFn): Command {
     .addOption(new Option('--clip <how>', 'range: full min/max, or an MSE-minimising shrink search').choices(['minmax', 'mse']).default('minmax'))
     .addOption(new Option('--codebook <kind>', 'uniform grid or a non-uniform codebook (dequant format)').choices(['uniform', 'nf4', 'log2']).default('uniform'))
     .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
-    .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), or dequantized fake-quant weights').choices(['gptq', 'gptq-v2', 'dequant']).default('gptq'))
+    .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (needs --tokenizer tokenizer.bin)')
+      .choices(['gptq', 'gptq-v2', 'dequant', 'gguf:f32', 'gguf:f16', 'gguf:bf16', 'gguf:q8_0', 'gguf:q4_0', 'gguf:q4_1']).default('gptq'))
     .option('--tokenizer <file...>', 'tokenizer file(s) copied into the output; a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
@@ -82,11 +84,23 @@ export function quantizeCommand(run: RunFn): Command {
       const o = this.opts<QuantizeFlags>();
       await run(async (json) => {
         if (o.sym && o.asym) throw new LowbitError('LOWBIT_INVALID_OPTION', 'sym/asym: expected one of --sym or --asym, received both', { option: 'sym' });
+        if (o.format.startsWith('gguf:')) {
+          // GGUF: llama.cpp's own block quantizers (bit-exact with its reference encoders)
+          if (o.method !== 'rtn') throw new LowbitError('LOWBIT_UNSUPPORTED', `format ${o.format}: GGUF export writes ggml block types directly (method rtn); GPTQ to GGUF is not supported yet`, { option: 'format' });
+          const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
+          const r = await exportGguf(model, o.out, { type: o.format.slice(5).toUpperCase() as GgufExportType, tokenizer: tok as string, overwrite: !!o.force });
+          if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+          else {
+            process.stdout.write(`${r.tensors} tensors as ${r.type}${r.fallbacks.length ? `, ${r.fallbacks.length} kept in F16 (${r.fallbacks[0].reason})` : ''}\n`);
+            process.stdout.write(`${formatBytes(r.sourceBytes)} → ${formatBytes(r.bytes)} (gguf) in ${r.seconds.toFixed(2)} s → ${r.file}\n`);
+          }
+          return 0;
+        }
         if (o.threads !== undefined) setThreads(o.threads);
         const gptq = o.method === 'gptq' ? { actOrder: !!o.actOrder, staticGroups: !!o.staticGroups, dampPercent: o.damp, blockSize: o.blockSize } : {};
         const config = {
           method: o.method as 'rtn', ...gptq, bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
-          format: o.format, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
+          format: o.format as OutputFormat, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
           ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
           ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),
         } as QuantizeConfig;

@@ -10,6 +10,7 @@ import { LowbitError, toLowbitError } from '../errors';
 import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativeStats } from '../native';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
+import { decodeGgml, type GgmlDecodeType } from '../formats/ggml-blocks';
 import { readHfConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
@@ -260,7 +261,12 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       const map = new Map<string, string>();
       for (const t of g.tensors) { const n = ggufLlamaTensorName(t.name); if (n) map.set(n, t.name); }
       checkConfig(cfg, abs);
-      weights = f32Tensors((n) => (map.has(n) ? g.tensorF32(map.get(n)!) : null), cfg, abs, true,
+      // F32/F16/BF16 tensors convert; ggml block types (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) are dequantized at load
+      const f32 = (name: string): Float32Array => {
+        const t = g.tensor(name);
+        return ['F32', 'F16', 'BF16'].includes(t.typeName) ? g.tensorF32(name) : decodeGgml(t.typeName as GgmlDecodeType, g.bytes(name), t.numel);
+      };
+      weights = f32Tensors((n) => (map.has(n) ? f32(map.get(n)!) : null), cfg, abs, true,
         (n) => (map.has(n) ? g.tensor(map.get(n)!).shape : null));
       tokenizer = options.tokenizer ? null : Tokenizer.fromGguf(g);
     } else if (!isDir) {
