@@ -1,0 +1,99 @@
+/**
+ * The llama.cpp world reads what lowbit writes: stories260K exported to GGUF by lowbit (F16, Q8_0,
+ * Q4_0), loaded by node-llama-cpp (llama.cpp's CPU build) and by lowbit's runtime. Same greedy
+ * continuation (every token for F16/Q8_0; for Q4_0 llama.cpp also quantizes activations to 8 bits
+ * inside its q4_0 products, so only the opening is required to agree) and the same perplexity on
+ * the first two dev windows (0.5%; Q4_0 3%). Runs when node-llama-cpp is installed
+ * (`npm run test:peer` installs it without saving); skips with the reason otherwise.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { exportGguf } from '../../lib/pipeline/gguf-export';
+import { loadModel } from '../../lib/runtime/model';
+import { evaluate } from '../../lib/runtime/evaluate';
+import { packageRoot } from '../../lib/native';
+import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+
+// node-llama-cpp is ESM-only: keep a real dynamic import through the CommonJS build.
+const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<Record<string, unknown>>;
+
+describe('node-llama-cpp reads lowbit GGUF files', function () {
+  let nlc: Record<string, unknown> | null = null;
+  let fx: string, root: string;
+  before(async function () {
+    const d = fixturesDir();
+    if (!d) {
+      // eslint-disable-next-line no-console
+      console.log(`      ${NO_FIXTURES}`);
+      this.skip();
+    }
+    try {
+      const entry = require.resolve('node-llama-cpp', { paths: [packageRoot()] });
+      nlc = await importEsm(entry.startsWith('/') ? `file://${entry}` : entry);
+    } catch (e) {
+      // eslint-disable-next-line no-console
+      console.log(`      node-llama-cpp not installed (npm run test:peer installs it): ${(e as Error).message.split('\n')[0]}`);
+      this.skip();
+    }
+    fx = d!;
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-peer-'));
+  });
+  after(function () {
+    if (root) fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  for (const [type, agreeTokens, pplTol] of [['F16', 199, 0.005], ['Q8_0', 199, 0.005], ['Q4_0', 20, 0.03]] as const) {
+    it(`${type}: same greedy tokens (${agreeTokens === 199 ? 'all 199' : `first ${agreeTokens}`}) and perplexity within ${pplTol * 100}%`, async function () {
+      const file = path.join(root, `s-${type}.gguf`);
+      await exportGguf(path.join(fx, 'stories260K', 'stories260K.bin'), file, { type, tokenizer: path.join(fx, 'stories260K', 'tok512.bin') });
+      const ours = await loadModel(file);
+      type Llama = { loadModel(o: object): Promise<LModel>; dispose(): Promise<void> };
+      type LModel = { createContext(o: object): Promise<Ctx>; dispose(): Promise<void>; tokens: { bos: number } };
+      type Seq = { evaluate(t: number[], o: object): AsyncIterable<number>; controlledEvaluate(t: unknown[]): Promise<{ next?: { logits?: Map<number, number> } }[]> };
+      type Ctx = { getSequence(): Seq; dispose(): Promise<void> };
+      const llama = await (nlc!.getLlama as (o: object) => Promise<Llama>)({ gpu: false, build: 'never', skipDownload: true });
+      const model = await llama.loadModel({ modelPath: file });
+      try {
+        // greedy, empty prompt: lowbit's run.c semantics give BOS + 199 tokens for 200 steps
+        const g = await ours.generate({ prompt: '', steps: 200, temperature: 0 });
+        const ctx = await model.createContext({ contextSize: 512, threads: 1 });
+        const seq = ctx.getSequence();
+        const theirs: number[] = [];
+        for await (const t of seq.evaluate([model.tokens.bos], { temperature: 0 })) {
+          theirs.push(t);
+          if (theirs.length >= g.ids.length - 1) break;
+        }
+        await ctx.dispose();
+        assert.deepEqual(theirs.slice(0, agreeTokens), g.ids.slice(1, 1 + agreeTokens));
+        // perplexity on the first two windows, from llama.cpp's raw logits
+        const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
+        const ids = ours.tokenizer!.encode(text, { bos: false });
+        let nll = 0, n = 0;
+        for (let c = 0; c < 2; c++) {
+          const win = [1, ...ids.slice(c * 511, (c + 1) * 511)];
+          const ctx2 = await model.createContext({ contextSize: 512, threads: 1 });
+          const res = await ctx2.getSequence().controlledEvaluate(win.map((t) => [t, { generateNext: { logits: true } }]));
+          for (let j = 0; j < 511; j++) {
+            const logits = res[j].next!.logits!;
+            let max = -Infinity;
+            for (const v of logits.values()) max = Math.max(max, v);
+            let sum = 0;
+            for (const v of logits.values()) sum += Math.exp(v - max);
+            nll -= logits.get(win[j + 1])! - max - Math.log(sum);
+            n++;
+          }
+          await ctx2.dispose();
+        }
+        const pplTheirs = Math.exp(nll / n);
+        const pplOurs = (await evaluate(ours, { text, ctx: 512, maxChunks: 2 })).ppl;
+        assert.ok(Math.abs(pplTheirs - pplOurs) <= pplTol * pplOurs, `node-llama-cpp ppl ${pplTheirs} vs lowbit ${pplOurs}`);
+      } finally {
+        ours.dispose();
+        await model.dispose();
+        await llama.dispose();
+      }
+    });
+  }
+});
