@@ -37,3 +37,4 @@ export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './gptq';
 export { writeGguf, buildLlamaGgufSpec, type GgufWriteSpec, type LlamaGgufSpec } from './formats/gguf-write';
 export { encodeQ8_0, encodeQ4_0, encodeQ4_1, decodeGgml } from './formats/ggml-blocks';
 export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './pipeline/gguf-export';
+export { qmatmulGptq4, type GptqInt4Weights } from './qmatmul';

@@ -84,6 +84,7 @@ export interface NativeAddon {
   unpack(job: NativePackJob): NativeTask<void>;
   mapFile(path: string): NativeMapping;
   gemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, accumulate: boolean, mode: number): NativeTask<void>;
+  qgemmGptq4(job: Record<string, unknown>): NativeTask<void>;
   hessian(x: Float32Array, n: number, cols: number, H: Float32Array, sumAbs: Float32Array | null, maxAbs: Float32Array | null, mode: number): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;

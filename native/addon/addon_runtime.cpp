@@ -8,6 +8,7 @@
 
 #include "addon/task.h"
 #include "kernels/gemm.h"
+#include "kernels/qgemm.h"
 #include "quant/hessian.h"
 #include "runtime/llama.h"
 
@@ -218,7 +219,36 @@ static Napi::Value Hessian(const Napi::CallbackInfo& info) {
       [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[4], info[5]});
 }
 
+// qgemmGptq4(job) -> task: y = x · Wᵀ from GPTQ 4-bit words (see kernels/qgemm.h)
+static Napi::Value QGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object j = info[0].As<Napi::Object>();
+  QGemmArgs a;
+  a.m = (size_t)num(j, "m");
+  a.in = (size_t)num(j, "inFeatures");
+  a.out = (size_t)num(j, "outFeatures");
+  a.groups = (size_t)num(j, "groups");
+  const int mode = (int)num(j, "mode");
+  View x = view_of(j.Get("x"), "x"), q = view_of(j.Get("qweight"), "qweight"), s = view_of(j.Get("scales"), "scales");
+  View z = view_of(j.Get("zeros"), "zeros"), g = view_of(j.Get("gIdx"), "gIdx"), y = view_of(j.Get("y"), "y");
+  if (a.in % 8 || x.bytes < a.m * a.in * 4 || q.bytes < a.in / 8 * a.out * 4 || s.bytes < a.groups * a.out * 4 || z.bytes < a.groups * a.out ||
+      g.bytes < a.in * 4 || y.bytes < a.m * a.out * 4)
+    throw_js(env, "LOWBIT_INTERNAL", "qgemmGptq4: buffer sizes disagree");
+  const int32_t* gi = reinterpret_cast<const int32_t*>(g.data);
+  for (size_t k = 0; k < a.in; k++)
+    if (gi[k] < 0 || (size_t)gi[k] >= a.groups) throw_js(env, "LOWBIT_BAD_FORMAT", "g_idx[" + std::to_string(k) + "] = " + std::to_string(gi[k]) + " is outside [0, groups)");
+  a.x = reinterpret_cast<const float*>(x.data);
+  a.qweight = reinterpret_cast<const int32_t*>(q.data);
+  a.scales = reinterpret_cast<const float*>(s.data);
+  a.zeros = z.data;
+  a.g_idx = gi;
+  a.y = reinterpret_cast<float*>(y.data);
+  return Task::Start(env, "lowbit.qgemm", [a, mode](TaskContext&) { qgemm_gptq4(a, mode); }, [](Napi::Env e) { return e.Undefined(); },
+                     {j.Get("x"), j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx"), j.Get("y")});
+}
+
 void register_runtime(Napi::Env env, Napi::Object exports) {
+  exports.Set("qgemmGptq4", Napi::Function::New(env, QGemm, "qgemmGptq4"));
   exports.Set("hessian", Napi::Function::New(env, Hessian, "hessian"));
   exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));

@@ -1,0 +1,37 @@
+/**
+ * Matrix products straight from packed low-bit weights (no dequantized copy of W).
+ * Today: GPTQ 4-bit (AVX2 fast path for consecutive groups; the reference for act-order g_idx).
+ */
+import { LowbitError } from './errors';
+import { addon, modeId, runTask } from './native';
+import { invalidOption } from './validate';
+
+/** A GPTQ 4-bit linear layer as stored in a checkpoint (scales as f32, true zeros). */
+export interface GptqInt4Weights {
+  inFeatures: number;
+  outFeatures: number;
+  groups: number;
+  /** (in/8, out) */
+  qweight: Int32Array;
+  /** (groups, out) */
+  scales: Float32Array;
+  /** (groups, out), true zeros (GPTQ v1's stored value + 1) */
+  zeros: Uint8Array;
+  /** (in) */
+  gIdx: Int32Array;
+}
+
+/** y (m × out) = x (m × in) · Wᵀ with W decoded in registers from the packed words. */
+export async function qmatmulGptq4(x: Float32Array, m: number, w: GptqInt4Weights, y?: Float32Array, opts: { mode?: 'fast' | 'ref' } = {}): Promise<Float32Array> {
+  const { inFeatures: inF, outFeatures: out, groups } = w;
+  if (!Number.isInteger(m) || m < 1) throw invalidOption('m', 'a positive integer', m);
+  if (inF % 8 !== 0) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qmatmulGptq4: in_features ${inF} is not a multiple of 8`);
+  if (x.length !== m * inF || w.qweight.length !== (inF / 8) * out || w.scales.length !== groups * out || w.zeros.length !== groups * out || w.gIdx.length !== inF) {
+    throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qmatmulGptq4: tensor sizes disagree with m ${m}, in ${inF}, out ${out}, groups ${groups}`);
+  }
+  const yy = y ?? new Float32Array(m * out);
+  if (yy.length !== m * out) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qmatmulGptq4: y has ${yy.length} elements, expected ${m * out}`);
+  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
+  await runTask(() => addon().qgemmGptq4({ x, m, inFeatures: inF, outFeatures: out, groups, qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx, y: yy, mode }), undefined, 'qmatmulGptq4');
+  return yy;
+}
