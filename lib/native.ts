@@ -126,11 +126,16 @@ export interface NativeModelWeights {
   layers: {
     attnNorm: Float32Array; ffnNorm: Float32Array; q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array;
     gate: Float32Array; up: Float32Array; down: Float32Array; qBias?: Float32Array; kBias?: Float32Array; vBias?: Float32Array;
+    /** Linear layers kept packed (GPTQ 4-bit); their f32 entry is then an unused empty array. */
+    packed?: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', NativePackedLinear>>;
   }[];
 }
 
 /** Calibration statistics buffers of one linear input. @internal */
 export interface NativeStats { H: Float32Array; sumAbs: Float32Array; maxAbs: Float32Array }
+
+/** A GPTQ 4-bit linear layer for the runtime. @internal */
+export interface NativePackedLinear { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; groups: number }
 
 /** A native model instance (KV cache included). @internal */
 export interface NativeModel {

@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError } from '../errors';
-import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativeStats } from '../native';
+import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativePackedLinear, type NativeStats } from '../native';
+import { unpackValues } from '../pack';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
 import { decodeGgml, type GgmlDecodeType } from '../formats/ggml-blocks';
@@ -42,6 +43,12 @@ export interface LoadModelOptions {
   tokenizer?: string;
   /** Cap the context (KV cache size) below the model's maximum. */
   maxContext?: number;
+  /**
+   * Run 4-bit GPTQ layers straight from their packed words (about 1/7 of the f32 memory, faster
+   * decoding). false: dequantize every quantized layer at load. Other bit widths are always
+   * dequantized at load for now. @default true
+   */
+  packed?: boolean;
 }
 
 /** Options of {@link LanguageModel.generate}. */
@@ -195,7 +202,7 @@ export class LanguageModel {
 }
 
 function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConfig, where: string, tied: boolean,
-  shapeOf: (name: string) => number[] | null): NativeModelWeights {
+  shapeOf: (name: string) => number[] | null, packed: Map<string, NativePackedLinear> = new Map()): NativeModelWeights {
   // expected shapes, row-major (out, in) for matrices
   const need = (name: string, numel: number, shape?: number[]): Float32Array => {
     const t = get(name);
@@ -217,7 +224,15 @@ function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConf
     const L: NativeModelWeights['layers'][number] = {
       attnNorm: need(`${p}.input_layernorm.weight`, dim, [dim]), ffnNorm: need(`${p}.post_attention_layernorm.weight`, dim, [dim]),
     } as NativeModelWeights['layers'][number];
-    for (const k of LIN) (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k]);
+    for (const k of LIN) {
+      const pk = packed.get(`${p}.${HF_LIN[k]}`);
+      if (pk) {
+        (L.packed ??= {})[k] = pk;
+        (L as unknown as Record<string, Float32Array>)[k] = new Float32Array(0);
+      } else {
+        (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k]);
+      }
+    }
     for (const k of LIN) {
       const b = get(`${p}.${HF_LIN[k]}.bias`);
       if (!b) continue;
@@ -283,6 +298,29 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       checkConfig(cfg, abs);
       const st = openSafetensors(abs);
       const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
+      const packedMods = new Map<string, NativePackedLinear>();
+      if (qc && qc.bits === 4 && options.packed !== false) {
+        for (const name of st.names()) {
+          if (!name.endsWith('.qweight')) continue;
+          const mod = name.slice(0, -'.qweight'.length);
+          // validate the module through the decoder's checks once (shapes, dtypes, g_idx, zeros)
+          const [words, out] = st.info(name).shape;
+          const inF = words * 8;
+          const sc = st.info(`${mod}.scales`);
+          const groups = sc.shape[0];
+          const bad = (why: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${abs}: ${mod}: ${why}`, { module: mod });
+          if (st.info(name).dtype !== 'I32' || sc.dtype !== 'F16' || sc.shape.length !== 2 || sc.shape[1] !== out) throw bad(`scales must be F16 [G, ${out}] beside I32 qweight [${words}, ${out}]`);
+          const qzi = st.info(`${mod}.qzeros`), gi = st.info(`${mod}.g_idx`);
+          if (qzi.dtype !== 'I32' || qzi.shape[0] !== groups || qzi.shape[1] * 8 !== out) throw bad(`qzeros must be I32 [${groups}, ${out / 8}]`);
+          if (gi.dtype !== 'I32' || gi.shape[0] !== inF) throw bad(`g_idx must be I32 [${inF}]`);
+          const asI32 = (n: string) => { const b = st.bytes(n); return b.byteOffset % 4 === 0 ? new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Int32Array(b.slice().buffer); };
+          const qz = asI32(`${mod}.qzeros`);
+          const zeros = await unpackValues('gptq-qzeros', 4, qz, groups, out, qc.checkpointFormat === 'gptq' ? 1 : 0);
+          const gIdx = asI32(`${mod}.g_idx`);
+          for (let k = 0; k < inF; k++) if (gIdx[k] < 0 || gIdx[k] >= groups) throw new LowbitError('LOWBIT_BAD_FORMAT', `${abs}: ${mod}.g_idx[${k}] = ${gIdx[k]} is outside [0, ${groups})`);
+          packedMods.set(mod, { qweight: asI32(name), scales: st.toFloat32(`${mod}.scales`), zeros, gIdx, groups });
+        }
+      }
       try {
         weights = f32Tensors((n) => {
           if (st.has(n)) {
@@ -294,7 +332,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           const mod = n.replace(/\.weight$/, '');
           if (qc && n.endsWith('.weight') && st.has(`${mod}.qweight`)) return decodeGptqModule(st, mod, qc).weight;
           return null;
-        }, cfg, abs, hc.tieWordEmbeddings, (n) => (st.has(n) ? st.info(n).shape : null));
+        }, cfg, abs, hc.tieWordEmbeddings, (n) => (st.has(n) ? st.info(n).shape : null), packedMods);
       } finally {
         st.close();
       }

@@ -67,8 +67,22 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
       LayerWeights L;
       L.attn_norm = f32(lo, "attnNorm", h);
       L.ffn_norm = f32(lo, "ffnNorm", h);
+      Napi::Value packed = lo.Get("packed");
       for (int k = 0; k < LIN_COUNT; k++) {
-        L.w[k] = f32(lo, names[k], h);
+        Napi::Value pk = packed.IsObject() ? packed.As<Napi::Object>().Get(names[k]) : env.Undefined();
+        if (pk.IsObject()) {
+          // GPTQ 4-bit: qweight (in/8 × out) i32, scales (G × out) f32, zeros (G × out) u8, gIdx (in) i32
+          Napi::Object po = pk.As<Napi::Object>();
+          PackedLinear& P = L.packed[k];
+          for (const char* key : {"qweight", "scales", "zeros", "gIdx"}) h->refs.push_back(Napi::Persistent(po.Get(key)));
+          P.qweight = reinterpret_cast<const int32_t*>(view_of(po.Get("qweight"), "qweight").data);
+          P.scales = reinterpret_cast<const float*>(view_of(po.Get("scales"), "scales").data);
+          P.zeros = view_of(po.Get("zeros"), "zeros").data;
+          P.g_idx = reinterpret_cast<const int32_t*>(view_of(po.Get("gIdx"), "gIdx").data);
+          P.groups = (size_t)po.Get("groups").As<Napi::Number>().DoubleValue();
+        } else {
+          L.w[k] = f32(lo, names[k], h);
+        }
         L.bias[k] = f32(lo, bias_names[k], h, true);
       }
       lw.layers.push_back(L);

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
+#include "kernels/qgemm.h"
 
 namespace lowbit {
 
@@ -41,7 +42,13 @@ void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, siz
   // Seam: an activation quantizer (e.g. per-token int8 for W8A8) would transform x here.
   if (obs) obs->observe(layer, kind, x, n, in);
   const LayerWeights& L = w_.layers[layer];
-  gemm(x, n, in, L.w[kind], out, y, false, mode);
+  if (L.packed[kind].qweight) {
+    const PackedLinear& P = L.packed[kind];
+    QGemmArgs a{x, n, in, out, P.groups, P.qweight, P.scales, P.zeros, P.g_idx, y};
+    qgemm_gptq4(a, mode);
+  } else {
+    gemm(x, n, in, L.w[kind], out, y, false, mode);
+  }
   if (L.bias[kind])
     for (size_t t = 0; t < n; t++)
       for (size_t j = 0; j < out; j++) y[t * out + j] += L.bias[kind][j];

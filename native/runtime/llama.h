@@ -32,10 +32,20 @@ struct LlamaConfig {
   int rope_style = ROPE_ADJACENT;
 };
 
+// A linear layer kept in GPTQ 4-bit form (see kernels/qgemm.h): multiplied straight from the words.
+struct PackedLinear {
+  const int32_t* qweight = nullptr;  // (in/8, out)
+  const float* scales = nullptr;     // (groups, out)
+  const uint8_t* zeros = nullptr;    // (groups, out), true zeros
+  const int32_t* g_idx = nullptr;    // (in)
+  size_t groups = 0;
+};
+
 struct LayerWeights {
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
-  const float* w[LIN_COUNT] = {};      // (out, in) each
+  const float* w[LIN_COUNT] = {};      // (out, in) each, or null when packed[kind] is set
+  PackedLinear packed[LIN_COUNT];
   const float* bias[LIN_COUNT] = {};   // q/k/v biases (Qwen2) or null
 };
 
