@@ -24,6 +24,7 @@ import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
 import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
 import { benchGptq, benchGptqPipeline } from './gptq';
 import { benchQgemm } from './qgemm';
+import { benchRuntimeQ } from './runtime-q';
 import { canForceGc, log, median, round } from './timing';
 
 const GEMM_NAMES = gemmShapes(false).map((s) => `gemm-${s.m}x${s.k}x${s.n}`);
@@ -33,6 +34,7 @@ const NAMES = [
   'checkpoint-1b-inspect', 'checkpoint-1b-rtn', ...RUNTIME_NAMES,
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
+  'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode',
 ];
 
 interface Args {
@@ -172,6 +174,9 @@ async function main(): Promise<void> {
   }
   if (['qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096'].some(want)) {
     benchmarks.push(...((await benchQgemm({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
+  }
+  if (want('runtime-1b-gptq4-prefill') || want('runtime-1b-gptq4-decode')) {
+    benchmarks.push(...((await benchRuntimeQ({ quick: args.quick, limits })) as unknown as typeof benchmarks));
   }
   if (want('gptq-pipeline-1b')) benchmarks.push((await benchGptqPipeline({ quick: args.quick })) as unknown as (typeof benchmarks)[number]);
   // Last: the 1.1B runtime holds ~4.4 GB of f32 weights while it runs (disposed afterwards).
