@@ -27,6 +27,7 @@ import { checkSignal, invalidOption } from '../validate';
 import {
   GGML_TYPES, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_ARRAY_LENGTH, GGUF_MAX_STRING_BYTES, GGUF_VALUE_TYPES,
   llamaTensorNameToGguf, type GgufValueType,
+  type GgufLlamaConfig,
 } from './gguf';
 import { encodeGgml, type GgmlEncodeType } from './ggml-blocks';
 import type { Vocab } from '../tokenizer';
@@ -425,28 +426,8 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
 // ---------------------------------------------------------------------------------------------
 
 /** Hyper-parameters written as `llama.*` / `general.name` keys. */
-export interface LlamaGgufConfig {
-  /** Model width (`llama.embedding_length`). */
-  dim: number;
-  /** FFN width (`llama.feed_forward_length`). */
-  hiddenDim: number;
-  /** `llama.block_count`. */
-  nLayers: number;
-  /** `llama.attention.head_count`. */
-  nHeads: number;
-  /** `llama.attention.head_count_kv` (divides nHeads). */
-  nKvHeads: number;
-  /** Rows of the embedding = pieces of the vocabulary (`llama.vocab_size`). */
-  vocabSize: number;
-  /** Training context (`llama.context_length`). */
-  contextLength: number;
-  /** RMSNorm epsilon (`llama.attention.layer_norm_rms_epsilon`, FLOAT32). */
-  rmsEps: number;
-  /** RoPE base (`llama.rope.freq_base`, FLOAT32). */
-  ropeTheta: number;
-  /** `general.name`. */
-  name: string;
-}
+/** The `llama.*` metadata of a model (the reader's {@link GgufLlamaConfig} without `headDim`, which GGUF derives), plus `general.name`. */
+export type LlamaGgufConfig = Omit<GgufLlamaConfig, 'headDim'> & { name: string };
 
 /** Options of {@link buildLlamaGgufSpec}. */
 export interface LlamaGgufOptions {
