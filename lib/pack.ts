@@ -7,7 +7,8 @@ import { LowbitError } from './errors';
 import { addon, modeId, runTask } from './native';
 import { invalidOption, checkEnum, checkSignal } from './validate';
 import { normalizeQuantizer } from './config/quant';
-import { quantizeNormalized, type QuantizeTensorOptions, type TensorBytes, type QuantStats } from './quantize-tensor';
+import { quantizeNormalized, checkShape, type QuantizeTensorOptions, type TensorBytes, type QuantStats } from './quantize-tensor';
+import { fromFloat32 } from './formats/dtype';
 
 /** Low-level layouts (see docs/FORMATS.md). */
 export type PackLayout = 'gptq-qweight' | 'gptq-qzeros' | 'awq-qweight' | 'awq-qzeros';
@@ -117,14 +118,24 @@ export interface GptqQuantized extends GptqPacked {
   stats: QuantStats;
 }
 
+/** The checkpoint bytes of a packed module: `<module>.qweight/.qzeros/.scales` (F16)`/.g_idx`. */
+export function gptqTensorBytes(module: string, p: GptqPacked): Map<string, Uint8Array> {
+  const bytes = (a: Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return new Map([
+    [`${module}.qweight`, bytes(p.qweight)],
+    [`${module}.qzeros`, bytes(p.qzeros)],
+    [`${module}.scales`, fromFloat32(p.scales, 'F16', `${module}.scales`)],
+    [`${module}.g_idx`, bytes(p.gIdx)],
+  ]);
+}
+
 /**
  * Round-to-nearest quantization of a (out, in) layer straight into the HF GPTQ tensors: codes are
  * packed natively as they are produced (no code matrix is materialised). Bit-identical to
  * `quantizeTensor` followed by `packGptq`.
  */
 export async function quantizeGptq(data: Float32Array | TensorBytes, shape: [number, number], options: QuantizeGptqOptions = {}): Promise<GptqQuantized> {
-  if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) throw invalidOption('shape', '[rows, cols] with positive integers', shape);
-  const [rows, cols] = shape;
+  const [rows, cols] = checkShape(shape);
   const format = options.format === undefined ? 'gptq' : checkEnum('format', options.format, ['gptq', 'gptq_v2'] as const);
   const q = normalizeQuantizer(options, ['name', 'dequantize', 'signal', 'onProgress', 'format']);
   const name = options.name ?? 'tensor';

@@ -145,7 +145,8 @@ export async function quantizeNormalized(
   };
 }
 
-function checkShape(shape: unknown): [number, number] {
+/** A [rows, cols] shape of positive integers, or LOWBIT_INVALID_OPTION. @internal */
+export function checkShape(shape: unknown): [number, number] {
   if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
     throw invalidOption('shape', '[rows, cols] with positive integers', shape);
   }

@@ -12,7 +12,7 @@ import { LowbitError } from '../errors';
 import { loadModel, type LanguageModel } from '../runtime/model';
 import { calibrate, calibrationPeakBytes, type InputStats } from '../runtime/calibrate';
 import { gptqLayer } from '../gptq';
-import { packValues, transpose } from '../pack';
+import { packGptq, gptqTensorBytes } from '../pack';
 import { fromFloat32 } from '../formats/dtype';
 import { checkInt } from '../validate';
 import type { NormalizedRtnConfig } from '../config/rtn';
@@ -97,33 +97,22 @@ export async function gptqPass(m: Model, cfg: NormalizedRtnConfig, calib: Calibr
           }
           throw e;
         }
-        W.set(r.dequantized); // later stages and blocks see the quantized layer
-        const p = new Map<string, Uint8Array>();
-        if (packed) {
-          const qweight = await packValues('gptq-qweight', q.bits, r.codes, mod.rows, mod.cols, 0, signal);
-          const zerosT = transpose(r.zeros, mod.rows, r.groups);
-          const qzeros = await packValues('gptq-qzeros', q.bits, zerosT, r.groups, mod.rows, cfg.format === 'gptq' ? 1 : 0, signal);
-          p.set(`${name}.qweight`, new Uint8Array(qweight.buffer));
-          p.set(`${name}.qzeros`, new Uint8Array(qzeros.buffer));
-          p.set(`${name}.scales`, fromFloat32(transpose(r.scales, mod.rows, r.groups), 'F16', `${name}.scales`));
-          p.set(`${name}.g_idx`, new Uint8Array(r.gIdx.buffer));
-        } else {
-          p.set(mod.weight, fromFloat32(r.dequantized, mod.dtype as 'F32' | 'F16' | 'BF16', mod.weight, { saturate: true }));
-        }
-        parts.set(name, p);
-        // weight error against the source checkpoint (GPTQ minimises the output error instead)
+        // weight error against the source (W still holds it; GPTQ minimises the output error instead)
         let se = 0, sr = 0, me = 0;
-        const src = m.tensors.toFloat32(mod.weight);
-        for (let i = 0; i < src.length; i++) {
-          const d = r.dequantized[i] - src[i];
+        for (let i = 0; i < W.length; i++) {
+          const d = r.dequantized[i] - W[i];
           se += d * d;
-          sr += src[i] * src[i];
+          sr += W[i] * W[i];
           me = Math.max(me, Math.abs(d));
         }
-        m.tensors.release(mod.weight);
+        W.set(r.dequantized); // later stages and blocks see the quantized layer
+        parts.set(name, packed
+          ? gptqTensorBytes(name, await packGptq({ ...r, rows: mod.rows, cols: mod.cols, bits: q.bits, groupSize: q.groupSize },
+            cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', r.gIdx, name))
+          : new Map([[mod.weight, fromFloat32(r.dequantized, mod.dtype as 'F32' | 'F16' | 'BF16', mod.weight, { saturate: true })]]));
         logs.set(name, {
           module: name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: q.bits, groupSize: q.groupSize,
-          stats: { mse: se / src.length, relError: sr > 0 ? Math.sqrt(se / sr) : 0, maxAbsError: me, sqnrDb: se > 0 ? 10 * Math.log10(sr / se) : Infinity },
+          stats: { mse: se / W.length, relError: sr > 0 ? Math.sqrt(se / sr) : 0, maxAbsError: me, sqnrDb: se > 0 ? 10 * Math.log10(sr / se) : Infinity },
           gptqLoss: r.loss, dampUsed: r.dampUsed, samples: stats.tokens, seconds: (performance.now() - t0) / 1000,
         } as ModuleLog);
         done++;

@@ -18,7 +18,7 @@ import { gptqLayoutProblem, gptqQuantizationConfig } from '../formats/gptq';
 import { writeSafetensors, type TensorEntry, type Dtype } from '../formats/safetensors';
 import { fromFloat32, toFloat32 } from '../formats/dtype';
 import { quantizeNormalized, type Progress, type QuantStats } from '../quantize-tensor';
-import { packGptq } from '../pack';
+import { packGptq, gptqTensorBytes } from '../pack';
 import { addon, getKernelMode } from '../native';
 import { checkSignal, invalidOption } from '../validate';
 import { stageDir, writeJsonAtomic } from './output';
@@ -97,10 +97,6 @@ interface Pending {
   promise: Promise<void> | null;
 }
 
-function asBytes(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
 /**
  * Quantize a model directory (or an opened {@link Model}) and write the result to `run.out`.
  *
@@ -174,16 +170,9 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, q,
         { name: mod.weight, dequantize: !packed, signal, packGptq: packed });
       reader.release(mod.weight);
-      const parts = new Map<string, Uint8Array>();
-      if (packed) {
-        const p = await packGptq(qt, cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', undefined, mod.name, qt.qweight);
-        parts.set(`${mod.name}.qweight`, asBytes(p.qweight));
-        parts.set(`${mod.name}.qzeros`, asBytes(p.qzeros));
-        parts.set(`${mod.name}.scales`, fromFloat32(p.scales, 'F16', `${mod.name}.scales`));
-        parts.set(`${mod.name}.g_idx`, asBytes(p.gIdx));
-      } else {
-        parts.set(mod.weight, fromFloat32(qt.dequantized!, info.dtype as 'F32' | 'F16' | 'BF16', mod.weight, { saturate: true }));
-      }
+      const parts = packed
+        ? gptqTensorBytes(mod.name, await packGptq(qt, cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', undefined, mod.name, qt.qweight))
+        : new Map([[mod.weight, fromFloat32(qt.dequantized!, info.dtype as 'F32' | 'F16' | 'BF16', mod.weight, { saturate: true })]]);
       const seconds = (performance.now() - ts) / 1000;
       logs.set(mod.name, { module: mod.name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: q.bits, groupSize: qt.groupSize, stats: qt.stats, seconds });
       done++;
@@ -255,7 +244,7 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
     }
     const skipped = [...logs.values()].filter((l) => l.storage === 'fp16');
     const metadata: Record<string, string> = { format: 'pt', quantizer: `lowbit:${LOWBIT_VERSION}`, quant_method: packed ? 'gptq' : 'lowbit-dequant', bits: String(q.bits), group_size: String(q.groupSize) };
-    const written = await writeSafetensors(staged.tmp, entries, { metadata, maxShardBytes: cfg.maxShardBytes, signal });
+    await writeSafetensors(staged.tmp, entries, { metadata, maxShardBytes: cfg.maxShardBytes, signal });
     if (releaseLast) reader.release(releaseLast);
     report({ phase: 'write', done: total, total });
     // config.json (+ quantize_config.json)
@@ -319,7 +308,6 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       files.push(f);
       outputBytes += fs.statSync(path.join(staged.target, f)).size;
     }
-    void written;
     return {
       out: staged.target, method: cfg.method, ...(gptqRes ? { calibration: gptqRes.calibration } : {}), format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
       codebook: q.codebook, modules, quantizedModules: modules.filter((l) => l.storage !== 'fp16').length, skippedModules: skipped.length,

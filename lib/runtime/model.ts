@@ -194,7 +194,6 @@ export class LanguageModel {
     if (this.disposed) return;
     this.disposed = true;
     this.native.dispose();
-    void this.weights;
   }
   [Symbol.dispose](): void {
     this.dispose();
