@@ -85,6 +85,10 @@ export interface NativeAddon {
   mapFile(path: string): NativeMapping;
   gemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, accumulate: boolean, mode: number): NativeTask<void>;
   qgemmGptq4(job: Record<string, unknown>): NativeTask<void>;
+  qblockFromGptq(job: { bits: number; inFeatures: number; outFeatures: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array }): NativeTask<NativeQBlock>;
+  qblockFromGgml(job: { type: number; data: Uint8Array; outFeatures: number; inFeatures: number }): NativeTask<NativeQBlock>;
+  qdotLinear(w: NativeQBlock, x: Float32Array, rows: number, y: Float32Array, mode: number): NativeTask<void>;
+  quantizeActs(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null, mode: number): { xq: Int8Array; sx: Float32Array; sum: Int32Array };
   hessian(x: Float32Array, n: number, cols: number, H: Float32Array, sumAbs: Float32Array | null, maxAbs: Float32Array | null, mode: number): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
@@ -127,15 +131,38 @@ export interface NativeModelWeights {
     attnNorm: Float32Array; ffnNorm: Float32Array; q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array;
     gate: Float32Array; up: Float32Array; down: Float32Array; qBias?: Float32Array; kBias?: Float32Array; vBias?: Float32Array;
     /** Linear layers kept packed (GPTQ 4-bit); their f32 entry is then an unused empty array. */
-    packed?: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', NativePackedLinear>>;
+    packed?: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', NativePackedLinear | NativeQBlock>>;
   }[];
+  /** The output head in the integer-dot layout (GGUF Q8_0/Q4_0 heads); `classifier` is then unused. */
+  classifierPacked?: NativeQBlock;
 }
 
 /** Calibration statistics buffers of one linear input. @internal */
 export interface NativeStats { H: Float32Array; sumAbs: Float32Array; maxAbs: Float32Array }
 
-/** A GPTQ 4-bit linear layer for the runtime. @internal */
+/** A GPTQ 4-bit linear layer for the runtime (float activations). @internal */
 export interface NativePackedLinear { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; groups: number }
+
+/**
+ * A linear layer in the integer-dot kernel layout (native/kernels/qdot.h): 4- or 8-bit codes,
+ * fp16 scales per block of `kb` input channels, offsets (or one fixed zero), an optional channel
+ * permutation (act-order).
+ */
+export interface NativeQBlock {
+  bits: 4 | 8;
+  kb: 32 | 64 | 128 | 256;
+  inFeatures: number;
+  outFeatures: number;
+  /** Codes in tiles of 8 output columns (out padded to a multiple of 8): 4-bit nibbles or signed bytes. */
+  q: Uint8Array;
+  /** (out8/8, in/kb, 8) fp16 bit patterns. */
+  d: Uint16Array;
+  /** (out8/8, in/kb, 8) f32 offsets, or null: then the offset is −zeroFixed·d. */
+  m: Float32Array | null;
+  zeroFixed: number;
+  /** Channel order of the layout (act-order checkpoints), or null. */
+  perm: Int32Array | null;
+}
 
 /** A native model instance (KV cache included). @internal */
 export interface NativeModel {

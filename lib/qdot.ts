@@ -1,0 +1,84 @@
+/**
+ * The integer-dot path (W4A8 / W8A8): linear layers repacked at load into lowbit's kernel layout
+ * and multiplied against activations quantized to int8 per block of input channels, with int32
+ * accumulation (AVX2 `vpmaddubsw`; a portable kernel elsewhere). See native/kernels/qdot.h for the
+ * layout and the arithmetic. Files on disk keep their formats: this is an in-memory layout.
+ */
+import { LowbitError } from './errors';
+import { addon, modeId, runTask, type NativeQBlock } from './native';
+import { invalidOption } from './validate';
+import { f16BitsToF32 } from './formats/dtype';
+import type { GptqInt4Weights } from './qmatmul';
+
+export type QBlock = NativeQBlock;
+
+/** ggml block types that run in the integer-dot layout. */
+export const GGML_QBLOCK_TYPES = { Q4_0: 2, Q4_1: 3, Q8_0: 8 } as const;
+export type GgmlQBlockType = keyof typeof GGML_QBLOCK_TYPES;
+
+/** A GPTQ linear layer of any width lowbit writes (2, 3, 4, 8 bits), zeros as true zeros. */
+export interface GptqWeights extends Omit<GptqInt4Weights, 'qweight'> {
+  bits: number;
+  /** (in·bits/32, out) */
+  qweight: Int32Array;
+}
+
+/**
+ * Repack a GPTQ layer (consecutive or act-order groups of equal size, in % 32 == 0, group size a
+ * multiple of 32) into the integer-dot layout. 2- and 3-bit codes go to the 4-bit layout (read as
+ * nibbles). Throws LOWBIT_UNSUPPORTED naming the reason when the layout can't hold the layer.
+ */
+export async function qblockFromGptq(w: GptqWeights, signal?: AbortSignal): Promise<QBlock> {
+  const { bits, inFeatures: inF, outFeatures: out, groups } = w;
+  if (![2, 3, 4, 8].includes(bits)) throw invalidOption('bits', '2, 3, 4 or 8', bits);
+  if (w.qweight.length !== (inF * bits / 32) * out || w.scales.length !== groups * out || w.zeros.length !== groups * out || w.gIdx.length !== inF) {
+    throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qblockFromGptq: tensor sizes disagree with in ${inF}, out ${out}, groups ${groups}, bits ${bits}`);
+  }
+  return runTask(() => addon().qblockFromGptq({ bits, inFeatures: inF, outFeatures: out, groups, qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx }), signal, 'qblockFromGptq');
+}
+
+/** Repack an (out × in) ggml Q4_0 / Q4_1 / Q8_0 tensor's blocks (in % 32 == 0). */
+export async function qblockFromGgml(type: GgmlQBlockType, data: Uint8Array, outFeatures: number, inFeatures: number, signal?: AbortSignal): Promise<QBlock> {
+  if (!(type in GGML_QBLOCK_TYPES)) throw invalidOption('type', Object.keys(GGML_QBLOCK_TYPES).join(', '), type);
+  return runTask(() => addon().qblockFromGgml({ type: GGML_QBLOCK_TYPES[type], data, outFeatures, inFeatures }), signal, 'qblockFromGgml');
+}
+
+/** y (rows × out) = x (rows × in) · Wᵀ through the integer-dot kernel (x quantized to int8 per block). */
+export async function qdotLinear(w: QBlock, x: Float32Array, rows: number, y?: Float32Array, opts: { mode?: 'fast' | 'ref' } = {}): Promise<Float32Array> {
+  if (!Number.isInteger(rows) || rows < 1) throw invalidOption('rows', 'a positive integer', rows);
+  if (x.length !== rows * w.inFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qdotLinear: x has ${x.length} elements, expected ${rows} × ${w.inFeatures}`);
+  const yy = y ?? new Float32Array(rows * w.outFeatures);
+  if (yy.length !== rows * w.outFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qdotLinear: y has ${yy.length} elements, expected ${rows} × ${w.outFeatures}`);
+  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
+  await runTask(() => addon().qdotLinear(w, x, rows, yy, mode), undefined, 'qdotLinear');
+  return yy;
+}
+
+/** The activation quantizer of the integer path, exposed for tests: int8 codes, scale and code sum per block. */
+export function quantizeActivations(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null = null, opts: { mode?: 'fast' | 'ref' } = {}):
+  { xq: Int8Array; sx: Float32Array; sum: Int32Array } {
+  if (x.length !== rows * inFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `quantizeActivations: x has ${x.length} elements, expected ${rows} × ${inFeatures}`);
+  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
+  return addon().quantizeActs(x, rows, inFeatures, kb, perm, mode);
+}
+
+/** The weight W[n, k] of a QBlock at layout position kLayout (channel perm[kLayout] of the source when permuted), for tests and tools. */
+export function qblockWeight(w: QBlock, n: number, kLayout: number): number {
+  const B = w.inFeatures / w.kb, b = Math.floor(kLayout / w.kb);
+  const T = Math.floor(n / 8), j = n % 8, k = kLayout;
+  let code: number;
+  if (w.bits === 8) code = (w.q[(T * (w.inFeatures / 4) + Math.floor(k / 4)) * 32 + j * 4 + (k % 4)] << 24) >> 24;
+  else {
+    const byte = w.q[(T * (w.inFeatures / 8) + Math.floor(k / 8)) * 32 + j * 4 + (k % 4)];
+    code = k % 8 < 4 ? byte & 15 : byte >> 4;
+  }
+  const si = (T * B + b) * 8 + j;
+  const d = f16BitsToF32(w.d[si]);
+  const m = w.m ? w.m[si] : -w.zeroFixed * d;
+  return d * code + m;
+}
+
+/** Bytes of a QBlock's codes, scales and offsets (what a product reads). */
+export function qblockBytes(w: QBlock): number {
+  return w.q.byteLength + w.d.byteLength + (w.m ? w.m.byteLength : 0);
+}

@@ -1,0 +1,233 @@
+// Integer-dot (W4A8 / W8A8) matmul from JS: repacking into the kernel layout and the product.
+//   qblockFromGptq(job) / qblockFromGgml(job) -> task resolving a QBlock object
+//     {bits, kb, inFeatures, outFeatures, q: Uint8Array, d: Uint16Array, m: Float32Array | null,
+//      zeroFixed, perm: Int32Array | null}
+//   qdotLinear(qblock, x, rows, y, mode) -> task;  quantizeActs(x, rows, in, kb, perm, mode) -> {xq, sx, sum}
+// See kernels/qdot.h.
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "addon/qblock_js.h"
+#include "addon/task.h"
+#include "core/dispatch.h"
+#include "kernels/qdot.h"
+
+namespace lowbit {
+
+namespace {
+
+struct Repacked {
+  int bits = 4, kb = 32;
+  size_t in = 0, out = 0;
+  float zero_fixed = 0;
+  std::unique_ptr<std::vector<uint8_t>> q;
+  std::unique_ptr<std::vector<uint16_t>> d;
+  std::unique_ptr<std::vector<float>> m;
+  std::unique_ptr<std::vector<int32_t>> perm;
+};
+
+// A JS typed array over memory owned by a vector (freed when the array is collected).
+template <typename T, typename Arr>
+Napi::Value external(Napi::Env env, std::unique_ptr<std::vector<T>>& v) {
+  if (!v) return env.Null();
+  auto* owned = v.release();
+  const size_t n = owned->size();
+  Napi::ArrayBuffer ab = n == 0 ? Napi::ArrayBuffer::New(env, 0)
+                                : Napi::ArrayBuffer::New(env, owned->data(), n * sizeof(T), [](Napi::Env, void*, std::vector<T>* p) { delete p; }, owned);
+  if (n == 0) delete owned;
+  return Arr::New(env, n, ab, 0);
+}
+
+Napi::Value to_js(Napi::Env env, Repacked& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bits", r.bits);
+  o.Set("kb", r.kb);
+  o.Set("inFeatures", (double)r.in);
+  o.Set("outFeatures", (double)r.out);
+  o.Set("zeroFixed", r.zero_fixed);
+  o.Set("q", external<uint8_t, Napi::Uint8Array>(env, r.q));
+  o.Set("d", external<uint16_t, Napi::Uint16Array>(env, r.d));
+  o.Set("m", external<float, Napi::Float32Array>(env, r.m));
+  o.Set("perm", external<int32_t, Napi::Int32Array>(env, r.perm));
+  return o;
+}
+
+Napi::Value FromGptq(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object j = info[0].As<Napi::Object>();
+  GptqSource s{};
+  s.bits = (int)num(j, "bits");
+  s.in = (size_t)num(j, "inFeatures");
+  s.out = (size_t)num(j, "outFeatures");
+  s.groups = (size_t)num(j, "groups");
+  View q = view_of(j.Get("qweight"), "qweight"), sc = view_of(j.Get("scales"), "scales"), z = view_of(j.Get("zeros"), "zeros"),
+       g = view_of(j.Get("gIdx"), "gIdx");
+  if (s.bits < 2 || s.bits > 8 || s.in == 0 || s.out == 0 || (s.in * (size_t)s.bits) % 32 || q.bytes < s.in * (size_t)s.bits / 32 * s.out * 4 ||
+      sc.bytes < s.groups * s.out * 4 || z.bytes < s.groups * s.out || g.bytes < s.in * 4)
+    throw_js(env, "LOWBIT_INTERNAL", "qblockFromGptq: buffer sizes disagree");
+  s.qweight = reinterpret_cast<const int32_t*>(q.data);
+  s.scales = reinterpret_cast<const float*>(sc.data);
+  s.zeros = z.data;
+  s.g_idx = reinterpret_cast<const int32_t*>(g.data);
+  int bits = 0;
+  bool needs_perm = false;
+  const char* why = nullptr;
+  const int kb = qblock_plan_gptq(s, &bits, &needs_perm, &why);
+  if (!kb) throw_js(env, "LOWBIT_UNSUPPORTED", std::string("the integer-dot layout can't hold this layer: ") + why);
+  auto r = std::make_shared<Repacked>();
+  r->bits = bits;
+  r->kb = kb;
+  r->in = s.in;
+  r->out = s.out;
+  return Task::Start(
+      env, "lowbit.qblockFromGptq",
+      [s, r](TaskContext&) {
+        const int off = r->bits == 8 ? 128 : 0;
+        bool uniform = true;
+        for (size_t i = 1; i < s.groups * s.out; i++) uniform = uniform && s.zeros[i] == s.zeros[0];
+        QBlockMatrix g;
+        g.bits = r->bits;
+        g.kb = r->kb;
+        g.in = s.in;
+        g.out = s.out;
+        r->q = std::make_unique<std::vector<uint8_t>>(g.q_bytes());
+        r->d = std::make_unique<std::vector<uint16_t>>(g.d_count());
+        if (uniform) r->zero_fixed = (float)((int)s.zeros[0] - off);
+        else r->m = std::make_unique<std::vector<float>>(g.d_count());
+        bool perm = false;
+        int bits_unused;
+        const char* w;
+        qblock_plan_gptq(s, &bits_unused, &perm, &w);
+        if (perm) r->perm = std::make_unique<std::vector<int32_t>>(s.in);
+        qblock_repack_gptq(s, r->bits, r->kb, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr, r->perm ? r->perm->data() : nullptr);
+      },
+      [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx")});
+}
+
+Napi::Value FromGgml(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object j = info[0].As<Napi::Object>();
+  const int type = (int)num(j, "type");
+  const size_t out = (size_t)num(j, "outFeatures"), in = (size_t)num(j, "inFeatures");
+  View src = view_of(j.Get("data"), "data");
+  const size_t bsz = type == GGML_Q4_0 ? 18 : type == GGML_Q4_1 ? 20 : type == GGML_Q8_0 ? 34 : 0;
+  if (!bsz) throw_js(env, "LOWBIT_UNSUPPORTED", "qblockFromGgml: only Q4_0, Q4_1 and Q8_0 run packed");
+  if (in == 0 || in % 32) throw_js(env, "LOWBIT_UNSUPPORTED", "the integer-dot layout needs rows of a multiple of 32 channels, got " + std::to_string(in));
+  if (src.bytes < out * (in / 32) * bsz) throw_js(env, "LOWBIT_INTERNAL", "qblockFromGgml: data too small");
+  auto r = std::make_shared<Repacked>();
+  r->bits = type == GGML_Q8_0 ? 8 : 4;
+  r->kb = 32;
+  r->in = in;
+  r->out = out;
+  r->zero_fixed = type == GGML_Q4_0 ? 8.0f : 0.0f;
+  const uint8_t* data = src.data;
+  return Task::Start(
+      env, "lowbit.qblockFromGgml",
+      [r, type, data](TaskContext&) {
+        QBlockMatrix g;
+        g.bits = r->bits;
+        g.kb = 32;
+        g.in = r->in;
+        g.out = r->out;
+        r->q = std::make_unique<std::vector<uint8_t>>(g.q_bytes());
+        r->d = std::make_unique<std::vector<uint16_t>>(g.d_count());
+        if (type == GGML_Q4_1) r->m = std::make_unique<std::vector<float>>(g.d_count());
+        qblock_repack_ggml(type, data, r->out, r->in, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr);
+      },
+      [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("data")});
+}
+
+Napi::Value QdotLinear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto w = std::make_shared<QBlockMatrix>();
+  std::vector<Napi::Value> keep;
+  qblock_from_js(env, info[0].As<Napi::Object>(), *w, keep);
+  View x = view_of(info[1], "x"), y = view_of(info[3], "y");
+  const size_t rows = (size_t)info[2].As<Napi::Number>().DoubleValue();
+  const int mode = info[4].As<Napi::Number>().Int32Value();
+  if (x.bytes < rows * w->in * 4 || y.bytes < rows * w->out * 4) throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: buffer sizes disagree");
+  keep.push_back(info[1]);
+  keep.push_back(info[3]);
+  return Task::Start(
+      env, "lowbit.qdotLinear",
+      [w, x, y, rows, mode](TaskContext&) {
+        qdot_linear(*w, reinterpret_cast<const float*>(x.data), rows, reinterpret_cast<float*>(y.data), w->out, mode);
+      },
+      [](Napi::Env e) { return e.Undefined(); }, keep);
+}
+
+Napi::Value QuantizeActs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  View x = view_of(info[0], "x");
+  const size_t rows = (size_t)info[1].As<Napi::Number>().DoubleValue(), in = (size_t)info[2].As<Napi::Number>().DoubleValue();
+  const int kb = info[3].As<Napi::Number>().Int32Value();
+  const int mode = info[5].As<Napi::Number>().Int32Value();
+  if (const char* why = qblock_check(4, kb, in)) throw_js(env, "LOWBIT_INVALID_OPTION", std::string("quantizeActs: ") + why);
+  if (x.bytes < rows * in * 4) throw_js(env, "LOWBIT_INTERNAL", "quantizeActs: x too small");
+  const int32_t* perm = nullptr;
+  if (!info[4].IsNull() && !info[4].IsUndefined()) {
+    View p = view_of(info[4], "perm");
+    if (p.bytes < in * 4) throw_js(env, "LOWBIT_INTERNAL", "quantizeActs: perm too small");
+    perm = reinterpret_cast<const int32_t*>(p.data);
+    for (size_t k = 0; k < in; k++)
+      if (perm[k] < 0 || (size_t)perm[k] >= in) throw_js(env, "LOWBIT_INVALID_OPTION", "quantizeActs: perm out of range");
+  }
+  const size_t B = in / kb;
+  Napi::Int8Array xq = Napi::Int8Array::New(env, rows * in);
+  Napi::Float32Array sx = Napi::Float32Array::New(env, rows * B);
+  Napi::Int32Array sum = Napi::Int32Array::New(env, rows * B);
+  const QActs a{xq.Data(), sx.Data(), sum.Data()};
+  const bool avx2 = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
+  if (mode == MODE_REF || !avx2) quantize_acts_ref(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a);
+  else quantize_acts_avx2(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("xq", xq);
+  o.Set("sx", sx);
+  o.Set("sum", sum);
+  return o;
+}
+
+}  // namespace
+
+void qblock_from_js(Napi::Env env, const Napi::Object& o, QBlockMatrix& w, std::vector<Napi::Value>& keep) {
+  w.bits = (int)num(o, "bits");
+  w.kb = (int)num(o, "kb");
+  w.in = (size_t)num(o, "inFeatures");
+  w.out = (size_t)num(o, "outFeatures");
+  w.zero_fixed = (float)num(o, "zeroFixed");
+  if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", std::string("qblock: ") + why);
+  View q = view_of(o.Get("q"), "q"), d = view_of(o.Get("d"), "d");
+  if (q.bytes < w.q_bytes() || d.bytes < w.d_count() * 2) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
+  w.q = q.data;
+  w.d = reinterpret_cast<const uint16_t*>(d.data);
+  keep.push_back(o.Get("q"));
+  keep.push_back(o.Get("d"));
+  Napi::Value m = o.Get("m"), p = o.Get("perm");
+  w.m = nullptr;
+  w.perm = nullptr;
+  if (!m.IsNull() && !m.IsUndefined()) {
+    View mv = view_of(m, "m");
+    if (mv.bytes < w.d_count() * 4) throw_js(env, "LOWBIT_INTERNAL", "qblock: m too small");
+    w.m = reinterpret_cast<const float*>(mv.data);
+    keep.push_back(m);
+  }
+  if (!p.IsNull() && !p.IsUndefined()) {
+    View pv = view_of(p, "perm");
+    if (pv.bytes < w.in * 4) throw_js(env, "LOWBIT_INTERNAL", "qblock: perm too small");
+    const int32_t* pp = reinterpret_cast<const int32_t*>(pv.data);
+    for (size_t k = 0; k < w.in; k++)
+      if (pp[k] < 0 || (size_t)pp[k] >= w.in) throw_js(env, "LOWBIT_BAD_FORMAT", "qblock: perm out of range");
+    w.perm = pp;
+    keep.push_back(p);
+  }
+}
+
+void register_qdot(Napi::Env env, Napi::Object exports) {
+  exports.Set("qblockFromGptq", Napi::Function::New(env, FromGptq, "qblockFromGptq"));
+  exports.Set("qblockFromGgml", Napi::Function::New(env, FromGgml, "qblockFromGgml"));
+  exports.Set("qdotLinear", Napi::Function::New(env, QdotLinear, "qdotLinear"));
+  exports.Set("quantizeActs", Napi::Function::New(env, QuantizeActs, "quantizeActs"));
+}
+
+}  // namespace lowbit

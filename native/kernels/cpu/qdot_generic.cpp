@@ -1,0 +1,71 @@
+// Integer-dot matmul: the portable kernel and the driver (see kernels/qdot.h).
+#include <algorithm>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "kernels/qdot.h"
+
+namespace lowbit {
+
+#if !defined(LOWBIT_HAVE_X86_VARIANTS)
+void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a) {
+  quantize_acts_ref(x, rows, in, kb, perm, a);
+}
+void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
+  qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
+}
+#endif
+
+void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
+  const size_t B = w.blocks(), kb = (size_t)w.kb, in = w.in;
+  std::vector<int> row(in);
+  for (size_t n = n0; n < n1; n++) {
+    // decode the row's codes once, then dot against every token
+    for (size_t k = 0; k < in; k++) row[k] = qblock_code(w, n, k);
+    for (size_t t = 0; t < rows; t++) {
+      const int8_t* xq = a.xq + t * in;
+      float s = 0.0f;
+      for (size_t b = 0; b < B; b++) {
+        int32_t dot = 0;
+        for (size_t k = b * kb; k < (b + 1) * kb; k++) dot += row[k] * xq[k];
+        const float d = f16_to_f32(w.d[qblock_sidx(w, n, b)]);
+        const float m = w.m ? w.m[qblock_sidx(w, n, b)] : -w.zero_fixed * d;
+        s += a.sx[t * B + b] * (d * (float)dot + m * (float)a.sum[t * B + b]);
+      }
+      y[t * ldy + n] = s;
+    }
+  }
+}
+
+void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, size_t ldy, int mode) {
+  const size_t B = w.blocks();
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> sx;
+  thread_local std::vector<int32_t> sum;
+  xq.resize(rows * w.in);
+  sx.resize(rows * B);
+  sum.resize(rows * B);
+  const QActs a{xq.data(), sx.data(), sum.data()};
+  const bool avx2 = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
+  if (mode == MODE_REF) {
+    quantize_acts_ref(x, rows, w.in, w.kb, w.perm, a);
+    qdot_gemm_ref(w, a, rows, y, ldy);
+    return;
+  }
+  if (avx2) quantize_acts_avx2(x, rows, w.in, w.kb, w.perm, a);
+  else quantize_acts_ref(x, rows, w.in, w.kb, w.perm, a);
+  // column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
+  // every token passes over them
+  constexpr size_t T = 16;
+  const size_t tiles = (w.out + T - 1) / T;
+  const size_t grain = std::max<size_t>(1, 64 / std::max<size_t>(1, rows));
+  parallel_for(tiles, grain, [&](size_t t0, size_t t1) {
+    const size_t n0 = t0 * T, n1 = std::min(w.out, t1 * T);
+    if (avx2) qdot_gemm_avx2_range(w, a, rows, y, ldy, n0, n1);
+    else qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
+  });
+}
+
+}  // namespace lowbit

@@ -1,0 +1,103 @@
+// Integer-dot matmul: y = x · Wᵀ with W held as 4- or 8-bit codes in lowbit's kernel layout and x
+// quantized to int8 per block of input channels at run time (W4A8 / W8A8).
+//
+//   W[n, k] = d[n, b] · q[n, k] + m[n, b]            b = k / kb (the block of input channel k)
+//   x[t, k] ≈ sx[t, b] · xq[t, k],  xq ∈ [−127, 127], sx[t, b] = max|x[t, block b]| / 127
+//   y[t, n] = Σ_b sx[t, b] · (d[n, b] · Σ_{k∈b} q·xq + m[n, b] · Σ_{k∈b} xq)
+//
+// The inner sums are exact int32 (integer products); only the per-block combination is float.
+// One scale per block of activations (not one per token): as many scales as the weights have, so
+// an outlier channel costs resolution in its own block only (llama.cpp quantizes its activations
+// the same way); the cost is one multiply per block, which the weight scale needs anyway.
+//
+// Kernel layout (made at load by the repack functions; files on disk keep their formats): output
+// channels in tiles of 8 (out padded up to a multiple of 8 with zero rows), so one 32-byte vector
+// holds 4 bytes of each of 8 columns and every vector lane belongs to one output column — the dot
+// products come out as 8 columns per register, with no horizontal sums and no transposes.
+//   bits 4: tile T, unit u (8 channels): 32 bytes at (T·in/8 + u)·32; column j's 4 bytes at 4j,
+//           byte i = q[8T + j][8u + i] | q[8T + j][8u + 4 + i] << 4 (codes 0…15, unsigned).
+//           AVX2: a mask and a shift give channels 8u…8u+3 and 8u+4…8u+7 of all 8 columns; each
+//           is a vpmaddubsw against the broadcast 4 activation bytes of those channels.
+//   bits 8: tile T, unit u (4 channels): 32 bytes at (T·in/4 + u)·32; column j's 4 bytes at 4j,
+//           byte i = q[8T + j][4u + i] as int8 (codes − 128 for unsigned sources).
+//   d: (out8/8, in/kb, 8) fp16 scales — the sources' scales are fp16 (GPTQ, GGUF): nothing lost.
+//   m: (out8/8, in/kb, 8) f32 offsets (asymmetric), or null: then m = −zero_fixed · d (q4_0: 8,
+//      q8_0: 0, symmetric GPTQ: 8; 8-bit sources' 128 is folded into the signed codes).
+//   perm: null, or the order in which channels were laid out (act-order checkpoints are repacked
+//      in processing order so groups become consecutive blocks; x is gathered by perm first).
+// kb ∈ {32, 64, 128, 256}; in % kb == 0. The 4-bit kernel sums vpmaddubsw pairs in int16 over 32
+// channels (each lane: 16 products ≤ 15·127, |Σ| ≤ 30480 < 2¹⁵), then in int32 over the block,
+// and converts to float once per block.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace lowbit {
+
+struct QBlockMatrix {
+  int bits = 4;  // 4 or 8
+  int kb = 128;  // channels per scale block
+  size_t out = 0, in = 0;
+  const uint8_t* q = nullptr;
+  const uint16_t* d = nullptr;
+  const float* m = nullptr;
+  float zero_fixed = 0.0f;
+  const int32_t* perm = nullptr;
+  size_t out8() const { return (out + 7) / 8 * 8; }
+  size_t q_bytes() const { return out8() * (bits == 4 ? in / 2 : in); }
+  size_t blocks() const { return in / (size_t)kb; }
+  size_t d_count() const { return out8() * blocks(); }
+};
+
+// Activations quantized per block: xq (rows × in), sx and sum (rows × in/kb), sum = Σ xq.
+struct QActs {
+  int8_t* xq = nullptr;
+  float* sx = nullptr;
+  int32_t* sum = nullptr;
+};
+
+// Checks of a QBlockMatrix's geometry (bits, kb, in); returns null or the reason.
+// Index helpers of the layout: code of output n, channel k (in layout order); scale index.
+const char* qblock_check(int bits, int kb, size_t in);
+int qblock_code(const QBlockMatrix& w, size_t n, size_t k);
+inline size_t qblock_sidx(const QBlockMatrix& w, size_t n, size_t b) { return ((n / 8) * w.blocks() + b) * 8 + n % 8; }
+
+// x (rows × in) → QActs, gathering by perm when given. Round half to even of x · (127 / max|x|).
+void quantize_acts_ref(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
+void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
+
+// y (rows × ldy, first `out` columns) from quantized activations. The reference sums each block's
+// integer dot exactly and combines the blocks in double.
+void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy);
+void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
+void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
+
+// Driver: quantizes x (into `scratch`-owned buffers), then multiplies on the thread pool.
+// mode MODE_REF: the references.
+void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, size_t ldy, int mode);
+
+// ---- repacking into the kernel layout (at load) --------------------------------------------
+// From GPTQ (qweight (in·bits/32, out) int32, any of 2/3/4/8 bits, v1/v2 handled by the caller:
+// zeros are true zeros), scales (G, out) f32 (fp16 values), zeros (G, out) u8, g_idx (in).
+// Requirements: every group has the same size gs, either consecutive runs or (act-order) any
+// order; in % 32 == 0; gs % 32 == 0 or G == 1. 2- and 3-bit codes go to the 4-bit layout.
+// Output sizes: q q_bytes(), d and m d_count(), perm in (filled only for act-order; the return
+// tells); q, d and m must be zero-filled (padding rows). Returns the chosen kb (> 0) or 0 with `why` set when the layout can't hold it.
+struct GptqSource {
+  int bits;
+  size_t in, out, groups;
+  const int32_t* qweight;
+  const float* scales;
+  const uint8_t* zeros;
+  const int32_t* g_idx;
+};
+int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const char** why);
+void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint16_t* d, float* m, int32_t* perm);
+
+// From ggml blocks of 32 (Q4_0: 18 bytes {f16 d, 16 B nibbles}, Q8_0: 34 bytes {f16 d, 32 × i8},
+// Q4_1: 20 bytes {f16 d, f16 m, 16 B nibbles}); rows of `in` channels, in % 32 == 0. kb = 32.
+// Outputs zero-filled as above.
+enum GgmlQType { GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8 };
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m);
+
+}  // namespace lowbit
