@@ -15,10 +15,12 @@ export function evalCommand(run: RunFn): Command {
     .option('--ctx <n>', 'window length in tokens, BOS included (default: min(512, context))', intFlag('ctx'))
     .option('--max-chunks <n>', 'score only the first N windows', intFlag('maxChunks'))
     .option('--reference <model>', 'unquantized model to compare against (same tokenizer)')
+    .option('--activations <a>', "how packed layers multiply: int8 (integer dot products, W4A8/W8A8) or f32", 'int8')
+    .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {ppl, nll, tokens, kl, top1} as JSON')
     .option('--quiet', 'no progress bar')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean }>();
+      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean; activations: 'int8' | 'f32'; packed: boolean }>();
       await run(async (json) => {
         let text: string;
         try {
@@ -27,7 +29,7 @@ export function evalCommand(run: RunFn): Command {
           throw new LowbitError('LOWBIT_NOT_FOUND', `text: cannot read ${o.text}`, { option: 'text' });
         }
         const sig = abortOnSignals();
-        const m = await loadModel(model, { tokenizer: o.tokenizer });
+        const m = await loadModel(model, { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
         const ref = o.reference ? await loadModel(o.reference, { tokenizer: o.tokenizer }) : undefined;
         const bar = progressBar(!o.quiet && !json);
         try {

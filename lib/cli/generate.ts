@@ -13,12 +13,14 @@ export function generateCommand(run: RunFn): Command {
     .option('--temperature <t>', '0 = greedy', numFlag('temperature'), 1.0)
     .option('--top-p <p>', 'nucleus sampling threshold (0 or 1: off)', numFlag('topP'), 0.9)
     .option('--seed <s>', 'sampler seed (default: the clock)', intFlag('seed'))
+    .option('--activations <a>', "how packed layers multiply: int8 (integer dot products, W4A8/W8A8) or f32", 'int8')
+    .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {text, ids, stoppedBy, tokens/s} as JSON')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ tokenizer?: string; prompt: string; steps: number; temperature: number; topP: number; seed?: number; json?: boolean }>();
+      const o = this.opts<{ tokenizer?: string; prompt: string; steps: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean }>();
       await run(async (json) => {
         const sig = abortOnSignals();
-        const m = await loadModel(model, { tokenizer: o.tokenizer });
+        const m = await loadModel(model, { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
         try {
           const r = await m.generate({
             prompt: o.prompt, steps: o.steps, temperature: o.temperature, topP: o.topP, seed: o.seed ?? Date.now(), signal: sig.signal,

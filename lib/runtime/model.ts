@@ -7,7 +7,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError } from '../errors';
-import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativePackedLinear, type NativeStats } from '../native';
+import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativePackedLinear, type NativeQBlock, type NativeStats } from '../native';
+import { qblockFromGgml, qblockFromGptq, GGML_QBLOCK_TYPES, type GgmlQBlockType } from '../qdot';
+import { isLowbitError } from '../errors';
 import { unpackValues } from '../pack';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
@@ -44,11 +46,21 @@ export interface LoadModelOptions {
   /** Cap the context (KV cache size) below the model's maximum. */
   maxContext?: number;
   /**
-   * Run 4-bit GPTQ layers straight from their packed words (about 1/7 of the f32 memory, faster
-   * decoding). false: dequantize every quantized layer at load. Other bit widths are always
-   * dequantized at load for now. @default true
+   * Run quantized layers from their codes, never dequantized: GPTQ/RTN checkpoints of 2, 3, 4 and
+   * 8 bits and GGUF Q4_0 / Q4_1 / Q8_0 tensors (1/8 to 1/4 of the f32 memory, faster decoding).
+   * false: dequantize every quantized layer to f32 at load. @default true
    */
   packed?: boolean;
+  /**
+   * How packed layers multiply. 'int8' (default): each linear layer's input is quantized to int8
+   * per block of input channels and multiplied with integer dot products (W4A8 / W8A8; the layers
+   * are repacked at load into lowbit's kernel layout — llama.cpp runs its Q4_0/Q8_0 the same way).
+   * 'f32': activations stay f32 — GPTQ 4-bit layers run from their packed words, every other
+   * quantized type is dequantized at load. Layers the int8 layout can't hold (input channels not a
+   * multiple of 32, group sizes not a multiple of 32) fall back to 'f32' on their own.
+   * @default 'int8'
+   */
+  activations?: 'int8' | 'f32';
 }
 
 /** Options of {@link LanguageModel.generate}. */
@@ -201,7 +213,7 @@ export class LanguageModel {
 }
 
 function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConfig, where: string, tied: boolean,
-  shapeOf: (name: string) => number[] | null, packed: Map<string, NativePackedLinear> = new Map()): NativeModelWeights {
+  shapeOf: (name: string) => number[] | null, packed: Map<string, NativePackedLinear | NativeQBlock> = new Map()): NativeModelWeights {
   // expected shapes, row-major (out, in) for matrices
   const need = (name: string, numel: number, shape?: number[]): Float32Array => {
     const t = get(name);
@@ -226,6 +238,9 @@ function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConf
     for (const k of LIN) {
       const pk = packed.get(`${p}.${HF_LIN[k]}`);
       if (pk) {
+        if ('kb' in pk && (pk.inFeatures !== dims[k][1] || pk.outFeatures !== dims[k][0])) {
+          throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${p}.${HF_LIN[k]} is ${pk.outFeatures}×${pk.inFeatures}, expected ${dims[k][0]}×${dims[k][1]}`, { tensor: `${p}.${HF_LIN[k]}` });
+        }
         (L.packed ??= {})[k] = pk;
         (L as unknown as Record<string, Float32Array>)[k] = new Float32Array(0);
       } else {
@@ -242,6 +257,11 @@ function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConf
       (L as unknown as Record<string, Float32Array>)[`${k}Bias`] = b;
     }
     layers.push(L);
+  }
+  const head = packed.get('lm_head');
+  if (head && 'kb' in head) {
+    if (head.inFeatures !== dim || head.outFeatures !== vocabSize) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: lm_head is ${head.outFeatures}×${head.inFeatures}, expected ${vocabSize}×${dim}`, { tensor: 'lm_head.weight' });
+    return { embed, finalNorm: need('model.norm.weight', dim, [dim]), classifier: embed, classifierPacked: head, layers };
   }
   const lm = get('lm_head.weight');
   const classifier = lm ? need('lm_head.weight', vocabSize * dim, [vocabSize, dim]) : tied ? embed : need('lm_head.weight', vocabSize * dim, [vocabSize, dim]);
@@ -260,6 +280,7 @@ function checkConfig(c: RuntimeConfig, where: string): void {
 /** Load a model for the native runtime. */
 export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<LanguageModel> {
   if (typeof file !== 'string' || !file) throw invalidOption('model', 'a path', file);
+  if (options.activations !== undefined && options.activations !== 'int8' && options.activations !== 'f32') throw invalidOption('activations', "'int8' or 'f32'", options.activations);
   const abs = path.resolve(file);
   if (!fs.existsSync(abs)) throw new LowbitError('LOWBIT_NOT_FOUND', `${abs}: no such model file or directory`);
   let cfg: RuntimeConfig;
@@ -280,8 +301,19 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
         const t = g.tensor(name);
         return ['F32', 'F16', 'BF16'].includes(t.typeName) ? g.tensorF32(name) : decodeGgml(t.typeName as GgmlDecodeType, g.bytes(name), t.numel);
       };
+      // Q4_0 / Q4_1 / Q8_0 linear layers (and head) run packed in the integer-dot layout
+      const packedMods = new Map<string, NativePackedLinear | NativeQBlock>();
+      if (options.packed !== false && (options.activations ?? 'int8') === 'int8') {
+        for (const [hf, gn] of map) {
+          const t = g.tensor(gn);
+          if (!(t.typeName in GGML_QBLOCK_TYPES) || t.shape.length !== 2 || !hf.endsWith('.weight') || hf === 'model.embed_tokens.weight') continue;
+          if (t.shape[1] % 32 !== 0) continue;  // the layout needs rows of a multiple of 32 channels: dequantized instead
+          const mod = hf.slice(0, -'.weight'.length);
+          packedMods.set(mod, await qblockFromGgml(t.typeName as GgmlQBlockType, g.bytes(gn), t.shape[0], t.shape[1]));
+        }
+      }
       weights = f32Tensors((n) => (map.has(n) ? f32(map.get(n)!) : null), cfg, abs, true,
-        (n) => (map.has(n) ? g.tensor(map.get(n)!).shape : null));
+        (n) => (map.has(n) ? g.tensor(map.get(n)!).shape : null), packedMods);
       tokenizer = options.tokenizer ? null : Tokenizer.fromGguf(g);
     } else if (!isDir) {
       const m = readLlama2cModel(abs);
@@ -297,27 +329,38 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       checkConfig(cfg, abs);
       const st = openSafetensors(abs);
       const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
-      const packedMods = new Map<string, NativePackedLinear>();
-      if (qc && qc.bits === 4 && options.packed !== false) {
+      const packedMods = new Map<string, NativePackedLinear | NativeQBlock>();
+      const int8 = (options.activations ?? 'int8') === 'int8';
+      if (qc && options.packed !== false && (qc.bits === 4 || int8)) {
         for (const name of st.names()) {
           if (!name.endsWith('.qweight')) continue;
           const mod = name.slice(0, -'.qweight'.length);
           // validate the module through the decoder's checks once (shapes, dtypes, g_idx, zeros)
           const [words, out] = st.info(name).shape;
-          const inF = words * 8;
+          const inF = (words * 32) / qc.bits;
           const sc = st.info(`${mod}.scales`);
           const groups = sc.shape[0];
           const bad = (why: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${abs}: ${mod}: ${why}`, { module: mod });
           if (st.info(name).dtype !== 'I32' || sc.dtype !== 'F16' || sc.shape.length !== 2 || sc.shape[1] !== out) throw bad(`scales must be F16 [G, ${out}] beside I32 qweight [${words}, ${out}]`);
           const qzi = st.info(`${mod}.qzeros`), gi = st.info(`${mod}.g_idx`);
-          if (qzi.dtype !== 'I32' || qzi.shape[0] !== groups || qzi.shape[1] * 8 !== out) throw bad(`qzeros must be I32 [${groups}, ${out / 8}]`);
+          if (qzi.dtype !== 'I32' || qzi.shape[0] !== groups || qzi.shape[1] !== (out * qc.bits) / 32) throw bad(`qzeros must be I32 [${groups}, ${(out * qc.bits) / 32}]`);
           if (gi.dtype !== 'I32' || gi.shape[0] !== inF) throw bad(`g_idx must be I32 [${inF}]`);
           const asI32 = (n: string) => { const b = st.bytes(n); return b.byteOffset % 4 === 0 ? new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Int32Array(b.slice().buffer); };
           const qz = asI32(`${mod}.qzeros`);
-          const zeros = await unpackValues('gptq-qzeros', 4, qz, groups, out, qc.checkpointFormat === 'gptq' ? 1 : 0);
+          const zeros = await unpackValues('gptq-qzeros', qc.bits, qz, groups, out, qc.checkpointFormat === 'gptq' ? 1 : 0);
           const gIdx = asI32(`${mod}.g_idx`);
           for (let k = 0; k < inF; k++) if (gIdx[k] < 0 || gIdx[k] >= groups) throw new LowbitError('LOWBIT_BAD_FORMAT', `${abs}: ${mod}.g_idx[${k}] = ${gIdx[k]} is outside [0, ${groups})`);
-          packedMods.set(mod, { qweight: asI32(name), scales: st.toFloat32(`${mod}.scales`), zeros, gIdx, groups });
+          const src = { bits: qc.bits, inFeatures: inF, outFeatures: out, groups, qweight: asI32(name), scales: st.toFloat32(`${mod}.scales`), zeros, gIdx };
+          if (int8) {
+            try {
+              packedMods.set(mod, await qblockFromGptq(src));
+              st.release(name);
+              continue;
+            } catch (e) {
+              if (!isLowbitError(e) || e.code !== 'LOWBIT_UNSUPPORTED') throw e;  // the layout can't hold it: f32 activations below
+            }
+          }
+          if (qc.bits === 4) packedMods.set(mod, { qweight: src.qweight, scales: src.scales, zeros, gIdx, groups });
         }
       }
       try {

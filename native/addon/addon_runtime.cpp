@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 
+#include "addon/qblock_js.h"
 #include "addon/task.h"
 #include "kernels/gemm.h"
 #include "kernels/qgemm.h"
@@ -58,6 +59,11 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     lw.embed = f32(w, "embed", h);
     lw.final_norm = f32(w, "finalNorm", h);
     lw.classifier = f32(w, "classifier", h);
+    if (w.Has("classifierPacked") && w.Get("classifierPacked").IsObject()) {
+      std::vector<Napi::Value> keep;
+      qblock_from_js(env, w.Get("classifierPacked").As<Napi::Object>(), lw.classifier_q, keep);
+      for (auto& v : keep) h->refs.push_back(Napi::Persistent(v));
+    }
     Napi::Array layers = w.Get("layers").As<Napi::Array>();
     if ((int)layers.Length() != cfg.n_layers) throw Napi::Error::New(env, "LOWBIT_INTERNAL: createModel: layer count");
     static const char* names[LIN_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
@@ -70,7 +76,12 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
       Napi::Value packed = lo.Get("packed");
       for (int k = 0; k < LIN_COUNT; k++) {
         Napi::Value pk = packed.IsObject() ? packed.As<Napi::Object>().Get(names[k]) : env.Undefined();
-        if (pk.IsObject()) {
+        if (pk.IsObject() && pk.As<Napi::Object>().Has("kb")) {
+          // integer-dot layout (see addon_qdot.cpp)
+          std::vector<Napi::Value> keep;
+          qblock_from_js(env, pk.As<Napi::Object>(), L.qblock[k], keep);
+          for (auto& v : keep) h->refs.push_back(Napi::Persistent(v));
+        } else if (pk.IsObject()) {
           // GPTQ 4-bit: qweight (in/8 × out) i32, scales (G × out) f32, zeros (G × out) u8, gIdx (in) i32
           Napi::Object po = pk.As<Napi::Object>();
           PackedLinear& P = L.packed[k];

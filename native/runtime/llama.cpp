@@ -39,10 +39,11 @@ static void rmsnorm(float* out, const float* x, const float* w, size_t n, size_t
 }
 
 void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs) {
-  // Seam: an activation quantizer (e.g. per-token int8 for W8A8) would transform x here.
   if (obs) obs->observe(layer, kind, x, n, in);
   const LayerWeights& L = w_.layers[layer];
-  if (L.packed[kind].qweight) {
+  if (L.qblock[kind].q) {
+    qdot_linear(L.qblock[kind], x, n, y, out, mode);
+  } else if (L.packed[kind].qweight) {
     const PackedLinear& P = L.packed[kind];
     QGemmArgs a{x, n, in, out, P.groups, P.qweight, P.scales, P.zeros, P.g_idx, y};
     qgemm_gptq4(a, mode);
@@ -228,7 +229,8 @@ void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits,
     const size_t r = std::min(logit_rows, n);
     xn.resize(r * dim);
     rmsnorm(xn.data(), x.data() + (n - r) * dim, w_.final_norm, r, dim, c.rms_eps);
-    gemm(xn.data(), r, dim, w_.classifier, (size_t)c.vocab, logits, false, mode);
+    if (w_.classifier_q.q) qdot_linear(w_.classifier_q, xn.data(), r, logits, (size_t)c.vocab, mode);
+    else gemm(xn.data(), r, dim, w_.classifier, (size_t)c.vocab, logits, false, mode);
   }
 }
 

@@ -8,8 +8,10 @@
 // (i, i + hd/2) (Hugging Face). Weights are (out, in) row-major f32 arrays owned by the caller
 // (JS typed arrays kept alive by the addon); activations are (tokens, features) row-major.
 //
+// Linear layers are f32 (gemm), GPTQ 4-bit with f32 activations (kernels/qgemm.h), or in the
+// integer-dot layout with int8 activations per block (kernels/qdot.h: W4A8 / W8A8).
 // Seams for what comes next (not implemented here): every linear layer goes through
-// Llama::linear(), where an activation quantizer (per-token int8) can sit; every K/V write goes
+// Llama::linear(); every K/V write goes
 // through Llama::kv_write(), where a quantized KV cache can sit; ForwardState keeps each layer's
 // inputs when `keep_activations` is set, for a backward pass; an optional Observer sees the input
 // of every linear layer (calibration: Hessians, mean/max |x|).
@@ -18,6 +20,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "kernels/qdot.h"
 
 namespace lowbit {
 
@@ -44,8 +48,9 @@ struct PackedLinear {
 struct LayerWeights {
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
-  const float* w[LIN_COUNT] = {};      // (out, in) each, or null when packed[kind] is set
+  const float* w[LIN_COUNT] = {};      // (out, in) each, or null when packed[kind] / qblock[kind] is set
   PackedLinear packed[LIN_COUNT];
+  QBlockMatrix qblock[LIN_COUNT];      // integer-dot layout (int8 activations) when .q is set
   const float* bias[LIN_COUNT] = {};   // q/k/v biases (Qwen2) or null
 };
 
@@ -54,6 +59,7 @@ struct LlamaWeights {
   std::vector<LayerWeights> layers;
   const float* final_norm = nullptr;
   const float* classifier = nullptr;  // (vocab, dim); == embed when tied
+  QBlockMatrix classifier_q;          // the head in the integer-dot layout when .q is set
 };
 
 // Sees each distinct linear-layer input (tokens × in_features) during a forward pass: kind LIN_Q

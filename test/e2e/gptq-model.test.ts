@@ -36,8 +36,8 @@ describe('GPTQ pipeline on stories260K', function () {
   });
 
   const calib = () => ({ file: calibFile, samples: 32, seqLen: 256, seed: 1, tokenizer: tok });
-  const ppl = async (dir: string, packed = true) => {
-    const m = await loadModel(dir, { tokenizer: tok, packed });
+  const ppl = async (dir: string, packed = true, activations: 'int8' | 'f32' = 'f32') => {
+    const m = await loadModel(dir, { tokenizer: tok, packed, activations });
     try {
       return (await evaluate(m, { text: dev, ctx: 512, maxChunks: 8 })).ppl;
     } finally {
@@ -73,6 +73,9 @@ describe('GPTQ pipeline on stories260K', function () {
     // … and running it from the packed words agrees within the int4 kernel's float bound
     const c = await ppl(packed.out, true);
     assert.ok(Math.abs(c - b) <= 1e-5 * b, `packed kernel ${c} vs dequant ${b}`);
+    // … and with int8 activations (W4A8, act-order layers repacked in processing order) within 1%
+    const d = await ppl(packed.out, true, 'int8');
+    assert.ok(Math.abs(d - b) <= 0.01 * b, `W4A8 ${d} vs dequant ${b}`);
   });
 
   it('GPTQ without calibration data, or with a text shorter than a window, is refused; no output', async function () {
