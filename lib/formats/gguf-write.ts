@@ -124,16 +124,22 @@ class Out {
     this.length += n;
     return p;
   }
-  u8(v: number): void { this._cur[this._adv(1)] = v; }
-  i8(v: number): void { this._cur.writeInt8(v, this._adv(1)); }
-  u16(v: number): void { this._cur.writeUInt16LE(v, this._adv(2)); }
-  i16(v: number): void { this._cur.writeInt16LE(v, this._adv(2)); }
-  u32(v: number): void { this._cur.writeUInt32LE(v, this._adv(4)); }
-  i32(v: number): void { this._cur.writeInt32LE(v, this._adv(4)); }
-  f32(v: number): void { this._cur.writeFloatLE(v, this._adv(4)); }
-  f64(v: number): void { this._cur.writeDoubleLE(v, this._adv(8)); }
-  u64(v: bigint): void { this._cur.writeBigUInt64LE(v, this._adv(8)); }
-  i64(v: bigint): void { this._cur.writeBigInt64LE(v, this._adv(8)); }
+  // The position is taken before the buffer is named: _adv may start a new buffer, and
+  // `this._cur.write…(v, this._adv(n))` would evaluate the old buffer first and write into it.
+  private _at(n: number): [Buffer, number] {
+    const p = this._adv(n);
+    return [this._cur, p];
+  }
+  u8(v: number): void { const [b, p] = this._at(1); b[p] = v; }
+  i8(v: number): void { const [b, p] = this._at(1); b.writeInt8(v, p); }
+  u16(v: number): void { const [b, p] = this._at(2); b.writeUInt16LE(v, p); }
+  i16(v: number): void { const [b, p] = this._at(2); b.writeInt16LE(v, p); }
+  u32(v: number): void { const [b, p] = this._at(4); b.writeUInt32LE(v, p); }
+  i32(v: number): void { const [b, p] = this._at(4); b.writeInt32LE(v, p); }
+  f32(v: number): void { const [b, p] = this._at(4); b.writeFloatLE(v, p); }
+  f64(v: number): void { const [b, p] = this._at(8); b.writeDoubleLE(v, p); }
+  u64(v: bigint): void { const [b, p] = this._at(8); b.writeBigUInt64LE(v, p); }
+  i64(v: bigint): void { const [b, p] = this._at(8); b.writeBigInt64LE(v, p); }
   bytes(b: Uint8Array): void {
     const p = this._adv(b.length);
     this._cur.set(b, p);

@@ -7,6 +7,7 @@
  * ../shared/docs/machine.md (q4_0 4096²: 351 µs hot / 554 µs cold) for orientation only.
  */
 import { qmatmulGptq4, type GptqInt4Weights } from '../../lib/qmatmul';
+import { qdotLinear, qblockBytes, type QBlock } from '../../lib/qdot';
 import { measure, log, round } from './timing';
 import type { Limits } from './limits';
 
@@ -17,6 +18,58 @@ function weights(out: number, inF: number, seed: number): GptqInt4Weights {
   for (let i = 0; i < qweight.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; qweight[i] = s | 0; }
   return { inFeatures: inF, outFeatures: out, groups: G, qweight, scales: new Float32Array(G * out).fill(0.01),
     zeros: new Uint8Array(G * out).fill(8), gIdx: Int32Array.from({ length: inF }, (_, k) => Math.floor(k / gs)) };
+}
+
+function qblock(out: number, inF: number, bits: 4 | 8, kb: 32 | 128, seed: number): QBlock {
+  let s = seed >>> 0 || 1;
+  const out8 = Math.ceil(out / 8) * 8, B = inF / kb;
+  const q = new Uint8Array(out8 * (bits === 4 ? inF / 2 : inF));
+  for (let i = 0; i < q.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; q[i] = s & 255; }
+  return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(out8 * B).fill(0x2000), m: null, zeroFixed: bits === 4 ? 8 : 0, perm: null };
+}
+
+/** The integer-dot path (W4A8 / W8A8): GEMV hot and cold beside the read bandwidth, GEMM GFLOP/s. */
+export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: string) => boolean }): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  const copy = o.limits.copy.gbps / 2;
+  const shapes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]];
+  for (const [bits, kb, tag] of [[4, 128, 'w4a8'], [8, 128, 'w8a8'], [4, 32, 'q4_0'], [8, 32, 'q8_0']] as const) {
+    for (const [rows, cols] of shapes) {
+      const name = `qgemv-${tag}-${rows}x${cols}`;
+      if (!o.want(name) && !o.want('qgemv-*') && !o.want('qgemm-*')) continue;
+      const w0 = qblock(rows, cols, bits, kb, rows + bits);
+      const bytes = qblockBytes(w0);
+      const x = Float32Array.from({ length: cols }, (_, i) => Math.sin(i)), y = new Float32Array(rows);
+      const hot = await measure(() => qdotLinear(w0, x, 1, y), { warmup: 3, repeats: o.quick ? 10 : 50 });
+      const copies = Math.max(2, Math.ceil((128 * 2 ** 20) / bytes));
+      const ws = Array.from({ length: copies }, (_, i) => (i === 0 ? w0 : qblock(rows, cols, bits, kb, rows + bits + i)));
+      let i = 0;
+      const cold = await measure(() => qdotLinear(ws[i++ % copies], x, 1, y), { warmup: copies, repeats: o.quick ? 10 : 3 * copies });
+      const e = {
+        name, description: `y = x·Wᵀ, 1 token, W ${rows}×${cols} ${bits}-bit, fp16 scale per ${kb} channels, x quantized to int8 per ${kb} (integer dot products)`,
+        shape: [rows, cols], bytes,
+        hot: { medianSeconds: hot.medianSeconds, gbps: round(bytes / hot.medianSeconds / 1e9, 2) },
+        cold: { medianSeconds: cold.medianSeconds, gbps: round(bytes / cold.medianSeconds / 1e9, 2), matrices: copies, fractionOfReadBandwidth: round(bytes / cold.medianSeconds / 1e9 / copy, 3) },
+        readBandwidthGBps: round(copy, 2), peer: 'runtime-1b-q4_0-llamacpp-decode (whole-model decode beside node-llama-cpp, same run)',
+      };
+      log(`${name}: hot ${(hot.medianSeconds * 1e6).toFixed(0)} µs (${e.hot.gbps} GB/s), cold ${(cold.medianSeconds * 1e6).toFixed(0)} µs (${e.cold.gbps} GB/s = ${e.cold.fractionOfReadBandwidth} of read bandwidth)`);
+      out.push(e);
+    }
+  }
+  for (const [bits, kb, tag] of [[4, 128, 'w4a8'], [8, 128, 'w8a8'], [4, 32, 'q4_0']] as const) {
+    for (const m of o.quick ? [32] : [32, 512]) {
+      const name = `qgemm-${tag}-${m}x4096x4096`;
+      if (!o.want(name) && !o.want('qgemm-*')) continue;
+      const w = qblock(4096, 4096, bits, kb, 7);
+      const x = Float32Array.from({ length: m * 4096 }, (_, i) => Math.sin(i)), y = new Float32Array(m * 4096);
+      const t = await measure(() => qdotLinear(w, x, m, y), { warmup: 1, repeats: o.quick ? 3 : 8 });
+      const gflops = (2 * m * 4096 * 4096) / t.medianSeconds / 1e9;
+      out.push({ name, description: `${tag.toUpperCase()} GEMM, ${m} tokens × 4096 → 4096 (int8 activations, int32 accumulation)`, shape: [m, 4096, 4096], timing: t,
+        gflops: round(gflops), fractionOfFmaPeak: round(gflops / o.limits.fmaPeakAll.gflops, 3), fmaPeakNote: 'f32 FMA peak: integer ops have their own (vpmaddubsw: 2×32 MACs/cycle/core), so > 1 is possible', peer: null, peerReason: 'see gemm-* (f32, OpenBLAS beside) and the runtime prefill entries' });
+      log(`${name}: ${round(gflops)} GFLOP/s`);
+    }
+  }
+  return out;
 }
 
 export async function benchQgemm(o: { quick: boolean; limits: Limits; want: (n: string) => boolean }): Promise<Record<string, unknown>[]> {
@@ -52,8 +105,8 @@ export async function benchQgemm(o: { quick: boolean; limits: Limits; want: (n: 
     const t = await measure(() => qmatmulGptq4(x, m, w, y), { warmup: 1, repeats: o.quick ? 3 : 8 });
     const gflops = (2 * m * 4096 * 4096) / t.medianSeconds / 1e9;
     out.push({ name, description: `W4 GEMM, ${m} tokens × 4096 → 4096, weights decoded in registers`, shape: [m, 4096, 4096], timing: t,
-      gflops: round(gflops, 1), fractionOfFmaPeak: round(gflops / o.limits.fmaPeakAll.gflops, 3), peer: null, peerReason: 'see qgemv entries' });
-    log(`${name}: ${round(gflops, 1)} GFLOP/s`);
+      gflops: round(gflops), fractionOfFmaPeak: round(gflops / o.limits.fmaPeakAll.gflops, 3), peer: null, peerReason: 'see qgemv entries' });
+    log(`${name}: ${round(gflops)} GFLOP/s`);
   }
   return out;
 }

@@ -23,7 +23,7 @@ import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
 import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
 import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
 import { benchGptq, benchGptqPipeline } from './gptq';
-import { benchQgemm } from './qgemm';
+import { benchQgemm, benchQdot } from './qgemm';
 import { benchRuntimeQ } from './runtime-q';
 import { canForceGc, log, median, round } from './timing';
 
@@ -35,6 +35,8 @@ const NAMES = [
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
   'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode',
+  ...['w4a8', 'w8a8', 'q4_0', 'q8_0'].flatMap((t) => [`qgemv-${t}-4096x4096`, `qgemv-${t}-11008x4096`]),
+  ...['w4a8', 'w8a8', 'q4_0'].flatMap((t) => [`qgemm-${t}-32x4096x4096`, `qgemm-${t}-512x4096x4096`]),
 ];
 
 interface Args {
@@ -174,6 +176,9 @@ async function main(): Promise<void> {
   }
   if (['qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096'].some(want)) {
     benchmarks.push(...((await benchQgemm({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
+  }
+  if (NAMES.filter((n) => /^qge(mv|mm)-(w4a8|w8a8|q4_0|q8_0)/.test(n)).some(want)) {
+    benchmarks.push(...((await benchQdot({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
   if (want('runtime-1b-gptq4-prefill') || want('runtime-1b-gptq4-decode')) {
     benchmarks.push(...((await benchRuntimeQ({ quick: args.quick, limits })) as unknown as typeof benchmarks));

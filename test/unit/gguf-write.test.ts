@@ -175,6 +175,24 @@ describe('formats/gguf-write', () => {
       });
     }
 
+    it('headers larger than the 64 KiB header chunks (a 32000-token vocabulary) round-trip exactly', async () => {
+      // regression: every field that crossed a chunk boundary used to be written into the old chunk
+      const file = fresh();
+      const pieces = Array.from({ length: 32000 }, (_, i) => `▁tok${i}${'x'.repeat(i % 13)}`);
+      const scores = Float32Array.from({ length: 32000 }, (_, i) => -i / 7);
+      const types = Int32Array.from({ length: 32000 }, (_, i) => 1 + (i % 3));
+      await writeGguf(file, { metadata: [['tokenizer.ggml.tokens', 'ARRAY', pieces], ['tokenizer.ggml.scores', 'ARRAY', scores], ['tokenizer.ggml.token_type', 'ARRAY', types], ['t.after', 'UINT64', 1n << 40n]], tensors: [] });
+      const g = readGguf(file);
+      try {
+        assert.deepEqual((g.metadata.get('tokenizer.ggml.tokens') as { value: string[] }).value, pieces);
+        assert.deepEqual(Array.from((g.metadata.get('tokenizer.ggml.scores') as { value: ArrayLike<number> }).value), Array.from(scores));
+        assert.deepEqual(Array.from((g.metadata.get('tokenizer.ggml.token_type') as { value: ArrayLike<number> }).value), Array.from(types));
+        assert.equal(g.metadata.get('t.after')!.value, 1n << 40n);
+      } finally {
+        g.close();
+      }
+    });
+
     it('a file without tensors is still padded to ALIGNMENT; no metadata at all is fine', async () => {
       const file = fresh();
       const r = await writeGguf(file, { metadata: [], tensors: [] });
