@@ -113,12 +113,12 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits }): Prom
   const copy = o.limits.copy.gbps / 2;  // STREAM copy counts read + write; decoding reads
   const push = (name: string, desc: string, file: string, r: { prefillTps: number; perTok: number; perTokMedian?: number; rss?: number; threads?: number }, peer: Record<string, unknown>) => {
     const bytes = dirBytes(file);
-    res.push({ name: `${name}-prefill`, description: `${desc}, ${PROMPT}-token prompt`, tokensPerSecond: round(r.prefillTps, 1), ...peer });
+    res.push({ name: `${name}-prefill`, description: `${desc}, ${PROMPT}-token prompt`, tokensPerSecond: round(r.prefillTps), ...peer });
     res.push({ name: `${name}-decode`, description: `${desc}, ${steps} single-token steps after the prompt (best of ${repeats})`,
-      tokensPerSecond: round(1 / r.perTok, 2), secondsPerToken: round(r.perTok, 4), medianSecondsPerToken: r.perTokMedian !== undefined ? round(r.perTokMedian, 4) : undefined,
-      fileBytes: bytes, weightBandwidthGBps: round(bytes / r.perTok / 1e9, 2), fractionOfReadBandwidth: round(bytes / r.perTok / 1e9 / copy, 3),
+      tokensPerSecond: round(1 / r.perTok), secondsPerToken: round(r.perTok, 4), medianSecondsPerToken: r.perTokMedian !== undefined ? round(r.perTokMedian, 4) : undefined,
+      fileBytes: bytes, weightBandwidthGBps: round(bytes / r.perTok / 1e9), fractionOfReadBandwidth: round(bytes / r.perTok / 1e9 / copy),
       rssBytesWhileLoaded: r.rss, threads: r.threads, ...peer });
-    log(`${name}: prefill ${round(r.prefillTps, 1)} tok/s, decode ${round(1 / r.perTok, 2)} tok/s (${round(bytes / r.perTok / 1e9, 2)} GB/s)`);
+    log(`${name}: prefill ${round(r.prefillTps)} tok/s, decode ${round(1 / r.perTok)} tok/s (${round(bytes / r.perTok / 1e9)} GB/s)`);
   };
   const peerNote = { peer: 'runtime-1b-q4_0-llamacpp-* (same run)' };
   push('runtime-1b-gptq4', `${preset} GPTQ 4-bit g128, W4A8 (int8 activations, integer dot products)`, gptq, await runLowbit(gptq, {}, steps, repeats), peerNote);
