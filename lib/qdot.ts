@@ -8,13 +8,14 @@ import { LowbitError } from './errors';
 import { addon, modeId, runTask, type NativeQBlock } from './native';
 import { invalidOption } from './validate';
 import { f16BitsToF32 } from './formats/dtype';
+import { GGML_TYPES } from './formats/gguf';
 import type { GptqInt4Weights } from './qmatmul';
 
 export type QBlock = NativeQBlock;
 
 /** ggml block types that run in the integer-dot layout. */
-export const GGML_QBLOCK_TYPES = { Q4_0: 2, Q4_1: 3, Q8_0: 8 } as const;
-export type GgmlQBlockType = keyof typeof GGML_QBLOCK_TYPES;
+export const GGML_QBLOCK_TYPES = ['Q4_0', 'Q4_1', 'Q8_0'] as const;
+export type GgmlQBlockType = (typeof GGML_QBLOCK_TYPES)[number];
 
 /** A GPTQ linear layer of any width lowbit writes (2, 3, 4, 8 bits), zeros as true zeros. */
 export interface GptqWeights extends Omit<GptqInt4Weights, 'qweight'> {
@@ -39,8 +40,8 @@ export async function qblockFromGptq(w: GptqWeights, signal?: AbortSignal): Prom
 
 /** Repack an (out × in) ggml Q4_0 / Q4_1 / Q8_0 tensor's blocks (in % 32 == 0). */
 export async function qblockFromGgml(type: GgmlQBlockType, data: Uint8Array, outFeatures: number, inFeatures: number, signal?: AbortSignal): Promise<QBlock> {
-  if (!(type in GGML_QBLOCK_TYPES)) throw invalidOption('type', Object.keys(GGML_QBLOCK_TYPES).join(', '), type);
-  return runTask(() => addon().qblockFromGgml({ type: GGML_QBLOCK_TYPES[type], data, outFeatures, inFeatures }), signal, 'qblockFromGgml');
+  if (!GGML_QBLOCK_TYPES.includes(type)) throw invalidOption('type', GGML_QBLOCK_TYPES.join(', '), type);
+  return runTask(() => addon().qblockFromGgml({ type: GGML_TYPES[type].id, data, outFeatures, inFeatures }), signal, 'qblockFromGgml');
 }
 
 /** y (rows × out) = x (rows × in) · Wᵀ through the integer-dot kernel (x quantized to int8 per block). */

@@ -306,7 +306,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       if (options.packed !== false && (options.activations ?? 'int8') === 'int8') {
         for (const [hf, gn] of map) {
           const t = g.tensor(gn);
-          if (!(t.typeName in GGML_QBLOCK_TYPES) || t.shape.length !== 2 || !hf.endsWith('.weight') || hf === 'model.embed_tokens.weight') continue;
+          if (!(GGML_QBLOCK_TYPES as readonly string[]).includes(t.typeName) || t.shape.length !== 2 || !hf.endsWith('.weight') || hf === 'model.embed_tokens.weight') continue;
           if (t.shape[1] % 32 !== 0) continue;  // the layout needs rows of a multiple of 32 channels: dequantized instead
           const mod = hf.slice(0, -'.weight'.length);
           packedMods.set(mod, await qblockFromGgml(t.typeName as GgmlQBlockType, g.bytes(gn), t.shape[0], t.shape[1]));

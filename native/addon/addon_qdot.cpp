@@ -10,7 +10,6 @@
 
 #include "addon/qblock_js.h"
 #include "addon/task.h"
-#include "core/dispatch.h"
 #include "kernels/qdot.h"
 
 namespace lowbit {
@@ -82,7 +81,7 @@ Napi::Value FromGptq(const Napi::CallbackInfo& info) {
   r->out = s.out;
   return Task::Start(
       env, "lowbit.qblockFromGptq",
-      [s, r](TaskContext&) {
+      [s, r, needs_perm](TaskContext&) {
         const int off = r->bits == 8 ? 128 : 0;
         bool uniform = true;
         for (size_t i = 1; i < s.groups * s.out; i++) uniform = uniform && s.zeros[i] == s.zeros[0];
@@ -95,11 +94,7 @@ Napi::Value FromGptq(const Napi::CallbackInfo& info) {
         r->d = std::make_unique<std::vector<uint16_t>>(g.d_count());
         if (uniform) r->zero_fixed = (float)((int)s.zeros[0] - off);
         else r->m = std::make_unique<std::vector<float>>(g.d_count());
-        bool perm = false;
-        int bits_unused;
-        const char* w;
-        qblock_plan_gptq(s, &bits_unused, &perm, &w);
-        if (perm) r->perm = std::make_unique<std::vector<int32_t>>(s.in);
+        if (needs_perm) r->perm = std::make_unique<std::vector<int32_t>>(s.in);
         qblock_repack_gptq(s, r->bits, r->kb, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr, r->perm ? r->perm->data() : nullptr);
       },
       [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx")});
@@ -178,9 +173,7 @@ Napi::Value QuantizeActs(const Napi::CallbackInfo& info) {
   Napi::Float32Array sx = Napi::Float32Array::New(env, rows * B);
   Napi::Int32Array sum = Napi::Int32Array::New(env, rows * B);
   const QActs a{xq.Data(), sx.Data(), sum.Data()};
-  const bool avx2 = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
-  if (mode == MODE_REF || !avx2) quantize_acts_ref(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a);
-  else quantize_acts_avx2(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a);
+  quantize_acts(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a, mode);
   Napi::Object o = Napi::Object::New(env);
   o.Set("xq", xq);
   o.Set("sx", sx);

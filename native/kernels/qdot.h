@@ -50,10 +50,13 @@ struct QBlockMatrix {
 };
 
 // Activations quantized per block: xq (rows × in), sx and sum (rows × in/kb), sum = Σ xq.
+// zs (rows × in/kb), filled by the driver for the fast kernel: sx·Σxq (asymmetric weights, times m)
+// or −zero_fixed·sx·Σxq (fixed zero, times d) — the per-block offset term, once per call.
 struct QActs {
   int8_t* xq = nullptr;
   float* sx = nullptr;
   int32_t* sum = nullptr;
+  float* zs = nullptr;
 };
 
 // Checks of a QBlockMatrix's geometry (bits, kb, in); returns null or the reason.
@@ -65,12 +68,14 @@ inline size_t qblock_sidx(const QBlockMatrix& w, size_t n, size_t b) { return ((
 // x (rows × in) → QActs, gathering by perm when given. Round half to even of x · (127 / max|x|).
 void quantize_acts_ref(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
 void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
+// ISA-dispatched (mode MODE_REF: the reference).
+void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a, int mode);
 
 // y (rows × ldy, first `out` columns) from quantized activations. The reference sums each block's
 // integer dot exactly and combines the blocks in double.
 void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy);
 void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
-void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
+void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);  // needs a.zs
 
 // Driver: quantizes x (into `scratch`-owned buffers), then multiplies on the thread pool.
 // mode MODE_REF: the references.

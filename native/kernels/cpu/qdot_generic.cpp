@@ -39,23 +39,31 @@ void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows,
   }
 }
 
+static bool avx2_active() { return active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512; }
+
+void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a, int mode) {
+  if (mode != MODE_REF && avx2_active()) quantize_acts_avx2(x, rows, in, kb, perm, a);
+  else quantize_acts_ref(x, rows, in, kb, perm, a);
+}
+
 void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, size_t ldy, int mode) {
   const size_t B = w.blocks();
   thread_local std::vector<int8_t> xq;
-  thread_local std::vector<float> sx;
+  thread_local std::vector<float> sx, zs;
   thread_local std::vector<int32_t> sum;
   xq.resize(rows * w.in);
   sx.resize(rows * B);
   sum.resize(rows * B);
-  const QActs a{xq.data(), sx.data(), sum.data()};
-  const bool avx2 = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
+  zs.resize(rows * B);
+  const QActs a{xq.data(), sx.data(), sum.data(), zs.data()};
+  quantize_acts(x, rows, w.in, w.kb, w.perm, a, mode);
   if (mode == MODE_REF) {
-    quantize_acts_ref(x, rows, w.in, w.kb, w.perm, a);
     qdot_gemm_ref(w, a, rows, y, ldy);
     return;
   }
-  if (avx2) quantize_acts_avx2(x, rows, w.in, w.kb, w.perm, a);
-  else quantize_acts_ref(x, rows, w.in, w.kb, w.perm, a);
+  const bool avx2 = avx2_active();
+  if (avx2)
+    for (size_t i = 0; i < rows * B; i++) zs[i] = w.m ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
   // column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
   // every token passes over them
   constexpr size_t T = 16;

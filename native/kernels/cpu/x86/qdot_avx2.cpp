@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "kernels/qdot.h"
 
@@ -167,11 +166,7 @@ static inline void tile(const Ctx& c, size_t T, size_t t0, size_t ncols, float* 
 }  // namespace
 
 void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
-  const size_t B = w.blocks();
-  thread_local std::vector<float> zsbuf;
-  zsbuf.resize(rows * B);
-  for (size_t i = 0; i < rows * B; i++) zsbuf[i] = w.m ? a.sx[i] * (float)a.sum[i] : -w.zero_fixed * a.sx[i] * (float)a.sum[i];
-  const Ctx c{w, a, B, zsbuf.data()};
+  const Ctx c{w, a, w.blocks(), a.zs};
   const size_t T0 = n0 / 8, T1 = (n1 + 7) / 8;
   size_t t = 0;
   // token tiles of 4: each decoded weight vector feeds 4 tokens; the range's weights stay in L1/L2
