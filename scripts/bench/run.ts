@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: lowbit's benchmarks as ONE JSON document on stdout (progress on stderr), also
- * written to bench-results/bench-<date>.json. See docs/PERFORMANCE.md.
+ * `npm run bench` and `lowbit bench`: lowbit's benchmarks as ONE JSON document on stdout (progress
+ * on stderr). `npm run bench` also writes bench-results/bench-<date>.json in the checkout;
+ * `lowbit bench --out FILE` writes where it is told. See docs/PERFORMANCE.md.
  *
  *   node dist/scripts/bench/run.js [--quick] [--only a,b] [--threads N]
  *
@@ -29,7 +30,8 @@ import { canForceGc, log, median, round } from './timing';
 
 const GEMM_NAMES = gemmShapes(false).map((s) => `gemm-${s.m}x${s.k}x${s.n}`);
 const RUNTIME_NAMES = ['runtime-stories260k-prefill', 'runtime-stories260k-decode', 'runtime-1b-prefill', 'runtime-1b-decode'];
-const NAMES = [
+/** Every benchmark name `--only` accepts. */
+export const NAMES = [
   'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), ...GEMM_NAMES,
   'checkpoint-1b-inspect', 'checkpoint-1b-rtn', ...RUNTIME_NAMES,
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
@@ -39,7 +41,7 @@ const NAMES = [
   ...['w4a8', 'w8a8', 'q4_0'].flatMap((t) => [`qgemm-${t}-32x4096x4096`, `qgemm-${t}-512x4096x4096`]),
 ];
 
-interface Args {
+export interface BenchArgs {
   quick: boolean;
   only: string[] | null;
   threads: number | null;
@@ -50,8 +52,8 @@ function usage(): string {
     `benchmarks: ${NAMES.join(', ')}\n`;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: null, threads: null };
+function parseArgs(argv: string[]): BenchArgs {
+  const a: BenchArgs = { quick: false, only: null, threads: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -71,18 +73,26 @@ function parseArgs(argv: string[]): Args {
       process.exit(0);
     } else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${usage()}`);
   }
-  if (a.only) {
-    for (const p of a.only) {
-      const ok = p.endsWith('*') ? NAMES.some((n) => n.startsWith(p.slice(0, -1))) : NAMES.includes(p);
-      if (!ok) throw new Error(`--only: no benchmark named ${JSON.stringify(p)}\n${usage()}`);
-    }
-  }
+  const bad = unknownBenchNames(a.only);
+  if (bad) throw new Error(`--only: no benchmark named ${JSON.stringify(bad)}\n${usage()}`);
   return a;
 }
 
-async function main(): Promise<void> {
+/** The first `--only` pattern that names no benchmark (a trailing * matches a prefix), or null. */
+export function unknownBenchNames(only: string[] | null): string | null {
+  for (const p of only ?? []) {
+    const ok = p.endsWith('*') ? NAMES.some((n) => n.startsWith(p.slice(0, -1))) : NAMES.includes(p);
+    if (!ok) return p;
+  }
+  return null;
+}
+
+/**
+ * Run the selected benchmarks and return the JSON document (progress goes to stderr). The caller
+ * decides where the document goes.
+ */
+export async function runBench(args: BenchArgs): Promise<Record<string, unknown>> {
   const t0 = performance.now();
-  const args = parseArgs(process.argv.slice(2));
   const want = (name: string) => !args.only || args.only.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : p === name));
   const timestamp = new Date();
   const info = addon().info();
@@ -189,15 +199,12 @@ async function main(): Promise<void> {
   doc.benchmarks = benchmarks;
   (doc.loadAverage as { end: number[] | null }).end = os.loadavg().map((x) => round(x, 3));
   doc.totalSeconds = round((performance.now() - t0) / 1000);
+  return doc;
+}
 
-  const json = `${JSON.stringify(doc, null, 2)}\n`;
-  const dir = path.join(packageRoot(), 'bench-results');
-  fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `bench-${timestamp.toISOString().replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
-  fs.writeFileSync(file, json);
-  process.stdout.write(json);
-  log(`wrote ${path.relative(process.cwd(), file) || file}`);
-  for (const b of benchmarks) {
+/** One line per benchmark on stderr: the headline figure of each. */
+export function logSummary(doc: Record<string, unknown>): void {
+  for (const b of doc.benchmarks as Record<string, unknown>[]) {
     const e = b as Record<string, unknown>;
     const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(Number(e.fractionOfCopy) * 100)}% of copy` : '';
     const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(Number(e.peakRssBytes) / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
@@ -205,12 +212,33 @@ async function main(): Promise<void> {
     const fl = e.gflops !== undefined ? `, ${e.gflops} GFLOP/s${e.ratio !== null && e.ratio !== undefined ? ` (${e.ratio}× OpenBLAS)` : ''}` : '';
     const tps = e.tokensPerSecond !== undefined ? `, ${e.tokensPerSecond} tokens/s` : '';
     const wb = e.weightBandwidth ? `, weights ${(e.weightBandwidth as Record<string, number>).gbps} GB/s` : '';
+    const hot = e.hot as Record<string, number> | undefined, cold = e.cold as Record<string, number> | undefined;
     if (e.skipped !== undefined) log(`${String(e.name).padEnd(30)} skipped: ${e.skipped}`);
-    else log(`${String(e.name).padEnd(30)} median ${e.medianSeconds} s${g}${fl}${tps}${wb}${extra}${rss}`);
+    else if (e.medianSeconds === undefined && hot) {
+      log(`${String(e.name).padEnd(30)} hot ${hot.medianSeconds.toPrecision(4)} s (${hot.gbps} GB/s)` +
+        (cold ? `, cold ${cold.medianSeconds.toPrecision(4)} s (${cold.gbps} GB/s${cold.fractionOfReadBandwidth !== undefined ? `, ${Math.round(cold.fractionOfReadBandwidth * 100)}% of read bandwidth` : ''})` : '') + fl);
+    } else {
+      const t = e.medianSeconds ?? (e.timing as Record<string, number> | undefined)?.medianSeconds;
+      log(`${String(e.name).padEnd(30)}${t !== undefined ? ` median ${Number(t).toPrecision(4)} s` : ''}${g}${fl}${tps}${wb}${extra}${rss}`.replace(/^(\S+\s*), /, '$1'));
+    }
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench: ${(e as Error)?.stack ?? String(e)}\n`);
-  process.exitCode = 1;
-});
+async function main(): Promise<void> {
+  const doc = await runBench(parseArgs(process.argv.slice(2)));
+  const json = `${JSON.stringify(doc, null, 2)}\n`;
+  const dir = path.join(packageRoot(), 'bench-results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `bench-${String(doc.timestamp).replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
+  fs.writeFileSync(file, json);
+  process.stdout.write(json);
+  log(`wrote ${path.relative(process.cwd(), file) || file}`);
+  logSummary(doc);
+}
+
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`bench: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -97,6 +97,29 @@ describe('lowbit CLI', function () {
     assert.ok(typeof j.cuda.reason === 'string' || j.cuda.reason === null);
   });
 
+  it('bench --list, bench --quick --only … --out FILE (the JSON document), and a bad --only', function () {
+    const l = lowbit('bench', '--list');
+    assert.equal(l.code, 0, l.stderr);
+    const names = l.stdout.trim().split('\n');
+    assert.ok(names.includes('qgemv-w4a8-4096x4096') && names.includes('gemm-512x512x512'), l.stdout);
+    const out = path.join(root, 'bench.json');
+    const r = lowbit('bench', '--quick', '--only', 'qgemv-w8a8-4096x4096', '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    const doc = JSON.parse(fs.readFileSync(out, 'utf8'));
+    assert.equal(doc.schema, 'lowbit-bench/1');
+    assert.ok(doc.limits.copy.gbps > 0 && doc.limits.fmaPeakAll.gflops > 0);
+    assert.deepEqual(doc.benchmarks.map((b: { name: string }) => b.name), ['qgemv-w8a8-4096x4096']);
+    assert.ok(doc.benchmarks[0].hot.gbps > 0 && doc.benchmarks[0].cold.fractionOfReadBandwidth > 0);
+    assert.ok(fs.readdirSync(root).every((f) => !f.includes('.tmp-')));
+    const bad = lowbit('bench', '--only', 'gemm-7x7x7');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /LOWBIT_INVALID_OPTION: --only: no benchmark named "gemm-7x7x7"/);
+    const t = lowbit('bench', '--threads', '0');
+    assert.equal(t.code, 2);
+    assert.match(t.stderr, /--threads/);
+  });
+
   it('demo --json quantizes the built-in model with every setting', function () {
     const r = lowbit('demo', '--json');
     assert.equal(r.code, 0, r.stderr);
