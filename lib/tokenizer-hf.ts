@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { LowbitError } from './errors';
-import type { EncodeOptions, TextTokenizer } from './tokenizer';
+import type { EncodeOptions, TextTokenizer, Vocab } from './tokenizer';
 
 function readJson(file: string): Record<string, unknown> {
   try {
@@ -74,4 +74,124 @@ export class HfTokenizer implements TextTokenizer {
   decode(ids: number[]): string {
     return this.impl.decode(ids, { skip_special_tokens: true });
   }
+}
+
+/** A token given in tokenizer_config.json as a string or as `{ content }`. */
+function tokenText(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return undefined;
+}
+
+/**
+ * The SentencePiece vocabulary of a Llama-style `tokenizer.json` (model type BPE with
+ * `byte_fallback`, `▁` for spaces: Llama 1/2, TinyLlama, Mistral, Vicuna, …) as a {@link Vocab},
+ * for GGUF's `tokenizer.ggml.model = "llama"`.
+ *
+ * tokenizer.json carries merges, not scores; llama.cpp's SentencePiece tokenizer merges the adjacent
+ * pair whose concatenation has the highest score. Each piece that some merge produces gets
+ * score = −(rank of its best merge), so the highest-ranked merge wins in both tokenizers and a
+ * tokenizer.json converted from a SentencePiece model tokenizes exactly as the original (tested
+ * against the Llama 2 vocabulary). (llama.cpp's own converter writes −1000 for every piece of such
+ * a file, which loses the merge order.) Pieces no merge produces (single characters, bytes,
+ * specials) get scores below every merge result; they are never looked up as a merge.
+ * Token types: `<0xHH>` byte (6), the unknown token (2), special added tokens (3), other added
+ * tokens (4), the rest normal (1); embedding rows past the tokenizer's ids are `[PADn]`, unused (5),
+ * as llama.cpp writes them.
+ *
+ * Errors: LOWBIT_NOT_FOUND (no tokenizer.json), LOWBIT_BAD_FORMAT (malformed file, ids past
+ * `vocabSize`, holes in the ids), LOWBIT_UNSUPPORTED (byte-level BPE such as Llama 3 / Qwen2, or
+ * other model types: GGUF stores those as "gpt2" vocabularies, which lowbit does not write yet).
+ */
+export function hfVocab(dir: string, vocabSize: number, ids: { bos?: number; eos?: number } = {}): Vocab {
+  const file = path.join(dir, 'tokenizer.json');
+  if (!fs.existsSync(file)) throw new LowbitError('LOWBIT_NOT_FOUND', `${dir}: no tokenizer.json (pass a llama2.c tokenizer.bin with --tokenizer)`, { file });
+  const json = readJson(file);
+  const bad = (msg: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file });
+  const model = json.model as { type?: string; vocab?: unknown; merges?: unknown; byte_fallback?: boolean; unk_token?: string } | undefined;
+  if (!model || typeof model !== 'object') throw bad('no "model" object');
+  if (model.type !== 'BPE' || model.byte_fallback !== true) {
+    throw new LowbitError('LOWBIT_UNSUPPORTED',
+      `${file}: model type ${JSON.stringify(model.type)}${model.type === 'BPE' ? ' without byte_fallback (byte-level BPE, e.g. Llama 3 or Qwen2)' : ''}: ` +
+      'only SentencePiece-style BPE vocabularies (byte_fallback, as Llama 1/2 and Mistral have) are written to GGUF; pass a llama2.c tokenizer.bin with --tokenizer',
+      { file });
+  }
+  if (!model.vocab || typeof model.vocab !== 'object' || Array.isArray(model.vocab)) throw bad('model.vocab: expected an object of piece → id');
+  const byId = new Map<number, string>();
+  const put = (piece: string, id: unknown, where: string) => {
+    if (!Number.isInteger(id) || (id as number) < 0) throw bad(`${where}: id ${JSON.stringify(id)} of ${JSON.stringify(piece)} is not a non-negative integer`);
+    if ((id as number) >= vocabSize) throw bad(`${where}: id ${id} of ${JSON.stringify(piece)} is outside the model's vocabulary (${vocabSize} rows)`);
+    const had = byId.get(id as number);
+    if (had !== undefined && had !== piece) throw bad(`${where}: id ${id} is both ${JSON.stringify(had)} and ${JSON.stringify(piece)}`);
+    byId.set(id as number, piece);
+  };
+  for (const [piece, id] of Object.entries(model.vocab as Record<string, unknown>)) put(piece, id, 'model.vocab');
+  const special = new Set<number>(), added = new Set<number>();
+  const addedTokens = json.added_tokens ?? [];
+  if (!Array.isArray(addedTokens)) throw bad('added_tokens: expected an array');
+  for (const t of addedTokens as { id?: unknown; content?: unknown; special?: unknown }[]) {
+    if (typeof t?.content !== 'string') throw bad('added_tokens: an entry without "content"');
+    put(t.content, t.id, 'added_tokens');
+    (t.special === true ? special : added).add(t.id as number);
+  }
+  let size = 0;
+  for (const id of byId.keys()) size = Math.max(size, id + 1);
+  for (let id = 0; id < size; id++) if (!byId.has(id)) throw bad(`no piece has id ${id} (ids must run 0 … ${size - 1} without holes)`);
+  // score = −rank of the best merge producing the piece
+  const merges = model.merges ?? [];
+  if (!Array.isArray(merges)) throw bad('model.merges: expected an array');
+  const idOf = new Map<string, number>();
+  for (const [id, p] of byId) if (!idOf.has(p) || id < idOf.get(p)!) idOf.set(p, id);
+  const rank = new Float64Array(size).fill(Infinity);
+  for (let r = 0; r < merges.length; r++) {
+    const m = merges[r] as unknown;
+    let a: string, b: string;
+    if (typeof m === 'string') {
+      const sp = m.indexOf(' ');
+      if (sp <= 0 || m.indexOf(' ', sp + 1) !== -1) throw bad(`model.merges[${r}]: expected "left right", got ${JSON.stringify(m)}`);
+      a = m.slice(0, sp);
+      b = m.slice(sp + 1);
+    } else if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') [a, b] = m as [string, string];
+    else throw bad(`model.merges[${r}]: expected "left right" or [left, right], got ${JSON.stringify(m)}`);
+    const id = idOf.get(a + b);
+    if (id === undefined) throw bad(`model.merges[${r}]: ${JSON.stringify(a + b)} is not in the vocabulary`);
+    if (r < rank[id]) rank[id] = r;
+  }
+  const cfgFile = path.join(dir, 'tokenizer_config.json');
+  const cfg = fs.existsSync(cfgFile) ? readJson(cfgFile) : {};
+  const named = (key: string, dflt: number, given?: number): number => {
+    if (given !== undefined) return given;
+    const t = tokenText(cfg[key]);
+    const id = t === undefined ? undefined : idOf.get(t);
+    return id ?? (dflt < size ? dflt : -1);
+  };
+  const bos = named('bos_token', 1, ids.bos), eos = named('eos_token', 2, ids.eos);
+  if (bos < 0 || eos < 0 || bos >= vocabSize || eos >= vocabSize) throw bad(`cannot tell the BOS/EOS ids (bos ${bos}, eos ${eos}): set bos_token/eos_token in tokenizer_config.json`);
+  const unk = typeof model.unk_token === 'string' ? idOf.get(model.unk_token) : undefined;
+  const pieces = new Array<string>(vocabSize);
+  const pieceBytes = new Array<Uint8Array>(vocabSize);
+  const scores = new Float32Array(vocabSize);
+  const tokenTypes = new Int32Array(vocabSize);
+  let maxTokenLength = 0;
+  for (let id = 0; id < vocabSize; id++) {
+    let p: string, type: number, score: number;
+    if (id >= size) {
+      p = `[PAD${id}]`;
+      type = 5;
+      score = -1e9;
+    } else {
+      const raw = byId.get(id)!;
+      p = id === bos ? '\n<s>\n' : id === eos ? '\n</s>\n' : raw.replace(/\u2581/g, ' ');
+      type = /^<0x[0-9A-Fa-f]{2}>$/.test(raw) ? 6 : id === unk ? 2 : special.has(id) ? 3 : added.has(id) ? 4 : 1;
+      // merge results: −rank (0 is the best); the rest below them all, in id order
+      score = Number.isFinite(rank[id]) ? -rank[id] : -(merges.length + id);
+    }
+    pieces[id] = p;
+    const b = new Uint8Array(Buffer.from(p, 'utf8'));
+    pieceBytes[id] = b;
+    if (b.length > maxTokenLength) maxTokenLength = b.length;
+    scores[id] = score;
+    tokenTypes[id] = type;
+  }
+  return { pieces, pieceBytes, scores, bos, eos, maxTokenLength, tokenTypes };
 }

@@ -415,7 +415,7 @@ export class Tokenizer implements TextTokenizer {
    * @param prev the token before the first pushed id. @default vocab.bos
    */
   stream(prev: number = this.vocab.bos): TokenTextStream {
-    const td = new TextDecoder('utf-8', { fatal: false });
+    const td = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }); // a generated U+FEFF is text too
     let last = prev;
     return {
       push: (id: number): string => {

@@ -69,7 +69,7 @@ export function quantizeCommand(run: RunFn): Command {
     .addOption(new Option('--clip <how>', 'range: full min/max, or an MSE-minimising shrink search').choices(['minmax', 'mse']).default('minmax'))
     .addOption(new Option('--codebook <kind>', 'uniform grid or a non-uniform codebook (dequant format)').choices(['uniform', 'nf4', 'log2']).default('uniform'))
     .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
-    .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (needs --tokenizer tokenizer.bin)')
+    .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (vocabulary: --tokenizer tokenizer.bin, or the model directory\'s tokenizer.json)')
       .choices(['gptq', 'gptq-v2', 'dequant', 'gguf:f32', 'gguf:f16', 'gguf:bf16', 'gguf:q8_0', 'gguf:q4_0', 'gguf:q4_1']).default('gptq'))
     .option('--tokenizer <file...>', 'tokenizer file(s) copied into the output; a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
@@ -88,7 +88,7 @@ export function quantizeCommand(run: RunFn): Command {
           // GGUF: llama.cpp's own block quantizers (bit-exact with its reference encoders)
           if (o.method !== 'rtn') throw new LowbitError('LOWBIT_UNSUPPORTED', `format ${o.format}: GGUF export writes ggml block types directly (method rtn); GPTQ to GGUF is not supported yet`, { option: 'format' });
           const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
-          const r = await exportGguf(model, o.out, { type: o.format.slice(5).toUpperCase() as GgufExportType, tokenizer: tok as string, overwrite: !!o.force });
+          const r = await exportGguf(model, o.out, { type: o.format.slice(5).toUpperCase() as GgufExportType, tokenizer: tok, overwrite: !!o.force });
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
           else {
             process.stdout.write(`${r.tensors} tensors as ${r.type}${r.fallbacks.length ? `, ${r.fallbacks.length} kept in F16 (${r.fallbacks[0].reason})` : ''}\n`);

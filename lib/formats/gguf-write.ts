@@ -637,7 +637,7 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
     ['tokenizer.ggml.token_type', 'ARRAY', { itemType: 'INT32', value: tokenTypes }],
     ['tokenizer.ggml.bos_token_id', 'UINT32', vocab.bos],
     ['tokenizer.ggml.eos_token_id', 'UINT32', vocab.eos],
-    ['tokenizer.ggml.unknown_token_id', 'UINT32', 0],
+    ['tokenizer.ggml.unknown_token_id', 'UINT32', Math.max(0, tokenTypes.indexOf(2))],
     ['tokenizer.ggml.add_bos_token', 'BOOL', true],
   );
   return { metadata, tensors: out, fallbacks };

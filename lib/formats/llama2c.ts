@@ -321,7 +321,7 @@ export function readLlama2cTokenizer(file: string, vocabSize: number): Vocab {
   const pieces = new Array<string>(vocabSize);
   const pieceBytes = new Array<Uint8Array>(vocabSize);
   const scores = new Float32Array(vocabSize);
-  const td = new TextDecoder('utf-8', { fatal: false });
+  const td = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }); // keep U+FEFF: Llama 2 has it as a piece
   let p = 4;
   for (let i = 0; i < vocabSize; i++) {
     if (p + 8 > buf.length) {

@@ -15,6 +15,11 @@ import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { packageRoot } from '../../lib/native';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { writeLlamaTokenizerJson } from '../helpers/hf-tokenizer';
+import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/synthetic';
+import { readLlama2cTokenizer } from '../../lib/formats/llama2c';
+import { readGguf, ggufVocab } from '../../lib/formats/gguf';
+import { Tokenizer } from '../../lib/tokenizer';
 
 // node-llama-cpp is ESM-only: keep a real dynamic import through the CommonJS build.
 const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<Record<string, unknown>>;
@@ -96,4 +101,27 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       }
     });
   }
+
+  it('a vocabulary written from tokenizer.json (the Llama 2 vocabulary, converted as Hugging Face does): llama.cpp tokenizes the dev text as lowbit does', async function () {
+    const dir = await writeSyntheticModel(path.join(root, 'hf32k'), { shape: { ...SYNTHETIC_PRESETS.tiny, vocabSize: 32000 }, dtype: 'F16' });
+    writeLlamaTokenizerJson(dir, readLlama2cTokenizer(path.join(fx, 'llama2-tokenizer', 'tokenizer.bin'), 32000));
+    const file = path.join(root, 'hf32k.gguf');
+    await exportGguf(dir, file, { type: 'Q8_0' });
+    const g = readGguf(file);
+    const ours = new Tokenizer(ggufVocab(g));
+    g.close();
+    type LModel = { tokenize(text: string): number[]; dispose(): Promise<void> };
+    const llama = await (nlc!.getLlama as (o: object) => Promise<{ loadModel(o: object): Promise<LModel>; dispose(): Promise<void> }>)({ gpu: false, build: 'never', skipDownload: true });
+    const model = await llama.loadModel({ modelPath: file });
+    try {
+      const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8').slice(0, 30000);
+      for (const t of [text, 'naïve café — “quotes” ½ 日本語のテキスト 🙂🚀', '  two  spaces  ']) {
+        const theirs = Array.from(model.tokenize(t)).filter((id, i) => !(i === 0 && id === 1));
+        assert.deepEqual(theirs, ours.encode(t, { bos: false }), JSON.stringify(t.slice(0, 40)));
+      }
+    } finally {
+      await model.dispose();
+      await llama.dispose();
+    }
+  });
 });
