@@ -1,13 +1,23 @@
 // Host-callable CUDA entry points (declarations only: the addon glue compiles with g++ and never
 // includes CUDA headers). Every function throws lowbit::Error naming the failing CUDA call, file
 // and line; LOWBIT_NO_CUDA when no device/driver is usable.
+//
+// Two kinds of entry: `*_cuda(...)` take host pointers, copy in, run, copy out and report kernel
+// times and the peak device memory they allocated (tests, benchmarks); `*_cuda_launch(...)` /
+// `*_cuda_dev(...)` take device pointers and a stream (`void*` = cudaStream_t, null = the legacy
+// default stream) for a pipeline that keeps its data on the device. Host entries check their
+// arguments before touching the device, so those checks can be tested on a machine without one.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "quant/gptq.h"
+
 namespace lowbit {
+
+struct TaskContext;
 
 struct CudaDeviceInfo {
   std::string name;
@@ -31,5 +41,100 @@ CudaStatus cuda_status();
 // out: (rows, cols) f32. All host pointers; returns the kernel time in milliseconds.
 float dequant_gptq_int4_cuda(const int32_t* qweight, const float* scales, const uint8_t* zeros, const int32_t* g_idx,
                              int rows, int cols, int groups, float* out);
+
+enum CudaDtype { CUDA_F32 = 0, CUDA_F16 = 1 };
+enum QgemmKernel { QGEMM_AUTO = 0, QGEMM_GEMV = 1, QGEMM_MMA = 2 };  // auto: GEMV for m == 1, else MMA
+
+// Timings of a host entry: per-repeat kernel milliseconds (events around the launches only), the
+// most device memory it held at once, and what it chose.
+struct CudaRunStats {
+  std::vector<float> ms;
+  size_t device_bytes = 0;
+  int kernel = 0;      // QgemmKernel actually run
+  int splits = 1;      // k splits (partial sums added by a second kernel)
+  int group_size = 0;  // run length of g_idx used by the fast group path; 0 = general g_idx
+};
+
+// ---- packed-int matmul (kernels/cuda/qgemm_cuda.cu) ----
+//   y (m, out) f32 = x (m, in) · Wᵀ,  W[n, k] = scales[g_idx[k], n] · (code(k, n) − zeros[g_idx[k], n])
+// x: (m, in) f32 or f16 (CudaDtype); qweight: (in·bits/32, out) int32, codes of consecutive input
+// channels per word, lowest bits first (GPTQ layout, bits 4 or 8); scales: (groups, out) f32;
+// zeros: (groups, out) uint8, true zeros; g_idx: (in) int32 in [0, groups).
+struct QgemmHostArgs {
+  const void* x = nullptr;
+  int x_dtype = CUDA_F32;
+  int m = 0, in = 0, out = 0, bits = 4, groups = 0;
+  const int32_t* qweight = nullptr;
+  const float* scales = nullptr;
+  const uint8_t* zeros = nullptr;
+  const int32_t* g_idx = nullptr;
+  float* y = nullptr;
+};
+// Runs `warmup` untimed and `repeats` timed launches; y holds the last result.
+// Errors: LOWBIT_UNSUPPORTED (bits), LOWBIT_SHAPE_MISMATCH (in not a multiple of the word),
+// LOWBIT_BAD_FORMAT (g_idx out of range) — all before any device call; then LOWBIT_NO_CUDA.
+CudaRunStats qgemm_gptq_cuda(const QgemmHostArgs& a, int kernel, int warmup, int repeats);
+
+// Device-pointer form. x, qweight, scales 16-byte aligned, zeros 4-byte aligned.
+struct QgemmCudaArgs {
+  const void* x = nullptr;
+  int x_dtype = CUDA_F32;
+  int m = 0, in = 0, out = 0, bits = 4, groups = 0;
+  const int32_t* qweight = nullptr;
+  const float* scales = nullptr;
+  const uint8_t* zeros = nullptr;
+  const int32_t* g_idx = nullptr;  // read only when group_size == 0
+  // > 0: g_idx[k] == k / group_size (a multiple of 8) — the fast group path; 0: general g_idx.
+  // qgemm_cuda_group_size() finds it from a host copy of g_idx.
+  int group_size = 0;
+  float* y = nullptr;
+  float* workspace = nullptr;  // qgemm_gptq_cuda_workspace_floats() floats (may be 0)
+  size_t workspace_floats = 0;
+  int kernel = QGEMM_AUTO;
+};
+void qgemm_gptq_cuda_launch(const QgemmCudaArgs& a, void* stream);
+size_t qgemm_gptq_cuda_workspace_floats(int m, int in, int out, int kernel);
+// The run length of g_idx when g_idx[k] == k / gs with gs % 8 == 0, else 0. Throws
+// LOWBIT_BAD_FORMAT when an entry lies outside [0, groups).
+int qgemm_cuda_group_size(const int32_t* g_idx, int in, int groups);
+
+// fp16 GEMM of the same shape, for the benchmark's speed-up: y (m, out) f32 = x · Wᵀ with x and
+// W (out, in) rounded to f16 on the device (nearest even), f32 accumulation; in % 8 == 0.
+CudaRunStats gemm_f16_cuda(const float* x, const float* w, int m, int in, int out, float* y, int warmup, int repeats);
+void gemm_f16_cuda_launch(const void* x_f16, const void* w_f16, int m, int in, int out, float* y, float* workspace,
+                          size_t workspace_floats, void* stream);
+size_t gemm_f16_cuda_workspace_floats(int m, int in, int out);
+
+// Device-to-device copy of `bytes` (read + write = 2·bytes of traffic): per-repeat milliseconds.
+std::vector<float> copy_bench_cuda(size_t bytes, int repeats);
+
+// ---- GPTQ on the device (kernels/cuda/linalg_cuda.cu, gptq_cuda.cu) ----
+// H (cols, cols) = beta·H + alpha·XᵀX, X (n, cols) f32 row-major; H full symmetric (both halves
+// written). GPTQ's running mean is beta = n_old/n_new, alpha = 2/n_new.
+CudaRunStats hessian_accumulate_cuda(const float* x, size_t n, size_t cols, float* H, float alpha, float beta);
+void hessian_accumulate_cuda_launch(const float* x, int n, int cols, float* H, float alpha, float beta, void* stream);
+
+// U (n, n) upper triangular with Uᵀ U = H⁻¹ (quant/linalg.h's gptq_inverse_factor on the device).
+// Returns false when H is not positive definite (U is then unspecified).
+bool gptq_inverse_factor_cuda(const float* H, size_t n, float* U, CudaRunStats* stats);
+
+struct GptqCudaStats {
+  // wall milliseconds on the host: total = prepare + factor + sweep (device work, synchronized at
+  // each phase end); copy = host↔device transfers of the host entry (not in total)
+  double ms_total = 0, ms_prepare = 0, ms_factor = 0, ms_sweep = 0, ms_copy = 0;
+  size_t device_bytes = 0;                                          // peak of the buffers it allocated
+  int factor_attempts = 0;                                          // Cholesky tries (damping raised in between)
+};
+// gptq_quantize (quant/gptq.h) on the device: same spec, same outputs (codes, scales, zeros,
+// g_idx, dequant, loss, damp_used). Supports clip = CLIP_MINMAX and block_size ≤ 128 only
+// (LOWBIT_UNSUPPORTED otherwise, before any device call). ctx (may be null) is polled between
+// column blocks.
+void gptq_quantize_cuda(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out,
+                        TaskContext* ctx, GptqCudaStats* stats);
+// Device-pointer form: W (rows, cols) and H (cols, cols) on the device are consumed (overwritten);
+// outputs are device pointers of GptqOutput's shapes (dequant may be null), except g_idx, which is
+// written on the host (it is known there: the permutation is sorted on the host).
+void gptq_quantize_cuda_dev(float* W, float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& dev_out, int32_t* host_g_idx,
+                            TaskContext* ctx, GptqCudaStats* stats);
 
 }  // namespace lowbit
