@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { readLlama2cModel } from '../lib/formats/llama2c';
 import { writeHfFromLlama2c } from '../lib/formats/convert';
 import { quantize } from '../lib/pipeline/quantize';
+import { exportGguf } from '../lib/pipeline/gguf-export';
 import { loadModel } from '../lib/runtime/model';
 import { evaluate } from '../lib/runtime/evaluate';
 import type { RtnConfig } from '../lib/config/rtn';
@@ -55,6 +56,32 @@ async function main(): Promise<void> {
     const label = method === 'gptq' ? `GPTQ${act ? ' act-order' : ''}` : `RTN${clip === 'mse' ? ' + MSE clip' : ''}`;
     rows.push({ method: label, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens });
     process.stderr.write(`${label} ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}\n`);
+  }
+  if (!only || only === 'gguf') {
+    // GGUF files: GPTQ and RTN on the grids of Q4_0 (4-bit sym g32) and Q4_1 (4-bit asym g32) through
+    // lowbit's GPTQ checkpoint (codes → blocks, no second rounding), beside ggml's own block encoders
+    // from the FP32 weights. The embedding and the 172-wide MLP (which the packed GPTQ layout cannot
+    // hold) stay F32 in every row (GPTQ checkpoints keep them; ggml rows get embeddingType F32 and
+    // exclude 'mlp.'), so exactly the 20 attention linears differ. Weights dequantized at load.
+    const cal = { ...calibration, seed: 0 };
+    for (const [label, type, method, sym] of [['GPTQ → Q4_0', 'Q4_0', 'gptq', true], ['RTN (lowbit grid) → Q4_0', 'Q4_0', 'rtn', true], ['ggml Q4_0 encoder', 'Q4_0', 'ggml', true],
+      ['GPTQ → Q4_1', 'Q4_1', 'gptq', false], ['RTN (lowbit grid) → Q4_1', 'Q4_1', 'rtn', false], ['ggml Q4_1 encoder', 'Q4_1', 'ggml', false]] as const) {
+      const file = path.join(work, `${method}-${type}.gguf`);
+      let conv = '';
+      if (method === 'ggml') await exportGguf(hf, file, { type, tokenizer: tok, embeddingType: 'F32', exclude: ['mlp.'] });
+      else {
+        const out = path.join(work, `${method}-${type}`);
+        await quantize(hf, { method, bits: 4, groupSize: 32, sym, format: 'gptq' } as RtnConfig, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
+        const r = await exportGguf(out, file, { type, tokenizer: tok });
+        conv = ` (${r.conversions.filter((c) => c.how === 'exact').length} exact, ${r.conversions.filter((c) => c.how === 'rounded').length} rounded once)`;
+        fs.rmSync(out, { recursive: true, force: true });
+      }
+      const m = await loadModel(file, { tokenizer: tok, activations: 'f32' });
+      const r = await evaluate(m, { text, ctx: 512, reference: ref });
+      m.dispose();
+      rows.push({ method: label, bits: 4, group: 32, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens, bytes: fs.statSync(file).size });
+      process.stderr.write(`${label}${conv}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}, ${fs.statSync(file).size} bytes\n`);
+    }
   }
   ref.dispose();
   fs.rmSync(work, { recursive: true, force: true });

@@ -3,7 +3,8 @@ import { Command, Option } from 'commander';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
 import type { QuantizeConfig, OutputFormat } from '../config/rtn';
 import { setThreads } from '../system';
-import { exportGguf, type GgufExportType } from '../pipeline/gguf-export';
+import * as fs from 'node:fs';
+import { exportGguf, type ExportGgufResult, type GgufExportType } from '../pipeline/gguf-export';
 import type { Progress } from '../quantize-tensor';
 import { LowbitError } from '../errors';
 import { abortOnSignals, formatBytes, intFlag, numFlag, progressBar, table, type RunFn } from './util';
@@ -36,6 +37,21 @@ interface QuantizeFlags {
   staticGroups?: boolean;
   damp?: number;
   blockSize?: number;
+}
+
+/** Print what a GGUF export did (JSON on stdout when asked). */
+function printGgufResult(r: ExportGgufResult, json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+    return;
+  }
+  process.stdout.write(`${r.tensors} tensors as ${r.type}${r.fallbacks.length ? `, ${r.fallbacks.length} kept in F16 (${r.fallbacks[0].reason})` : ''}\n`);
+  if (r.conversions.length) {
+    const by = (h: string) => r.conversions.filter((c) => c.how === h);
+    process.stdout.write(`GPTQ modules: ${by('exact').length} exact, ${by('rounded').length} rounded once, ${by('requantized').length} re-encoded` +
+      `${by('requantized').length ? ` (${by('requantized')[0].detail})` : by('rounded').length ? ` (${by('rounded')[0].detail})` : ''}\n`);
+  }
+  process.stdout.write(`${formatBytes(r.sourceBytes)} → ${formatBytes(r.bytes)} (gguf) in ${r.seconds.toFixed(2)} s → ${r.file}\n`);
 }
 
 /** Print the per-module table and the summary of a run. */
@@ -84,23 +100,38 @@ export function quantizeCommand(run: RunFn): Command {
       const o = this.opts<QuantizeFlags>();
       await run(async (json) => {
         if (o.sym && o.asym) throw new LowbitError('LOWBIT_INVALID_OPTION', 'sym/asym: expected one of --sym or --asym, received both', { option: 'sym' });
-        if (o.format.startsWith('gguf:')) {
-          // GGUF: llama.cpp's own block quantizers (bit-exact with its reference encoders)
-          if (o.method !== 'rtn') throw new LowbitError('LOWBIT_UNSUPPORTED', `format ${o.format}: GGUF export writes ggml block types directly (method rtn); GPTQ to GGUF is not supported yet`, { option: 'format' });
+        if (o.threads !== undefined) setThreads(o.threads);
+        const ggufType = o.format.startsWith('gguf:') ? (o.format.slice(5).toUpperCase() as GgufExportType) : null;
+        if (ggufType && o.method !== 'gptq') {
+          // GGUF from weights: llama.cpp's own block quantizers (bit-exact with its reference
+          // encoders); from a GPTQ checkpoint: its codes as ggml blocks where the type holds them
+          if (o.method !== 'rtn') throw new LowbitError('LOWBIT_UNSUPPORTED', `format ${o.format}: method ${o.method} cannot write GGUF (use rtn or gptq)`, { option: 'method' });
           const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
-          const r = await exportGguf(model, o.out, { type: o.format.slice(5).toUpperCase() as GgufExportType, tokenizer: tok, overwrite: !!o.force });
-          if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
-          else {
-            process.stdout.write(`${r.tensors} tensors as ${r.type}${r.fallbacks.length ? `, ${r.fallbacks.length} kept in F16 (${r.fallbacks[0].reason})` : ''}\n`);
-            process.stdout.write(`${formatBytes(r.sourceBytes)} → ${formatBytes(r.bytes)} (gguf) in ${r.seconds.toFixed(2)} s → ${r.file}\n`);
-          }
+          printGgufResult(await exportGguf(model, o.out, { type: ggufType, tokenizer: tok, overwrite: !!o.force }), json);
           return 0;
         }
-        if (o.threads !== undefined) setThreads(o.threads);
+        if (ggufType) {
+          // GPTQ → GGUF: GPTQ on the grid of the block type (Q4_0: 4-bit sym, Q4_1: 4-bit asym,
+          // Q8_0: 8-bit sym, groups of 32), so its codes go into the blocks without a second rounding
+          const grid: Record<string, { bits: number; sym: boolean }> = { Q4_0: { bits: 4, sym: true }, Q4_1: { bits: 4, sym: false }, Q8_0: { bits: 8, sym: true } };
+          const g = grid[ggufType];
+          if (g) {
+            const src = (k: string) => this.getOptionValueSource(k) === 'cli';
+            const clash = src('bits') && o.bits !== g.bits ? `--bits ${o.bits}` : src('groupSize') && o.groupSize !== 32 ? `--group-size ${o.groupSize}` :
+              (g.sym ? o.asym : o.sym) ? (g.sym ? '--asym' : '--sym') : null;
+            if (clash) throw new LowbitError('LOWBIT_INVALID_OPTION', `${clash}: format ${o.format} stores ${g.bits}-bit ${g.sym ? 'symmetric' : 'asymmetric'} groups of 32; GPTQ runs on that grid (leave the option out)`, { option: clash.split(' ')[0] });
+            o.bits = g.bits;
+            o.groupSize = 32;
+            o.sym = g.sym;
+            o.asym = !g.sym;
+          }
+          if (fs.existsSync(o.out) && !o.force) throw new LowbitError('LOWBIT_IO', `${o.out}: exists (pass --force to replace it)`, { file: o.out });
+          if (o.actOrder && !o.staticGroups) throw new LowbitError('LOWBIT_INVALID_OPTION', `--act-order: format ${o.format} needs groups of consecutive input channels; add --static-groups`, { option: '--act-order' });
+        }
         const gptq = o.method === 'gptq' ? { actOrder: !!o.actOrder, staticGroups: !!o.staticGroups, dampPercent: o.damp, blockSize: o.blockSize } : {};
         const config = {
           method: o.method as 'rtn', ...gptq, bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
-          format: o.format as OutputFormat, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
+          format: (ggufType ? 'gptq' : o.format) as OutputFormat, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
           ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
           ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),
         } as QuantizeConfig;
@@ -118,6 +149,19 @@ export function quantizeCommand(run: RunFn): Command {
             }
             bar.update(p);
           };
+          if (ggufType) {
+            // the GPTQ checkpoint goes to a temp directory beside the output, then into the GGUF file
+            const tmp = `${o.out}.gptq-tmp-${process.pid}-${Date.now().toString(36)}`;
+            try {
+              await quantize(model, config, { out: tmp, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal });
+              bar.stop();
+              const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
+              printGgufResult(await exportGguf(tmp, o.out, { type: ggufType, tokenizer: tok, overwrite: !!o.force, signal: sig.signal }), json);
+            } finally {
+              fs.rmSync(tmp, { recursive: true, force: true });
+            }
+            return 0;
+          }
           const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal });
           bar.stop();
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');

@@ -63,9 +63,11 @@ export interface GgufTensorSpec {
   shape: number[];
   /**
    * The values in row-major order (product of `shape` elements), or a producer (sync or async)
-   * called once, when the tensor is written.
+   * called once, when the tensor is written. A `Uint8Array` (or a producer of one) is the tensor
+   * already encoded as `type` (exactly its byte size), written as it is: lowbit's GPTQ codes
+   * map onto ggml blocks without a second rounding.
    */
-  data: Float32Array | (() => Float32Array | Promise<Float32Array>);
+  data: Float32Array | Uint8Array | (() => Float32Array | Uint8Array | Promise<Float32Array | Uint8Array>);
 }
 
 /** What {@link writeGguf} writes. */
@@ -276,7 +278,9 @@ function planTensor(t: unknown, i: number, names: Set<string>): PlannedTensor {
   if (!Array.isArray(shape) || shape.length < 1 || shape.length > 4 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
     throw invalidOption(`${name}: shape`, '1 to 4 positive integers (row-major)', shape);
   }
-  if (!(data instanceof Float32Array) && typeof data !== 'function') throw invalidOption(`${name}: data`, 'a Float32Array or a function returning one', data);
+  if (!(data instanceof Float32Array) && !(data instanceof Uint8Array) && typeof data !== 'function') {
+    throw invalidOption(`${name}: data`, 'a Float32Array, encoded bytes (Uint8Array), or a function returning one', data);
+  }
   const ne = shape.slice().reverse();
   const numel = shape.reduce((a, b) => a * b, 1);
   if (!Number.isSafeInteger(numel)) throw invalidOption(`${name}: shape`, 'a shape whose element count is a safe integer', shape);
@@ -287,7 +291,11 @@ function planTensor(t: unknown, i: number, names: Set<string>): PlannedTensor {
   if (data instanceof Float32Array && data.length !== numel) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: data has ${data.length} elements but shape [${shape.join(', ')}] needs ${numel} (nothing written)`, { tensor: name });
   }
-  return { spec, ne, numel, nbytes: (numel / info.blockSize) * info.typeSize, offset: 0 };
+  const nbytes = (numel / info.blockSize) * info.typeSize;
+  if (data instanceof Uint8Array && data.byteLength !== nbytes) {
+    throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: ${data.byteLength} encoded bytes, but ${type} [${shape.join(', ')}] is ${nbytes} bytes (nothing written)`, { tensor: name });
+  }
+  return { spec, ne, numel, nbytes, offset: 0 };
 }
 
 const alignUp = (x: number, a: number): number => Math.ceil(x / a) * a;
@@ -381,17 +389,20 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
       let x: unknown = p.spec.data;
       if (typeof x === 'function') {
         try {
-          x = await (x as () => Float32Array | Promise<Float32Array>)();
+          x = await (x as () => Float32Array | Uint8Array | Promise<Float32Array | Uint8Array>)();
         } catch (pe) {
           producerFailure = { error: pe };
           throw pe;
         }
-        if (!(x instanceof Float32Array)) throw invalidOption(`${name}: data producer result`, 'a Float32Array', x);
-        if (x.length !== p.numel) {
+        if (!(x instanceof Float32Array) && !(x instanceof Uint8Array)) throw invalidOption(`${name}: data producer result`, 'a Float32Array or encoded bytes', x);
+        if (x instanceof Uint8Array && x.byteLength !== p.nbytes) {
+          throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: data producer returned ${x.byteLength} encoded bytes, but ${type} [${shape.join(', ')}] is ${p.nbytes} bytes (nothing written)`, { tensor: name });
+        }
+        if (x instanceof Float32Array && x.length !== p.numel) {
           throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: data producer returned ${x.length} elements but shape [${shape.join(', ')}] needs ${p.numel} (nothing written)`, { tensor: name });
         }
       }
-      const bytes = encodeGgml(type, x as Float32Array, name);
+      const bytes = x instanceof Uint8Array ? x : encodeGgml(type, x as Float32Array, name);
       if (bytes.byteLength !== p.nbytes) throw new LowbitError('LOWBIT_INTERNAL', `${name}: encoded ${bytes.byteLength} bytes, planned ${p.nbytes}`);
       await writeAll(fh, bytes);
       const pad = alignUp(p.nbytes, alignment) - p.nbytes; // offsets are aligned, so this aligns the absolute position too
@@ -450,10 +461,31 @@ export interface LlamaGgufOptions {
   ropeOrder: 'adjacent' | 'half';
 }
 
-/** A tensor given to {@link buildLlamaGgufSpec}: row-major values and shape (`[out, in]` for linears). */
+/**
+ * A tensor given to {@link buildLlamaGgufSpec}: row-major values and shape (`[out, in]` for
+ * linears), or a 2-D tensor already encoded as ggml blocks (`encoded`: its type and bytes, rows of
+ * `in / 32` blocks), which is written in its own type whatever `opts.type` says.
+ */
 export interface LlamaTensorInput {
-  data: Float32Array;
+  data?: Float32Array;
+  /** Store `data` in this type instead of `opts.type` (e.g. F16 for what a GPTQ checkpoint left unquantized). */
+  as?: 'F32' | 'F16' | 'BF16';
+  encoded?: { type: 'Q8_0' | 'Q4_0' | 'Q4_1'; bytes: Uint8Array };
   shape: number[];
+}
+
+/** Permute whole rows of `rows × rowBytes` bytes from rotate-half to adjacent-pair order (§3.3). */
+function halfToAdjacentByteRows(b: Uint8Array, heads: number, hd: number, rowBytes: number): Uint8Array {
+  const out = new Uint8Array(b.byteLength);
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < hd / 2; i++) {
+      for (let t = 0; t < 2; t++) {
+        const src = h * hd + t * (hd / 2) + i, dst = h * hd + 2 * i + t;
+        out.set(b.subarray(src * rowBytes, (src + 1) * rowBytes), dst * rowBytes);
+      }
+    }
+  }
+  return out;
 }
 
 /** A spec for {@link writeGguf}, plus the tensors that fell back to another type and why. */
@@ -570,29 +602,45 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
   for (const [hfName, shape] of want) {
     const t = tensors.get(hfName);
     if (!t) throw new LowbitError('LOWBIT_NOT_FOUND', `buildLlamaGgufSpec: missing tensor ${hfName} [${shape.join(', ')}]`, { tensor: hfName });
-    if (typeof t !== 'object' || t === null || !(t.data instanceof Float32Array) || !Array.isArray(t.shape)) {
-      throw invalidOption(`tensors: "${hfName}"`, 'a { data: Float32Array, shape: number[] } entry', t);
+    const enc = t?.encoded;
+    if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) ||
+        (enc === undefined ? !(t.data instanceof Float32Array) : !(enc.bytes instanceof Uint8Array) || !['Q8_0', 'Q4_0', 'Q4_1'].includes(enc.type))) {
+      throw invalidOption(`tensors: "${hfName}"`, 'a { data: Float32Array, shape } or { encoded: { type: Q8_0|Q4_0|Q4_1, bytes }, shape } entry', t);
     }
     if (t.shape.length !== shape.length || t.shape.some((d, k) => d !== shape[k])) {
       throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: expected shape [${shape.join(', ')}], got [${t.shape.join(', ')}]`, { tensor: hfName });
     }
     const numel = shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== numel) {
-      throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: ${t.data.length} values for shape [${shape.join(', ')}] (${numel})`, { tensor: hfName });
-    }
     const name = llamaTensorNameToGguf(hfName)!;
-    let type: GgufWriteType = opts.type;
+    if (enc) {
+      const info = GGML_TYPES[enc.type];
+      if (shape.length !== 2 || shape[1] % info.blockSize !== 0 || enc.bytes.byteLength !== (numel / info.blockSize) * info.typeSize) {
+        throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: ${enc.bytes.byteLength} bytes of ${enc.type} do not hold shape [${shape.join(', ')}]`, { tensor: hfName });
+      }
+      anyBlock = true;
+      let bytes: Uint8Array | (() => Uint8Array) = enc.bytes;
+      if (opts.ropeOrder === 'half' && /\.self_attn\.[qk]_proj\.weight$/.test(hfName)) {
+        const heads = hfName.includes('.q_proj.') ? nHeads : nKvHeads, src = enc.bytes;
+        bytes = () => halfToAdjacentByteRows(src, heads, hd, (shape[1] / info.blockSize) * info.typeSize);
+      }
+      out.push({ name, type: enc.type, shape: shape.slice(), data: bytes });
+      continue;
+    }
+    if (t.data!.length !== numel) {
+      throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: ${t.data!.length} values for shape [${shape.join(', ')}] (${numel})`, { tensor: hfName });
+    }
+    let type: GgufWriteType = t.as ?? opts.type;
     if (shape.length === 1) type = 'F32'; // norms and biases
     else if (blockType && shape[shape.length - 1] % 32 !== 0) {
       type = 'F16';
       fallbacks.push({ name, reason: `ne[0] = ${shape[shape.length - 1]} (in_features) is not a multiple of the ${opts.type} block size 32; stored as F16` });
     }
     if (type === 'Q8_0' || type === 'Q4_0' || type === 'Q4_1') anyBlock = true;
-    let data: Float32Array | (() => Float32Array) = t.data;
+    let data: Float32Array | (() => Float32Array) = t.data!;
     if (opts.ropeOrder === 'half' && /\.self_attn\.[qk]_proj\.(weight|bias)$/.test(hfName)) {
       const heads = hfName.includes('.q_proj.') ? nHeads : nKvHeads;
       const cols = shape.length === 2 ? shape[1] : 1;
-      const src = t.data;
+      const src = t.data!;
       data = () => halfToAdjacentRows(src, heads, hd, cols);
     }
     out.push({ name, type, shape: shape.slice(), data });

@@ -15,6 +15,8 @@ import { readHfConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { buildLlamaGgufSpec, writeGguf, type LlamaTensorInput } from '../formats/gguf-write';
 import { hfVocab } from '../tokenizer-hf';
+import { parseGptqConfig, resolveGptqModuleConfig, decodeGptqModule, type DecodedModule } from '../formats/gptq';
+import { f32ToF16Bits, f16BitsToF32 } from '../formats/dtype';
 import type { Vocab } from '../tokenizer';
 
 export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1'] as const;
@@ -33,6 +35,14 @@ export interface ExportGgufOptions {
   name?: string;
   /** Replace an existing output file. @default false */
   overwrite?: boolean;
+  /**
+   * Store the token embedding and the output head in this float type instead of `type` (llama.cpp's
+   * `--token-embedding-type` / `--output-tensor-type`). @default `type` (for a GPTQ checkpoint:
+   * the dtype the checkpoint keeps them in)
+   */
+  embeddingType?: 'F32' | 'F16' | 'BF16';
+  /** Tensors whose (Hugging Face) name contains one of these strings stay in float (`embeddingType`, else F16), as `quantize --exclude` keeps modules. */
+  exclude?: string[];
   signal?: AbortSignal;
 }
 
@@ -45,7 +55,20 @@ export interface ExportGgufResult {
   tensors: number;
   /** Tensors stored in another type than asked (rows the block type cannot hold), with why. */
   fallbacks: { name: string; reason: string }[];
+  /**
+   * For a GPTQ checkpoint: how each packed module went into GGUF — `exact` (the GPTQ codes and
+   * scales as ggml blocks, or F32), `rounded` (one fp16 rounding: Q4_1's min, or F16/BF16), or
+   * `requantized` (dequantized and re-encoded by ggml's quantizer; `detail` says why).
+   */
+  conversions: GptqConversion[];
   seconds: number;
+}
+
+/** One GPTQ module's way into GGUF (see {@link ExportGgufResult.conversions}). */
+export interface GptqConversion {
+  name: string;
+  how: 'exact' | 'rounded' | 'requantized';
+  detail?: string;
 }
 
 export async function exportGguf(source: string, out: string, opts: ExportGgufOptions): Promise<ExportGgufResult> {
@@ -58,6 +81,7 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
   const src = path.resolve(source);
   if (!fs.existsSync(src)) throw new LowbitError('LOWBIT_NOT_FOUND', `${src}: no such model file or directory`);
   const tensors = new Map<string, LlamaTensorInput>();
+  const conversions: GptqConversion[] = [];
   let cfg, ropeOrder: 'adjacent' | 'half', sourceBytes = 0;
   const isDir = fs.statSync(src).isDirectory();
   if (opts.tokenizer === undefined && !(isDir && fs.existsSync(path.join(src, 'tokenizer.json')))) {
@@ -67,11 +91,28 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
   if (isDir) {
     const hc = readHfConfig(src);
     if (opts.tokenizer === undefined) vocab = hfVocab(src, hc.vocabSize, { bos: hc.bosTokenId, eos: hc.eosTokenId });
+    const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(src, 'config.json')) : null;
     const st = openSafetensors(src);
     try {
+      const modules = qc ? new Set(st.names().filter((n) => n.endsWith('.qweight')).map((n) => n.slice(0, -'.qweight'.length))) : new Set<string>();
       for (const n of st.names()) {
-        tensors.set(n, { data: st.toFloat32(n), shape: st.info(n).shape });
         sourceBytes += st.info(n).byteLength;
+        const mod = n.slice(0, n.lastIndexOf('.'));
+        if (modules.has(mod)) {
+          if (!n.endsWith('.qweight')) continue;
+          const mc = resolveGptqModuleConfig(qc!, mod);
+          if (!mc) throw new LowbitError('LOWBIT_BAD_FORMAT', `${src}: ${mod} has packed weights but quantization_config.dynamic excludes it`, { module: mod });
+          const dec = decodeGptqModule(st, mod, mc);
+          const m = gptqToGgml(dec, mc.bits, type);
+          tensors.set(`${mod}.weight`, m.encoded ? { encoded: m.encoded, shape: [dec.rows, dec.cols] } : { data: dec.weight, shape: [dec.rows, dec.cols] });
+          conversions.push({ name: `${mod}.weight`, how: m.how, ...(m.detail ? { detail: m.detail } : {}) });
+          continue;
+        }
+        // What a GPTQ checkpoint left unquantized (embedding, head, layers it skipped) stays in the
+        // checkpoint's own dtype, so the GGUF file is the same model.
+        const dt = st.info(n).dtype;
+        const keep = qc && st.info(n).shape.length === 2 ? { as: (dt === 'F32' || dt === 'BF16' ? dt : 'F16') as 'F32' | 'F16' | 'BF16' } : {};
+        tensors.set(n, { data: st.toFloat32(n), shape: st.info(n).shape, ...keep });
         st.release(n);
       }
     } finally {
@@ -89,8 +130,68 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
       contextLength: c.seqLen, rmsEps: 1e-5, ropeTheta: 10000, name: opts.name ?? path.basename(src).replace(/\.bin$/, '') };
     ropeOrder = 'adjacent';
   }
+  const et = opts.embeddingType === undefined ? undefined : checkEnum('embeddingType', opts.embeddingType, ['F32', 'F16', 'BF16'] as const);
+  if (opts.exclude !== undefined && (!Array.isArray(opts.exclude) || !opts.exclude.every((p) => typeof p === 'string' && p))) throw invalidOption('exclude', 'an array of non-empty strings', opts.exclude);
+  for (const [n, t] of tensors) {
+    if (!t.data || t.shape.length !== 2) continue;
+    if (et && (n === 'model.embed_tokens.weight' || n === 'lm_head.weight')) tensors.set(n, { ...t, as: et });
+    else if (opts.exclude?.some((p) => n.includes(p))) tensors.set(n, { ...t, as: et ?? 'F16' });
+  }
   vocab ??= readLlama2cTokenizer(opts.tokenizer!, cfg.vocabSize);
   const spec = buildLlamaGgufSpec(cfg, vocab, tensors, { type, ropeOrder });
   const r = await writeGguf(outAbs, spec, { signal: opts.signal });
-  return { file: outAbs, type, bytes: r.bytes, sourceBytes, tensors: spec.tensors.length, fallbacks: spec.fallbacks, seconds: (performance.now() - t0) / 1000 };
+  return { file: outAbs, type, bytes: r.bytes, sourceBytes, tensors: spec.tensors.length, fallbacks: spec.fallbacks, conversions, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * How one GPTQ module goes into GGUF. GPTQ stores w = s·(q − z) with fp16 scales per group:
+ * - groups of 32 consecutive input channels (g_idx[k] = ⌊k/32⌋; act-order only with static groups)
+ *   and symmetric zeros (z = 2^(b−1)) map onto Q4_0 (b ≤ 4: d = s, q' = q − z + 8) and Q8_0
+ *   (b ≤ 8: d = s, q' = q − z) **exactly** — the same weights, no second rounding;
+ * - groups of 32 with any zeros map onto Q4_1 (b ≤ 4: d = s, m = −s·z) exactly up to the fp16
+ *   rounding of m (the largest change is reported);
+ * - F32 holds the dequantized weights exactly; F16/BF16 round them once;
+ * - anything else (other group sizes, act-order without static groups, 8-bit codes into a 4-bit
+ *   type) is dequantized and re-encoded by ggml's block quantizer: a second rounding, reported.
+ */
+function gptqToGgml(dec: DecodedModule, bits: number, type: GgufExportType): { encoded?: { type: 'Q8_0' | 'Q4_0' | 'Q4_1'; bytes: Uint8Array }; how: GptqConversion['how']; detail?: string } {
+  if (type === 'F32') return { how: 'exact' };
+  if (type === 'F16' || type === 'BF16') return { how: 'rounded', detail: `dequantized weights rounded to ${type}` };
+  const { rows, cols, codes, scales, zeros, gIdx } = dec;
+  let why: string | null = null;
+  if (cols % 32 !== 0) return { how: 'rounded', detail: `in_features ${cols} is not a multiple of 32: dequantized weights stored as F16 (see fallbacks)` };
+  if (scales.length !== (cols / 32) * rows) why = `groups of ${cols / (scales.length / rows)} input channels, not 32`;
+  else {
+    for (let k = 0; k < cols; k++) if (gIdx[k] !== k >> 5) { why = 'act-order groups (g_idx not ⌊k/32⌋)'; break; }
+  }
+  const sym = zeros.every((z) => z === 1 << (bits - 1));
+  if (!why && type === 'Q4_0' && (bits > 4 || !sym)) why = bits > 4 ? `${bits}-bit codes do not fit Q4_0` : 'asymmetric zeros (Q4_0 has none; Q4_1 holds them)';
+  if (!why && type === 'Q8_0' && !sym) why = 'asymmetric zeros (Q8_0 has none; Q4_1 holds 4-bit ones)';
+  if (!why && type === 'Q4_1' && bits > 4) why = `${bits}-bit codes do not fit Q4_1`;
+  if (why) return { how: 'requantized', detail: `${why}: dequantized and re-encoded as ${type}` };
+  const nb = cols / 32;
+  const bsize = type === 'Q8_0' ? 34 : type === 'Q4_0' ? 18 : 20;
+  const bytes = new Uint8Array(rows * nb * bsize);
+  const dv = new DataView(bytes.buffer);
+  let maxDm = 0;
+  for (let n = 0; n < rows; n++) {
+    for (let b = 0; b < nb; b++) {
+      const s = scales[b * rows + n], z = zeros[b * rows + n];
+      const o = (n * nb + b) * bsize;
+      const q = codes.subarray(n * cols + b * 32, n * cols + b * 32 + 32);
+      dv.setUint16(o, f32ToF16Bits(s, `${n}/${b} scale`), true);
+      if (type === 'Q8_0') {
+        for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, q[j] - z);
+      } else if (type === 'Q4_0') {
+        for (let j = 0; j < 16; j++) bytes[o + 2 + j] = (q[j] - z + 8) | ((q[j + 16] - z + 8) << 4);
+      } else {
+        const mb = f32ToF16Bits(-s * z, 'Q4_1 min');
+        dv.setUint16(o + 2, mb, true);
+        maxDm = Math.max(maxDm, Math.abs(f16BitsToF32(mb) + s * z));
+        for (let j = 0; j < 16; j++) bytes[o + 4 + j] = q[j] | (q[j + 16] << 4);
+      }
+    }
+  }
+  if (type === 'Q4_1') return { encoded: { type, bytes }, how: maxDm === 0 ? 'exact' : 'rounded', detail: maxDm === 0 ? undefined : `min −s·z rounded to fp16 (largest change ${maxDm.toExponential(2)})` };
+  return { encoded: { type, bytes }, how: 'exact' };
 }
