@@ -99,6 +99,13 @@ export interface NativeAddon {
   peerSgemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, threads: number): NativeTask<void>;
   cudaInfo?(): NativeCudaInfo;
   cudaDequantInt4?(job: { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; rows: number; cols: number; groups: number; out: Float32Array }): NativeTask<{ kernelMs: number }>;
+  /** CUDA variant only (lib/cuda.ts; native/kernels/cuda/cuda_api.h). Runs report per-repeat kernel ms, peak device bytes, what ran. */
+  cudaQgemm?(job: { x: Float32Array | Uint16Array; xDtype: number; m: number; inFeatures: number; outFeatures: number; bits: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; y: Float32Array; kernel: number; warmup: number; repeats: number }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
+  cudaGemmF16?(job: { x: Float32Array; w: Float32Array; m: number; inFeatures: number; outFeatures: number; y: Float32Array; warmup: number; repeats: number }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
+  cudaHessian?(job: { x: Float32Array; n: number; cols: number; H: Float32Array; alpha: number; beta: number }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
+  cudaInverseFactor?(job: { H: Float32Array; n: number; U: Float32Array }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number; ok: boolean }>;
+  cudaGptqLayer?(job: Record<string, unknown>): NativeTask<{ loss: number; dampUsed: number; msTotal: number; msPrepare: number; msFactor: number; msSweep: number; msCopy: number; deviceBytes: number; factorAttempts: number }>;
+  cudaBenchCopy?(bytes: number, repeats: number): NativeTask<{ ms: number[] }>;
 }
 
 /** Packing job. layout: 0 = GPTQ qweight, 1 = GPTQ qzeros, 2 = AWQ qweight, 3 = AWQ qzeros. @internal */
