@@ -75,9 +75,15 @@ describe('native conversion', function () {
       addon().convertSync(all, F16, f, F32, false, 0);
       const back = new Uint16Array(65536);
       addon().convertSync(f, F32, back, F16, false, 0);
+      const fb = new Uint32Array(f.buffer);
       for (let i = 0; i < 65536; i++) {
         const isNan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
-        if (isNan) { assert.ok(Number.isNaN(f[i])); continue; }
+        if (isNan) {
+          // every NaN keeps its bits, signaling ones too (vcvtph2ps / fcvtl would quiet them)
+          const want = (((i & 0x8000) << 16) | 0x7f800000 | ((i & 0x3ff) << 13)) >>> 0;
+          if (fb[i] !== want) assert.fail(`${isa}: NaN 0x${i.toString(16)} -> f32 bits 0x${fb[i].toString(16)}, expected 0x${want.toString(16)}`);
+          continue;
+        }
         if (back[i] !== i) assert.fail(`${isa}: 0x${i.toString(16)} -> ${f[i]} -> 0x${back[i].toString(16)}`);
         if (!Object.is(f[i], f16BitsToF32(i))) assert.fail(`${isa}: 0x${i.toString(16)} -> ${f[i]}, TS ${f16BitsToF32(i)}`);
       }

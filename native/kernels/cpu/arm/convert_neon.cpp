@@ -1,4 +1,5 @@
-// NEON conversions (AArch64): f16 <-> f32 with fcvtl/fcvtn (IEEE RNE), bf16 via integer ops.
+// NEON conversions (AArch64): f16 <-> f32 with fcvtl/fcvtn (IEEE RNE), bf16 via integer ops;
+// NaNs keep their exact bits (fixed up with integer ops where fcvtl would quiet them).
 // 4 elements per step; the tail goes through the generic kernel. f32 -> f16 handles overflow
 // accounting in the generic kernel (only when a block contains |x| >= 65520), so results stay
 // bit-exact with convert_ref.
@@ -21,6 +22,18 @@ void convert_range_neon(const void* src, int sdt, void* dst, int ddt, size_t n, 
     else {
       uint16x4_t h = vld1_u16(reinterpret_cast<const uint16_t*>(s + i * 2));
       x = sdt == DTYPE_F16 ? vcvt_f32_f16(vreinterpret_f16_u16(h)) : vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+      if (sdt == DTYPE_F16) {
+        // FCVTL quiets signaling NaNs (IEEE); the reference keeps every NaN's bits (sign, payload
+        // << 13): rebuild NaN lanes with integer ops (found under qemu-aarch64; x86's vcvtph2ps too)
+        const uint16x4_t mn = vand_u16(h, vdup_n_u16(0x03ff));
+        const uint16x4_t nan = vand_u16(vceq_u16(vand_u16(h, vdup_n_u16(0x7c00)), vdup_n_u16(0x7c00)), vtst_u16(mn, mn));
+        if (vmaxv_u16(nan)) {
+          const uint32x4_t hw = vmovl_u16(h);
+          const uint32x4_t bits = vorrq_u32(vorrq_u32(vshlq_n_u32(vandq_u32(hw, vdupq_n_u32(0x8000)), 16), vdupq_n_u32(0x7f800000)),
+                                            vshlq_n_u32(vandq_u32(hw, vdupq_n_u32(0x03ff)), 13));
+          x = vbslq_f32(vreinterpretq_u32_s32(vmovl_s16(vreinterpret_s16_u16(nan))), vreinterpretq_f32_u32(bits), x);
+        }
+      }
     }
     if (ddt == DTYPE_F32) {
       vst1q_f32(reinterpret_cast<float*>(d + i * 4), x);

@@ -11,7 +11,17 @@ namespace lowbit {
 static inline __m512 load16(const uint8_t* s, int sdt, __mmask16 m) {
   if (sdt == DTYPE_F32) return _mm512_maskz_loadu_ps(m, s);
   __m256i h = _mm256_maskz_loadu_epi16(m, s);
-  if (sdt == DTYPE_F16) return _mm512_cvtph_ps(h);
+  if (sdt == DTYPE_F16) {
+    // vcvtph2ps quiets signaling NaNs; the reference keeps every NaN's bits (sign, payload << 13)
+    const __m512 x = _mm512_cvtph_ps(h);
+    const __m512i hw = _mm512_cvtepu16_epi32(h), mn = _mm512_and_si512(hw, _mm512_set1_epi32(0x03ff));
+    const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(hw, _mm512_set1_epi32(0x7c00)), _mm512_set1_epi32(0x7c00)) &
+                          _mm512_test_epi32_mask(mn, mn);
+    if (!nan) return x;
+    const __m512i bits = _mm512_or_si512(_mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(hw, _mm512_set1_epi32(0x8000)), 16), _mm512_set1_epi32(0x7f800000)),
+                                         _mm512_slli_epi32(mn, 13));
+    return _mm512_mask_mov_ps(x, nan, _mm512_castsi512_ps(bits));
+  }
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
