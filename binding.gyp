@@ -8,6 +8,8 @@
     "lowbit_avx2": "<!(node -p \"require('./native/sources.json').x86_avx2.join(' ')\")",
     "lowbit_avx512": "<!(node -p \"require('./native/sources.json').x86_avx512.join(' ')\")",
     "lowbit_neon": "<!(node -p \"require('./native/sources.json').arm_neon.join(' ')\")",
+    "lowbit_neon_dotprod": "<!(node -p \"require('./native/sources.json').arm_neon_dotprod.join(' ')\")",
+    "lowbit_neon_dotprod_flags": "<!(node -p \"require('./native/sources.json').flags.arm_neon_dotprod.join(' ')\")",
     "lowbit_avx2_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx2.join(' ')\")",
     "lowbit_avx512_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512.join(' ')\")"
   },
@@ -36,7 +38,8 @@
         }],
         ["target_arch=='arm64'", {
           "defines": ["LOWBIT_HAVE_NEON_VARIANTS=1"],
-          "sources": ["<@(lowbit_neon)"]
+          "sources": ["<@(lowbit_neon)"],
+          "dependencies": ["lowbit_neon_dotprod"]
         }]
       ]
     }
@@ -57,6 +60,18 @@
           "sources": ["<@(lowbit_avx512)"],
           "cflags_cc": ["<@(lowbit_avx512_flags)", "-fPIC"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<@(lowbit_avx512_flags)"] }
+        }
+      ]
+    }],
+    ["target_arch=='arm64'", {
+      "targets": [
+        {
+          "target_name": "lowbit_neon_dotprod",
+          "type": "static_library",
+          "sources": ["<@(lowbit_neon_dotprod)"],
+          "defines": ["LOWBIT_HAVE_NEON_VARIANTS=1"],
+          "cflags_cc": ["<@(lowbit_neon_dotprod_flags)", "-fPIC"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<@(lowbit_neon_dotprod_flags)"] }
         }
       ]
     }]

@@ -2,7 +2,7 @@
 //   x: (m, k) row-major activations (tokens × in_features)
 //   w: (n, k) row-major weights     (out_features × in_features), lowbit's one weight layout
 //   y: (m, n) row-major outputs
-// Fast path (AVX2/FMA): panels of w packed 16 rows wide and blocks of x packed 6 rows high feed a
+// Fast paths: AVX2/FMA (6×16 tile) and NEON (8×8 tile, kernels/cpu/arm/gemm_neon.cpp). AVX2: panels of w packed 16 rows wide and blocks of x packed 6 rows high feed a
 // 6×16 register tile (12 ymm accumulators); k is blocked by 256 so a packed w block stays in L2.
 // m == 1 (decoding) is a GEMV: memory-bound, 4 weight rows per step straight from w.
 // Reference: a triple loop accumulating in double.
@@ -23,6 +23,7 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
 
 // The same product on a range of output columns [n0, n1) only (the driver splits n across threads).
 void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
+void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 // Single-threaded, ISA-dispatched (for use inside an already-parallel region: the pool does not nest).
 void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);

@@ -68,6 +68,7 @@ inline size_t qblock_sidx(const QBlockMatrix& w, size_t n, size_t b) { return ((
 // x (rows × in) → QActs, gathering by perm when given. Round half to even of x · (127 / max|x|).
 void quantize_acts_ref(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
 void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
+void quantize_acts_neon(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
 // ISA-dispatched (mode MODE_REF: the reference).
 void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a, int mode);
 
@@ -76,6 +77,9 @@ void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t
 void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy);
 void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
 void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);  // needs a.zs
+// AArch64: plain NEON (widening multiplies) and SDOT (ARMv8.2 dot product); both need a.zs.
+void qdot_gemm_neon_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
+void qdot_gemm_neon_dot_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
 
 // Driver: quantizes x (into `scratch`-owned buffers), then multiplies on the thread pool.
 // mode MODE_REF: the references.

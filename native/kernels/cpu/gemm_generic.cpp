@@ -45,9 +45,24 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
 #endif
 
+#if !defined(LOWBIT_HAVE_NEON_VARIANTS)
+void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1) {
+  gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
+}
+#endif
+
+// The range kernel of the active ISA.
+static void gemm_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1) {
+  switch (active_isa()) {
+    case ISA_AVX2:
+    case ISA_AVX512: gemm_avx2_range(x, m, k, w, n, y, ldy, acc, n0, n1); break;  // Zen 4 splits zmm in two anyway
+    case ISA_NEON: gemm_neon_range(x, m, k, w, n, y, ldy, acc, n0, n1); break;
+    default: gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
+  }
+}
+
 void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
-  if (active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512) gemm_avx2_range(x, m, k, w, n, y, n, accumulate, 0, n);
-  else gemm_generic_range(x, m, k, w, n, y, n, accumulate, 0, n);
+  gemm_range(x, m, k, w, n, y, n, accumulate, 0, n);
 }
 
 void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy) {
@@ -57,7 +72,6 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
     return;
   }
   // AVX-512 CPUs run the AVX2 kernel (an AVX-512 tile is future work; Zen 4 splits zmm in two anyway).
-  const bool avx2 = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
   // Split n into chunks that are multiples of the 16-wide panel; enough work per chunk to amortize
   // packing x (m·k) once per chunk.
   const size_t flops_per_col = 2 * m * k;
@@ -66,8 +80,7 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
   const size_t chunks = (n + grain - 1) / grain;
   parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
     const size_t n0 = c0 * grain, n1 = std::min(n, c1 * grain);
-    if (avx2) gemm_avx2_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
-    else gemm_generic_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
+    gemm_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
   });
 }
 

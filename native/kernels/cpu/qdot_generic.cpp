@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/dispatch.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
@@ -14,6 +15,18 @@ void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const in
   quantize_acts_ref(x, rows, in, kb, perm, a);
 }
 void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
+  qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
+}
+#endif
+
+#if !defined(LOWBIT_HAVE_NEON_VARIANTS)
+void quantize_acts_neon(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a) {
+  quantize_acts_ref(x, rows, in, kb, perm, a);
+}
+void qdot_gemm_neon_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
+  qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
+}
+void qdot_gemm_neon_dot_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
   qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
 }
 #endif
@@ -39,10 +52,21 @@ void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows,
   }
 }
 
-static bool avx2_active() { return active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512; }
+// The fast kernel of the active ISA (null: the portable one, which needs no zs).
+using QdotRange = void (*)(const QBlockMatrix&, const QActs&, size_t, float*, size_t, size_t, size_t);
+static QdotRange fast_range() {
+  switch (active_isa()) {
+    case ISA_AVX2:
+    case ISA_AVX512: return qdot_gemm_avx2_range;
+    case ISA_NEON: return cpu_features().dotprod ? qdot_gemm_neon_dot_range : qdot_gemm_neon_range;
+    default: return nullptr;
+  }
+}
 
 void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a, int mode) {
-  if (mode != MODE_REF && avx2_active()) quantize_acts_avx2(x, rows, in, kb, perm, a);
+  const Isa isa = mode == MODE_REF ? ISA_GENERIC : active_isa();
+  if (isa == ISA_AVX2 || isa == ISA_AVX512) quantize_acts_avx2(x, rows, in, kb, perm, a);
+  else if (isa == ISA_NEON) quantize_acts_neon(x, rows, in, kb, perm, a);
   else quantize_acts_ref(x, rows, in, kb, perm, a);
 }
 
@@ -61,8 +85,8 @@ void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, s
     qdot_gemm_ref(w, a, rows, y, ldy);
     return;
   }
-  const bool avx2 = avx2_active();
-  if (avx2)
+  const QdotRange fast = fast_range();
+  if (fast)
     for (size_t i = 0; i < rows * B; i++) zs[i] = w.m ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
   // column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
   // every token passes over them
@@ -71,7 +95,7 @@ void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, s
   const size_t grain = std::max<size_t>(1, 64 / std::max<size_t>(1, rows));
   parallel_for(tiles, grain, [&](size_t t0, size_t t1) {
     const size_t n0 = t0 * T, n1 = std::min(w.out, t1 * T);
-    if (avx2) qdot_gemm_avx2_range(w, a, rows, y, ldy, n0, n1);
+    if (fast) fast(w, a, rows, y, ldy, n0, n1);
     else qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
   });
 }

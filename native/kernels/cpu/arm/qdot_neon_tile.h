@@ -1,0 +1,102 @@
+// NEON integer-dot tiles (see kernels/qdot.h), shared by the plain NEON and the dot-product builds:
+// `Dot::dot4(acc, w, xb)` adds, to each int32 lane j, the dot product of bytes 4j…4j+3 of w with
+// the 4 activation bytes broadcast in xb — exactly the layout's unit (4 bytes of each column), so
+// lanes are output columns, as in the AVX2 kernel. A 32-byte unit is two int8x16 halves: columns
+// 0–3 and 4–7. Sums are int32 throughout (exact); the block epilogue matches the AVX2 kernel's.
+#pragma once
+#include <arm_neon.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/qdot.h"
+
+namespace lowbit {
+namespace neon_qdot {
+
+static inline int8x16_t bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+
+template <class Dot, int NT>
+static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
+  const size_t in = w.in, B = w.blocks(), kb = (size_t)w.kb;
+  const int8_t* xr[NT];
+  float32x4_t acc[NT][2];
+  for (int t = 0; t < NT; t++) xr[t] = a.xq + (t0 + t) * in, acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
+  const uint8x16_t lo4 = vdupq_n_u8(0x0F);
+  const uint8_t* wq = w.q + T * (w.bits == 4 ? in / 8 : in / 4) * 32;
+  size_t u = 0;
+  for (size_t b = 0; b < B; b++) {
+    int32x4_t s[NT][2];
+    for (int t = 0; t < NT; t++) s[t][0] = s[t][1] = vdupq_n_s32(0);
+    if (w.bits == 4) {
+      for (size_t j = 0; j < kb / 8; j++, u++) {  // unit: 8 channels
+        const uint8x16_t v0 = vld1q_u8(wq + u * 32), v1 = vld1q_u8(wq + u * 32 + 16);
+        const int8x16_t l0 = vreinterpretq_s8_u8(vandq_u8(v0, lo4)), h0 = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
+        const int8x16_t l1 = vreinterpretq_s8_u8(vandq_u8(v1, lo4)), h1 = vreinterpretq_s8_u8(vshrq_n_u8(v1, 4));
+        for (int t = 0; t < NT; t++) {
+          const int8x16_t xl = bcast4(xr[t] + u * 8), xh = bcast4(xr[t] + u * 8 + 4);
+          s[t][0] = Dot::dot4(Dot::dot4(s[t][0], l0, xl), h0, xh);
+          s[t][1] = Dot::dot4(Dot::dot4(s[t][1], l1, xl), h1, xh);
+        }
+      }
+    } else {
+      for (size_t j = 0; j < kb / 4; j++, u++) {  // unit: 4 channels, signed codes
+        const int8x16_t v0 = vld1q_s8(reinterpret_cast<const int8_t*>(wq + u * 32));
+        const int8x16_t v1 = vld1q_s8(reinterpret_cast<const int8_t*>(wq + u * 32 + 16));
+        for (int t = 0; t < NT; t++) {
+          const int8x16_t xv = bcast4(xr[t] + u * 4);
+          s[t][0] = Dot::dot4(s[t][0], v0, xv);
+          s[t][1] = Dot::dot4(s[t][1], v1, xv);
+        }
+      }
+    }
+    // epilogue: acc += cvt(Σ) · d·sx + (m or d) · zs, lanes = columns
+    const size_t si = (T * B + b) * 8;
+    const float32x4_t d0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si)));
+    const float32x4_t d1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si + 4)));
+    const float32x4_t m0 = w.m ? vld1q_f32(w.m + si) : d0, m1 = w.m ? vld1q_f32(w.m + si + 4) : d1;
+    for (int t = 0; t < NT; t++) {
+      const size_t ti = (t0 + t) * B + b;
+      const float sx = a.sx[ti], zs = a.zs[ti];
+      acc[t][0] = vfmaq_f32(acc[t][0], vcvtq_f32_s32(s[t][0]), vmulq_n_f32(d0, sx));
+      acc[t][1] = vfmaq_f32(acc[t][1], vcvtq_f32_s32(s[t][1]), vmulq_n_f32(d1, sx));
+      acc[t][0] = vfmaq_n_f32(acc[t][0], m0, zs);
+      acc[t][1] = vfmaq_n_f32(acc[t][1], m1, zs);
+    }
+  }
+  for (int t = 0; t < NT; t++) {
+    float* dst = y + (t0 + t) * ldy + T * 8;
+    if (ncols == 8) {
+      vst1q_f32(dst, acc[t][0]);
+      vst1q_f32(dst + 4, acc[t][1]);
+    } else {
+      float tmp[8];
+      vst1q_f32(tmp, acc[t][0]);
+      vst1q_f32(tmp + 4, acc[t][1]);
+      for (size_t j = 0; j < ncols; j++) dst[j] = tmp[j];
+    }
+  }
+}
+
+// Columns [n0, n1) (n0 a multiple of 8) for every token; token tiles of 4 share each weight load.
+template <class Dot>
+static void gemm_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
+  const size_t T0 = n0 / 8, T1 = (n1 + 7) / 8;
+  size_t t = 0;
+  for (; t + 4 <= rows; t += 4)
+    for (size_t T = T0; T < T1; T++) tile<Dot, 4>(w, a, T, t, std::min<size_t>(8, n1 - T * 8), y, ldy);
+  const size_t rest = rows - t;
+  for (size_t T = T0; T < T1; T++) {
+    const size_t nc = std::min<size_t>(8, n1 - T * 8);
+    if (rest == 3) tile<Dot, 3>(w, a, T, t, nc, y, ldy);
+    else if (rest == 2) tile<Dot, 2>(w, a, T, t, nc, y, ldy);
+    else if (rest == 1) tile<Dot, 1>(w, a, T, t, nc, y, ldy);
+  }
+}
+
+}  // namespace neon_qdot
+}  // namespace lowbit
