@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -55,8 +56,8 @@ class Pool {
   ~Pool() {
     {
       std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
-      gen_++;
+      stop_.store(true, std::memory_order_release);
+      gen_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -85,21 +86,25 @@ class Pool {
     ensure_workers(want - 1);
     // Aim for ~4 chunks per thread for balance, but never below `grain`.
     size_t chunk = std::max(grain, (n + (size_t)want * 4 - 1) / ((size_t)want * 4));
+    job_ = &fn;
+    n_ = n;
+    chunk_ = chunk;
+    next_.store(0, std::memory_order_relaxed);
+    active_ = want - 1;
+    pending_.store(want - 1, std::memory_order_relaxed);
+    error_ = nullptr;
     {
+      // Under m_ so that a worker about to sleep cannot miss the new generation; the release
+      // publishes the job fields above to workers that spin on gen_ without the lock.
       std::lock_guard<std::mutex> lk(m_);
-      job_ = &fn;
-      n_ = n;
-      chunk_ = chunk;
-      next_.store(0);
-      active_ = want - 1;
-      pending_ = want - 1;
-      error_ = nullptr;
-      gen_++;
+      gen_.fetch_add(1, std::memory_order_release);
+      if (sleepers_ > 0) cv_.notify_all();
     }
-    cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lk(m_);
+      done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -114,11 +119,7 @@ class Pool {
   void ensure_workers(int n) {
     while ((int)workers_.size() < n) {
       int id = (int)workers_.size();
-      uint64_t g;
-      {
-        std::lock_guard<std::mutex> lk(m_);
-        g = gen_;  // the worker waits for the next generation after this one
-      }
+      const uint64_t g = gen_.load(std::memory_order_acquire);  // the worker waits for the next generation after this one
       workers_.emplace_back([this, id, g] { loop(id, g); });
     }
   }
@@ -138,33 +139,66 @@ class Pool {
     }
   }
 
+  // Spin (with a pause hint) for up to spin_us_ microseconds until cond() holds: a decoding step
+  // runs ~200 parallel regions of 20–500 µs with short serial gaps between them, and a futex wake-up
+  // on a VM costs tens of µs each way. Past the budget the caller sleeps on a condition variable, so
+  // an idle pool costs nothing. LOWBIT_SPIN_US=0 turns spinning off.
+  template <class Cond>
+  bool spin_until(Cond cond) const {
+    if (spin_us_ <= 0) return cond();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned i = 1;; i++) {
+      if (cond()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+      if ((i & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(spin_us_)) return cond();
+    }
+  }
+
   void loop(int id, uint64_t seen) {
     for (;;) {
-      {
+      if (!spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; })) {
         std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return gen_ != seen; });
-        seen = gen_;
-        if (stop_) return;
-        if (id >= active_) continue;  // not needed for this region
+        sleepers_++;
+        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
+        sleepers_--;
       }
+      seen = gen_.load(std::memory_order_acquire);
+      if (stop_.load(std::memory_order_acquire)) return;
+      if (id >= active_) continue;  // not needed for this region
       work();
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(m_);  // the caller checks pending_ under m_ before it sleeps
+        done_cv_.notify_one();
+      }
     }
+  }
+
+  static int default_spin_us() {
+    const char* env = std::getenv("LOWBIT_SPIN_US");
+    if (env && *env) return std::max(0, std::atoi(env));
+    return 200;
   }
 
   std::mutex region_;  // one parallel region at a time
   std::mutex m_;
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
+  // Job fields: written by the caller before gen_ is released, read by workers after acquiring it.
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t n_ = 0, chunk_ = 1;
   std::atomic<size_t> next_{0};
-  int active_ = 0, pending_ = 0;
-  uint64_t gen_ = 0;
-  bool stop_ = false;
+  int active_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> gen_{0};
+  int sleepers_ = 0;  // workers blocked on cv_ (guarded by m_)
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
   int nthreads_ = default_threads();
+  const int spin_us_ = default_spin_us();
 };
 
 Pool& pool() {

@@ -130,7 +130,8 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits }): Prom
     res.push({ name: 'runtime-1b-q4_0-decode', skipped: true, reason });
     return res;
   }
-  const gguf = path.join(os.tmpdir(), `lowbit-bench-${preset}-q4_0.gguf`);
+  // v2: written since the U+FEFF piece fix (an older cached file is ignored)
+  const gguf = path.join(os.tmpdir(), `lowbit-bench-${preset}-q4_0-v2.gguf`);
   if (!fs.existsSync(gguf)) {
     log(`runtime-1b-q4_0: writing ${gguf}`);
     await exportGguf(dir, gguf, { type: 'Q4_0', tokenizer: tok, overwrite: true });
