@@ -157,13 +157,16 @@ export interface NativePackedLinear { qweight: Int32Array; scales: Float32Array;
  */
 export interface NativeQBlock {
   bits: 4 | 8;
-  kb: 32 | 64 | 128 | 256;
+  /** Channels per scale block (16 only with 8-bit codes: GGUF Q6_K). */
+  kb: 16 | 32 | 64 | 128 | 256;
   inFeatures: number;
   outFeatures: number;
   /** Codes in tiles of 8 output columns (out padded to a multiple of 8): 4-bit nibbles or signed bytes. */
   q: Uint8Array;
-  /** (out8/8, in/kb, 8) fp16 bit patterns. */
+  /** (out8/8, in/kb, 8) fp16 bit patterns (empty when d32 holds the scales). */
   d: Uint16Array;
+  /** The scales in f32 instead (GGUF Q4_K / Q6_K, whose block scales are products fp16 cannot hold), or null. */
+  d32?: Float32Array | null;
   /** (out8/8, in/kb, 8) f32 offsets, or null: then the offset is −zeroFixed·d. */
   m: Float32Array | null;
   zeroFixed: number;

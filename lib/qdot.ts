@@ -14,7 +14,7 @@ import type { GptqInt4Weights } from './qmatmul';
 export type QBlock = NativeQBlock;
 
 /** ggml block types that run in the integer-dot layout. */
-export const GGML_QBLOCK_TYPES = ['Q4_0', 'Q4_1', 'Q8_0'] as const;
+export const GGML_QBLOCK_TYPES = ['Q4_0', 'Q4_1', 'Q8_0', 'Q4_K', 'Q6_K'] as const;
 export type GgmlQBlockType = (typeof GGML_QBLOCK_TYPES)[number];
 
 /** A GPTQ linear layer of any width lowbit writes (2, 3, 4, 8 bits), zeros as true zeros. */
@@ -38,7 +38,11 @@ export async function qblockFromGptq(w: GptqWeights, signal?: AbortSignal): Prom
   return runTask(() => addon().qblockFromGptq({ bits, inFeatures: inF, outFeatures: out, groups, qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx }), signal, 'qblockFromGptq');
 }
 
-/** Repack an (out × in) ggml Q4_0 / Q4_1 / Q8_0 tensor's blocks (in % 32 == 0). */
+/**
+ * Repack an (out × in) ggml tensor's blocks: Q4_0 / Q4_1 / Q8_0 (in % 32 == 0) and the k-quants Q4_K
+ * (4-bit codes, f32 scale and offset per 32) and Q6_K (codes − 32 as 8-bit, f32 scale per 16;
+ * in % 256 == 0) — the values ggml's dequantization gives, exactly.
+ */
 export async function qblockFromGgml(type: GgmlQBlockType, data: Uint8Array, outFeatures: number, inFeatures: number, signal?: AbortSignal): Promise<QBlock> {
   if (!GGML_QBLOCK_TYPES.includes(type)) throw invalidOption('type', GGML_QBLOCK_TYPES.join(', '), type);
   return runTask(() => addon().qblockFromGgml({ type: GGML_TYPES[type].id, data, outFeatures, inFeatures }), signal, 'qblockFromGgml');
@@ -74,12 +78,12 @@ export function qblockWeight(w: QBlock, n: number, kLayout: number): number {
     code = k % 8 < 4 ? byte & 15 : byte >> 4;
   }
   const si = (T * B + b) * 8 + j;
-  const d = f16BitsToF32(w.d[si]);
+  const d = w.d32 ? w.d32[si] : f16BitsToF32(w.d[si]);
   const m = w.m ? w.m[si] : -w.zeroFixed * d;
   return d * code + m;
 }
 
 /** Bytes of a QBlock's codes, scales and offsets (what a product reads). */
 export function qblockBytes(w: QBlock): number {
-  return w.q.byteLength + w.d.byteLength + (w.m ? w.m.byteLength : 0);
+  return w.q.byteLength + w.d.byteLength + (w.d32 ? w.d32.byteLength : 0) + (w.m ? w.m.byteLength : 0);
 }

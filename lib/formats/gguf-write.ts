@@ -32,9 +32,10 @@ import {
 import { encodeGgml, type GgmlEncodeType } from './ggml-blocks';
 import type { Vocab } from '../tokenizer';
 
-/** Tensor types {@link writeGguf} writes. */
-export type GgufWriteType = GgmlEncodeType;
-const WRITE_TYPES: readonly GgufWriteType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1'];
+/** Tensor types {@link writeGguf} writes (the k-quants from encoded blocks only: lowbit has no k-quant encoder). */
+export type GgufWriteType = GgmlEncodeType | 'Q4_K' | 'Q6_K';
+const WRITE_TYPES: readonly GgufWriteType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K', 'Q6_K'];
+const ENCODED_ONLY: readonly GgufWriteType[] = ['Q4_K', 'Q6_K'];
 
 /**
  * The value of an ARRAY metadata entry: the element type and the elements. Numeric elements may
@@ -292,6 +293,7 @@ function planTensor(t: unknown, i: number, names: Set<string>): PlannedTensor {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: data has ${data.length} elements but shape [${shape.join(', ')}] needs ${numel} (nothing written)`, { tensor: name });
   }
   const nbytes = (numel / info.blockSize) * info.typeSize;
+  if (data instanceof Float32Array && ENCODED_ONLY.includes(type)) throw invalidOption(`${name}: data`, `encoded ${type} blocks (Uint8Array): lowbit writes ${type} from encoded blocks only`, 'Float32Array');
   if (data instanceof Uint8Array && data.byteLength !== nbytes) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: ${data.byteLength} encoded bytes, but ${type} [${shape.join(', ')}] is ${nbytes} bytes (nothing written)`, { tensor: name });
   }
@@ -402,7 +404,8 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
           throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: data producer returned ${x.length} elements but shape [${shape.join(', ')}] needs ${p.numel} (nothing written)`, { tensor: name });
         }
       }
-      const bytes = x instanceof Uint8Array ? x : encodeGgml(type, x as Float32Array, name);
+      if (!(x instanceof Uint8Array) && ENCODED_ONLY.includes(type)) throw invalidOption(`${name}: data producer result`, `encoded ${type} blocks (Uint8Array)`, 'Float32Array');
+      const bytes = x instanceof Uint8Array ? x : encodeGgml(type as GgmlEncodeType, x as Float32Array, name);
       if (bytes.byteLength !== p.nbytes) throw new LowbitError('LOWBIT_INTERNAL', `${name}: encoded ${bytes.byteLength} bytes, planned ${p.nbytes}`);
       await writeAll(fh, bytes);
       const pad = alignUp(p.nbytes, alignment) - p.nbytes; // offsets are aligned, so this aligns the absolute position too

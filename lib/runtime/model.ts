@@ -296,18 +296,19 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       const map = new Map<string, string>();
       for (const t of g.tensors) { const n = ggufLlamaTensorName(t.name); if (n) map.set(n, t.name); }
       checkConfig(cfg, abs);
-      // F32/F16/BF16 tensors convert; ggml block types (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) are dequantized at load
+      // F32/F16/BF16 tensors convert; ggml block types are dequantized at load unless they run packed (below)
       const f32 = (name: string): Float32Array => {
         const t = g.tensor(name);
         return ['F32', 'F16', 'BF16'].includes(t.typeName) ? g.tensorF32(name) : decodeGgml(t.typeName as GgmlDecodeType, g.bytes(name), t.numel);
       };
-      // Q4_0 / Q4_1 / Q8_0 linear layers (and head) run packed in the integer-dot layout
+      // Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K linear layers (and head) run packed in the integer-dot layout
       const packedMods = new Map<string, NativePackedLinear | NativeQBlock>();
       if (options.packed !== false && (options.activations ?? 'int8') === 'int8') {
         for (const [hf, gn] of map) {
           const t = g.tensor(gn);
           if (!(GGML_QBLOCK_TYPES as readonly string[]).includes(t.typeName) || t.shape.length !== 2 || !hf.endsWith('.weight') || hf === 'model.embed_tokens.weight') continue;
-          if (t.shape[1] % 32 !== 0) continue;  // the layout needs rows of a multiple of 32 channels: dequantized instead
+          // the layout needs whole ggml blocks per row (32 channels; 256 for the k-quants): dequantized otherwise
+          if (t.shape[1] % (t.typeName.endsWith('_K') ? 256 : 32) !== 0) continue;
           const mod = hf.slice(0, -'.weight'.length);
           packedMods.set(mod, await qblockFromGgml(t.typeName as GgmlQBlockType, g.bytes(gn), t.shape[0], t.shape[1]));
         }

@@ -1,7 +1,7 @@
 // Integer-dot (W4A8 / W8A8) matmul from JS: repacking into the kernel layout and the product.
 //   qblockFromGptq(job) / qblockFromGgml(job) -> task resolving a QBlock object
-//     {bits, kb, inFeatures, outFeatures, q: Uint8Array, d: Uint16Array, m: Float32Array | null,
-//      zeroFixed, perm: Int32Array | null}
+//     {bits, kb, inFeatures, outFeatures, q: Uint8Array, d: Uint16Array, d32: Float32Array | null,
+//      m: Float32Array | null, zeroFixed, perm: Int32Array | null}  (d32: f32 scales of Q4_K/Q6_K)
 //   qdotLinear(qblock, x, rows, y, mode) -> task;  quantizeActs(x, rows, in, kb, perm, mode) -> {xq, sx, sum}
 // See kernels/qdot.h.
 #include <cmath>
@@ -23,6 +23,7 @@ struct Repacked {
   std::unique_ptr<std::vector<uint8_t>> q;
   std::unique_ptr<std::vector<uint16_t>> d;
   std::unique_ptr<std::vector<float>> m;
+  std::unique_ptr<std::vector<float>> d32;
   std::unique_ptr<std::vector<int32_t>> perm;
 };
 
@@ -48,6 +49,7 @@ Napi::Value to_js(Napi::Env env, Repacked& r) {
   o.Set("q", external<uint8_t, Napi::Uint8Array>(env, r.q));
   o.Set("d", external<uint16_t, Napi::Uint16Array>(env, r.d));
   o.Set("m", external<float, Napi::Float32Array>(env, r.m));
+  o.Set("d32", external<float, Napi::Float32Array>(env, r.d32));
   o.Set("perm", external<int32_t, Napi::Int32Array>(env, r.perm));
   return o;
 }
@@ -106,29 +108,32 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
   const int type = (int)num(j, "type");
   const size_t out = (size_t)num(j, "outFeatures"), in = (size_t)num(j, "inFeatures");
   View src = view_of(j.Get("data"), "data");
-  const size_t bsz = type == GGML_Q4_0 ? 18 : type == GGML_Q4_1 ? 20 : type == GGML_Q8_0 ? 34 : 0;
-  if (!bsz) throw_js(env, "LOWBIT_UNSUPPORTED", "qblockFromGgml: only Q4_0, Q4_1 and Q8_0 run packed");
-  if (in == 0 || in % 32) throw_js(env, "LOWBIT_UNSUPPORTED", "the integer-dot layout needs rows of a multiple of 32 channels, got " + std::to_string(in));
-  if (src.bytes < out * (in / 32) * bsz) throw_js(env, "LOWBIT_INTERNAL", "qblockFromGgml: data too small");
+  const GgmlQInfo gi = qblock_ggml_info(type);
+  if (!gi.block_bytes) throw_js(env, "LOWBIT_UNSUPPORTED", "qblockFromGgml: only Q4_0, Q4_1, Q8_0, Q4_K and Q6_K run packed");
+  if (in == 0 || in % gi.block_values)
+    throw_js(env, "LOWBIT_UNSUPPORTED", "the integer-dot layout needs rows of a multiple of " + std::to_string(gi.block_values) + " channels for this type, got " + std::to_string(in));
+  if (src.bytes < out * (in / gi.block_values) * gi.block_bytes) throw_js(env, "LOWBIT_INTERNAL", "qblockFromGgml: data too small");
   auto r = std::make_shared<Repacked>();
-  r->bits = type == GGML_Q8_0 ? 8 : 4;
-  r->kb = 32;
+  r->bits = gi.bits;
+  r->kb = gi.kb;
   r->in = in;
   r->out = out;
-  r->zero_fixed = type == GGML_Q4_0 ? 8.0f : 0.0f;
+  r->zero_fixed = gi.zero_fixed;
   const uint8_t* data = src.data;
   return Task::Start(
       env, "lowbit.qblockFromGgml",
       [r, type, data](TaskContext&) {
         QBlockMatrix g;
         g.bits = r->bits;
-        g.kb = 32;
+        g.kb = r->kb;
         g.in = r->in;
         g.out = r->out;
+        const GgmlQInfo gi = qblock_ggml_info(type);
         r->q = std::make_unique<std::vector<uint8_t>>(g.q_bytes());
-        r->d = std::make_unique<std::vector<uint16_t>>(g.d_count());
-        if (type == GGML_Q4_1) r->m = std::make_unique<std::vector<float>>(g.d_count());
-        qblock_repack_ggml(type, data, r->out, r->in, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr);
+        r->d = std::make_unique<std::vector<uint16_t>>(gi.has_d32 ? 0 : g.d_count());
+        if (gi.has_d32) r->d32 = std::make_unique<std::vector<float>>(g.d_count());
+        if (gi.has_m) r->m = std::make_unique<std::vector<float>>(g.d_count());
+        qblock_repack_ggml(type, data, r->out, r->in, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr, r->d32 ? r->d32->data() : nullptr);
       },
       [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("data")});
 }
@@ -158,7 +163,7 @@ Napi::Value QuantizeActs(const Napi::CallbackInfo& info) {
   const size_t rows = (size_t)info[1].As<Napi::Number>().DoubleValue(), in = (size_t)info[2].As<Napi::Number>().DoubleValue();
   const int kb = info[3].As<Napi::Number>().Int32Value();
   const int mode = info[5].As<Napi::Number>().Int32Value();
-  if (const char* why = qblock_check(4, kb, in)) throw_js(env, "LOWBIT_INVALID_OPTION", std::string("quantizeActs: ") + why);
+  if (const char* why = qblock_check(kb == 16 ? 8 : 4, kb, in)) throw_js(env, "LOWBIT_INVALID_OPTION", std::string("quantizeActs: ") + why);
   if (x.bytes < rows * in * 4) throw_js(env, "LOWBIT_INTERNAL", "quantizeActs: x too small");
   const int32_t* perm = nullptr;
   if (!info[4].IsNull() && !info[4].IsUndefined()) {
@@ -191,11 +196,20 @@ void qblock_from_js(Napi::Env env, const Napi::Object& o, QBlockMatrix& w, std::
   w.zero_fixed = (float)num(o, "zeroFixed");
   if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", std::string("qblock: ") + why);
   View q = view_of(o.Get("q"), "q"), d = view_of(o.Get("d"), "d");
-  if (q.bytes < w.q_bytes() || d.bytes < w.d_count() * 2) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
+  Napi::Value d32 = o.Get("d32");
+  const bool has32 = !d32.IsNull() && !d32.IsUndefined();
+  if (q.bytes < w.q_bytes() || (!has32 && d.bytes < w.d_count() * 2)) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
   w.q = q.data;
   w.d = reinterpret_cast<const uint16_t*>(d.data);
+  w.d32 = nullptr;
   keep.push_back(o.Get("q"));
   keep.push_back(o.Get("d"));
+  if (has32) {
+    View dv = view_of(d32, "d32");
+    if (dv.bytes < w.d_count() * 4) throw_js(env, "LOWBIT_INTERNAL", "qblock: d32 too small");
+    w.d32 = reinterpret_cast<const float*>(dv.data);
+    keep.push_back(d32);
+  }
   Napi::Value m = o.Get("m"), p = o.Get("perm");
   w.m = nullptr;
   w.perm = nullptr;

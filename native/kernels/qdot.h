@@ -20,12 +20,14 @@
 //           is a vpmaddubsw against the broadcast 4 activation bytes of those channels.
 //   bits 8: tile T, unit u (4 channels): 32 bytes at (T·in/4 + u)·32; column j's 4 bytes at 4j,
 //           byte i = q[8T + j][4u + i] as int8 (codes − 128 for unsigned sources).
-//   d: (out8/8, in/kb, 8) fp16 scales — the sources' scales are fp16 (GPTQ, GGUF): nothing lost.
+//   d: (out8/8, in/kb, 8) fp16 scales — the sources' scales are fp16 (GPTQ, GGUF): nothing lost;
+//      or d32, the same in f32, for sources whose block scales are products (GGUF Q4_K: d·sc,
+//      Q6_K: d·scale) that fp16 cannot hold exactly.
 //   m: (out8/8, in/kb, 8) f32 offsets (asymmetric), or null: then m = −zero_fixed · d (q4_0: 8,
 //      q8_0: 0, symmetric GPTQ: 8; 8-bit sources' 128 is folded into the signed codes).
 //   perm: null, or the order in which channels were laid out (act-order checkpoints are repacked
 //      in processing order so groups become consecutive blocks; x is gathered by perm first).
-// kb ∈ {32, 64, 128, 256}; in % kb == 0. The 4-bit kernel sums vpmaddubsw pairs in int16 over 32
+// kb ∈ {32, 64, 128, 256} (and 16 for 8-bit codes: Q6_K's sub-blocks); in % kb == 0. The 4-bit kernel sums vpmaddubsw pairs in int16 over 32
 // channels (each lane: 16 products ≤ 15·127, |Σ| ≤ 30480 < 2¹⁵), then in int32 over the block,
 // and converts to float once per block.
 #pragma once
@@ -40,6 +42,7 @@ struct QBlockMatrix {
   size_t out = 0, in = 0;
   const uint8_t* q = nullptr;
   const uint16_t* d = nullptr;
+  const float* d32 = nullptr;  // when set, the scales in f32 (d unused)
   const float* m = nullptr;
   float zero_fixed = 0.0f;
   const int32_t* perm = nullptr;
@@ -64,6 +67,7 @@ struct QActs {
 const char* qblock_check(int bits, int kb, size_t in);
 int qblock_code(const QBlockMatrix& w, size_t n, size_t k);
 inline size_t qblock_sidx(const QBlockMatrix& w, size_t n, size_t b) { return ((n / 8) * w.blocks() + b) * 8 + n % 8; }
+float qblock_scale(const QBlockMatrix& w, size_t si);  // d32[si] or fp16 d[si]
 
 // x (rows × in) → QActs, gathering by perm when given. Round half to even of x · (127 / max|x|).
 void quantize_acts_ref(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
@@ -104,9 +108,16 @@ int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const
 void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint16_t* d, float* m, int32_t* perm);
 
 // From ggml blocks of 32 (Q4_0: 18 bytes {f16 d, 16 B nibbles}, Q8_0: 34 bytes {f16 d, 32 × i8},
-// Q4_1: 20 bytes {f16 d, f16 m, 16 B nibbles}); rows of `in` channels, in % 32 == 0. kb = 32.
-// Outputs zero-filled as above.
-enum GgmlQType { GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8 };
-void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m);
+// Q4_1: 20 bytes {f16 d, f16 m, 16 B nibbles}; rows of `in` channels, in % 32 == 0, kb = 32, scales
+// to d) and super-blocks of 256 (Q4_K: 144 bytes, 8 sub-blocks of 32 with 6-bit scales and mins →
+// 4-bit codes, kb = 32, d32 = f32(d·sc), m = −f32(dmin·min); Q6_K: 210 bytes, 16 sub-blocks of 16
+// with int8 scales → 8-bit codes q − 32, kb = 16, d32 = f32(d·scale); in % 256 == 0) — the values
+// ggml's own dequantization computes, exactly. Outputs zero-filled as above.
+enum GgmlQType { GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_Q6_K = 14 };
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, float* d32 = nullptr);
+// Geometry of a ggml type in the layout: bytes per ggml block, values per ggml block, bits, kb
+// (0 bytes: not supported).
+struct GgmlQInfo { size_t block_bytes, block_values; int bits, kb; bool has_m, has_d32; float zero_fixed; };
+GgmlQInfo qblock_ggml_info(int type);
 
 }  // namespace lowbit

@@ -72,7 +72,7 @@ void check_gemm(const char* isa) {
 }
 
 void check_quantize_acts(const char* isa) {
-  for (int kb : {32, 64, 128, 256}) {
+  for (int kb : {16, 32, 64, 128, 256}) {
     for (size_t rows : {1, 3, 6}) {
       const size_t in = (size_t)kb * (size_t)irand(1, 3);
       std::vector<float> x(rows * in);
@@ -102,10 +102,13 @@ void check_quantize_acts(const char* isa) {
 }
 
 void check_qdot(const char* isa) {
-  struct S { int bits, kb; size_t out, in, rows; bool asym; };
-  const S shapes[] = {{4, 32, 1, 32, 1, false},   {4, 32, 13, 64, 1, true},   {4, 64, 8, 128, 5, false},  {4, 128, 37, 256, 7, true},
-                      {4, 256, 24, 512, 4, false}, {8, 32, 1, 32, 1, false},   {8, 32, 19, 96, 3, false},  {8, 64, 40, 192, 9, true},
-                      {8, 128, 7, 128, 2, false},  {8, 256, 16, 256, 6, true}, {4, 32, 100, 160, 13, false}};
+  struct S { int bits, kb; size_t out, in, rows; bool asym, f32s; };
+  const S shapes[] = {{4, 32, 1, 32, 1, false, false},   {4, 32, 13, 64, 1, true, false},   {4, 64, 8, 128, 5, false, false},
+                      {4, 128, 37, 256, 7, true, false},  {4, 256, 24, 512, 4, false, false}, {8, 32, 1, 32, 1, false, false},
+                      {8, 32, 19, 96, 3, false, false},   {8, 64, 40, 192, 9, true, false},   {8, 128, 7, 128, 2, false, false},
+                      {8, 256, 16, 256, 6, true, false},  {4, 32, 100, 160, 13, false, false},
+                      // f32 scales (GGUF Q4_K: 4-bit kb 32 asym; Q6_K: 8-bit kb 16)
+                      {4, 32, 21, 256, 5, true, true},    {8, 16, 11, 256, 3, false, true},   {8, 16, 1, 512, 1, false, true}};
   for (const S& s : shapes) {
     QBlockMatrix w;
     w.bits = s.bits;
@@ -116,10 +119,12 @@ void check_qdot(const char* isa) {
     for (auto& v : q) v = (uint8_t)irand(0, 255);
     std::vector<uint16_t> d(w.d_count());
     for (auto& v : d) v = f32_to_f16(uni(0.001f, 0.05f), true, nullptr);
-    std::vector<float> m(w.d_count());
+    std::vector<float> m(w.d_count()), d32(w.d_count());
     for (auto& v : m) v = uni(-0.2f, 0.2f);
+    for (auto& v : d32) v = uni(-0.05f, 0.05f);
     w.q = q.data();
     w.d = d.data();
+    w.d32 = s.f32s ? d32.data() : nullptr;
     w.m = s.asym ? m.data() : nullptr;
     w.zero_fixed = s.bits == 4 ? 8.0f : 0.0f;
     std::vector<float> x(s.rows * s.in), y(s.rows * s.out), r(s.rows * s.out);
@@ -140,15 +145,15 @@ void check_qdot(const char* isa) {
         for (size_t b = 0; b < B; b++) {
           long dot = 0;
           for (size_t k = b * s.kb; k < (b + 1) * s.kb; k++) dot += (long)qblock_code(w, n, k) * xq[t * s.in + k];
-          const double dd = f16_to_f32(d[qblock_sidx(w, n, b)]);
+          const double dd = qblock_scale(w, qblock_sidx(w, n, b));
           const double mm = w.m ? (double)w.m[qblock_sidx(w, n, b)] : -(double)w.zero_fixed * dd;
           mag += std::fabs(sx[t * B + b]) * (std::fabs(dd * (double)dot) + std::fabs(mm * (double)sum[t * B + b]));
         }
         const double bound = (double)(B + 4) * std::ldexp(1.0, -23) * mag + 1e-30;
         if (std::fabs((double)y[t * s.out + n] - r[t * s.out + n]) > bound) {
           char b[200];
-          std::snprintf(b, sizeof b, "[%s] qdot %d-bit kb %d %zux%zu rows %zu%s: y[%zu,%zu] %.9g vs ref %.9g (bound %.3g)", isa, s.bits, s.kb, s.out,
-                        s.in, s.rows, s.asym ? " asym" : "", t, n, y[t * s.out + n], r[t * s.out + n], bound);
+          std::snprintf(b, sizeof b, "[%s] qdot %d-bit kb %d %zux%zu rows %zu%s%s: y[%zu,%zu] %.9g vs ref %.9g (bound %.3g)", isa, s.bits, s.kb, s.out,
+                        s.in, s.rows, s.asym ? " asym" : "", s.f32s ? " f32 scales" : "", t, n, y[t * s.out + n], r[t * s.out + n], bound);
           fail(b);
           t = s.rows;
           break;

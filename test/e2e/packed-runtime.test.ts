@@ -23,6 +23,10 @@ import { evaluate } from '../../lib/runtime/evaluate';
 import { readLlama2cModel } from '../../lib/formats/llama2c';
 import { writeHfFromLlama2c } from '../../lib/formats/convert';
 import { fixturesDir } from '../helpers/fixtures';
+import { encodeQ4K, encodeQ6K } from '../helpers/kquants';
+import { buildLlamaGgufSpec, writeGguf } from '../../lib/formats/gguf-write';
+import { readHfConfig } from '../../lib/formats/hf-config';
+import { openSafetensors } from '../../lib/formats/safetensors';
 
 function rmsRel(a: Float32Array, b: Float32Array): number {
   let n = 0, d = 0;
@@ -85,6 +89,46 @@ describe('runtime on packed int4 GPTQ weights', function () {
       }
     });
   }
+
+  it('GGUF k-quants (Q4_K linears, Q6_K down projections and head, as in Q4_K_M files) run packed: logits within 6% (RMS) of the dequantized file', async function () {
+    const src = await writeSyntheticModel(path.join(root, 'kq'), {
+      shape: { hiddenSize: 256, intermediateSize: 512, layers: 2, heads: 4, kvHeads: 2, vocabSize: 96, maxPositions: 64 }, dtype: 'F16', seed: 8 });
+    const hc = readHfConfig(src);
+    const st = openSafetensors(src);
+    const tensors = new Map<string, { data: Float32Array; shape: number[] }>();
+    try {
+      for (const n of st.names()) tensors.set(n, { data: st.toFloat32(n), shape: st.info(n).shape });
+    } finally {
+      st.close();
+    }
+    const pieces = Array.from({ length: 96 }, (_, i) => (i === 0 ? '<unk>' : i === 1 ? '\n<s>\n' : i === 2 ? '\n</s>\n' : `p${i}`));
+    const vocab = { pieces, pieceBytes: pieces.map((p) => new Uint8Array(Buffer.from(p))), scores: new Float32Array(96), bos: 1, eos: 2, maxTokenLength: 8 };
+    const spec = buildLlamaGgufSpec({ dim: 256, hiddenDim: 512, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 96, contextLength: 64, rmsEps: hc.rmsNormEps,
+      ropeTheta: hc.ropeTheta, name: 'kq' }, vocab, tensors, { type: 'F32', ropeOrder: 'half' });
+    const kinds = new Map<string, number>();
+    for (const t of spec.tensors) {
+      if (t.shape.length !== 2 || t.name === 'token_embd.weight') continue;
+      const x = typeof t.data === 'function' ? (await t.data()) as Float32Array : t.data as Float32Array;
+      const q6 = t.name.endsWith('ffn_down.weight') || t.name === 'output.weight';
+      t.type = q6 ? 'Q6_K' : 'Q4_K';
+      t.data = q6 ? encodeQ6K(x) : encodeQ4K(x);
+      kinds.set(t.type, (kinds.get(t.type) ?? 0) + 1);
+    }
+    assert.deepEqual([kinds.get('Q4_K'), kinds.get('Q6_K')], [12, 3]);
+    const file = path.join(root, 'kq.gguf');
+    await writeGguf(file, spec);
+    const a = await loadModel(file), b = await loadModel(file, { packed: false });
+    try {
+      const toks = Int32Array.from({ length: 40 }, (_, i) => (i * 37) % 96);
+      const la = await a.forward(toks, 0, 40), lb = await b.forward(toks, 0, 40);
+      assert.ok(rmsRel(la, lb) < 0.06 && rmsRel(la, lb) > 0, `prefill rel ${rmsRel(la, lb)}`);
+      const da = await a.forward(Int32Array.of(3), 40, 1), db = await b.forward(Int32Array.of(3), 40, 1);
+      assert.ok(rmsRel(da, db) < 0.06, `decode rel ${rmsRel(da, db)}`);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
 
   for (const type of ['q4_0', 'q8_0'] as const) {
     it(`GGUF ${type} (stories260K) runs packed with int8 activations: perplexity within 1% of the dequantized file`, async function () {

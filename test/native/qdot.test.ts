@@ -11,7 +11,7 @@
  * - the whole path against f32 math: relative error of a W4A8 product ≤ 2% on normal data (int8
  *   activations per block cost ≈ 0.6%; a wrong permutation or scale costs ~100%);
  * - repacking: GPTQ (2/3/4/8 bits, groups 32…256 and per channel, sym/asym, act-order) and ggml
- *   (Q4_0, Q4_1, Q8_0) sources decode to exactly the checkpoint's weights.
+ *   (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) sources decode to exactly the checkpoint's weights.
  * Shapes: 1 row, odd output counts (not multiples of the 8-column tile: padded columns), token
  * counts that are not multiples of the 4-token tile, 32 input channels (one block), LLM shapes.
  */
@@ -77,16 +77,26 @@ function activations(rng: Rng, rows: number, inF: number): Float32Array {
   return x;
 }
 
-function randomQBlock(rng: Rng, bits: 4 | 8, kb: 32 | 64 | 128 | 256, out: number, inF: number, asym: boolean, perm: boolean): QBlock {
+function randomQBlock(rng: Rng, bits: 4 | 8, kb: 16 | 32 | 64 | 128 | 256, out: number, inF: number, asym: boolean, perm: boolean, f32Scales = false): QBlock {
   const B = inF / kb, out8 = Math.ceil(out / 8) * 8;
+  const scale = () => Math.fround((0.002 + 0.03 * rng.next()) * (rng.next() < 0.5 ? -1 : 1));
   return {
     bits, kb, inFeatures: inF, outFeatures: out,
     q: Uint8Array.from({ length: out8 * (bits === 4 ? inF / 2 : inF) }, () => rng.int(0, 255)),
-    d: Uint16Array.from({ length: out8 * B }, () => f32ToF16Bits(Math.fround((0.002 + 0.03 * rng.next()) * (rng.next() < 0.5 ? -1 : 1)))),
+    d: f32Scales ? new Uint16Array(0) : Uint16Array.from({ length: out8 * B }, () => f32ToF16Bits(scale())),
+    d32: f32Scales ? Float32Array.from({ length: out8 * B }, scale) : null,
     m: asym ? Float32Array.from({ length: out8 * B }, () => Math.fround(rng.normal() * 0.05)) : null,
     zeroFixed: bits === 4 ? 8 : 0,
     perm: perm ? randomPerm(rng, inF) : null,
   };
+}
+
+/** The integer code at output n, layout channel k (read from the layout bytes independently of the native code). */
+function layoutCode(w: QBlock, n: number, k: number): number {
+  const T = Math.floor(n / 8), j = n % 8;
+  if (w.bits === 8) return (w.q[(T * (w.inFeatures / 4) + Math.floor(k / 4)) * 32 + j * 4 + (k % 4)] << 24) >> 24;
+  const byte = w.q[(T * (w.inFeatures / 8) + Math.floor(k / 8)) * 32 + j * 4 + (k % 4)];
+  return k % 8 < 4 ? byte & 15 : byte >> 4;
 }
 
 /** Σ over blocks of |sx·d·Σq·xq| + |sx·m·Σxq| and the double value, from the quantized activations. */
@@ -96,11 +106,8 @@ function tsProduct(w: QBlock, a: { xq: Int8Array; sx: Float32Array; sum: Int32Ar
   for (let b = 0; b < B; b++) {
     let dot = 0;
     const si = (Math.floor(n / 8) * B + b) * 8 + (n % 8);
-    const d = f16BitsToF32(w.d[si]), m = w.m ? w.m[si] : -w.zeroFixed * d;
-    for (let k = b * w.kb; k < (b + 1) * w.kb; k++) {
-      const wv = qblockWeight(w, n, k);
-      dot += ((wv - m) / d) * a.xq[t * w.inFeatures + k];  // the integer code · xq
-    }
+    const d = w.d32 ? w.d32[si] : f16BitsToF32(w.d[si]), m = w.m ? w.m[si] : -w.zeroFixed * d;
+    for (let k = b * w.kb; k < (b + 1) * w.kb; k++) dot += layoutCode(w, n, k) * a.xq[t * w.inFeatures + k];
     const sx = a.sx[t * B + b], s = a.sum[t * B + b];
     y += sx * (d * dot + m * s);
     mag += Math.abs(sx * d * dot) + Math.abs(sx * m * s);
@@ -108,8 +115,9 @@ function tsProduct(w: QBlock, a: { xq: Int8Array; sx: Float32Array; sum: Int32Ar
   return { y, mag };
 }
 
-// rows, out, in, kb, bits, asym, perm
-const SHAPES: [number, number, number, 32 | 64 | 128 | 256, 4 | 8, boolean, boolean][] = [
+// rows, out, in, kb, bits, asym, perm, f32 scales (d32: the GGUF k-quants; kb 16 only with 8 bits: Q6_K)
+const SHAPES: [number, number, number, 16 | 32 | 64 | 128 | 256, 4 | 8, boolean, boolean, boolean?][] = [
+  [1, 11, 256, 16, 8, false, false, true], [5, 24, 512, 16, 8, false, false, true], [3, 13, 256, 32, 4, true, false, true], [4, 9, 64, 16, 8, true, true],
   [1, 1, 64, 32, 4, false, false], [1, 7, 64, 64, 4, false, false], [1, 13, 128, 128, 4, true, false], [3, 33, 256, 256, 4, false, false],
   [4, 17, 192, 64, 8, false, false], [5, 9, 320, 32, 8, true, false], [9, 40, 512, 128, 4, false, true], [7, 3, 64, 32, 4, true, false],
   [8, 2, 128, 32, 4, false, true], [6, 5, 256, 128, 8, true, true], [2, 31, 1024, 256, 8, false, false], [1, 1000, 4096, 128, 4, false, false],
@@ -118,7 +126,7 @@ const SHAPES: [number, number, number, 32 | 64 | 128 | 256, 4 | 8, boolean, bool
 
 describe('integer-dot matmul (W4A8 / W8A8)', function () {
   it('activation quantizer: every ISA == reference == TS, bit for bit', withIsas(async (isa) => {
-    for (const [rows, inF, kb, perm] of [[1, 64, 32, false], [3, 192, 64, true], [5, 4096, 128, false], [2, 256, 256, true], [7, 128, 32, true]] as const) {
+    for (const [rows, inF, kb, perm] of [[1, 64, 32, false], [3, 192, 64, true], [5, 4096, 128, false], [2, 256, 256, true], [7, 128, 32, true], [3, 48, 16, false], [2, 256, 16, true]] as const) {
       await withSeed(testSeed(rows * 7 + inF + kb), (rng) => {
         const x = activations(rng, rows, inF);
         const p = perm ? randomPerm(rng, inF) : null;
@@ -134,11 +142,11 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
     }
   }));
 
-  for (const [rows, out, inF, kb, bits, asym, perm] of SHAPES) {
-    const name = `${rows}×${inF} · (${out}×${inF})ᵀ W${bits}A8 kb${kb}${asym ? ' asym' : ''}${perm ? ' permuted' : ''}`;
+  for (const [rows, out, inF, kb, bits, asym, perm, f32s] of SHAPES) {
+    const name = `${rows}×${inF} · (${out}×${inF})ᵀ W${bits}A8 kb${kb}${asym ? ' asym' : ''}${perm ? ' permuted' : ''}${f32s ? ' f32 scales' : ''}`;
     it(`${name}: reference == TS integer arithmetic; every ISA within the bound`, withIsas(async (isa) => {
-      await withSeed(testSeed(rows + out + inF + kb + bits), async (rng) => {
-        const w = randomQBlock(rng, bits, kb, out, inF, asym, perm);
+      await withSeed(testSeed(rows + out + inF + kb + bits + (f32s ? 1 : 0)), async (rng) => {
+        const w = randomQBlock(rng, bits, kb, out, inF, asym, perm, !!f32s);
         const x = activations(rng, rows, inF);
         const a = quantizeActivations(x, rows, inF, kb, w.perm, { mode: 'ref' });
         const ref = await qdotLinear(w, x, rows, undefined, { mode: 'ref' });
@@ -232,9 +240,41 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
       });
     }
 
+    for (const type of ['Q4_K', 'Q6_K'] as const) {
+      it(`ggml ${type} (k-quants, random blocks): the layout decodes to ggml's own dequantization exactly; products within the bound`, withIsas(async (isa) => {
+        await withSeed(testSeed(type.charCodeAt(1) * 5 + 1), async (rng) => {
+          const out = 11, inF = 512, nb = (out * inF) / 256, bsz = type === 'Q4_K' ? 144 : 210;
+          const enc = Uint8Array.from({ length: nb * bsz }, () => rng.int(0, 255));
+          const half = () => f32ToF16Bits(Math.fround(0.0005 + 0.004 * rng.next()));
+          for (let b = 0; b < nb; b++) {  // valid fp16 super-block scales (random bytes could be NaN/inf)
+            const dv = new DataView(enc.buffer, b * bsz);
+            if (type === 'Q4_K') { dv.setUint16(0, half(), true); dv.setUint16(2, half(), true); } else dv.setUint16(208, half(), true);
+          }
+          const dec = decodeGgml(type, enc, out * inF);
+          const qb = await qblockFromGgml(type, enc, out, inF);
+          assert.equal(qb.d32!.length, Math.ceil(out / 8) * 8 * (inF / qb.kb));
+          assert.deepEqual([qb.bits, qb.kb], type === 'Q4_K' ? [4, 32] : [8, 16]);
+          for (let n = 0; n < out; n++) for (let k = 0; k < inF; k++) {
+            const got = Math.fround(qblockWeight(qb, n, k));
+            if (got !== dec[n * inF + k]) assert.fail(`[${n}, ${k}]: ${got} vs ${dec[n * inF + k]}`);
+          }
+          const rows = 3, x = activations(rng, rows, inF);
+          const a = quantizeActivations(x, rows, inF, qb.kb, null, { mode: 'ref' });
+          const ref = await qdotLinear(qb, x, rows, undefined, { mode: 'ref' }), fast = await qdotLinear(qb, x, rows, undefined, { mode: 'fast' });
+          for (let t = 0; t < rows; t++) for (let n = 0; n < out; n++) {
+            const { y, mag } = tsProduct(qb, a, t, n);
+            if (!(Math.abs(ref[t * out + n] - y) <= 1e-6 * mag + 1e-30)) assert.fail(`reference [${t}, ${n}]: ${ref[t * out + n]} vs TS ${y}`);
+            const bound = ((inF / qb.kb) + 4) * 2 ** -23 * mag + 1e-30;
+            if (!(Math.abs(fast[t * out + n] - ref[t * out + n]) <= bound)) assert.fail(`${isa} [${t}, ${n}]: ${fast[t * out + n]} vs ${ref[t * out + n]} (bound ${bound})`);
+          }
+        });
+      }));
+    }
+
     it('layers the layout cannot hold are LOWBIT_UNSUPPORTED naming the reason', async function () {
       const code = async (p: Promise<unknown>) => { try { await p; return 'resolved'; } catch (e) { assert.ok(isLowbitError(e), String(e)); return `${e.code}: ${e.message}`; } };
       assert.match(await code(qblockFromGgml('Q4_0', new Uint8Array(36), 1, 48)), /LOWBIT_UNSUPPORTED: .*multiple of 32/);
+      assert.match(await code(qblockFromGgml('Q4_K', new Uint8Array(144 * 2), 1, 288)), /LOWBIT_UNSUPPORTED: .*multiple of 256/);
       const w = { bits: 4, inFeatures: 64, outFeatures: 8, groups: 4, qweight: new Int32Array(64), scales: new Float32Array(32), zeros: new Uint8Array(32), gIdx: Int32Array.from({ length: 64 }, (_, k) => k >> 4) };
       assert.match(await code(qblockFromGptq(w)), /LOWBIT_UNSUPPORTED: .*group size must be a multiple of 32/);
       const w2 = { ...w, groups: 2, scales: new Float32Array(16), zeros: new Uint8Array(16), gIdx: Int32Array.from({ length: 64 }, (_, k) => (k < 40 ? 0 : 1)) };

@@ -43,7 +43,7 @@ void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows,
       for (size_t b = 0; b < B; b++) {
         int32_t dot = 0;
         for (size_t k = b * kb; k < (b + 1) * kb; k++) dot += row[k] * xq[k];
-        const float d = f16_to_f32(w.d[qblock_sidx(w, n, b)]);
+        const float d = qblock_scale(w, qblock_sidx(w, n, b));
         const float m = w.m ? w.m[qblock_sidx(w, n, b)] : -w.zero_fixed * d;
         s += a.sx[t * B + b] * (d * (float)dot + m * (float)a.sum[t * B + b]);
       }

@@ -2,6 +2,7 @@
 // of GPTQ and ggml sources into the kernel layout.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,10 +15,13 @@ namespace lowbit {
 
 const char* qblock_check(int bits, int kb, size_t in) {
   if (bits != 4 && bits != 8) return "bits must be 4 or 8";
-  if (kb != 32 && kb != 64 && kb != 128 && kb != 256) return "block must be 32, 64, 128 or 256 channels";
+  if (kb == 16 && bits != 8) return "blocks of 16 channels need 8-bit codes";
+  if (kb != 16 && kb != 32 && kb != 64 && kb != 128 && kb != 256) return "block must be 16 (8-bit), 32, 64, 128 or 256 channels";
   if (in == 0 || in % (size_t)kb) return "input channels must be a positive multiple of the block";
   return nullptr;
 }
+
+float qblock_scale(const QBlockMatrix& w, size_t si) { return w.d32 ? w.d32[si] : f16_to_f32(w.d[si]); }
 
 int qblock_code(const QBlockMatrix& w, size_t n, size_t k) {
   const size_t T = n / 8, j = n % 8;
@@ -67,7 +71,7 @@ void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y,
       for (size_t b = 0; b < B; b++) {
         int64_t dot = 0;
         for (size_t k = b * kb; k < (b + 1) * kb; k++) dot += (int64_t)qblock_code(w, n, k) * a.xq[t * w.in + k];
-        const double d = f16_to_f32(w.d[qblock_sidx(w, n, b)]);
+        const double d = qblock_scale(w, qblock_sidx(w, n, b));
         const double m = w.m ? (double)w.m[qblock_sidx(w, n, b)] : -(double)w.zero_fixed * d;
         s += (double)a.sx[t * B + b] * (d * (double)dot + m * (double)a.sum[t * B + b]);
       }
@@ -133,18 +137,78 @@ void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint1
   }
 }
 
-void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m) {
-  const size_t B = in / 32;
-  const size_t bsz = type == GGML_Q4_0 ? 18 : type == GGML_Q4_1 ? 20 : 34;
-  if (type != GGML_Q4_0 && type != GGML_Q4_1 && type != GGML_Q8_0) throw std::runtime_error("LOWBIT_INTERNAL: qblock_repack_ggml: type");
+GgmlQInfo qblock_ggml_info(int type) {
+  switch (type) {
+    case GGML_Q4_0: return {18, 32, 4, 32, false, false, 8.0f};
+    case GGML_Q4_1: return {20, 32, 4, 32, true, false, 0.0f};
+    case GGML_Q8_0: return {34, 32, 8, 32, false, false, 0.0f};
+    case GGML_Q4_K: return {144, 256, 4, 32, true, true, 0.0f};
+    case GGML_Q6_K: return {210, 256, 8, 16, false, true, 0.0f};
+    default: return {0, 0, 0, 0, false, false, 0.0f};
+  }
+}
+
+// Q4_K sub-block j's 6-bit scale and min from the 12 packed bytes (ggml's get_scale_min_k4).
+static void q4k_scale_min(const uint8_t* s, int j, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *mn = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+    *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, float* d32) {
+  const GgmlQInfo gi = qblock_ggml_info(type);
+  if (!gi.block_bytes) throw std::runtime_error("LOWBIT_INTERNAL: qblock_repack_ggml: type");
+  const size_t B = in / gi.block_values, bsz = gi.block_bytes;
   QBlockMatrix w;
-  w.bits = type == GGML_Q8_0 ? 8 : 4;
-  w.kb = 32;
+  w.bits = gi.bits;
+  w.kb = gi.kb;
   w.in = in;
   w.out = out;
   for (size_t n = 0; n < out; n++) {
     for (size_t b = 0; b < B; b++) {
       const uint8_t* blk = src + (n * B + b) * bsz;
+      if (type == GGML_Q4_K) {
+        // {f16 d, f16 dmin, 12 B scales, 128 B qs}: value = f32(d·sc_j)·q − f32(dmin·m_j); chunk c of
+        // 32 bytes holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles
+        uint16_t dh, mh;
+        std::memcpy(&dh, blk, 2);
+        std::memcpy(&mh, blk + 2, 2);
+        const float dd = f16_to_f32(dh), dmin = f16_to_f32(mh);
+        const uint8_t* qs = blk + 16;
+        for (int j = 0; j < 8; j++) {
+          int sc, mn;
+          q4k_scale_min(blk + 4, j, &sc, &mn);
+          const size_t sb = b * 8 + (size_t)j, si = qblock_sidx(w, n, sb);
+          d32[si] = dd * (float)sc;
+          m[si] = -(dmin * (float)mn);
+          const uint8_t* c = qs + 32 * (j / 2);
+          for (size_t l = 0; l < 32; l++) put_code(w, q, n, sb * 32 + l, j % 2 ? c[l] >> 4 : c[l] & 15);
+        }
+        continue;
+      }
+      if (type == GGML_Q6_K) {
+        // {128 B ql, 64 B qh, 16 × i8 scales, f16 d}: value v = f32(d·scales[v / 16])·(q(v) − 32)
+        uint16_t dh;
+        std::memcpy(&dh, blk + 208, 2);
+        const float dd = f16_to_f32(dh);
+        for (int s = 0; s < 16; s++) d32[qblock_sidx(w, n, b * 16 + (size_t)s)] = dd * (float)(int8_t)blk[192 + s];
+        for (int h = 0; h < 2; h++) {
+          const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+          const size_t y = b * 256 + 128 * (size_t)h;
+          for (size_t l = 0; l < 32; l++) {
+            const int hb = qh[l];
+            put_code(w, q, n, y + l, ((ql[l] & 15) | ((hb & 3) << 4)) - 32);
+            put_code(w, q, n, y + l + 32, ((ql[l + 32] & 15) | (((hb >> 2) & 3) << 4)) - 32);
+            put_code(w, q, n, y + l + 64, ((ql[l] >> 4) | (((hb >> 4) & 3) << 4)) - 32);
+            put_code(w, q, n, y + l + 96, ((ql[l + 32] >> 4) | (((hb >> 6) & 3) << 4)) - 32);
+          }
+        }
+        continue;
+      }
       const size_t si = qblock_sidx(w, n, b);
       std::memcpy(&d[si], blk, 2);
       if (type == GGML_Q8_0) {

@@ -56,8 +56,8 @@ static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, siz
     }
     // epilogue: acc += cvt(Σ) · d·sx + (m or d) · zs, lanes = columns
     const size_t si = (T * B + b) * 8;
-    const float32x4_t d0 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si)));
-    const float32x4_t d1 = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si + 4)));
+    const float32x4_t d0 = w.d32 ? vld1q_f32(w.d32 + si) : vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si)));
+    const float32x4_t d1 = w.d32 ? vld1q_f32(w.d32 + si + 4) : vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si + 4)));
     const float32x4_t m0 = w.m ? vld1q_f32(w.m + si) : d0, m1 = w.m ? vld1q_f32(w.m + si + 4) : d1;
     for (int t = 0; t < NT; t++) {
       const size_t ti = (t0 + t) * B + b;

@@ -35,7 +35,16 @@ void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const in
       const __m256 id = _mm256_set1_ps(idf);
       __m256i acc = _mm256_setzero_si256();
       int8_t* dst = a.xq + t * in + b * kb;
-      for (int k = 0; k < kb; k += 32) {
+      if (kb == 16) {  // Q6_K's blocks: 2 × 8 values
+        const __m256i q0 = _mm256_cvtps_epi32(_mm256_min_ps(lim, _mm256_max_ps(nlim, _mm256_mul_ps(_mm256_loadu_ps(src), id))));
+        const __m256i q1 = _mm256_cvtps_epi32(_mm256_min_ps(lim, _mm256_max_ps(nlim, _mm256_mul_ps(_mm256_loadu_ps(src + 8), id))));
+        acc = _mm256_add_epi32(q0, q1);
+        // per 128-bit lane: packs give [q0 0-3, q1 0-3 | q0 4-7, q1 4-7]; dwords 0, 4, 1, 5 restore the order
+        const __m256i p16 = _mm256_packs_epi32(q0, q1), p8 = _mm256_packs_epi16(p16, p16);
+        const __m256i ord = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_castsi256_si128(ord));
+      }
+      for (int k = 0; k + 32 <= kb; k += 32) {
         __m256i q[4];
         for (int j = 0; j < 4; j++) {
           const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + k + 8 * j), id);
@@ -76,7 +85,7 @@ static inline __m256i bcast4(const int8_t* p) {
 template <int NT>
 static inline void epilogue(const Ctx& c, size_t T, size_t t0, size_t b, const __m256i (&s32)[NT], __m256 (&acc)[NT]) {
   const size_t si = (T * c.B + b) * 8;
-  const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.w.d + si)));
+  const __m256 dv = c.w.d32 ? _mm256_loadu_ps(c.w.d32 + si) : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.w.d + si)));
   const __m256 mv = c.w.m ? _mm256_loadu_ps(c.w.m + si) : dv;
   for (int t = 0; t < NT; t++) {
     const size_t ti = (t0 + t) * c.B + b;
