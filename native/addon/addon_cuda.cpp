@@ -90,7 +90,7 @@ static Napi::Value CudaDequantInt4(const Napi::CallbackInfo& info) {
       {job.Get("qweight"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), job.Get("out")});
 }
 
-// cudaQgemm({x, xDtype, m, inFeatures, outFeatures, bits, groups, qweight, scales, zeros, gIdx, y, kernel, warmup, repeats})
+// cudaQgemm({x, xDtype, m, inFeatures, outFeatures, bits, groups, qweight, scales, zeros, gIdx, y, kernel, warmup, repeats, cold})
 static Napi::Value CudaQgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object job = info[0].As<Napi::Object>();
@@ -102,6 +102,7 @@ static Napi::Value CudaQgemm(const Napi::CallbackInfo& info) {
   a.bits = (int)num(job, "bits");
   a.groups = (int)num(job, "groups");
   const int kernel = (int)num(job, "kernel"), warmup = (int)num(job, "warmup"), repeats = (int)num(job, "repeats");
+  const bool cold = flag(job, "cold");
   View x = view_of(job.Get("x"), "x"), q = view_of(job.Get("qweight"), "qweight"), s = view_of(job.Get("scales"), "scales");
   View z = view_of(job.Get("zeros"), "zeros"), g = view_of(job.Get("gIdx"), "gIdx"), y = view_of(job.Get("y"), "y");
   need(env, a.m >= 1 && a.in >= 1 && a.out >= 1 && a.groups >= 1, "cudaQgemm: m, inFeatures, outFeatures, groups must be positive");
@@ -120,17 +121,18 @@ static Napi::Value CudaQgemm(const Napi::CallbackInfo& info) {
   a.y = reinterpret_cast<float*>(y.data);
   auto st = std::make_shared<CudaRunStats>();
   return Task::Start(
-      env, "lowbit.cudaQgemm", [=](TaskContext&) { *st = qgemm_gptq_cuda(a, kernel, warmup, repeats); },
+      env, "lowbit.cudaQgemm", [=](TaskContext&) { *st = qgemm_gptq_cuda(a, kernel, warmup, repeats, cold); },
       [st](Napi::Env e) { return run_stats(e, *st); },
       {job.Get("x"), job.Get("qweight"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), job.Get("y")});
 }
 
-// cudaGemmF16({x, w, m, inFeatures, outFeatures, y, warmup, repeats}); x, w f32 (rounded to f16 on the device)
+// cudaGemmF16({x, w, m, inFeatures, outFeatures, y, warmup, repeats, cold}); x, w f32 (rounded to f16 on the device)
 static Napi::Value CudaGemmF16(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object job = info[0].As<Napi::Object>();
   const int m = (int)num(job, "m"), in = (int)num(job, "inFeatures"), out = (int)num(job, "outFeatures");
   const int warmup = (int)num(job, "warmup"), repeats = (int)num(job, "repeats");
+  const bool cold = flag(job, "cold");
   View x = view_of(job.Get("x"), "x"), w = view_of(job.Get("w"), "w"), y = view_of(job.Get("y"), "y");
   need(env, m >= 1 && in >= 1 && out >= 1 && x.bytes >= (size_t)m * in * 4 && w.bytes >= (size_t)out * in * 4 && y.bytes >= (size_t)m * out * 4,
        "cudaGemmF16: buffer sizes disagree with m/in/out");
@@ -139,7 +141,7 @@ static Napi::Value CudaGemmF16(const Napi::CallbackInfo& info) {
       env, "lowbit.cudaGemmF16",
       [=](TaskContext&) {
         *st = gemm_f16_cuda(reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data), m, in, out,
-                            reinterpret_cast<float*>(y.data), warmup, repeats);
+                            reinterpret_cast<float*>(y.data), warmup, repeats, cold);
       },
       [st](Napi::Env e) { return run_stats(e, *st); }, {job.Get("x"), job.Get("w"), job.Get("y")});
 }

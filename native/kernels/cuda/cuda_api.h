@@ -70,10 +70,11 @@ struct QgemmHostArgs {
   const int32_t* g_idx = nullptr;
   float* y = nullptr;
 };
-// Runs `warmup` untimed and `repeats` timed launches; y holds the last result.
+// Runs `warmup` untimed and `repeats` timed launches; y holds the last result. cold: evict the L2
+// cache before each timed launch (DRAM-bound figures; the eviction itself is not timed).
 // Errors: LOWBIT_UNSUPPORTED (bits), LOWBIT_SHAPE_MISMATCH (in not a multiple of the word),
 // LOWBIT_BAD_FORMAT (g_idx out of range) — all before any device call; then LOWBIT_NO_CUDA.
-CudaRunStats qgemm_gptq_cuda(const QgemmHostArgs& a, int kernel, int warmup, int repeats);
+CudaRunStats qgemm_gptq_cuda(const QgemmHostArgs& a, int kernel, int warmup, int repeats, bool cold = false);
 
 // Device-pointer form. x, qweight, scales 16-byte aligned, zeros 4-byte aligned.
 struct QgemmCudaArgs {
@@ -100,7 +101,7 @@ int qgemm_cuda_group_size(const int32_t* g_idx, int in, int groups);
 
 // fp16 GEMM of the same shape, for the benchmark's speed-up: y (m, out) f32 = x · Wᵀ with x and
 // W (out, in) rounded to f16 on the device (nearest even), f32 accumulation; in % 8 == 0.
-CudaRunStats gemm_f16_cuda(const float* x, const float* w, int m, int in, int out, float* y, int warmup, int repeats);
+CudaRunStats gemm_f16_cuda(const float* x, const float* w, int m, int in, int out, float* y, int warmup, int repeats, bool cold = false);
 void gemm_f16_cuda_launch(const void* x_f16, const void* w_f16, int m, int in, int out, float* y, float* workspace,
                           size_t workspace_floats, void* stream);
 size_t gemm_f16_cuda_workspace_floats(int m, int in, int out);
