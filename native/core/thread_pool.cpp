@@ -139,22 +139,31 @@ class Pool {
     }
   }
 
-  // Spin (with a pause hint) for up to spin_us_ microseconds until cond() holds: a decoding step
-  // runs ~200 parallel regions of 20–500 µs with short serial gaps between them, and a futex wake-up
-  // on a VM costs tens of µs each way. Past the budget the caller sleeps on a condition variable, so
-  // an idle pool costs nothing. LOWBIT_SPIN_US=0 turns spinning off.
+  // Spin for up to spin_us_ microseconds until cond() holds, before sleeping on a condition
+  // variable: a decoding step runs ~200 parallel regions of 20–500 µs with short serial gaps, and a
+  // futex wake-up on a VM costs tens of µs each way. Off by default (LOWBIT_SPIN_US=0): measured on
+  // the 1.1B GPTQ-4 decode (2 cores), 200 µs was 5–10% faster on an otherwise idle machine but ~20%
+  // slower beside one niced background process (pure spinning without sched_yield: 3× slower),
+  // so it is an opt-in for dedicated machines (docs/PERFORMANCE.md).
   template <class Cond>
   bool spin_until(Cond cond) const {
     if (spin_us_ <= 0) return cond();
     const auto t0 = std::chrono::steady_clock::now();
     for (unsigned i = 1;; i++) {
       if (cond()) return true;
+      if (i < 256) {
 #if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #elif defined(__aarch64__)
-      asm volatile("yield");
+        asm volatile("yield");
 #endif
-      if ((i & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(spin_us_)) return cond();
+      } else {
+        // past a few µs of pure spinning, yield: free when nothing else wants the core, and it
+        // hands the core over when something does (another process, or a pool thread that was
+        // preempted — pure spinning there made a step 3× slower under a background load)
+        sched_yield();
+      }
+      if ((i & 15) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(spin_us_)) return cond();
     }
   }
 
@@ -180,7 +189,7 @@ class Pool {
   static int default_spin_us() {
     const char* env = std::getenv("LOWBIT_SPIN_US");
     if (env && *env) return std::max(0, std::atoi(env));
-    return 200;
+    return 0;
   }
 
   std::mutex region_;  // one parallel region at a time
