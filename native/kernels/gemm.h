@@ -27,6 +27,12 @@ void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t 
 void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 // Single-threaded, ISA-dispatched (for use inside an already-parallel region: the pool does not nest).
 void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
+// Σ a[i]·b[i] in f32, ISA-dispatched (several vector accumulators: the plain loop is one serial
+// chain of dependent adds, ~4 cycles per element — decode attention's q·k at long contexts).
+float dot_f32(const float* a, const float* b, size_t n);
+float dot_f32_avx2(const float* a, const float* b, size_t n);
+float dot_f32_neon(const float* a, const float* b, size_t n);
+float dot_f32_generic(const float* a, const float* b, size_t n);
 void gemm_ref_ld(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate);
 
 }  // namespace lowbit

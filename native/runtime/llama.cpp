@@ -155,8 +155,13 @@ void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* o
       float mx = -INFINITY;
       for (size_t p = 0; p <= last; p++) {
         const float* kp = kc + p * kv_dim + kvh;
-        float s = 0.0f;
-        for (int i = 0; i < hd; i++) s += qh[i] * kp[i];
+        float s;
+        if (mode == MODE_REF) {
+          s = 0.0f;
+          for (int i = 0; i < hd; i++) s += qh[i] * kp[i];
+        } else {
+          s = dot_f32(qh, kp, (size_t)hd);  // vector accumulators: the plain loop is latency-bound
+        }
         s *= scale;
         att[p] = s;
         mx = std::max(mx, s);

@@ -5,7 +5,8 @@
 // all AArch64, built with a cross compiler and run under qemu-aarch64 (scripts/check-arm64.sh) —
 // and runs natively too. Exit status 0 = all passed; failures are printed with their inputs.
 //
-// Bounds (the same as the addon's tests): GEMM |y − ref| ≤ k · 2⁻²² · Σ_k |x w| + 1e-30;
+// Bounds (the same as the addon's tests): GEMM |y − ref| ≤ k · 2⁻²² · Σ_k |x w| + 1e-30; dot_f32
+// (decode attention's q·k) (n + 1) · 2⁻²³ · Σ |a b| against a double sum;
 // integer-dot GEMM (B + 4) · 2⁻²³ · Σ_b |sx| (|d · dot| + |m · Σxq|) — the integer sums are exact;
 // activation quantization and f16/bf16 conversion bit-exact.
 #include <algorithm>
@@ -67,6 +68,26 @@ void check_gemm(const char* isa) {
             break;
           }
         }
+    }
+  }
+}
+
+void check_dot(const char* isa) {
+  for (size_t n : {1, 3, 7, 8, 9, 31, 32, 33, 64, 100, 257, 1000}) {
+    std::vector<float> a(n), b(n);
+    double ref = 0, mag = 0;
+    for (size_t i = 0; i < n; i++) {
+      a[i] = uni(-1, 1);
+      b[i] = uni(-1, 1);
+      ref += (double)a[i] * b[i];
+      mag += std::fabs((double)a[i] * b[i]);
+    }
+    const float got = dot_f32(a.data(), b.data(), n);
+    checks++;
+    if (std::fabs(got - ref) > (double)(n + 1) * std::ldexp(1.0, -23) * mag + 1e-30) {
+      char m[120];
+      std::snprintf(m, sizeof m, "[%s] dot_f32 n %zu: %.9g vs %.9g", isa, n, got, ref);
+      fail(m);
     }
   }
 }
@@ -208,6 +229,7 @@ int main(int argc, char** argv) {
     const char* variant = isa == ISA_NEON ? (f.dotprod ? "neon+dotprod" : "neon") : name;
     const int before = failures, c0 = checks;
     check_gemm(variant);
+    check_dot(variant);
     check_quantize_acts(variant);
     check_qdot(variant);
     check_convert(variant);

@@ -45,6 +45,32 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
 #endif
 
+float dot_f32_generic(const float* a, const float* b, size_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // 8 independent chains
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; i++) t += a[i] * b[i];
+  return t;
+}
+
+#if !defined(LOWBIT_HAVE_X86_VARIANTS)
+float dot_f32_avx2(const float* a, const float* b, size_t n) { return dot_f32_generic(a, b, n); }
+#endif
+#if !defined(LOWBIT_HAVE_NEON_VARIANTS)
+float dot_f32_neon(const float* a, const float* b, size_t n) { return dot_f32_generic(a, b, n); }
+#endif
+
+float dot_f32(const float* a, const float* b, size_t n) {
+  switch (active_isa()) {
+    case ISA_AVX2:
+    case ISA_AVX512: return dot_f32_avx2(a, b, n);
+    case ISA_NEON: return dot_f32_neon(a, b, n);
+    default: return dot_f32_generic(a, b, n);
+  }
+}
+
 #if !defined(LOWBIT_HAVE_NEON_VARIANTS)
 void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1) {
   gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
