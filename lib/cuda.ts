@@ -10,8 +10,8 @@
  */
 import { LowbitError } from './errors';
 import { cudaAddon, runTask, type NativeAddon } from './native';
-import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, checkSignal, invalidOption } from './validate';
-import type { GptqLayerOptions, GptqLayerResult } from './gptq';
+import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, invalidOption } from './validate';
+import { checkGptqLayerOptions, gptqLayerBuffers, type GptqLayerOptions, type GptqLayerResult } from './gptq';
 
 let probed: { addon: NativeAddon | null; reason: string } | null = null;
 
@@ -193,7 +193,6 @@ export interface CudaGptqTimings {
   factorAttempts: number;
 }
 
-const GPTQ_KEYS = ['rows', 'cols', 'bits', 'groupSize', 'actOrder', 'sym', 'dampPercent', 'dampMax', 'blockSize', 'staticGroups', 'clip', 'zeroMin', 'signal', 'onProgress'];
 
 /**
  * GPTQ of one layer on the device: the options and results of {@link gptqLayer} (same algorithm
@@ -204,35 +203,11 @@ const GPTQ_KEYS = ['rows', 'cols', 'bits', 'groupSize', 'actOrder', 'sym', 'damp
  */
 export async function cudaGptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult & { timings: CudaGptqTimings }> {
   // the checks of gptqLayer (lib/gptq.ts), then the device path's own limits
-  if (typeof options !== 'object' || options === null) throw invalidOption('options', 'an object with rows and cols', options);
-  checkKnownKeys('cudaGptqLayer options', options, GPTQ_KEYS);
-  const rows = checkInt('rows', options.rows, 1, 1 << 26);
-  const cols = checkInt('cols', options.cols, 1, 65536);
-  const bits = checkInt('bits', options.bits ?? 4, 2, 8);
-  const groupSize = options.groupSize ?? 128;
-  if (!Number.isInteger(groupSize) || (groupSize < 1 && groupSize !== -1)) throw invalidOption('groupSize', 'a positive integer or -1 (per channel)', groupSize);
-  const gs = groupSize === -1 ? cols : Math.min(groupSize, cols);
-  const actOrder = checkBool('actOrder', options.actOrder ?? false);
-  const sym = checkBool('sym', options.sym ?? true);
-  const damp = checkNumber('dampPercent', options.dampPercent ?? 0.01, 0, 1);
-  const dampMax = checkNumber('dampMax', options.dampMax ?? 1.0, damp, 100);
-  const blockSize = checkInt('blockSize', options.blockSize ?? 128, 1, 1 << 16);
-  const staticGroups = checkBool('staticGroups', options.staticGroups ?? false);
-  const clip = checkEnum('clip', options.clip ?? 'minmax', ['minmax', 'mse'] as const);
-  const zeroMin = checkInt('zeroMin', options.zeroMin ?? 0, 0, 1);
-  const signal = checkSignal(options.signal);
+  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signal } = checkGptqLayerOptions('cudaGptqLayer', options, 65536);
   if (blockSize > 128) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: blockSize ${blockSize} is above the device path's 128 (the block lives in shared memory); use ≤ 128 or the CPU path`);
   if (clip !== 'minmax') throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: clip 'mse' is not implemented on the device; use 'minmax' or the CPU path`);
   if (rows * cols > 2 ** 34) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: ${rows}×${cols} is above the device path's 2^34 weights`);
-  if (!(weight instanceof Float32Array) || weight.length !== rows * cols) {
-    throw shapeError('weight', `a Float32Array of ${rows}×${cols}`, weight instanceof Float32Array ? String(weight.length) : typeof weight);
-  }
-  if (!(hessian instanceof Float32Array) || hessian.length !== cols * cols) {
-    throw shapeError('hessian', `a Float32Array of ${cols}×${cols}`, hessian instanceof Float32Array ? String(hessian.length) : typeof hessian);
-  }
-  const groups = gs < cols ? Math.ceil(cols / gs) : 1;
-  const codes = new Uint8Array(rows * cols), scales = new Float32Array(rows * groups), zeros = new Uint8Array(rows * groups);
-  const gIdx = new Int32Array(cols), dequant = new Float32Array(rows * cols);
+  const { groups, codes, scales, zeros, gIdx, dequant } = gptqLayerBuffers(weight, hessian, rows, cols, gs);
   const a = cuda('cudaGptqLayer');
   const r = await runTask(() => a.cudaGptqLayer!({
     rows, cols, bits, groupSize: gs, sym, clip: 0, zeroMin, scaleF16: true, actOrder, staticGroups, damp, dampMax, blockSize,

@@ -60,12 +60,12 @@ export interface GptqLayerResult {
 
 const KEYS = ['rows', 'cols', 'bits', 'groupSize', 'actOrder', 'sym', 'dampPercent', 'dampMax', 'blockSize', 'staticGroups', 'clip', 'zeroMin', 'signal', 'onProgress'];
 
-/** GPTQ one layer: `weight` (rows × cols) row-major, `hessian` (cols × cols). Runs off the event loop. */
-export async function gptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult> {
+/** @internal The checked options of one GPTQ layer (shared by {@link gptqLayer} and cudaGptqLayer). */
+export function checkGptqLayerOptions(where: string, options: GptqLayerOptions, maxCols: number) {
   if (typeof options !== 'object' || options === null) throw invalidOption('options', 'an object with rows and cols', options);
-  checkKnownKeys('gptqLayer options', options, KEYS);
+  checkKnownKeys(`${where} options`, options, KEYS);
   const rows = checkInt('rows', options.rows, 1, 1 << 26);
-  const cols = checkInt('cols', options.cols, 1, 1 << 20);
+  const cols = checkInt('cols', options.cols, 1, maxCols);
   const bits = checkInt('bits', options.bits ?? 4, 2, 8);
   const groupSize = options.groupSize ?? 128;
   if (!Number.isInteger(groupSize) || (groupSize < 1 && groupSize !== -1)) throw invalidOption('groupSize', 'a positive integer or -1 (per channel)', groupSize);
@@ -79,6 +79,11 @@ export async function gptqLayer(weight: Float32Array, hessian: Float32Array, opt
   const clip = checkEnum('clip', options.clip ?? 'minmax', ['minmax', 'mse'] as const);
   const zeroMin = checkInt('zeroMin', options.zeroMin ?? 0, 0, 1);
   const signal = checkSignal(options.signal);
+  return { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signal };
+}
+
+/** @internal The weight/Hessian shape checks and the output buffers of one GPTQ layer. */
+export function gptqLayerBuffers(weight: Float32Array, hessian: Float32Array, rows: number, cols: number, gs: number) {
   if (!(weight instanceof Float32Array) || weight.length !== rows * cols) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `weight: expected a Float32Array of ${rows}×${cols}, got ${weight instanceof Float32Array ? weight.length : typeof weight}`);
   }
@@ -86,8 +91,14 @@ export async function gptqLayer(weight: Float32Array, hessian: Float32Array, opt
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `hessian: expected a Float32Array of ${cols}×${cols}, got ${hessian instanceof Float32Array ? hessian.length : typeof hessian}`);
   }
   const groups = gs < cols ? Math.ceil(cols / gs) : 1;
-  const codes = new Uint8Array(rows * cols), scales = new Float32Array(rows * groups), zeros = new Uint8Array(rows * groups);
-  const gIdx = new Int32Array(cols), dequant = new Float32Array(rows * cols);
+  return { groups, codes: new Uint8Array(rows * cols), scales: new Float32Array(rows * groups), zeros: new Uint8Array(rows * groups),
+    gIdx: new Int32Array(cols), dequant: new Float32Array(rows * cols) };
+}
+
+/** GPTQ one layer: `weight` (rows × cols) row-major, `hessian` (cols × cols). Runs off the event loop. */
+export async function gptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult> {
+  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signal } = checkGptqLayerOptions('gptqLayer', options, 1 << 20);
+  const { groups, codes, scales, zeros, gIdx, dequant } = gptqLayerBuffers(weight, hessian, rows, cols, gs);
   const r = await runTask(() => addon().gptqLayer({
     rows, cols, bits, groupSize: gs, sym, clip: clip === 'mse' ? 1 : 0, zeroMin, scaleF16: true, actOrder, staticGroups, damp, dampMax, blockSize,
     weight, hessian, codes, scales, zeros, gIdx, dequant, mode: modeId(),

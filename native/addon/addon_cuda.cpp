@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "addon/gptq_js.h"
 #include "addon/task.h"
 #include "kernels/cuda/cuda_api.h"
 
@@ -186,18 +187,7 @@ static Napi::Value CudaGptqLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object job = info[0].As<Napi::Object>();
   const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
-  GptqSpec spec;
-  spec.q.bits = (int)num(job, "bits");
-  spec.q.group_size = (int)num(job, "groupSize");
-  spec.q.sym = flag(job, "sym");
-  spec.q.clip = (int)num(job, "clip");
-  spec.q.zero_min = (int)num(job, "zeroMin");
-  spec.q.scale_f16 = flag(job, "scaleF16");
-  spec.act_order = flag(job, "actOrder");
-  spec.static_groups = flag(job, "staticGroups");
-  spec.damp = (float)num(job, "damp");
-  spec.damp_max = (float)num(job, "dampMax");
-  spec.block_size = (int)num(job, "blockSize");
+  GptqSpec spec = gptq_spec_from_js(job);
   need(env, rows >= 1 && cols >= 1 && spec.q.group_size >= 1, "cudaGptqLayer: rows, cols and groupSize must be positive");
   const size_t gs = std::min((size_t)spec.q.group_size, cols);
   const size_t G = gs < cols ? (cols + gs - 1) / gs : 1;

@@ -1,5 +1,6 @@
 // gptqLayer(job) -> task resolving {loss, dampUsed}; cholesky(A, n, mode) / gptqInverseFactor(H, n, U, mode)
 // for tests and benchmarks. See quant/gptq.h and quant/linalg.h.
+#include "addon/gptq_js.h"
 #include "addon/task.h"
 #include "quant/gptq.h"
 #include "quant/linalg.h"
@@ -10,18 +11,7 @@ static Napi::Value GptqLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object job = info[0].As<Napi::Object>();
   const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
-  GptqSpec spec;
-  spec.q.bits = (int)num(job, "bits");
-  spec.q.group_size = (int)num(job, "groupSize");
-  spec.q.sym = flag(job, "sym");
-  spec.q.clip = (int)num(job, "clip");
-  spec.q.zero_min = (int)num(job, "zeroMin");
-  spec.q.scale_f16 = flag(job, "scaleF16");
-  spec.act_order = flag(job, "actOrder");
-  spec.static_groups = flag(job, "staticGroups");
-  spec.damp = (float)num(job, "damp");
-  spec.damp_max = (float)num(job, "dampMax");
-  spec.block_size = (int)num(job, "blockSize");
+  GptqSpec spec = gptq_spec_from_js(job);
   const int mode = (int)num(job, "mode");
   const size_t gs = std::min((size_t)spec.q.group_size, cols);
   const size_t G = gs < cols ? (cols + gs - 1) / gs : 1;
