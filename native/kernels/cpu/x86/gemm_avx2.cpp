@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/gemm_blocked.h"
 #include "kernels/gemm.h"
 
 namespace lowbit {
@@ -201,42 +202,10 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
   thread_local Buffers buf;
   if (buf.a.size() < MC * KC + 8) buf.a.resize(MC * KC + 8);
   if (buf.b.size() < NC * KC + 8) buf.b.resize(NC * KC + 8);
-  float* Ap = buf.A();
-  float* Bp = buf.B();
-  for (size_t nc0 = n0; nc0 < n1; nc0 += NC) {
-    const size_t nc = std::min(NC, n1 - nc0);
-    const size_t panels = (nc + NR - 1) / NR;
-    for (size_t kc0 = 0; kc0 < k; kc0 += KC) {
-      const size_t kc = std::min(KC, k - kc0);
-      // pack B: panel p holds weight rows nc0 + 16p … +15, k-major: Bp[p][kk][j]
-      for (size_t p = 0; p < panels; p++) pack_b_panel(w, k, nc0 + p * NR, nc0 + nc, kc0, kc, Bp + p * kc * NR);
-      const bool overwrite = kc0 == 0 && !accumulate;
-      for (size_t mc0 = 0; mc0 < m; mc0 += MC) {
-        const size_t mc = std::min(MC, m - mc0);
-        const size_t tiles = (mc + MR - 1) / MR;
-        // pack A: tile t holds activation rows mc0 + 6t … +5, k-major: Ap[t][kk][i]
-        for (size_t t = 0; t < tiles; t++) {
-          float* dst = Ap + t * kc * MR;
-          for (size_t i = 0; i < MR; i++) {
-            const size_t row = mc0 + t * MR + i;
-            if (row < mc0 + mc) {
-              const float* src = x + row * k + kc0;
-              for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = src[kk];
-            } else {
-              for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
-            }
-          }
-        }
-        for (size_t p = 0; p < panels; p++) {
-          const size_t nr = std::min(NR, nc - p * NR);
-          for (size_t t = 0; t < tiles; t++) {
-            const size_t mr = std::min(MR, mc - t * MR);
-            kernel_6x16(kc, Ap + t * kc * MR, Bp + p * kc * NR, y + (mc0 + t * MR) * ldy + nc0 + p * NR, ldy, mr, nr, overwrite);
-          }
-        }
-      }
-    }
-  }
+  gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, buf.A(), buf.B(),
+                                   // lambdas (one type each): direct, inlinable calls
+                                   [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_6x16(kc, A, B, C, ldc, mr, nr, ow); },
+                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel(w_, k_, r0, re, k0, kc, dst); });
 }
 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {

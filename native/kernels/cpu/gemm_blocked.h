@@ -1,0 +1,53 @@
+// The blocked GEMM driver shared by the SIMD variants (AVX2: 6×16 tile, NEON: 8×8 tile):
+// y[:, n0:n1] (+)= x · w[n0:n1]ᵀ with panels of w packed NR rows wide (k-major, zero-padded),
+// tiles of x packed MR rows high, k blocked by KC, NC weight rows per packed block (L2), MC rows
+// of x per A block. The ISA supplies the micro-kernel and the B-panel packer:
+//   kernel(kc, A_tile, B_panel, C, ldc, mr, nr, overwrite)
+//   pack_b(w, k, row0, row_end, k0, kc, dst)
+// Ap must hold MC·KC floats and Bp NC·KC (aligned as the kernel's loads need).
+#pragma once
+#include <algorithm>
+#include <cstddef>
+
+namespace lowbit {
+
+template <size_t MR, size_t NR, size_t KC, size_t MC, size_t NC, class Kernel, class PackB>
+inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
+                         float* Ap, float* Bp, Kernel kernel, PackB pack_b) {
+  for (size_t nc0 = n0; nc0 < n1; nc0 += NC) {
+    const size_t nc = std::min(NC, n1 - nc0);
+    const size_t panels = (nc + NR - 1) / NR;
+    for (size_t kc0 = 0; kc0 < k; kc0 += KC) {
+      const size_t kc = std::min(KC, k - kc0);
+      // pack B: panel p holds weight rows nc0 + NR·p … +NR−1, k-major: Bp[p][kk][j]
+      for (size_t p = 0; p < panels; p++) pack_b(w, k, nc0 + p * NR, nc0 + nc, kc0, kc, Bp + p * kc * NR);
+      const bool overwrite = kc0 == 0 && !accumulate;
+      for (size_t mc0 = 0; mc0 < m; mc0 += MC) {
+        const size_t mc = std::min(MC, m - mc0);
+        const size_t tiles = (mc + MR - 1) / MR;
+        // pack A: tile t holds activation rows mc0 + MR·t … +MR−1, k-major: Ap[t][kk][i]
+        for (size_t t = 0; t < tiles; t++) {
+          float* dst = Ap + t * kc * MR;
+          for (size_t i = 0; i < MR; i++) {
+            const size_t row = mc0 + t * MR + i;
+            if (row < mc0 + mc) {
+              const float* src = x + row * k + kc0;
+              for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = src[kk];
+            } else {
+              for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
+            }
+          }
+        }
+        for (size_t p = 0; p < panels; p++) {
+          const size_t nr = std::min(NR, nc - p * NR);
+          for (size_t t = 0; t < tiles; t++) {
+            const size_t mr = std::min(MR, mc - t * MR);
+            kernel(kc, Ap + t * kc * MR, Bp + p * kc * NR, y + (mc0 + t * MR) * ldy + nc0 + p * NR, ldy, mr, nr, overwrite);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace lowbit
