@@ -8,6 +8,7 @@
  * Status: compiled and exercised on the host only (a CPU emulation of the kernels, see
  * docs/CUDA.md); nothing here has run on a GPU yet.
  */
+import type { GptqWeights } from './qdot';
 import { LowbitError } from './errors';
 import { cudaAddon, runTask, type NativeAddon } from './native';
 import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, invalidOption } from './validate';
@@ -35,20 +36,9 @@ export interface CudaTimings {
   deviceBytes: number;
 }
 
-/** A GPTQ-packed 4- or 8-bit linear layer (the checkpoint layout; scales as f32, true zeros). */
-export interface GptqPackedLinear {
+/** A GPTQ-packed 4- or 8-bit linear layer (the checkpoint layout of lib/qdot.ts's GptqWeights; scales as f32, true zeros). */
+export interface GptqPackedLinear extends GptqWeights {
   bits: 4 | 8;
-  inFeatures: number;
-  outFeatures: number;
-  groups: number;
-  /** (inFeatures·bits/32, outFeatures): codes of consecutive input channels per word, lowest bits first. */
-  qweight: Int32Array;
-  /** (groups, outFeatures) */
-  scales: Float32Array;
-  /** (groups, outFeatures), true zeros (GPTQ v1's stored value + 1) */
-  zeros: Uint8Array;
-  /** (inFeatures), each in [0, groups) */
-  gIdx: Int32Array;
 }
 
 /** Options of {@link cudaQmatmul}. */

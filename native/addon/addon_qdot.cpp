@@ -122,13 +122,12 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
   const uint8_t* data = src.data;
   return Task::Start(
       env, "lowbit.qblockFromGgml",
-      [r, type, data](TaskContext&) {
+      [r, type, gi, data](TaskContext&) {
         QBlockMatrix g;
         g.bits = r->bits;
         g.kb = r->kb;
         g.in = r->in;
         g.out = r->out;
-        const GgmlQInfo gi = qblock_ggml_info(type);
         r->q = std::make_unique<std::vector<uint8_t>>(g.q_bytes());
         r->d = std::make_unique<std::vector<uint16_t>>(gi.has_d32 ? 0 : g.d_count());
         if (gi.has_d32) r->d32 = std::make_unique<std::vector<float>>(g.d_count());

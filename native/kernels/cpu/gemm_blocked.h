@@ -11,6 +11,28 @@
 
 namespace lowbit {
 
+// One NR-row panel of w (rows row0 …, rows ≥ row_end are zero) over k0 … k0+kc, stored k-major
+// (dst[kk·NR + j]), element by element: NEON's packer, and the AVX2 packer's edge panels.
+template <size_t NR>
+inline void pack_b_panel_scalar(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
+  for (size_t j = 0; j < NR; j++) {
+    const size_t row = row0 + j;
+    if (row < row_end) {
+      const float* src = w + row * k + k0;
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
+    } else {
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
+    }
+  }
+}
+
+// The valid mr × nr corner of a micro-kernel's MR × NR result (stored to `tile`) into C.
+template <size_t MR, size_t NR>
+inline void store_edge_tile(const float (&tile)[MR][NR], float* C, size_t ldc, size_t mr, size_t nr, bool overwrite) {
+  for (size_t i = 0; i < mr; i++)
+    for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
+}
+
 template <size_t MR, size_t NR, size_t KC, size_t MC, size_t NC, class Kernel, class PackB>
 inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
                          float* Ap, float* Bp, Kernel kernel, PackB pack_b) {

@@ -89,21 +89,11 @@ inline void kernel_8x8(size_t kc, const float* A, const float* B, float* C, size
     vst1q_f32(tile[i], c[i][0]);
     vst1q_f32(tile[i] + 4, c[i][1]);
   }
-  for (size_t i = 0; i < mr; i++)
-    for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
+  store_edge_tile<MR, NR>(tile, C, ldc, mr, nr, overwrite);
 }
 
-// One NR-row panel of w (rows ≥ row_end are zero) over k0 … k0+kc, stored k-major.
 inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
-  for (size_t j = 0; j < NR; j++) {
-    const size_t row = row0 + j;
-    if (row < row_end) {
-      const float* src = w + row * k + k0;
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
-    } else {
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
-    }
-  }
+  pack_b_panel_scalar<NR>(w, k, row0, row_end, k0, kc, dst);
 }
 
 }  // namespace

@@ -104,8 +104,7 @@ inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, siz
     _mm256_store_ps(tile[i], acc[i][0]);
     _mm256_store_ps(tile[i] + 8, acc[i][1]);
   }
-  for (size_t i = 0; i < mr; i++)
-    for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
+  store_edge_tile<MR, NR>(tile, C, ldc, mr, nr, overwrite);
 }
 
 // 8×8 transpose of rows r[0..7] (8 floats each) into columns c[0..7].
@@ -146,15 +145,7 @@ inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, 
       for (size_t j = 0; j < NR; j++) dst[kk * NR + j] = w[(row0 + j) * k + k0 + kk];
     return;
   }
-  for (size_t j = 0; j < NR; j++) {
-    const size_t row = row0 + j;
-    if (row < row_end) {
-      const float* src = w + row * k + k0;
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
-    } else {
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
-    }
-  }
+  pack_b_panel_scalar<NR>(w, k, row0, row_end, k0, kc, dst);
 }
 
 }  // namespace
