@@ -87,7 +87,7 @@ export interface NativeAddon {
   qgemmGptq4(job: Record<string, unknown>): NativeTask<void>;
   qblockFromGptq(job: { bits: number; inFeatures: number; outFeatures: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array }): NativeTask<NativeQBlock>;
   qblockFromGgml(job: { type: number; data: Uint8Array; outFeatures: number; inFeatures: number }): NativeTask<NativeQBlock>;
-  qdotLinear(w: NativeQBlock, x: Float32Array, rows: number, y: Float32Array, mode: number): NativeTask<void>;
+  qdotLinear(w: NativeQBlock | NativeQBlock[], x: Float32Array, rows: number, y: Float32Array | Float32Array[], mode: number): NativeTask<void>;
   quantizeActs(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null, mode: number): { xq: Int8Array; sx: Float32Array; sum: Int32Array };
   hessian(x: Float32Array, n: number, cols: number, H: Float32Array, sumAbs: Float32Array | null, maxAbs: Float32Array | null, mode: number): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;

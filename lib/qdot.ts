@@ -59,6 +59,22 @@ export async function qdotLinear(w: QBlock, x: Float32Array, rows: number, y?: F
   return yy;
 }
 
+/**
+ * Several matrices applied to the same x (q/k/v, gate/up): one int8 quantization of x and one
+ * parallel region over all their outputs — what the runtime does per layer. The matrices must agree
+ * on inFeatures, kb and channel order (else LOWBIT_INVALID_OPTION); 1 to 8 of them.
+ */
+export async function qdotLinearMulti(ws: QBlock[], x: Float32Array, rows: number, opts: { mode?: 'fast' | 'ref' } = {}): Promise<Float32Array[]> {
+  if (!Number.isInteger(rows) || rows < 1) throw invalidOption('rows', 'a positive integer', rows);
+  if (ws.length < 1 || ws.length > 8) throw invalidOption('ws', '1 to 8 matrices', ws.length);
+  for (const w of ws)
+    if (x.length !== rows * w.inFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qdotLinearMulti: x has ${x.length} elements, expected ${rows} × ${w.inFeatures}`);
+  const ys = ws.map((w) => new Float32Array(rows * w.outFeatures));
+  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
+  await runTask(() => addon().qdotLinear(ws, x, rows, ys, mode), undefined, 'qdotLinearMulti');
+  return ys;
+}
+
 /** The activation quantizer of the integer path, exposed for tests: int8 codes, scale and code sum per block. */
 export function quantizeActivations(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null = null, opts: { mode?: 'fast' | 'ref' } = {}):
   { xq: Int8Array; sx: Float32Array; sum: Int32Array } {

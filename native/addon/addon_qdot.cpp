@@ -137,21 +137,40 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
       [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("data")});
 }
 
+// qdotLinear(qblock | qblock[], x, rows, y | y[], mode): several matrices on one x share one
+// quantization of x and one parallel region (qdot_linear_multi).
 Napi::Value QdotLinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto w = std::make_shared<QBlockMatrix>();
+  const bool multi = info[0].IsArray();
+  const Napi::Array wa = multi ? info[0].As<Napi::Array>() : Napi::Array::New(env, 1);
+  const Napi::Array ya = multi ? info[3].As<Napi::Array>() : Napi::Array::New(env, 1);
+  if (!multi) {
+    wa.Set(0u, info[0]);
+    ya.Set(0u, info[3]);
+  }
+  const size_t count = wa.Length();
+  if (count == 0 || count > 8 || ya.Length() != count) throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: 1 to 8 matrices, one output each");
+  auto ws = std::make_shared<std::vector<QBlockMatrix>>(count);
+  std::vector<View> ys(count);
   std::vector<Napi::Value> keep;
-  qblock_from_js(env, info[0].As<Napi::Object>(), *w, keep);
-  View x = view_of(info[1], "x"), y = view_of(info[3], "y");
+  View x = view_of(info[1], "x");
   const size_t rows = (size_t)info[2].As<Napi::Number>().DoubleValue();
   const int mode = info[4].As<Napi::Number>().Int32Value();
-  if (x.bytes < rows * w->in * 4 || y.bytes < rows * w->out * 4) throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: buffer sizes disagree");
+  for (size_t i = 0; i < count; i++) {
+    qblock_from_js(env, wa.Get(i).As<Napi::Object>(), (*ws)[i], keep);
+    ys[i] = view_of(ya.Get(i), "y");
+    if (x.bytes < rows * (*ws)[i].in * 4 || ys[i].bytes < rows * (*ws)[i].out * 4) throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: buffer sizes disagree");
+    if (!qdot_can_share_acts((*ws)[0], (*ws)[i]))
+      throw_js(env, "LOWBIT_INVALID_OPTION", "qdotLinear: matrix " + std::to_string(i) + " needs another quantization of x than matrix 0 (in, block size or channel order differ)");
+    keep.push_back(ya.Get(i));
+  }
   keep.push_back(info[1]);
-  keep.push_back(info[3]);
   return Task::Start(
       env, "lowbit.qdotLinear",
-      [w, x, y, rows, mode](TaskContext&) {
-        qdot_linear(*w, reinterpret_cast<const float*>(x.data), rows, reinterpret_cast<float*>(y.data), w->out, mode);
+      [ws, x, ys, rows, mode](TaskContext&) {
+        std::vector<QdotPart> parts;
+        for (size_t i = 0; i < ws->size(); i++) parts.push_back(QdotPart{&(*ws)[i], reinterpret_cast<float*>(ys[i].data), (*ws)[i].out});
+        qdot_linear_multi(parts.data(), parts.size(), reinterpret_cast<const float*>(x.data), rows, mode);
       },
       [](Napi::Env e) { return e.Undefined(); }, keep);
 }

@@ -21,6 +21,16 @@ void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, flo
 // (0 = n), so y can be a sub-block of a larger matrix.
 void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy = 0);
 
+// Several weight matrices applied to the same x (q/k/v, gate/up), in one parallel region over all
+// their output columns (each part: w (n, k), y with row stride ldy). At most 8 parts.
+struct GemmPart {
+  const float* w;
+  size_t n;
+  float* y;
+  size_t ldy;
+};
+void gemm_multi(const GemmPart* parts, size_t count, const float* x, size_t m, size_t k, int mode);
+
 // The same product on a range of output columns [n0, n1) only (the driver splits n across threads).
 void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);

@@ -88,6 +88,16 @@ void qdot_gemm_neon_dot_range(const QBlockMatrix& w, const QActs& a, size_t rows
 // Driver: quantizes x (into `scratch`-owned buffers), then multiplies on the thread pool.
 // mode MODE_REF: the references.
 void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, size_t ldy, int mode);
+// Several matrices applied to the same x (q/k/v, gate/up): one quantization of x, one parallel
+// region over all their output tiles. The matrices must agree on in, kb and perm
+// (qdot_can_share_acts); at most 8 parts.
+struct QdotPart {
+  const QBlockMatrix* w;
+  float* y;
+  size_t ldy;
+};
+bool qdot_can_share_acts(const QBlockMatrix& a, const QBlockMatrix& b);
+void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size_t rows, int mode);
 
 // ---- repacking into the kernel layout (at load) --------------------------------------------
 // From GPTQ (qweight (in·bits/32, out) int32, any of 2/3/4/8 bits, v1/v2 handled by the caller:

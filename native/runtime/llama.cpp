@@ -38,6 +38,13 @@ static void rmsnorm(float* out, const float* x, const float* w, size_t n, size_t
   }
 }
 
+void Llama::add_bias(int kind, int layer, size_t n, size_t out, float* y) const {
+  const float* b = w_.layers[layer].bias[kind];
+  if (!b) return;
+  for (size_t t = 0; t < n; t++)
+    for (size_t j = 0; j < out; j++) y[t * out + j] += b[j];
+}
+
 void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs) {
   if (obs) obs->observe(layer, kind, x, n, in);
   const LayerWeights& L = w_.layers[layer];
@@ -50,9 +57,32 @@ void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, siz
   } else {
     gemm(x, n, in, L.w[kind], out, y, false, mode);
   }
-  if (L.bias[kind])
-    for (size_t t = 0; t < n; t++)
-      for (size_t j = 0; j < out; j++) y[t * out + j] += L.bias[kind][j];
+  add_bias(kind, layer, n, out, y);
+}
+
+void Llama::linears(int layer, const float* x, size_t n, size_t in, const LinOut* o, size_t count, int mode, Observer* obs) {
+  if (obs) obs->observe(layer, o[0].kind, x, n, in);  // one input, observed once (as its first layer)
+  const LayerWeights& L = w_.layers[layer];
+  bool all_q = true, all_f32 = true;
+  for (size_t i = 0; i < count; i++) {
+    const int k = o[i].kind;
+    all_q = all_q && L.qblock[k].q && qdot_can_share_acts(L.qblock[o[0].kind], L.qblock[k]);
+    all_f32 = all_f32 && L.w[k] && !L.qblock[k].q && !L.packed[k].qweight;
+  }
+  if (count > 1 && count <= 8 && mode != MODE_REF && (all_q || all_f32)) {
+    if (all_q) {
+      QdotPart parts[8];
+      for (size_t i = 0; i < count; i++) parts[i] = QdotPart{&L.qblock[o[i].kind], o[i].y, o[i].out};
+      qdot_linear_multi(parts, count, x, n, mode);
+    } else {
+      GemmPart parts[8];
+      for (size_t i = 0; i < count; i++) parts[i] = GemmPart{L.w[o[i].kind], o[i].out, o[i].y, o[i].out};
+      gemm_multi(parts, count, x, n, in, mode);
+    }
+    for (size_t i = 0; i < count; i++) add_bias(o[i].kind, layer, n, o[i].out, o[i].y);
+    return;
+  }
+  for (size_t i = 0; i < count; i++) linear(o[i].kind, layer, x, n, in, o[i].out, o[i].y, mode, nullptr);
 }
 
 void Llama::kv_write(int layer, size_t pos, const float* k, const float* v) {
@@ -192,17 +222,16 @@ void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* ob
   std::vector<float> tmp(n * std::max(dim, qd));
   const LayerWeights& L = w_.layers[l];
   rmsnorm(xn.data(), x, L.attn_norm, n, dim, c.rms_eps);
-  linear(LIN_Q, l, xn.data(), n, dim, qd, q.data(), mode, obs);
-  linear(LIN_K, l, xn.data(), n, dim, kvd, k.data(), mode, nullptr);  // same input as q: observed once
-  linear(LIN_V, l, xn.data(), n, dim, kvd, v.data(), mode, nullptr);
+  const LinOut qkv[3] = {{LIN_Q, qd, q.data()}, {LIN_K, kvd, k.data()}, {LIN_V, kvd, v.data()}};
+  linears(l, xn.data(), n, dim, qkv, 3, mode, obs);
   rope(q.data(), k.data(), n, pos0);
   for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
   attention(l, q.data(), n, pos0, att.data(), mode);
   linear(LIN_O, l, att.data(), n, qd, dim, tmp.data(), mode, obs);
   for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
   rmsnorm(xn.data(), x, L.ffn_norm, n, dim, c.rms_eps);
-  linear(LIN_GATE, l, xn.data(), n, dim, hid, h1.data(), mode, obs);
-  linear(LIN_UP, l, xn.data(), n, dim, hid, h3.data(), mode, nullptr);  // same input as gate
+  const LinOut gate_up[2] = {{LIN_GATE, hid, h1.data()}, {LIN_UP, hid, h3.data()}};
+  linears(l, xn.data(), n, dim, gate_up, 2, mode, obs);
   for (size_t i = 0; i < n * hid; i++) {
     const float g = h1[i];
     h1[i] = g * (1.0f / (1.0f + expf(-g))) * h3[i];

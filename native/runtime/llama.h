@@ -85,6 +85,15 @@ class Llama {
 
  private:
   void linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs);
+  // Several linear layers on the same input (q/k/v, gate/up): one parallel region (and one
+  // activation quantization) when their weights allow, else one linear() after another.
+  struct LinOut {
+    int kind;
+    size_t out;
+    float* y;
+  };
+  void linears(int layer, const float* x, size_t n, size_t in, const LinOut* outs, size_t count, int mode, Observer* obs);
+  void add_bias(int kind, int layer, size_t n, size_t out, float* y) const;
   void kv_write(int layer, size_t pos, const float* k, const float* v);
   void rope(float* q, float* k, size_t n, size_t pos0) const;
   void attention(int layer, const float* q, size_t n, size_t pos0, float* out, int mode) const;

@@ -21,7 +21,7 @@ import { isLowbitError } from '../../lib/errors';
 import { packValues } from '../../lib/pack';
 import { f16BitsToF32, f32ToF16Bits } from '../../lib/formats/dtype';
 import { decodeGgml, encodeQ4_0, encodeQ4_1, encodeQ8_0 } from '../../lib/formats/ggml-blocks';
-import { qblockFromGgml, qblockFromGptq, qblockWeight, qdotLinear, quantizeActivations, type QBlock } from '../../lib/qdot';
+import { qblockFromGgml, qblockFromGptq, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/qdot';
 import { testSeed, withSeed, type Rng } from '../helpers/rng';
 import { runnableIsas } from '../helpers/isa';
 
@@ -185,6 +185,29 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
       }
     });
   });
+
+  it('several matrices on one x (q/k/v-style, one region): each output == its own qdotLinear, bit for bit', withIsas(async (isa) => {
+    await withSeed(testSeed(12), async (rng) => {
+      // odd output counts (tiles split between parts), sym and asym parts (different offset terms), f32 scales
+      for (const [bits, kb, rows, outs, perm] of [[4, 32, 1, [37, 8, 13], false], [4, 128, 5, [48, 16, 16], true], [8, 64, 3, [1, 19, 40, 7], false],
+        [4, 32, 2, [21, 300], false]] as const) {
+        const inF = 256;
+        const ws = outs.map((out, i) => randomQBlock(rng, bits, kb, out, inF, i % 2 === 1, false, i === 2));
+        if (perm) { const p = randomPerm(rng, inF); for (const w of ws) w.perm = p; }
+        const x = activations(rng, rows, inF);
+        for (const mode of ['fast', 'ref'] as const) {
+          const ys = await qdotLinearMulti(ws, x, rows, { mode });
+          for (let i = 0; i < ws.length; i++) {
+            const one = await qdotLinear(ws[i], x, rows, undefined, { mode });
+            assert.deepEqual(ys[i], one, `${isa} ${mode} ${bits}-bit kb${kb} part ${i} (out ${outs[i]})`);
+          }
+        }
+      }
+      // matrices that need different quantizations of x are refused, naming the part
+      const a = randomQBlock(rng, 4, 32, 16, 256, false, false), b = randomQBlock(rng, 4, 64, 16, 256, false, false);
+      await assert.rejects(qdotLinearMulti([a, b], activations(rng, 1, 256), 1), (e: unknown) => isLowbitError(e) && e.code === 'LOWBIT_INVALID_OPTION' && /matrix 1/.test(e.message));
+    });
+  }));
 
   describe('repacking', function () {
     // bits, in, out, group size (-1 per channel), act-order, uniform zeros

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/dispatch.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
 
@@ -107,6 +108,32 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
   parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
     const size_t n0 = c0 * grain, n1 = std::min(n, c1 * grain);
     gemm_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
+  });
+}
+
+void gemm_multi(const GemmPart* parts, size_t count, const float* x, size_t m, size_t k, int mode) {
+  if (count == 0) return;
+  if (mode == MODE_REF || count == 1) {
+    for (size_t p = 0; p < count; p++) gemm(x, m, k, parts[p].w, parts[p].n, parts[p].y, false, mode, parts[p].ldy);
+    return;
+  }
+  LOWBIT_CHECK(count <= 8, "gemm_multi: at most 8 parts");
+  // units of 16 columns (one AVX2 panel), numbered across the parts; the grain as in gemm()
+  constexpr size_t U = 16;
+  size_t first[9];
+  first[0] = 0;
+  for (size_t p = 0; p < count; p++) first[p + 1] = first[p] + (parts[p].n + U - 1) / U;
+  // (a GEMV, m == 1, packs nothing: finer chunks let two threads even out)
+  const size_t flops_per_unit = 2 * m * k * U, target = m == 1 ? (size_t)1 << 19 : (size_t)1 << 21;
+  const size_t grain = std::max<size_t>(1, target / std::max<size_t>(flops_per_unit, 1));
+  parallel_for(first[count], grain, [&](size_t u0, size_t u1) {
+    for (size_t p = 0; p < count && u0 < u1; p++) {
+      if (u0 >= first[p + 1]) continue;
+      const size_t e = std::min(u1, first[p + 1]);
+      const size_t n0 = (u0 - first[p]) * U, n1 = std::min(parts[p].n, (e - first[p]) * U);
+      gemm_range(x, m, k, parts[p].w, parts[p].n, parts[p].y, parts[p].ldy, false, n0, n1);
+      u0 = e;
+    }
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include "core/cpu_features.h"
 #include "core/dispatch.h"
+#include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/qdot.h"
@@ -70,33 +71,71 @@ void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t
   else quantize_acts_ref(x, rows, in, kb, perm, a);
 }
 
+bool qdot_can_share_acts(const QBlockMatrix& a, const QBlockMatrix& b) {
+  if (a.in != b.in || a.kb != b.kb) return false;
+  if (a.perm == b.perm) return true;
+  if (!a.perm || !b.perm) return false;
+  return std::equal(a.perm, a.perm + a.in, b.perm);
+}
+
 void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, size_t ldy, int mode) {
-  const size_t B = w.blocks();
+  const QdotPart part{&w, y, ldy};
+  qdot_linear_multi(&part, 1, x, rows, mode);
+}
+
+void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size_t rows, int mode) {
+  if (count == 0) return;
+  const QBlockMatrix& w0 = *parts[0].w;
+  for (size_t p = 1; p < count; p++)
+    if (!qdot_can_share_acts(w0, *parts[p].w)) throw Error("LOWBIT_INTERNAL", "qdot_linear_multi: the matrices need different activation quantizations");
+  const size_t B = w0.blocks();
   thread_local std::vector<int8_t> xq;
   thread_local std::vector<float> sx, zs;
   thread_local std::vector<int32_t> sum;
-  xq.resize(rows * w.in);
+  xq.resize(rows * w0.in);
   sx.resize(rows * B);
   sum.resize(rows * B);
-  zs.resize(rows * B);
-  const QActs a{xq.data(), sx.data(), sum.data(), zs.data()};
-  quantize_acts(x, rows, w.in, w.kb, w.perm, a, mode);
+  zs.resize(count * rows * B);
+  quantize_acts(x, rows, w0.in, w0.kb, w0.perm, QActs{xq.data(), sx.data(), sum.data(), nullptr}, mode);
+  // each part's offset term: sx·Σxq (asymmetric weights, times m) or −zero_fixed·sx·Σxq (fixed zero).
+  // (Plain pointers: the buffers are this thread's thread_locals, and pool workers run the lambda.)
+  int8_t* const xq_p = xq.data();
+  float *const sx_p = sx.data(), *const zs_p = zs.data();
+  int32_t* const sum_p = sum.data();
+  auto acts = [=](size_t p) { return QActs{xq_p, sx_p, sum_p, zs_p + p * rows * B}; };
   if (mode == MODE_REF) {
-    qdot_gemm_ref(w, a, rows, y, ldy);
+    for (size_t p = 0; p < count; p++) qdot_gemm_ref(*parts[p].w, acts(p), rows, parts[p].y, parts[p].ldy);
     return;
   }
   const QdotRange fast = fast_range();
   if (fast)
-    for (size_t i = 0; i < rows * B; i++) zs[i] = w.m ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
-  // column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
-  // every token passes over them
+    for (size_t p = 0; p < count; p++) {
+      const QBlockMatrix& w = *parts[p].w;
+      float* z = zs.data() + p * rows * B;
+      for (size_t i = 0; i < rows * B; i++) z[i] = w.m ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
+    }
+  // Column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
+  // every token passes over them. The parts' tiles form one index space, so q/k/v (or gate/up)
+  // share one parallel region and the small k/v matrices do not run on one thread alone.
   constexpr size_t T = 16;
-  const size_t tiles = (w.out + T - 1) / T;
-  const size_t grain = std::max<size_t>(1, 64 / std::max<size_t>(1, rows));
+  size_t first[9];
+  LOWBIT_CHECK(count <= 8, "qdot_linear_multi: at most 8 parts");
+  first[0] = 0;
+  for (size_t p = 0; p < count; p++) first[p + 1] = first[p] + (parts[p].w->out + T - 1) / T;
+  const size_t tiles = first[count];
+  // decoding (1 row): 8 tiles (128 weight rows) per grain so two threads can even out a slow core;
+  // many rows: fewer, larger chunks (each chunk re-reads the activations)
+  const size_t grain = std::max<size_t>(1, (rows == 1 ? 8 : 64) / std::max<size_t>(1, rows));
   parallel_for(tiles, grain, [&](size_t t0, size_t t1) {
-    const size_t n0 = t0 * T, n1 = std::min(w.out, t1 * T);
-    if (fast) fast(w, a, rows, y, ldy, n0, n1);
-    else qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
+    for (size_t p = 0; p < count && t0 < t1; p++) {
+      if (t0 >= first[p + 1]) continue;
+      const QBlockMatrix& w = *parts[p].w;
+      const size_t e = std::min(t1, first[p + 1]);
+      const size_t n0 = (t0 - first[p]) * T, n1 = std::min(w.out, (e - first[p]) * T);
+      if (fast) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
+      else qdot_gemm_generic_range(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
+      t0 = e;
+    }
   });
 }
 
