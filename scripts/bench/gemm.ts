@@ -68,7 +68,7 @@ export interface GemmEntry {
   minSeconds: number;
   gflops: number;
   lowbit: Side;
-  peer: (Side & { name: string; lib: string; version: string | null }) | null;
+  peer: (Side & { name: string; lib: string; version: string | null; env: { OPENBLAS_THREAD_TIMEOUT: string } }) | null;
   peerReason?: string;
   /** lowbit GFLOP/s / peer GFLOP/s (medians), or null without a peer. */
   ratio: number | null;
@@ -104,7 +104,21 @@ export function openblasVersion(): string | null {
   return lines.length ? lines.join(', ') : null;
 }
 
+/**
+ * OpenBLAS's worker threads busy-wait 2^28 cycles (≈ 0.1 s) after each call by default: through the
+ * pause before the next sample and into lowbit's sample, where the spinning thread takes one of the
+ * two cores (measured: lowbit's 1024³ at 0.39× OpenBLAS with the default, 0.80× with 2^4). Both
+ * libraries' threads therefore sleep right after a call, as lowbit's do by default
+ * (LOWBIT_SPIN_US=0). Read by OpenBLAS when it is loaded (the first peerSgemmInfo()); a value the
+ * user set is kept. Recorded in each entry.
+ */
+function quietPeerThreads(): string {
+  if (process.env.OPENBLAS_THREAD_TIMEOUT === undefined) process.env.OPENBLAS_THREAD_TIMEOUT = '4';
+  return process.env.OPENBLAS_THREAD_TIMEOUT;
+}
+
 export async function benchGemm(o: { quick: boolean; threads: number; limits: Limits }): Promise<GemmEntry[]> {
+  const threadTimeout = quietPeerThreads();
   const info = addon().peerSgemmInfo();
   const peerLib = info.lib;
   const peerReason = peerLib ? undefined : `OpenBLAS not available in this process: ${info.error ?? 'unknown reason'}`;
@@ -162,7 +176,7 @@ export async function benchGemm(o: { quick: boolean; threads: number; limits: Li
       label: s.label, shape: { m, k, n }, flops, bytes: 4 * (m * k + n * k + m * n), threads: o.threads, warmup, repeats,
       unit: 'GFLOP/s', medianSeconds: a.medianSeconds, minSeconds: a.minSeconds, gflops: a.gflops,
       lowbit: a,
-      peer: b && peerLib ? { name: 'OpenBLAS cblas_sgemm', lib: peerLib, version, ...b } : null,
+      peer: b && peerLib ? { name: 'OpenBLAS cblas_sgemm', lib: peerLib, version, env: { OPENBLAS_THREAD_TIMEOUT: threadTimeout }, ...b } : null,
       ...(peerReason ? { peerReason } : {}),
       ratio: b ? round(a.gflops / b.gflops, 3) : null,
       check,
