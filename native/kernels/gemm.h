@@ -32,9 +32,23 @@ struct GemmPart {
 void gemm_multi(const GemmPart* parts, size_t count, const float* x, size_t m, size_t k, int mode);
 
 // The same product on a range of output columns [n0, n1) only (the driver splits n across threads).
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
+// apre: x already packed for the whole call (gemm_avx2_pack_a over tiles [0, gemm_avx2_a_tiles(m)),
+// into gemm_avx2_packed_a_floats(m, k) floats, 32-byte aligned), or null to pack per block.
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
+                     const float* apre = nullptr);
+size_t gemm_avx2_packed_a_floats(size_t m, size_t k);
+size_t gemm_avx2_a_tiles(size_t m);
+void gemm_avx2_pack_a(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1);
 void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
+// Small batches on AVX2 (GEMM_SMALL_M_MIN ≤ m ≤ GEMM_SMALL_M_MAX): x packed once per call
+// (gemm_small_pack_x_avx2 into gemm_small_packed_floats(m, k) floats, 32-byte aligned), w read in
+// place; see gemm_avx2.cpp. The bounds are measured: below 9 rows the product is memory-bound
+// and the blocked path is as fast; at 96 rows the blocked path has caught up.
+constexpr size_t GEMM_SMALL_M_MIN = 9, GEMM_SMALL_M_MAX = 64;
+size_t gemm_small_packed_floats(size_t m, size_t k);
+void gemm_small_pack_x_avx2(const float* x, size_t m, size_t k, float* dst);
+void gemm_small_avx2_range(const float* xp, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 // Single-threaded, ISA-dispatched (for use inside an already-parallel region: the pool does not nest).
 void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate);
 // Σ a[i]·b[i] in f32, ISA-dispatched (several vector accumulators: the plain loop is one serial

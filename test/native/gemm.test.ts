@@ -9,10 +9,16 @@ import { gemm } from '../../lib/runtime/gemm';
 import { testSeed, withSeed } from '../helpers/rng';
 import { runnableIsas } from '../helpers/isa';
 
-/** (m, k, n): 1 row; odd sizes; ±1 around the 8-lane vector, the 6×16 tile and KC = 256; LLM-ish shapes. */
+/**
+ * (m, k, n): 1 row; odd sizes; ±1 around the 8-lane vector, the 6×16 tile and KC = 256; LLM-ish shapes.
+ * The small-batch AVX2 path (9 ≤ m ≤ 64: 6 weight rows × 16 tokens, k blocked by 1024): its bounds
+ * 8/9 and 64/65 rows, a partial token block (17, 33), fewer weight rows than a tile (n < 6), k ±1
+ * around its 1024-channel block, k below the vector width.
+ */
 export const GEMM_SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 7, 5], [1, 33, 17], [1, 4096, 100], [2, 64, 16], [5, 100, 31], [6, 256, 16], [7, 257, 33],
   [13, 300, 47], [64, 512, 96], [100, 64, 1000], [37, 1000, 130],
+  [8, 40, 20], [9, 3, 5], [16, 1023, 50], [17, 1025, 13], [33, 2049, 97], [64, 17, 7], [65, 100, 14], [48, 1024, 6],
 ];
 
 describe('native GEMM y = x·wᵀ', function () {

@@ -4,7 +4,9 @@
 // of x per A block. The ISA supplies the micro-kernel and the B-panel packer:
 //   kernel(kc, A_tile, B_panel, C, ldc, mr, nr, overwrite)
 //   pack_b(w, k, row0, row_end, k0, kc, dst)
-// Ap must hold MC·KC floats and Bp NC·KC (aligned as the kernel's loads need).
+// Ap must hold MC·KC floats and Bp NC·KC (aligned as the kernel's loads need). When `apre` is
+// given, x was packed for the whole call beforehand (pack_a_tile over every tile and k block, see
+// below; done once by the driver instead of once per column chunk) and Ap is unused.
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -33,9 +35,39 @@ inline void store_edge_tile(const float (&tile)[MR][NR], float* C, size_t ldc, s
     for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
 }
 
+// One MR-row tile of x (rows row0 …, rows ≥ row_end are zero) over k0 … k0+kc, k-major
+// (dst[kk·MR + i]).
+template <size_t MR>
+inline void pack_a_tile(const float* x, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
+  for (size_t i = 0; i < MR; i++) {
+    const size_t row = row0 + i;
+    if (row < row_end) {
+      const float* src = x + row * k + k0;
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = src[kk];
+    } else {
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
+    }
+  }
+}
+
+// The whole of x packed ahead: tile t (rows MR·t …) of k block kc0 at apre + kc0·mpad + t·kc·MR,
+// mpad = ⌈m / MR⌉·MR floats per channel. Packs tiles [t0, t1) (the driver splits them across threads).
+template <size_t MR>
+inline size_t packed_a_floats(size_t m, size_t k) { return (m + MR - 1) / MR * MR * k; }
+template <size_t MR, size_t KC>
+inline void pack_a_all(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1) {
+  const size_t mpad = (m + MR - 1) / MR * MR;
+  for (size_t kc0 = 0; kc0 < k; kc0 += KC) {
+    const size_t kc = std::min(KC, k - kc0);
+    for (size_t t = t0; t < t1; t++) pack_a_tile<MR>(x, k, t * MR, m, kc0, kc, apre + kc0 * mpad + t * kc * MR);
+  }
+}
+
 template <size_t MR, size_t NR, size_t KC, size_t MC, size_t NC, class Kernel, class PackB>
 inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
-                         float* Ap, float* Bp, Kernel kernel, PackB pack_b) {
+                         float* Ap, float* Bp, Kernel kernel, PackB pack_b, const float* apre = nullptr) {
+  static_assert(MC % MR == 0, "MC is whole tiles");
+  const size_t mpad = (m + MR - 1) / MR * MR;
   for (size_t nc0 = n0; nc0 < n1; nc0 += NC) {
     const size_t nc = std::min(NC, n1 - nc0);
     const size_t panels = (nc + NR - 1) / NR;
@@ -47,24 +79,15 @@ inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, flo
       for (size_t mc0 = 0; mc0 < m; mc0 += MC) {
         const size_t mc = std::min(MC, m - mc0);
         const size_t tiles = (mc + MR - 1) / MR;
-        // pack A: tile t holds activation rows mc0 + MR·t … +MR−1, k-major: Ap[t][kk][i]
-        for (size_t t = 0; t < tiles; t++) {
-          float* dst = Ap + t * kc * MR;
-          for (size_t i = 0; i < MR; i++) {
-            const size_t row = mc0 + t * MR + i;
-            if (row < mc0 + mc) {
-              const float* src = x + row * k + kc0;
-              for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = src[kk];
-            } else {
-              for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
-            }
-          }
-        }
+        // pack A: tile t holds activation rows mc0 + MR·t … +MR−1, k-major: A[t][kk][i]
+        const float* A = apre ? apre + kc0 * mpad + mc0 * kc : Ap;
+        if (!apre)
+          for (size_t t = 0; t < tiles; t++) pack_a_tile<MR>(x, k, mc0 + t * MR, mc0 + mc, kc0, kc, Ap + t * kc * MR);
         for (size_t p = 0; p < panels; p++) {
           const size_t nr = std::min(NR, nc - p * NR);
           for (size_t t = 0; t < tiles; t++) {
             const size_t mr = std::min(MR, mc - t * MR);
-            kernel(kc, Ap + t * kc * MR, Bp + p * kc * NR, y + (mc0 + t * MR) * ldy + nc0 + p * NR, ldy, mr, nr, overwrite);
+            kernel(kc, A + t * kc * MR, Bp + p * kc * NR, y + (mc0 + t * MR) * ldy + nc0 + p * NR, ldy, mr, nr, overwrite);
           }
         }
       }

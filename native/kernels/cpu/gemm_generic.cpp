@@ -1,6 +1,8 @@
 // Portable GEMM (blocked dot products, 4 outputs at a time for reuse of x) and the driver that
 // splits output columns across the thread pool and picks the ISA variant.
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #include "core/dispatch.h"
 #include "core/error.h"
@@ -40,10 +42,18 @@ void gemm_generic(const float* x, size_t m, size_t k, const float* w, size_t n, 
 }
 
 #if !defined(LOWBIT_HAVE_X86_VARIANTS)
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1) {
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1, const float*) {
   gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
 }
+size_t gemm_avx2_packed_a_floats(size_t, size_t) { return 0; }
+size_t gemm_avx2_a_tiles(size_t) { return 0; }
+void gemm_avx2_pack_a(const float*, size_t, size_t, float*, size_t, size_t) {}
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
+size_t gemm_small_packed_floats(size_t m, size_t k) { return ((m + 15) / 16) * 16 * k; }
+void gemm_small_pack_x_avx2(const float*, size_t, size_t, float*) { throw Error("LOWBIT_INTERNAL", "gemm: no AVX2 variant in this build"); }
+void gemm_small_avx2_range(const float*, size_t, size_t, const float*, float*, size_t, bool, size_t, size_t) {
+  throw Error("LOWBIT_INTERNAL", "gemm: no AVX2 variant in this build");
+}
 #endif
 
 float dot_f32_generic(const float* a, const float* b, size_t n) {
@@ -92,10 +102,38 @@ void gemm_serial(const float* x, size_t m, size_t k, const float* w, size_t n, f
   gemm_range(x, m, k, w, n, y, n, accumulate, 0, n);
 }
 
+// The swapped small-batch path applies (AVX2 CPUs, GEMM_SMALL_M_MIN ≤ m ≤ GEMM_SMALL_M_MAX).
+static bool use_small(size_t m, size_t k) {
+  const Isa isa = active_isa();
+  return (isa == ISA_AVX2 || isa == ISA_AVX512) && m >= GEMM_SMALL_M_MIN && m <= GEMM_SMALL_M_MAX && k > 0;
+}
+
+// x packed once for the swapped path (this thread's buffer, 32-byte aligned; read by the workers).
+static const float* pack_small(const float* x, size_t m, size_t k) {
+  thread_local std::vector<float> buf;
+  const size_t need = gemm_small_packed_floats(m, k) + 8;
+  if (buf.size() < need) buf.resize(need);
+  float* p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+  gemm_small_pack_x_avx2(x, m, k, p);
+  return p;
+}
+
+// Column units of the swapped path: 48 = a multiple of its 6- and 12-row tiles.
+constexpr size_t SMALL_UNIT = 48;
+
 void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy) {
   if (ldy == 0) ldy = n;
   if (mode == MODE_REF) {
     gemm_ref_ld(x, m, k, w, n, y, ldy, accumulate);
+    return;
+  }
+  if (use_small(m, k)) {
+    const float* xp = pack_small(x, m, k);
+    const size_t units = (n + SMALL_UNIT - 1) / SMALL_UNIT;
+    const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
+    parallel_for(units, grain, [&](size_t u0, size_t u1) {
+      gemm_small_avx2_range(xp, m, k, w, y, ldy, accumulate, u0 * SMALL_UNIT, std::min(n, u1 * SMALL_UNIT));
+    });
     return;
   }
   // AVX-512 CPUs run the AVX2 kernel (an AVX-512 tile is future work; Zen 4 splits zmm in two anyway).
@@ -105,6 +143,21 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
   size_t grain = std::max<size_t>(16, (size_t)(1u << 21) / std::max<size_t>(flops_per_col, 1));
   grain = (grain + 15) / 16 * 16;
   const size_t chunks = (n + grain - 1) / grain;
+  const Isa isa = active_isa();
+  // AVX2 with several chunks: pack x once for the call (both threads packing tiles), not once per
+  // chunk — at 512 rows a chunk is 256 columns, and every chunk repacked all of x. Up to 64 MiB.
+  if ((isa == ISA_AVX2 || isa == ISA_AVX512) && m >= 2 && k > 0 && chunks > 1 && m * k <= ((size_t)1 << 24)) {
+    thread_local std::vector<float> buf;
+    const size_t need = gemm_avx2_packed_a_floats(m, k) + 8;
+    if (buf.size() < need) buf.resize(need);
+    float* apre = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+    const size_t tiles = gemm_avx2_a_tiles(m);
+    parallel_for(tiles, std::max<size_t>(1, 4096 / std::max<size_t>(k, 1)), [&](size_t t0, size_t t1) { gemm_avx2_pack_a(x, m, k, apre, t0, t1); });
+    parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
+      gemm_avx2_range(x, m, k, w, n, y, ldy, accumulate, c0 * grain, std::min(n, c1 * grain), apre);
+    });
+    return;
+  }
   parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
     const size_t n0 = c0 * grain, n1 = std::min(n, c1 * grain);
     gemm_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
@@ -118,6 +171,23 @@ void gemm_multi(const GemmPart* parts, size_t count, const float* x, size_t m, s
     return;
   }
   LOWBIT_CHECK(count <= 8, "gemm_multi: at most 8 parts");
+  if (use_small(m, k)) {
+    const float* xp = pack_small(x, m, k);  // once for all parts
+    size_t first[9];
+    first[0] = 0;
+    for (size_t p = 0; p < count; p++) first[p + 1] = first[p] + (parts[p].n + SMALL_UNIT - 1) / SMALL_UNIT;
+    const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
+    parallel_for(first[count], grain, [&](size_t u0, size_t u1) {
+      for (size_t p = 0; p < count && u0 < u1; p++) {
+        if (u0 >= first[p + 1]) continue;
+        const size_t e = std::min(u1, first[p + 1]);
+        gemm_small_avx2_range(xp, m, k, parts[p].w, parts[p].y, parts[p].ldy, false, (u0 - first[p]) * SMALL_UNIT,
+                              std::min(parts[p].n, (e - first[p]) * SMALL_UNIT));
+        u0 = e;
+      }
+    });
+    return;
+  }
   // units of 16 columns (one AVX2 panel), numbered across the parts; the grain as in gemm()
   constexpr size_t U = 16;
   size_t first[9];

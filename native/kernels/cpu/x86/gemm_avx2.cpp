@@ -179,7 +179,119 @@ struct Buffers {
 
 }  // namespace
 
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1) {
+// ---- small batches (GEMM_SMALL_M_MIN ≤ m ≤ GEMM_SMALL_M_MAX): the roles swapped ----------------------------
+// The blocked path packs NR-row panels of w for every k block and reuses each packed value only
+// ⌈m/6⌉ times: at 32 tokens, packing w costs about as much as multiplying. Here w is never
+// packed: yᵀ = w · xᵀ, x (small) is packed once per call, 16 tokens wide and k-major, and the
+// micro-kernel broadcasts w's elements straight from its rows (6 rows of w × 16 tokens,
+// 12 accumulators). A tile's 6·KCS floats of w stay in L1 while every token block passes over
+// them; the packed x block (m × KCS) stays in L2. Results are transposed in registers and stored
+// R-wide (masked) into each token's row of y.
+
+namespace {
+
+inline __m256i lane_mask(size_t r) {  // the first r of 8 lanes
+  alignas(32) static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - r));
+}
+
+// acc[2r + h] holds tokens 8h … 8h+7 of weight row r (r < 6). Writes y[t, 0 … rows−1] for the mt
+// valid tokens t of the block (rows of y at y + t·ldy): an 8×8 register transpose per token half,
+// then one masked store of `rows` floats per token.
+inline void store_transposed(const __m256 (&acc)[12], float* y, size_t ldy, size_t mt, size_t rows, bool overwrite) {
+  const __m256i mask = lane_mask(rows);
+  for (size_t h = 0; h < 2 && 8 * h < mt; h++) {
+    __m256 v[8];
+    for (int i = 0; i < 8; i++) v[i] = i < 6 ? acc[2 * i + h] : _mm256_setzero_ps();
+    transpose8(v);  // v[t] = token 8h + t, weight rows 0 … 7
+    for (size_t t = 0; t < 8 && 8 * h + t < mt; t++) {
+      float* dst = y + (8 * h + t) * ldy;
+      __m256 val = v[t];
+      if (!overwrite) val = _mm256_add_ps(val, _mm256_maskload_ps(dst, mask));
+      _mm256_maskstore_ps(dst, mask, val);
+    }
+  }
+}
+
+// 6 weight rows (w + r·k, already offset to the k block) × 16 tokens of a packed x panel
+// (xp[kk·16 + token]) over kc, 12 named accumulators (an array would be kept in memory by gcc).
+// Rows beyond `rows` repeat the last valid row (computed, not stored).
+inline void kernel_swapped_6x16(size_t kc, const float* w, size_t k, size_t rows, const float* xp, float* y, size_t ldy, size_t mt, bool overwrite) {
+  const float* wr[6];
+  for (size_t r = 0; r < 6; r++) wr[r] = w + std::min(r, rows - 1) * k;
+  const float *w0 = wr[0], *w1 = wr[1], *w2 = wr[2], *w3 = wr[3], *w4 = wr[4], *w5 = wr[5];
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  for (size_t p = 0; p < kc; p++) {
+    const __m256 x0 = _mm256_load_ps(xp + p * 16), x1 = _mm256_load_ps(xp + p * 16 + 8);
+    __m256 v = _mm256_broadcast_ss(w0 + p);
+    a0 = _mm256_fmadd_ps(v, x0, a0); a1 = _mm256_fmadd_ps(v, x1, a1);
+    v = _mm256_broadcast_ss(w1 + p);
+    a2 = _mm256_fmadd_ps(v, x0, a2); a3 = _mm256_fmadd_ps(v, x1, a3);
+    v = _mm256_broadcast_ss(w2 + p);
+    a4 = _mm256_fmadd_ps(v, x0, a4); a5 = _mm256_fmadd_ps(v, x1, a5);
+    v = _mm256_broadcast_ss(w3 + p);
+    a6 = _mm256_fmadd_ps(v, x0, a6); a7 = _mm256_fmadd_ps(v, x1, a7);
+    v = _mm256_broadcast_ss(w4 + p);
+    a8 = _mm256_fmadd_ps(v, x0, a8); a9 = _mm256_fmadd_ps(v, x1, a9);
+    v = _mm256_broadcast_ss(w5 + p);
+    a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
+  }
+  const __m256 out[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
+  store_transposed(out, y, ldy, mt, rows, overwrite);
+}
+
+constexpr size_t KCS = 1024;  // k block of the swapped path: 6 rows of w (24 KiB) in L1, x block in L2
+
+}  // namespace
+
+size_t gemm_small_packed_floats(size_t m, size_t k) { return ((m + 15) / 16) * 16 * k; }
+
+// x (m × k) → blocks of KCS channels; in block c (kc channels), token block tb at
+// c·KCS·mpad + tb·16·kc holds x[tb·16 + t, c·KCS + kk] at kk·16 + t (zero for t ≥ m).
+void gemm_small_pack_x_avx2(const float* x, size_t m, size_t k, float* dst) {
+  const size_t tbs = (m + 15) / 16, mpad = tbs * 16;
+  for (size_t c0 = 0; c0 < k; c0 += KCS) {
+    const size_t kc = std::min(KCS, k - c0);
+    for (size_t tb = 0; tb < tbs; tb++) {
+      float* d = dst + c0 * mpad + tb * 16 * kc;
+      for (size_t h = 0; h < 2; h++) {
+        const size_t t0 = tb * 16 + h * 8;
+        const size_t valid = t0 < m ? std::min<size_t>(8, m - t0) : 0;
+        size_t kk = 0;
+        if (valid == 8)
+          for (; kk + 8 <= kc; kk += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(x + (t0 + i) * k + c0 + kk);
+            transpose8(r);
+            for (int i = 0; i < 8; i++) _mm256_store_ps(d + (kk + i) * 16 + 8 * h, r[i]);
+          }
+        for (; kk < kc; kk++)
+          for (size_t i = 0; i < 8; i++) d[kk * 16 + 8 * h + i] = i < valid ? x[(t0 + i) * k + c0 + kk] : 0.0f;
+      }
+    }
+  }
+}
+
+void gemm_small_avx2_range(const float* xp, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1) {
+  const size_t tbs = (m + 15) / 16, mpad = tbs * 16;
+  for (size_t c0 = 0; c0 < k; c0 += KCS) {
+    const size_t kc = std::min(KCS, k - c0);
+    const bool overwrite = c0 == 0 && !accumulate;
+    for (size_t j = n0; j < n1;) {
+      const size_t rows = std::min<size_t>(6, n1 - j);
+      for (size_t tb = 0; tb < tbs; tb++)
+        kernel_swapped_6x16(kc, w + j * k + c0, k, rows, xp + c0 * mpad + tb * 16 * kc, y + tb * 16 * ldy + j, ldy, std::min<size_t>(16, m - tb * 16), overwrite);
+      j += rows;
+    }
+  }
+}
+
+size_t gemm_avx2_packed_a_floats(size_t m, size_t k) { return packed_a_floats<MR>(m, k); }
+size_t gemm_avx2_a_tiles(size_t m) { return (m + MR - 1) / MR; }
+void gemm_avx2_pack_a(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1) { pack_a_all<MR, KC>(x, m, k, apre, t0, t1); }
+
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
+                     const float* apre) {
   (void)n;
   if (n1 <= n0) return;
   if (m == 1) {
@@ -196,7 +308,8 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
   gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, buf.A(), buf.B(),
                                    // lambdas (one type each): direct, inlinable calls
                                    [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_6x16(kc, A, B, C, ldc, mr, nr, ow); },
-                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel(w_, k_, r0, re, k0, kc, dst); });
+                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel(w_, k_, r0, re, k0, kc, dst); },
+                                   apre);
 }
 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {
