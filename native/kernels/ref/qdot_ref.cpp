@@ -2,12 +2,14 @@
 // of GPTQ and ggml sources into the kernel layout.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/half.h"
+#include "core/thread_pool.h"
 #include "kernels/pack.h"
 #include "kernels/qdot.h"
 
@@ -30,14 +32,21 @@ int qblock_code(const QBlockMatrix& w, size_t n, size_t k) {
   return (k % 8) < 4 ? (byte & 15) : (byte >> 4);
 }
 
-static void put_code(const QBlockMatrix& w, uint8_t* q, size_t n, size_t k, int code) {
+// Row n's codes (layout channel order, `in` of them; 4-bit: 0…15, 8-bit: int8) written into the
+// layout whole: each byte once, no read-modify-write, and no byte shared with another row, so rows
+// can be written by different threads.
+static void put_row(const QBlockMatrix& w, uint8_t* q, size_t n, const int8_t* c) {
   const size_t T = n / 8, j = n % 8;
   if (w.bits == 8) {
-    q[(T * (w.in / 4) + k / 4) * 32 + j * 4 + k % 4] = (uint8_t)(int8_t)code;
+    uint8_t* dst = q + T * (w.in / 4) * 32 + j * 4;
+    for (size_t u = 0; u < w.in / 4; u++) std::memcpy(dst + u * 32, c + 4 * u, 4);
     return;
   }
-  uint8_t& byte = q[(T * (w.in / 8) + k / 8) * 32 + j * 4 + k % 4];
-  byte = (k % 8) < 4 ? (uint8_t)((byte & 0xF0) | code) : (uint8_t)((byte & 0x0F) | (code << 4));
+  uint8_t* dst = q + T * (w.in / 8) * 32 + j * 4;
+  for (size_t u = 0; u < w.in / 8; u++) {
+    const int8_t* cu = c + 8 * u;
+    for (size_t i = 0; i < 4; i++) dst[u * 32 + i] = (uint8_t)((cu[i] & 15) | (cu[4 + i] << 4));
+  }
 }
 
 void quantize_acts_ref(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a) {
@@ -125,16 +134,21 @@ void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint1
   w.kb = kb;
   w.in = in;
   w.out = out;
-  for (size_t n = 0; n < out; n++) {
-    const uint8_t* cr = codes.data() + n * in;
-    for (size_t k = 0; k < in; k++) put_code(w, q, n, k, (int)cr[order[k]] - off);
-    for (size_t b = 0; b < B; b++) {
-      const size_t g = (size_t)s.g_idx[order[b * kb]];  // one group per block (kb divides gs)
-      const size_t si = qblock_sidx(w, n, b);
-      d[si] = f32_to_f16(s.scales[g * out + n], true, nullptr);
-      if (m) m[si] = -f16_to_f32(d[si]) * (float)((int)s.zeros[g * out + n] - off);
+  // rows in parallel (each writes only its own bytes of the layout)
+  parallel_for(out, 8, [&](size_t n0, size_t n1) {
+    std::vector<int8_t> row(in);
+    for (size_t n = n0; n < n1; n++) {
+      const uint8_t* cr = codes.data() + n * in;
+      for (size_t k = 0; k < in; k++) row[k] = (int8_t)((int)cr[order[k]] - off);
+      put_row(w, q, n, row.data());
+      for (size_t b = 0; b < B; b++) {
+        const size_t g = (size_t)s.g_idx[order[b * kb]];  // one group per block (kb divides gs)
+        const size_t si = qblock_sidx(w, n, b);
+        d[si] = f32_to_f16(s.scales[g * out + n], true, nullptr);
+        if (m) m[si] = -f16_to_f32(d[si]) * (float)((int)s.zeros[g * out + n] - off);
+      }
     }
-  }
+  });
 }
 
 GgmlQInfo qblock_ggml_info(int type) {
@@ -168,66 +182,83 @@ void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uin
   w.kb = gi.kb;
   w.in = in;
   w.out = out;
-  for (size_t n = 0; n < out; n++) {
-    for (size_t b = 0; b < B; b++) {
-      const uint8_t* blk = src + (n * B + b) * bsz;
-      if (type == GGML_Q4_K) {
-        // {f16 d, f16 dmin, 12 B scales, 128 B qs}: value = f32(d·sc_j)·q − f32(dmin·m_j); chunk c of
-        // 32 bytes holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles
-        uint16_t dh, mh;
-        std::memcpy(&dh, blk, 2);
-        std::memcpy(&mh, blk + 2, 2);
-        const float dd = f16_to_f32(dh), dmin = f16_to_f32(mh);
-        const uint8_t* qs = blk + 16;
-        for (int j = 0; j < 8; j++) {
-          int sc, mn;
-          q4k_scale_min(blk + 4, j, &sc, &mn);
-          const size_t sb = b * 8 + (size_t)j, si = qblock_sidx(w, n, sb);
-          d32[si] = dd * (float)sc;
-          m[si] = -(dmin * (float)mn);
-          const uint8_t* c = qs + 32 * (j / 2);
-          for (size_t l = 0; l < 32; l++) put_code(w, q, n, sb * 32 + l, j % 2 ? c[l] >> 4 : c[l] & 15);
-        }
-        continue;
-      }
-      if (type == GGML_Q6_K) {
-        // {128 B ql, 64 B qh, 16 × i8 scales, f16 d}: value v = f32(d·scales[v / 16])·(q(v) − 32)
-        uint16_t dh;
-        std::memcpy(&dh, blk + 208, 2);
-        const float dd = f16_to_f32(dh);
-        for (int s = 0; s < 16; s++) d32[qblock_sidx(w, n, b * 16 + (size_t)s)] = dd * (float)(int8_t)blk[192 + s];
-        for (int h = 0; h < 2; h++) {
-          const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
-          const size_t y = b * 256 + 128 * (size_t)h;
-          for (size_t l = 0; l < 32; l++) {
-            const int hb = qh[l];
-            put_code(w, q, n, y + l, ((ql[l] & 15) | ((hb & 3) << 4)) - 32);
-            put_code(w, q, n, y + l + 32, ((ql[l + 32] & 15) | (((hb >> 2) & 3) << 4)) - 32);
-            put_code(w, q, n, y + l + 64, ((ql[l] >> 4) | (((hb >> 4) & 3) << 4)) - 32);
-            put_code(w, q, n, y + l + 96, ((ql[l + 32] >> 4) | (((hb >> 6) & 3) << 4)) - 32);
+  // rows in parallel (each writes only its own bytes of the layout)
+  parallel_for(out, 8, [&](size_t n_begin, size_t n_end) {
+    std::vector<int8_t> row(gi.has_d32 ? in : 0);  // k-quants: codes decoded into a row, then written whole
+    int8_t* const r = row.data();
+    for (size_t n = n_begin; n < n_end; n++) {
+      for (size_t b = 0; b < B; b++) {
+        const uint8_t* blk = src + (n * B + b) * bsz;
+        if (type == GGML_Q4_K) {
+          // {f16 d, f16 dmin, 12 B scales, 128 B qs}: value = f32(d·sc_j)·q − f32(dmin·m_j); chunk c of
+          // 32 bytes holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles
+          uint16_t dh, mh;
+          std::memcpy(&dh, blk, 2);
+          std::memcpy(&mh, blk + 2, 2);
+          const float dd = f16_to_f32(dh), dmin = f16_to_f32(mh);
+          const uint8_t* qs = blk + 16;
+          for (int j = 0; j < 8; j++) {
+            int sc, mn;
+            q4k_scale_min(blk + 4, j, &sc, &mn);
+            const size_t sb = b * 8 + (size_t)j, si = qblock_sidx(w, n, sb);
+            d32[si] = dd * (float)sc;
+            m[si] = -(dmin * (float)mn);
+            const uint8_t* c = qs + 32 * (j / 2);
+            for (size_t l = 0; l < 32; l++) r[sb * 32 + l] = (int8_t)(j % 2 ? c[l] >> 4 : c[l] & 15);
           }
+          continue;
         }
-        continue;
+        if (type == GGML_Q6_K) {
+          // {128 B ql, 64 B qh, 16 × i8 scales, f16 d}: value v = f32(d·scales[v / 16])·(q(v) − 32)
+          uint16_t dh;
+          std::memcpy(&dh, blk + 208, 2);
+          const float dd = f16_to_f32(dh);
+          for (int s = 0; s < 16; s++) d32[qblock_sidx(w, n, b * 16 + (size_t)s)] = dd * (float)(int8_t)blk[192 + s];
+          for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+            const size_t y = b * 256 + 128 * (size_t)h;
+            for (size_t l = 0; l < 32; l++) {
+              const int hb = qh[l];
+              r[y + l] = (int8_t)(((ql[l] & 15) | ((hb & 3) << 4)) - 32);
+              r[y + l + 32] = (int8_t)(((ql[l + 32] & 15) | (((hb >> 2) & 3) << 4)) - 32);
+              r[y + l + 64] = (int8_t)(((ql[l] >> 4) | (((hb >> 4) & 3) << 4)) - 32);
+              r[y + l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((hb >> 6) & 3) << 4)) - 32);
+            }
+          }
+          continue;
+        }
+        const size_t si = qblock_sidx(w, n, b);
+        std::memcpy(&d[si], blk, 2);
+        // Q8_0 / Q4_0 / Q4_1: the block's layout bytes are written directly (no row buffer)
+        const size_t T = n / 8, col = n % 8;
+        if (type == GGML_Q8_0) {  // 8 units of 4 channels: the codes as they are
+          uint8_t* dst = q + (T * (in / 4) + 8 * b) * 32 + col * 4;
+          for (size_t u = 0; u < 8; u++) std::memcpy(dst + u * 32, blk + 2 + 4 * u, 4);
+          continue;
+        }
+        // ggml nibble order: byte i holds weight i (low) and weight i + 16 (high). Layout unit u
+        // (channels 8u … 8u+7) wants byte i = c[8u+i] | c[8u+4+i] << 4, so with the 16 bytes as four
+        // little-endian words w0…w3 (bytes 0–3, 4–7, 8–11, 12–15), nibble-wise:
+        const uint8_t* qs = blk + (type == GGML_Q4_1 ? 4 : 2);
+        uint32_t w0, w1, w2, w3;
+        std::memcpy(&w0, qs, 4);
+        std::memcpy(&w1, qs + 4, 4);
+        std::memcpy(&w2, qs + 8, 4);
+        std::memcpy(&w3, qs + 12, 4);
+        const uint32_t L = 0x0F0F0F0Fu, H = 0xF0F0F0F0u;
+        const uint32_t units[4] = {(w0 & L) | ((w1 & L) << 4), (w2 & L) | ((w3 & L) << 4),  // channels 0–15: low nibbles
+                                   ((w0 >> 4) & L) | (w1 & H), ((w2 >> 4) & L) | (w3 & H)};  // 16–31: high nibbles
+        uint8_t* dst = q + (T * (in / 8) + 4 * b) * 32 + col * 4;
+        for (size_t u = 0; u < 4; u++) std::memcpy(dst + u * 32, &units[u], 4);
+        if (type == GGML_Q4_1) {
+          uint16_t mh;
+          std::memcpy(&mh, blk + 2, 2);
+          m[si] = f16_to_f32(mh);
+        }
       }
-      const size_t si = qblock_sidx(w, n, b);
-      std::memcpy(&d[si], blk, 2);
-      if (type == GGML_Q8_0) {
-        for (size_t i = 0; i < 32; i++) put_code(w, q, n, b * 32 + i, (int8_t)blk[2 + i]);
-        continue;
-      }
-      const uint8_t* qs = blk + (type == GGML_Q4_1 ? 4 : 2);
-      // ggml nibble order: byte j holds weight j (low) and weight j + 16 (high)
-      for (size_t j = 0; j < 16; j++) {
-        put_code(w, q, n, b * 32 + j, qs[j] & 15);
-        put_code(w, q, n, b * 32 + 16 + j, qs[j] >> 4);
-      }
-      if (type == GGML_Q4_1) {
-        uint16_t mh;
-        std::memcpy(&mh, blk + 2, 2);
-        m[si] = f16_to_f32(mh);
-      }
+      if (type == GGML_Q4_K || type == GGML_Q6_K) put_row(w, q, n, r);
     }
-  }
+  });
 }
 
 }  // namespace lowbit
