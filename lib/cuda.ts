@@ -193,14 +193,14 @@ export interface CudaGptqTimings {
  */
 export async function cudaGptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult & { timings: CudaGptqTimings }> {
   // the checks of gptqLayer (lib/gptq.ts), then the device path's own limits
-  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signal } = checkGptqLayerOptions('cudaGptqLayer', options, 65536);
+  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signedMax, signal } = checkGptqLayerOptions('cudaGptqLayer', options, 65536);
   if (blockSize > 128) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: blockSize ${blockSize} is above the device path's 128 (the block lives in shared memory); use ≤ 128 or the CPU path`);
   if (clip !== 'minmax') throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: clip 'mse' is not implemented on the device; use 'minmax' or the CPU path`);
   if (rows * cols > 2 ** 34) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: ${rows}×${cols} is above the device path's 2^34 weights`);
   const { groups, codes, scales, zeros, gIdx, dequant } = gptqLayerBuffers(weight, hessian, rows, cols, gs);
   const a = cuda('cudaGptqLayer');
   const r = await runTask(() => a.cudaGptqLayer!({
-    rows, cols, bits, groupSize: gs, sym, clip: 0, zeroMin, scaleF16: true, actOrder, staticGroups, damp, dampMax, blockSize,
+    rows, cols, bits, groupSize: gs, sym, clip: 0, zeroMin, scaleF16: true, signedMax, actOrder, staticGroups, damp, dampMax, blockSize,
     weight, hessian, codes, scales, zeros, gIdx, dequant,
     ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!({ phase: 'gptq', done, total }) } : {}),
   }), signal, 'cudaGptqLayer');

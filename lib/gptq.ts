@@ -36,6 +36,8 @@ export interface GptqLayerOptions {
   clip?: 'minmax' | 'mse';
   /** Smallest zero point (1 for GPTQ v1 checkpoints with asymmetric groups). @default 0 */
   zeroMin?: number;
+  /** Symmetric groups on llama.cpp's Q4_0 grid (see QuantizerOptions.signedMax); needs `sym`. @default false */
+  signedMax?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
 }
@@ -58,7 +60,7 @@ export interface GptqLayerResult {
   loss: number;
 }
 
-const KEYS = ['rows', 'cols', 'bits', 'groupSize', 'actOrder', 'sym', 'dampPercent', 'dampMax', 'blockSize', 'staticGroups', 'clip', 'zeroMin', 'signal', 'onProgress'];
+const KEYS = ['rows', 'cols', 'bits', 'groupSize', 'actOrder', 'sym', 'dampPercent', 'dampMax', 'blockSize', 'staticGroups', 'clip', 'zeroMin', 'signedMax', 'signal', 'onProgress'];
 
 /** @internal The checked options of one GPTQ layer (shared by {@link gptqLayer} and cudaGptqLayer). */
 export function checkGptqLayerOptions(where: string, options: GptqLayerOptions, maxCols: number) {
@@ -78,8 +80,10 @@ export function checkGptqLayerOptions(where: string, options: GptqLayerOptions, 
   const staticGroups = checkBool('staticGroups', options.staticGroups ?? false);
   const clip = checkEnum('clip', options.clip ?? 'minmax', ['minmax', 'mse'] as const);
   const zeroMin = checkInt('zeroMin', options.zeroMin ?? 0, 0, 1);
+  const signedMax = checkBool('signedMax', options.signedMax ?? false);
+  if (signedMax && !sym) throw invalidOption('signedMax', 'false with sym: false (the signed-max grid is symmetric)', signedMax);
   const signal = checkSignal(options.signal);
-  return { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signal };
+  return { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signedMax, signal };
 }
 
 /** @internal The weight/Hessian shape checks and the output buffers of one GPTQ layer. */
@@ -97,10 +101,10 @@ export function gptqLayerBuffers(weight: Float32Array, hessian: Float32Array, ro
 
 /** GPTQ one layer: `weight` (rows × cols) row-major, `hessian` (cols × cols). Runs off the event loop. */
 export async function gptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult> {
-  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signal } = checkGptqLayerOptions('gptqLayer', options, 1 << 20);
+  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signedMax, signal } = checkGptqLayerOptions('gptqLayer', options, 1 << 20);
   const { groups, codes, scales, zeros, gIdx, dequant } = gptqLayerBuffers(weight, hessian, rows, cols, gs);
   const r = await runTask(() => addon().gptqLayer({
-    rows, cols, bits, groupSize: gs, sym, clip: clip === 'mse' ? 1 : 0, zeroMin, scaleF16: true, actOrder, staticGroups, damp, dampMax, blockSize,
+    rows, cols, bits, groupSize: gs, sym, clip: clip === 'mse' ? 1 : 0, zeroMin, scaleF16: true, signedMax, actOrder, staticGroups, damp, dampMax, blockSize,
     weight, hessian, codes, scales, zeros, gIdx, dequant, mode: modeId(),
     ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!({ phase: 'gptq', done, total }) } : {}),
   }), signal, 'gptqLayer');

@@ -35,6 +35,8 @@ export interface NativeQuantJob {
   zeroMin: number;
   /** Round scales to fp16 before computing codes (what a fp16 checkpoint stores). */
   scaleF16: boolean;
+  /** Symmetric groups on llama.cpp's Q4_0 grid (see QuantizerOptions.signedMax). */
+  signedMax: boolean;
   /** Codes (rows × cols), or null when `qweight` is given (fused quantize + GPTQ pack). */
   codes: Uint8Array | null;
   qweight?: Int32Array | null;

@@ -118,7 +118,7 @@ export async function quantizeNormalized(
   const task = () => addon().quantize({
     rows: nRows, cols: nCols, srcDtype: src.dtype, src: src.view, bits: q.bits, groupSize: gs, perTensor: q.perTensor,
     sym: q.sym, codebook: CODEBOOK_ID[q.codebook], clip: CLIP_ID[q.clip], clipGrid: q.clipGrid,
-    clipMaxShrink: q.clipMaxShrink, clipNorm: q.clipNorm, zeroMin: q.zeroMin, scaleF16: q.scaleF16,
+    clipMaxShrink: q.clipMaxShrink, clipNorm: q.clipNorm, zeroMin: q.zeroMin, scaleF16: q.scaleF16, signedMax: q.signedMax,
     codes: qweight ? null : codes, qweight, scales, zeros, dequant, mode: modeId(),
     ...(opts.onProgress ? { onProgress: (done: number, total: number) => opts.onProgress!({ phase: 'quantize', done, total }) } : {}),
   } as Parameters<ReturnType<typeof addon>['quantize']>[0]);

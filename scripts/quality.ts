@@ -64,14 +64,16 @@ async function main(): Promise<void> {
     // hold) stay F32 in every row (GPTQ checkpoints keep them; ggml rows get embeddingType F32 and
     // exclude 'mlp.'), so exactly the 20 attention linears differ. Weights dequantized at load.
     const cal = { ...calibration, seed: 0 };
-    for (const [label, type, method, sym] of [['GPTQ → Q4_0', 'Q4_0', 'gptq', true], ['RTN (lowbit grid) → Q4_0', 'Q4_0', 'rtn', true], ['ggml Q4_0 encoder', 'Q4_0', 'ggml', true],
-      ['GPTQ → Q4_1', 'Q4_1', 'gptq', false], ['RTN (lowbit grid) → Q4_1', 'Q4_1', 'rtn', false], ['ggml Q4_1 encoder', 'Q4_1', 'ggml', false]] as const) {
-      const file = path.join(work, `${method}-${type}.gguf`);
+    // signed-max: Q4_0's own grid (scale |largest| / 8 with its sign), what `--format gguf:q4_0` uses
+    for (const [label, type, method, sym, signedMax] of [['GPTQ (signed-max grid) → Q4_0', 'Q4_0', 'gptq', true, true], ['RTN (signed-max grid) → Q4_0', 'Q4_0', 'rtn', true, true],
+      ['GPTQ (symmetric grid) → Q4_0', 'Q4_0', 'gptq', true, false], ['RTN (symmetric grid) → Q4_0', 'Q4_0', 'rtn', true, false], ['ggml Q4_0 encoder', 'Q4_0', 'ggml', true, false],
+      ['GPTQ → Q4_1', 'Q4_1', 'gptq', false, false], ['RTN (lowbit grid) → Q4_1', 'Q4_1', 'rtn', false, false], ['ggml Q4_1 encoder', 'Q4_1', 'ggml', false, false]] as const) {
+      const file = path.join(work, `${method}-${type}${signedMax ? '-sm' : ''}.gguf`);
       let conv = '';
       if (method === 'ggml') await exportGguf(hf, file, { type, tokenizer: tok, embeddingType: 'F32', exclude: ['mlp.'] });
       else {
         const out = path.join(work, `${method}-${type}`);
-        await quantize(hf, { method, bits: 4, groupSize: 32, sym, format: 'gptq' } as RtnConfig, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
+        await quantize(hf, { method, bits: 4, groupSize: 32, sym, ...(signedMax ? { signedMax } : {}), format: 'gptq' } as RtnConfig, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
         const r = await exportGguf(out, file, { type, tokenizer: tok });
         conv = ` (${r.conversions.filter((c) => c.how === 'exact').length} exact, ${r.conversions.filter((c) => c.how === 'rounded').length} rounded once)`;
         fs.rmSync(out, { recursive: true, force: true });

@@ -113,6 +113,7 @@ export function quantizeCommand(run: RunFn): Command {
         if (ggufType) {
           // GPTQ → GGUF: GPTQ on the grid of the block type (Q4_0: 4-bit sym, Q4_1: 4-bit asym,
           // Q8_0: 8-bit sym, groups of 32), so its codes go into the blocks without a second rounding
+          // (Q4_0: llama.cpp's own signed-max scale, |largest| / 8 with its sign, not 2·|largest| / 15)
           const grid: Record<string, { bits: number; sym: boolean }> = { Q4_0: { bits: 4, sym: true }, Q4_1: { bits: 4, sym: false }, Q8_0: { bits: 8, sym: true } };
           const g = grid[ggufType];
           if (g) {
@@ -131,6 +132,7 @@ export function quantizeCommand(run: RunFn): Command {
         const gptq = o.method === 'gptq' ? { actOrder: !!o.actOrder, staticGroups: !!o.staticGroups, dampPercent: o.damp, blockSize: o.blockSize } : {};
         const config = {
           method: o.method as 'rtn', ...gptq, bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
+          ...(ggufType === 'Q4_0' ? { signedMax: true } : {}),
           format: (ggufType ? 'gptq' : o.format) as OutputFormat, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
           ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
           ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),

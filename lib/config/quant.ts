@@ -45,6 +45,14 @@ export interface QuantizerOptions {
   zeroMin?: number;
   /** Round scales to fp16 before computing codes (what checkpoints store). @default true */
   scaleF16?: boolean;
+  /**
+   * Symmetric groups on llama.cpp's Q4_0 grid instead of the default symmetric one: the group's
+   * value e of largest magnitude maps exactly to the end code on its side, scale = |e| / 2^(bits−1),
+   * zero 2^(bits−1) (e < 0) or 2^(bits−1) − 1 (e > 0) — a finer step (|e|/8 rather than 2|e|/15 at
+   * 4 bits) and per-group zeros of two values. Checkpoints record `sym: false` (their zeros are not
+   * all 2^(bits−1)). Needs `sym`. @default false
+   */
+  signedMax?: boolean;
   /** Allow a shorter last group when groupSize does not divide the columns. @default false */
   raggedLastGroup?: boolean;
 }
@@ -62,11 +70,12 @@ export interface NormalizedQuantizer {
   codebook: 'uniform' | 'nf4' | 'log2';
   zeroMin: number;
   scaleF16: boolean;
+  signedMax: boolean;
   raggedLastGroup: boolean;
 }
 
 const KEYS = ['bits', 'groupSize', 'perTensor', 'sym', 'clip', 'clipGrid', 'clipMaxShrink', 'clipNorm', 'codebook',
-  'zeroMin', 'scaleF16', 'raggedLastGroup'] as const;
+  'zeroMin', 'scaleF16', 'signedMax', 'raggedLastGroup'] as const;
 
 /** Validate and fill defaults. `extraKeys` are accepted without checks (callers' own options). */
 export function normalizeQuantizer(o: QuantizerOptions, extraKeys: readonly string[] = []): NormalizedQuantizer {
@@ -81,6 +90,9 @@ export function normalizeQuantizer(o: QuantizerOptions, extraKeys: readonly stri
   if (codebook === 'nf4' && bits !== 4) throw invalidOption('bits', '4 with codebook "nf4"', bits);
   const sym = o.sym === undefined ? true : checkBool('sym', o.sym);
   const zeroMin = o.zeroMin === undefined ? 0 : checkInt('zeroMin', o.zeroMin, 0, 1);
+  const signedMax = o.signedMax === undefined ? false : checkBool('signedMax', o.signedMax);
+  if (signedMax && !sym) throw invalidOption('signedMax', 'false with asymmetric groups (sym: false): the signed-max grid is symmetric', signedMax);
+  if (signedMax && codebook !== 'uniform') throw invalidOption('signedMax', `false with codebook "${codebook}"`, signedMax);
   const n: NormalizedQuantizer = {
     bits,
     groupSize,
@@ -93,6 +105,7 @@ export function normalizeQuantizer(o: QuantizerOptions, extraKeys: readonly stri
     codebook,
     zeroMin,
     scaleF16: o.scaleF16 === undefined ? true : checkBool('scaleF16', o.scaleF16),
+    signedMax,
     raggedLastGroup: o.raggedLastGroup === undefined ? false : checkBool('raggedLastGroup', o.raggedLastGroup),
   };
   return n;

@@ -147,7 +147,9 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
  * How one GPTQ module goes into GGUF. GPTQ stores w = s·(q − z) with fp16 scales per group:
  * - groups of 32 consecutive input channels (g_idx[k] = ⌊k/32⌋; act-order only with static groups)
  *   and symmetric zeros (z = 2^(b−1)) map onto Q4_0 (b ≤ 4: d = s, q' = q − z + 8) and Q8_0
- *   (b ≤ 8: d = s, q' = q − z) **exactly** — the same weights, no second rounding;
+ *   (b ≤ 8: d = s, q' = q − z) **exactly** — the same weights, no second rounding; 4-bit groups with
+ *   z = 7 (the signed-max grid's groups whose largest weight is positive) too, as d = −s,
+ *   q' = 15 − q: s·(q − 7) = −s·((15 − q) − 8);
  * - groups of 32 with any zeros map onto Q4_1 (b ≤ 4: d = s, m = −s·z) exactly up to the fp16
  *   rounding of m (the largest change is reported);
  * - F32 holds the dequantized weights exactly; F16/BF16 round them once;
@@ -165,7 +167,8 @@ function gptqToGgml(dec: DecodedModule, bits: number, type: GgufExportType): { e
     for (let k = 0; k < cols; k++) if (gIdx[k] !== k >> 5) { why = 'act-order groups (g_idx not ⌊k/32⌋)'; break; }
   }
   const sym = zeros.every((z) => z === 1 << (bits - 1));
-  if (!why && type === 'Q4_0' && (bits > 4 || !sym)) why = bits > 4 ? `${bits}-bit codes do not fit Q4_0` : 'asymmetric zeros (Q4_0 has none; Q4_1 holds them)';
+  const signedMax = bits === 4 && zeros.every((z) => z === 8 || z === 7);  // lowbit's signed-max grid (Q4_0's own)
+  if (!why && type === 'Q4_0' && (bits > 4 || !(sym || signedMax))) why = bits > 4 ? `${bits}-bit codes do not fit Q4_0` : 'asymmetric zeros (Q4_0 has none; Q4_1 holds them)';
   if (!why && type === 'Q8_0' && !sym) why = 'asymmetric zeros (Q8_0 has none; Q4_1 holds 4-bit ones)';
   if (!why && type === 'Q4_1' && bits > 4) why = `${bits}-bit codes do not fit Q4_1`;
   if (why) return { how: 'requantized', detail: `${why}: dequantized and re-encoded as ${type}` };
@@ -182,6 +185,9 @@ function gptqToGgml(dec: DecodedModule, bits: number, type: GgufExportType): { e
       dv.setUint16(o, f32ToF16Bits(s, `${n}/${b} scale`), true);
       if (type === 'Q8_0') {
         for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, q[j] - z);
+      } else if (type === 'Q4_0' && z === 7) {
+        dv.setUint16(o, f32ToF16Bits(-s, `${n}/${b} scale`), true);
+        for (let j = 0; j < 16; j++) bytes[o + 2 + j] = (15 - q[j]) | ((15 - q[j + 16]) << 4);
       } else if (type === 'Q4_0') {
         for (let j = 0; j < 16; j++) bytes[o + 2 + j] = (q[j] - z + 8) | ((q[j + 16] - z + 8) << 4);
       } else {

@@ -86,7 +86,7 @@ export async function gptqPass(m: Model, cfg: NormalizedRtnConfig, calib: Calibr
         let r;
         try {
           r = await gptqLayer(W, stats.hessian!, {
-            rows: mod.rows, cols: mod.cols, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip, zeroMin: q.zeroMin,
+            rows: mod.rows, cols: mod.cols, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip, zeroMin: q.zeroMin, signedMax: q.signedMax,
             actOrder: g.actOrder, staticGroups: g.staticGroups, dampPercent: g.dampPercent, blockSize: g.blockSize, signal,
           });
         } catch (e) {

@@ -258,7 +258,8 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       for (const s of skipped) dynamic[`-:^${s.module.replace(/\./g, '\\.')}$`] = {};
       const qc = gptqQuantizationConfig({
         bits: q.bits, groupSize: q.groupSize, descAct: !!cfg.gptq?.actOrder && !cfg.gptq?.staticGroups, staticGroups: !!cfg.gptq?.staticGroups,
-        sym: q.sym, dampPercent: cfg.gptq?.dampPercent ?? 0.01, trueSequential: cfg.gptq?.trueSequential ?? true, checkpointFormat: cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', version: LOWBIT_VERSION,
+        // the signed-max grid's zeros are 2^(b−1) or 2^(b−1) − 1: not "sym" to readers that assume 2^(b−1)
+        sym: q.sym && !q.signedMax, dampPercent: cfg.gptq?.dampPercent ?? 0.01, trueSequential: cfg.gptq?.trueSequential ?? true, checkpointFormat: cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', version: LOWBIT_VERSION,
         ...(skipped.length ? { dynamic } : {}),
       });
       configJson.quantization_config = qc;

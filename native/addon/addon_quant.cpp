@@ -24,6 +24,7 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
   q.clip_norm = (float)num(job, "clipNorm");
   q.zero_min = (int)num(job, "zeroMin");
   q.scale_f16 = flag(job, "scaleF16");
+  q.signed_max = flag(job, "signedMax");
   const int mode = (int)num(job, "mode");
   // Internal invariants (the TS layer validated user options already).
   if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || sdt < 0 || sdt > 2 || q.clip_grid < 1)

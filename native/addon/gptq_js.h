@@ -1,4 +1,4 @@
-// The GptqSpec of a JS job object ({bits, groupSize, sym, clip, zeroMin, scaleF16, actOrder,
+// The GptqSpec of a JS job object ({bits, groupSize, sym, signedMax, clip, zeroMin, scaleF16, actOrder,
 // staticGroups, damp, dampMax, blockSize}), shared by gptqLayer (CPU) and cudaGptqLayer.
 #pragma once
 #include "addon/task.h"
@@ -14,6 +14,7 @@ inline GptqSpec gptq_spec_from_js(const Napi::Object& job) {
   spec.q.clip = (int)num(job, "clip");
   spec.q.zero_min = (int)num(job, "zeroMin");
   spec.q.scale_f16 = flag(job, "scaleF16");
+  spec.q.signed_max = flag(job, "signedMax");
   spec.act_order = flag(job, "actOrder");
   spec.static_groups = flag(job, "staticGroups");
   spec.damp = (float)num(job, "damp");

@@ -41,6 +41,11 @@ struct QuantSpec {
   float clip_norm = 2.4f;        // error Σ|x̂ − x|^norm
   int zero_min = 0;
   bool scale_f16 = true;
+  // Symmetric groups on llama.cpp's Q4_0 grid: scale = |e| / 2^(bits−1) where e is the group's
+  // (clipped) value of largest magnitude, zero 2^(bits−1) when e < 0 (e ↦ code 0) and
+  // 2^(bits−1) − 1 when e > 0 (e ↦ code 2^bits − 1): e is exact, and the step is |e|/8 rather
+  // than the default 2|e|/15 at 4 bits. Needs sym.
+  bool signed_max = false;
 };
 
 struct QuantStats {
@@ -69,6 +74,16 @@ inline int quant_maxq(int bits) { return (1 << bits) - 1; }
 // Scale and zero for a group whose (clipped) range is [xmin, xmax] (xmin <= 0 <= xmax).
 inline GroupParams uniform_params(float xmin, float xmax, const QuantSpec& q) {
   const int maxq = quant_maxq(q.bits);
+  if (q.sym && q.signed_max) {
+    const int half = (maxq + 1) / 2;
+    const bool neg = -xmin >= xmax;  // ties (and all-zero groups) take the negative side
+    float e = neg ? -xmin : xmax;
+    if (e == 0.0f) e = 1.0f;
+    float scale = e / (float)half;
+    if (q.scale_f16) scale = round_to_f16(scale);
+    if (!(scale > 0.0f)) scale = 5.9604644775390625e-8f;
+    return {scale, neg ? half : half - 1};
+  }
   if (q.sym) {
     float m = std::fmax(-xmin, xmax);
     xmin = -m;

@@ -75,6 +75,27 @@ describe('GPTQ checkpoints → GGUF', function () {
     });
   }
 
+  it('4-bit g32 signed-max (Q4_0\'s own grid, zeros 8 and 7) → Q4_0: every linear exact (zero 7 as d = −s, codes 15 − q), the same logits; the checkpoint says sym: false', async function () {
+    const q = path.join(root, 'q-signed-max');
+    await quantize(src, { method: 'rtn', bits: 4, groupSize: 32, sym: true, signedMax: true, format: 'gptq' }, { out: q });
+    const qc = JSON.parse(fs.readFileSync(path.join(q, 'quantize_config.json'), 'utf8'));
+    assert.equal(qc.sym, false);
+    const file = path.join(root, 'signed-max-Q4_0.gguf');
+    const r = await exportGguf(q, file, { type: 'Q4_0', overwrite: true });
+    assert.equal(r.conversions.length, 14);
+    assert.ok(r.conversions.every((c) => c.how === 'exact'), JSON.stringify(r.conversions.filter((c) => c.how !== 'exact')));
+    // both kinds of group occur: some Q4_0 scales are negative
+    const g = readGguf(file);
+    const t = g.tensors.find((x) => x.name === 'blk.0.ffn_down.weight')!;
+    const bytes = g.bytes(t.name);
+    let neg = 0, pos = 0;
+    for (let o = 0; o < bytes.length; o += 18) (bytes[o + 1] & 0x80 ? neg++ : pos++);
+    g.close();
+    assert.ok(neg > 0 && pos > 0, `negative ${neg}, positive ${pos} scales`);
+    const rel = maxRel(await logits(file), await logits(q));
+    assert.ok(rel < 1e-6, `logits rel ${rel}`);
+  });
+
   it('layouts a block type cannot hold (per-channel groups, 8 bits into Q4_0) are re-encoded and say why; the file still runs', async function () {
     const q = path.join(root, 'q-pc');
     await quantize(src, { method: 'rtn', bits: 8, groupSize: -1, sym: true, format: 'gptq' }, { out: q });

@@ -27,10 +27,20 @@ export interface RefSpec {
   sym: boolean;
   zeroMin: number;
   scaleF16: boolean;
+  /** llama.cpp's Q4_0 grid: scale |e| / 2^(bits−1) of the largest-magnitude e, zero by its sign (needs sym). */
+  signedMax?: boolean;
 }
 
 export function refParams(xmin: number, xmax: number, q: RefSpec): { scale: number; zero: number } {
   const maxq = (1 << q.bits) - 1;
+  if (q.sym && q.signedMax) {
+    const half = (maxq + 1) / 2, neg = -xmin >= xmax;
+    const e = (neg ? -xmin : xmax) || 1;
+    let scale = f(e / half);
+    if (q.scaleF16) scale = roundF16(scale);
+    if (!(scale > 0)) scale = 5.9604644775390625e-8;
+    return { scale, zero: neg ? half : half - 1 };
+  }
   if (q.sym) {
     const m = Math.max(-xmin, xmax);
     xmin = -m;

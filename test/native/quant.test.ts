@@ -37,15 +37,15 @@ describe('native quantizer', function () {
 
   for (const sh of QUANT_SHAPES) {
     for (const bits of [2, 3, 4, 8]) {
-      for (const [sym, zeroMin] of [[true, 0], [false, 0], [false, 1]] as const) {
-        it(`${sh.rows}x${sh.cols} g${sh.groupSize} ${bits}-bit ${sym ? 'sym' : 'asym'}${zeroMin ? ' zeroMin=1' : ''}: fast == ref == TS ref`, async function () {
+      for (const [sym, zeroMin, signedMax] of [[true, 0, false], [false, 0, false], [false, 1, false], [true, 0, true]] as const) {
+        it(`${sh.rows}x${sh.cols} g${sh.groupSize} ${bits}-bit ${signedMax ? 'sym signed-max' : sym ? 'sym' : 'asym'}${zeroMin ? ' zeroMin=1' : ''}: fast == ref == TS ref`, async function () {
           await withSeed(testSeed(sh.rows * 131 + sh.cols + bits), async (rng) => {
             const w = rng.weights(sh.rows, sh.cols);
             if (!sym && rng.next() < 0.5) for (let i = 0; i < sh.cols; i++) w[i] = Math.abs(w[i]); // an all-positive row
-            const opts = { bits, groupSize: sh.groupSize, sym, zeroMin };
+            const opts = { bits, groupSize: sh.groupSize, sym, zeroMin, ...(signedMax ? { signedMax } : {}) };
             const ref = await inMode('ref', null, () => quantizeTensor(w, [sh.rows, sh.cols], opts));
             const gs = sh.groupSize === -1 ? sh.cols : sh.groupSize;
-            const ts = refQuantize(w, sh.rows, sh.cols, { bits, groupSize: gs, sym, zeroMin, scaleF16: true });
+            const ts = refQuantize(w, sh.rows, sh.cols, { bits, groupSize: gs, sym, zeroMin, scaleF16: true, signedMax });
             assertArraysEqual(ref.codes, ts.codes, 'native ref codes vs TS ref');
             assertArraysEqual(ref.scales, ts.scales, 'native ref scales vs TS ref');
             assertArraysEqual(ref.zeros, ts.zeros, 'native ref zeros vs TS ref');
@@ -60,6 +60,12 @@ describe('native quantizer', function () {
               assert.equal(fast.stats.maxAbsError, ref.stats.maxAbsError, `${isa} maxAbsError`);
             }
             if (zeroMin === 1) for (const z of ref.zeros) assert.ok(z >= 1, 'zeroMin 1 respected');
+            if (signedMax) {
+              // zeros by the sign of the extreme; both signs occur on random weights
+              const half = 1 << (bits - 1);
+              for (const z of ref.zeros) assert.ok(z === half || z === half - 1, `signed-max zero ${z}`);
+              if (ref.zeros.length >= 16) assert.ok(ref.zeros.includes(half) && ref.zeros.includes(half - 1), 'both signs of extreme seen');
+            }
             const maxq = (1 << bits) - 1;
             for (const c of ref.codes) assert.ok(c <= maxq);
           });

@@ -52,7 +52,9 @@ describe('validation and config', function () {
   it('quantizer defaults and errors', function () {
     const q = normalizeQuantizer({});
     assert.deepEqual(q, { bits: 4, groupSize: 128, perTensor: false, sym: true, clip: 'minmax', clipGrid: 100, clipMaxShrink: 0.8, clipNorm: 2.4,
-      codebook: 'uniform', zeroMin: 0, scaleF16: true, raggedLastGroup: false });
+      codebook: 'uniform', zeroMin: 0, scaleF16: true, signedMax: false, raggedLastGroup: false });
+    rejects(() => normalizeQuantizer({ sym: false, signedMax: true }), 'LOWBIT_INVALID_OPTION', /signedMax: expected false with asymmetric groups/);
+    rejects(() => normalizeQuantizer({ codebook: 'nf4', signedMax: true }), 'LOWBIT_INVALID_OPTION', /signedMax/);
     rejects(() => normalizeQuantizer({ groupSize: -2 }), 'LOWBIT_INVALID_OPTION', /groupSize: expected a positive integer or -1/);
     rejects(() => normalizeQuantizer(null as never), 'LOWBIT_INVALID_OPTION', /options/);
     rejects(() => normalizeQuantizer({ zeroMin: 2 }), 'LOWBIT_INVALID_OPTION', /zeroMin/);

@@ -229,7 +229,7 @@ void gptq_quantize_cuda_dev(float* W, float* H, size_t rows_, size_t cols_, cons
   cudaStream_t s = 0;
   DevMemCounter mem;
   const QuantSpec& qs = spec.q;
-  const GridSpec q{qs.bits, qs.sym, qs.zero_min, qs.scale_f16};
+  const GridSpec q{qs.bits, qs.sym, qs.zero_min, qs.scale_f16, qs.signed_max};
   const int gs = std::min(qs.group_size, cols);
   const bool groups = gs < cols;
   const int G = groups ? (cols + gs - 1) / gs : 1;

@@ -1,6 +1,7 @@
 // The uniform quantization grid of kernels/quant.h, as device functions (that header is host-only
 // and not ours to change):
 //   range [min(0, min x), max(0, max x)];  sym: ±max(|xmin|, xmax) with the fixed zero 2^(bits−1)
+//   (signed_max: scale |e| / 2^(bits−1), zero 2^(bits−1) or 2^(bits−1) − 1 by the sign of e)
 //   scale = (xmax − xmin) / maxq, rounded to fp16 (saturating) when scale_f16
 //   zero  = rint(−xmin / scale) (asym), raised to zero_min with a widened scale, clamped to maxq
 //   code  = clamp(rint(x / scale) + zero, 0, maxq),   x̂ = scale · (code − zero)
@@ -17,6 +18,7 @@ struct GridSpec {
   bool sym;
   int zero_min;
   bool scale_f16;
+  bool signed_max;  // QuantSpec::signed_max (llama.cpp's Q4_0 grid)
 };
 
 struct DevGroupParams {
@@ -33,6 +35,16 @@ __device__ __forceinline__ float dev_round_to_f16(float f) {
 
 __device__ __forceinline__ DevGroupParams dev_uniform_params(float xmin, float xmax, const GridSpec& q) {
   const int maxq = (1 << q.bits) - 1;
+  if (q.sym && q.signed_max) {
+    const int half = (maxq + 1) / 2;
+    const bool neg = -xmin >= xmax;
+    float e = neg ? -xmin : xmax;
+    if (e == 0.0f) e = 1.0f;
+    float scale = __fdiv_rn(e, (float)half);
+    if (q.scale_f16) scale = dev_round_to_f16(scale);
+    if (!(scale > 0.0f)) scale = 5.9604644775390625e-8f;
+    return {scale, neg ? half : half - 1};
+  }
   if (q.sym) {
     const float m = fmaxf(-xmin, xmax);
     xmin = -m;

@@ -146,13 +146,13 @@ static double layer_err(const std::vector<float>& W, const std::vector<float>& Q
   return e;
 }
 
-static void test_gptq(int rows, int cols, int bits, int gs, bool act, bool stat, bool sym, int block, bool dead = false) {
+static void test_gptq(int rows, int cols, int bits, int gs, bool act, bool stat, bool sym, int block, bool dead = false, bool signed_max = false) {
   std::vector<float> H = make_h(cols * 3 + 7, cols);
   if (dead) for (int i = 0; i < cols; i++) { H[5 * cols + i] = 0; H[i * cols + 5] = 0; }
   std::vector<float> W((size_t)rows * cols);
   for (int r = 0; r < rows; r++) { float rs = 0.02f * (0.5f + urand()); for (int c = 0; c < cols; c++) W[r * cols + c] = nrand() * rs * (urand() < 0.005f ? 20.f : 1.f); }
   GptqSpec spec;
-  spec.q.bits = bits; spec.q.group_size = gs; spec.q.sym = sym; spec.act_order = act; spec.static_groups = stat; spec.block_size = block;
+  spec.q.bits = bits; spec.q.group_size = gs; spec.q.sym = sym; spec.q.signed_max = signed_max; spec.act_order = act; spec.static_groups = stat; spec.block_size = block;
   const int g = std::min(gs, cols), G = g < cols ? (cols + g - 1) / g : 1;
   auto run = [&](bool cuda, std::vector<uint8_t>& codes, std::vector<float>& sc, std::vector<uint8_t>& ze, std::vector<int32_t>& gi, std::vector<float>& dq, GptqOutput& o) {
     codes.resize((size_t)rows * cols); sc.resize((size_t)rows * G); ze.resize((size_t)rows * G); gi.resize(cols); dq.resize((size_t)rows * cols);
@@ -176,8 +176,8 @@ static void test_gptq(int rows, int cols, int bits, int gs, bool act, bool stat,
   const double frac = (double)same / c1.size();
   const bool ok = gsame && deq_ok && frac >= 0.99 && std::fabs(e2 - e1) <= 0.01 * e1 && std::fabs(o2.loss - o1.loss) <= 0.01 * o1.loss && o1.damp_used == o2.damp_used;
   if (!ok) failures++;
-  std::printf("%s gptq %dx%d b%d g%d%s%s%s B%d%s: codes same %.4f, params same %.4f, g_idx %s, err cpu %.5g cuda %.5g, loss %.5g / %.5g, damp %g/%g\n",
-              ok ? "ok  " : "FAIL", rows, cols, bits, gs, act ? " act" : "", stat ? " static" : "", sym ? " sym" : " asym", block, dead ? " dead" : "", frac,
+  std::printf("%s gptq %dx%d b%d g%d%s%s%s%s B%d%s: codes same %.4f, params same %.4f, g_idx %s, err cpu %.5g cuda %.5g, loss %.5g / %.5g, damp %g/%g\n",
+              ok ? "ok  " : "FAIL", rows, cols, bits, gs, act ? " act" : "", stat ? " static" : "", sym ? " sym" : " asym", signed_max ? " signed-max" : "", block, dead ? " dead" : "", frac,
               (double)psame / s1.size(), gsame ? "same" : "DIFF", e1, e2, o1.loss, o2.loss, o1.damp_used, o2.damp_used);
 }
 
@@ -219,6 +219,8 @@ int main(int argc, char** argv) {
       test_gptq(48, 256, 2, 32, true, false, false, 32);
       test_gptq(17, 130, 8, 256, false, false, true, 100);
       test_gptq(40, 300, 4, 128, true, false, true, 128, true);
+      test_gptq(48, 256, 4, 32, false, false, true, 128, false, true);  // llama.cpp's Q4_0 grid
+      test_gptq(33, 200, 3, 64, true, false, true, 64, false, true);
     }
   } catch (const Error& e) {
     std::printf("ERROR %s\n", e.what());
