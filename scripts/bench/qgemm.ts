@@ -20,47 +20,65 @@ function weights(out: number, inF: number, seed: number): GptqInt4Weights {
     zeros: new Uint8Array(G * out).fill(8), gIdx: Int32Array.from({ length: inF }, (_, k) => Math.floor(k / gs)) };
 }
 
-function qblock(out: number, inF: number, bits: 4 | 8, kb: 32 | 128, seed: number): QBlock {
+/**
+ * A random matrix in the kernel layout. `kquant`: the layout GGUF's k-quants repack into — Q4_K:
+ * 4-bit, f32 scale and offset per 32 channels; Q6_K: 8-bit codes, f32 scale per 16.
+ */
+function qblock(out: number, inF: number, bits: 4 | 8, kb: 16 | 32 | 128, seed: number, kquant = false): QBlock {
   let s = seed >>> 0 || 1;
   const out8 = Math.ceil(out / 8) * 8, B = inF / kb;
   const q = new Uint8Array(out8 * (bits === 4 ? inF / 2 : inF));
   for (let i = 0; i < q.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; q[i] = s & 255; }
+  if (kquant) {
+    return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(0), d32: new Float32Array(out8 * B).fill(0.01),
+      m: bits === 4 ? new Float32Array(out8 * B).fill(-0.05) : null, zeroFixed: 0, perm: null };
+  }
   return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(out8 * B).fill(0x2000), m: null, zeroFixed: bits === 4 ? 8 : 0, perm: null };
 }
+
+/** Bytes per weight of the GGUF block types as stored in the file (what llama.cpp reads per token). */
+const GGUF_FILE_BYTES_PER_WEIGHT: Record<string, number> = { q4_0: 18 / 32, q8_0: 34 / 32, q4_k: 144 / 256, q6_k: 210 / 256 };
 
 /** The integer-dot path (W4A8 / W8A8): GEMV hot and cold beside the read bandwidth, GEMM GFLOP/s. */
 export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: string) => boolean }): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   const copy = o.limits.copy.gbps / 2;
   const shapes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]];
-  for (const [bits, kb, tag] of [[4, 128, 'w4a8'], [8, 128, 'w8a8'], [4, 32, 'q4_0'], [8, 32, 'q8_0']] as const) {
+  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [4, 32, 'q4_0', false], [8, 32, 'q8_0', false],
+    [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
     for (const [rows, cols] of shapes) {
       const name = `qgemv-${tag}-${rows}x${cols}`;
       if (!o.want(name) && !o.want('qgemv-*') && !o.want('qgemm-*')) continue;
-      const w0 = qblock(rows, cols, bits, kb, rows + bits);
+      const w0 = qblock(rows, cols, bits, kb, rows + bits, kq);
       const bytes = qblockBytes(w0);
       const x = Float32Array.from({ length: cols }, (_, i) => Math.sin(i)), y = new Float32Array(rows);
       const hot = await measure(() => qdotLinear(w0, x, 1, y), { warmup: 3, repeats: o.quick ? 10 : 50 });
       const copies = Math.max(2, Math.ceil((128 * 2 ** 20) / bytes));
-      const ws = Array.from({ length: copies }, (_, i) => (i === 0 ? w0 : qblock(rows, cols, bits, kb, rows + bits + i)));
+      const ws = Array.from({ length: copies }, (_, i) => (i === 0 ? w0 : qblock(rows, cols, bits, kb, rows + bits + i, kq)));
       let i = 0;
       const cold = await measure(() => qdotLinear(ws[i++ % copies], x, 1, y), { warmup: copies, repeats: o.quick ? 10 : 3 * copies });
+      const fileBytes = GGUF_FILE_BYTES_PER_WEIGHT[tag] ? Math.round(GGUF_FILE_BYTES_PER_WEIGHT[tag] * rows * cols) : undefined;
       const e = {
-        name, description: `y = x·Wᵀ, 1 token, W ${rows}×${cols} ${bits}-bit, fp16 scale per ${kb} channels, x quantized to int8 per ${kb} (integer dot products)`,
+        name, description: kq
+          ? `y = x·Wᵀ, 1 token, W ${rows}×${cols} as GGUF ${tag.toUpperCase()} repacks: ${bits}-bit codes, f32 scale${bits === 4 ? ' and offset' : ''} per ${kb} channels, x quantized to int8 per ${kb}`
+          : `y = x·Wᵀ, 1 token, W ${rows}×${cols} ${bits}-bit, fp16 scale per ${kb} channels, x quantized to int8 per ${kb} (integer dot products)`,
         shape: [rows, cols], bytes,
+        // the layout read per call (bytes) vs the GGUF file's bytes of the same matrix (k-quants' layout is larger: f32 scales)
+        ...(fileBytes ? { ggufFileBytes: fileBytes, coldGgufFileGBps: 0 } : {}),
         hot: { medianSeconds: hot.medianSeconds, gbps: round(bytes / hot.medianSeconds / 1e9, 2) },
         cold: { medianSeconds: cold.medianSeconds, gbps: round(bytes / cold.medianSeconds / 1e9, 2), matrices: copies, fractionOfReadBandwidth: round(bytes / cold.medianSeconds / 1e9 / copy, 3) },
         readBandwidthGBps: round(copy, 2), peer: 'runtime-1b-q4_0-llamacpp-decode (whole-model decode beside node-llama-cpp, same run)',
       };
+      if (fileBytes) (e as Record<string, unknown>).coldGgufFileGBps = round(fileBytes / cold.medianSeconds / 1e9, 2);
       log(`${name}: hot ${(hot.medianSeconds * 1e6).toFixed(0)} µs (${e.hot.gbps} GB/s), cold ${(cold.medianSeconds * 1e6).toFixed(0)} µs (${e.cold.gbps} GB/s = ${e.cold.fractionOfReadBandwidth} of read bandwidth)`);
       out.push(e);
     }
   }
-  for (const [bits, kb, tag] of [[4, 128, 'w4a8'], [8, 128, 'w8a8'], [4, 32, 'q4_0']] as const) {
+  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [4, 32, 'q4_0', false], [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
     for (const m of o.quick ? [32] : [32, 512]) {
       const name = `qgemm-${tag}-${m}x4096x4096`;
       if (!o.want(name) && !o.want('qgemm-*')) continue;
-      const w = qblock(4096, 4096, bits, kb, 7);
+      const w = qblock(4096, 4096, bits, kb, 7, kq);
       const x = Float32Array.from({ length: m * 4096 }, (_, i) => Math.sin(i)), y = new Float32Array(m * 4096);
       const t = await measure(() => qdotLinear(w, x, m, y), { warmup: 1, repeats: o.quick ? 3 : 8 });
       const gflops = (2 * m * 4096 * 4096) / t.medianSeconds / 1e9;
