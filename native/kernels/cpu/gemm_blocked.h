@@ -6,10 +6,11 @@
 //   pack_b(w, k, row0, row_end, k0, kc, dst)
 // Ap must hold MC·KC floats and Bp NC·KC (aligned as the kernel's loads need). When `apre` is
 // given, x was packed for the whole call beforehand (pack_a_tile over every tile and k block, see
-// below; done once by the driver instead of once per column chunk) and Ap is unused.
+// below; done once by the driver instead of once per column chunk); blocks are copied into Ap.
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 
 namespace lowbit {
 
@@ -80,9 +81,12 @@ inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, flo
         const size_t mc = std::min(MC, m - mc0);
         const size_t tiles = (mc + MR - 1) / MR;
         // pack A: tile t holds activation rows mc0 + MR·t … +MR−1, k-major: A[t][kk][i]
-        const float* A = apre ? apre + kc0 * mpad + mc0 * kc : Ap;
-        if (!apre)
+        // (from apre: a contiguous copy into the L2-resident Ap — the kernel's broadcasts then hit
+        // L2, not L3/DRAM, when x is large; far cheaper than the strided pack)
+        if (apre) std::memcpy(Ap, apre + kc0 * mpad + mc0 * kc, tiles * kc * MR * sizeof(float));
+        else
           for (size_t t = 0; t < tiles; t++) pack_a_tile<MR>(x, k, mc0 + t * MR, mc0 + mc, kc0, kc, Ap + t * kc * MR);
+        const float* A = Ap;
         for (size_t p = 0; p < panels; p++) {
           const size_t nr = std::min(NR, nc - p * NR);
           for (size_t t = 0; t < tiles; t++) {
