@@ -2,6 +2,7 @@
 // splits output columns across the thread pool and picks the ISA variant.
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -108,12 +109,26 @@ static bool use_small(size_t m, size_t k) {
   return (isa == ISA_AVX2 || isa == ISA_AVX512) && m >= GEMM_SMALL_M_MIN && m <= GEMM_SMALL_M_MAX && k > 0;
 }
 
-// x packed once for the swapped path (this thread's buffer, 32-byte aligned; read by the workers).
+// One process-wide buffer for x packed once per call (the swapped small-batch path and the
+// pre-packed blocked path), held for the whole call. Not thread_local: N-API tasks land on any of
+// libuv's worker threads, and each first use on a new thread paid for fresh pages (a 4 MiB buffer:
+// ~1000 page faults, milliseconds); the pool runs one parallel region at a time anyway.
+struct PackBuffer {
+  std::mutex mu;
+  std::vector<float> v;
+  float* get(size_t floats) {  // 32-byte aligned; call with mu held
+    if (v.size() < floats + 8) v.resize(floats + 8);
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 31) & ~uintptr_t(31));
+  }
+};
+static PackBuffer& pack_buffer() {
+  static PackBuffer* b = new PackBuffer();  // never destroyed: no exit-order issues
+  return *b;
+}
+
+// x packed for the swapped path into the buffer (the caller holds its mutex).
 static const float* pack_small(const float* x, size_t m, size_t k) {
-  thread_local std::vector<float> buf;
-  const size_t need = gemm_small_packed_floats(m, k) + 8;
-  if (buf.size() < need) buf.resize(need);
-  float* p = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+  float* p = pack_buffer().get(gemm_small_packed_floats(m, k));
   gemm_small_pack_x_avx2(x, m, k, p);
   return p;
 }
@@ -128,6 +143,7 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
     return;
   }
   if (use_small(m, k)) {
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
     const float* xp = pack_small(x, m, k);
     const size_t units = (n + SMALL_UNIT - 1) / SMALL_UNIT;
     const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
@@ -147,10 +163,8 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
   // AVX2 with several chunks: pack x once for the call (both threads packing tiles), not once per
   // chunk — at 512 rows a chunk is 256 columns, and every chunk repacked all of x. Up to 64 MiB.
   if ((isa == ISA_AVX2 || isa == ISA_AVX512) && m >= 2 && k > 0 && chunks > 1 && m * k <= ((size_t)1 << 24)) {
-    thread_local std::vector<float> buf;
-    const size_t need = gemm_avx2_packed_a_floats(m, k) + 8;
-    if (buf.size() < need) buf.resize(need);
-    float* apre = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 31) & ~uintptr_t(31));
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
+    float* apre = pack_buffer().get(gemm_avx2_packed_a_floats(m, k));
     const size_t tiles = gemm_avx2_a_tiles(m);
     parallel_for(tiles, std::max<size_t>(1, 4096 / std::max<size_t>(k, 1)), [&](size_t t0, size_t t1) { gemm_avx2_pack_a(x, m, k, apre, t0, t1); });
     parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
@@ -172,6 +186,7 @@ void gemm_multi(const GemmPart* parts, size_t count, const float* x, size_t m, s
   }
   LOWBIT_CHECK(count <= 8, "gemm_multi: at most 8 parts");
   if (use_small(m, k)) {
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
     const float* xp = pack_small(x, m, k);  // once for all parts
     size_t first[9];
     first[0] = 0;
