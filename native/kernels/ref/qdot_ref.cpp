@@ -16,7 +16,7 @@
 namespace lowbit {
 
 const char* qblock_check(int bits, int kb, size_t in) {
-  if (bits != 4 && bits != 8) return "bits must be 4 or 8";
+  if (bits != 2 && bits != 4 && bits != 8) return "bits must be 2, 4 or 8";
   if (kb == 16 && bits != 8) return "blocks of 16 channels need 8-bit codes";
   if (kb != 16 && kb != 32 && kb != 64 && kb != 128 && kb != 256) return "block must be 16 (8-bit), 32, 64, 128 or 256 channels";
   if (in == 0 || in % (size_t)kb) return "input channels must be a positive multiple of the block";
@@ -28,6 +28,7 @@ float qblock_scale(const QBlockMatrix& w, size_t si) { return w.d32 ? w.d32[si] 
 int qblock_code(const QBlockMatrix& w, size_t n, size_t k) {
   const size_t T = n / 8, j = n % 8;
   if (w.bits == 8) return (int8_t)w.q[(T * (w.in / 4) + k / 4) * 32 + j * 4 + k % 4];
+  if (w.bits == 2) return (w.q[(T * (w.in / 16) + k / 16) * 32 + j * 4 + k % 4] >> (2 * ((k % 16) / 4))) & 3;
   const uint8_t byte = w.q[(T * (w.in / 8) + k / 8) * 32 + j * 4 + k % 4];
   return (k % 8) < 4 ? (byte & 15) : (byte >> 4);
 }
@@ -40,6 +41,14 @@ static void put_row(const QBlockMatrix& w, uint8_t* q, size_t n, const int8_t* c
   if (w.bits == 8) {
     uint8_t* dst = q + T * (w.in / 4) * 32 + j * 4;
     for (size_t u = 0; u < w.in / 4; u++) std::memcpy(dst + u * 32, c + 4 * u, 4);
+    return;
+  }
+  if (w.bits == 2) {
+    uint8_t* dst = q + T * (w.in / 16) * 32 + j * 4;
+    for (size_t u = 0; u < w.in / 16; u++) {
+      const int8_t* cu = c + 16 * u;
+      for (size_t i = 0; i < 4; i++) dst[u * 32 + i] = (uint8_t)((cu[i] & 3) | (cu[4 + i] & 3) << 2 | (cu[8 + i] & 3) << 4 | (cu[12 + i] & 3) << 6);
+    }
     return;
   }
   uint8_t* dst = q + T * (w.in / 8) * 32 + j * 4;
@@ -113,7 +122,7 @@ int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const
   else if (gs % 64 == 0) kb = 64;
   else if (gs % 32 == 0) kb = 32;
   else return *why = "group size must be a multiple of 32", 0;
-  *out_bits = s.bits == 8 ? 8 : 4;
+  *out_bits = s.bits == 8 ? 8 : s.bits == 2 ? 2 : 4;
   *needs_perm = !runs;
   return kb;
 }

@@ -140,6 +140,43 @@ static void tile4(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, siz
   store<NT>(acc, T, t0, ncols, y, ldy);
 }
 
+// 2-bit: 8 columns × NT tokens. A 32-byte unit holds 16 channels of 8 columns; shift s·2 and mask 3
+// give channels 16u + 4s … +3 of all columns. int16 sums over 32 channels (16 products ≤ 3·127
+// per lane), int32 over the block, as the 4-bit kernel.
+template <int NT>
+static void tile2(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
+  const QBlockMatrix& w = c.w;
+  const size_t in = w.in, subs = (size_t)w.kb / 32;
+  const uint8_t* wq = w.q + T * (in / 16) * 32;
+  const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+  const int8_t* xr[NT];
+  __m256 acc[NT];
+  for (int t = 0; t < NT; t++) xr[t] = c.a.xq + (t0 + t) * in, acc[t] = _mm256_setzero_ps();
+  size_t u = 0;  // unit: 16 channels
+  for (size_t b = 0; b < c.B; b++) {
+    __m256i s32[NT];
+    for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
+    for (size_t sb = 0; sb < subs; sb++) {
+      __m256i s16[NT];
+      for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
+      for (int j = 0; j < 2; j++, u++) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + u * 32));
+        const __m256i q0 = _mm256_and_si256(v, m3), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
+        const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+        for (int t = 0; t < NT; t++) {
+          const int8_t* x = xr[t] + u * 16;
+          const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(x)), _mm256_maddubs_epi16(q1, bcast4(x + 4)));
+          const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(q2, bcast4(x + 8)), _mm256_maddubs_epi16(q3, bcast4(x + 12)));
+          s16[t] = _mm256_add_epi16(s16[t], _mm256_add_epi16(p01, p23));
+        }
+      }
+      for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
+    }
+    epilogue<NT>(c, T, t0, b, s32, acc);
+  }
+  store<NT>(acc, T, t0, ncols, y, ldy);
+}
+
 // 8-bit: 8 columns × NT tokens; |w| · (x · sign w) keeps the unsigned × signed product exact.
 template <int NT>
 static void tile8(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
@@ -169,6 +206,7 @@ static void tile8(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, siz
 template <int NT>
 static inline void tile(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
   if (c.w.bits == 4) tile4<NT>(c, T, t0, ncols, y, ldy);
+  else if (c.w.bits == 2) tile2<NT>(c, T, t0, ncols, y, ldy);
   else tile8<NT>(c, T, t0, ncols, y, ldy);
 }
 
