@@ -5,7 +5,7 @@
 //   kernel(kc, A_tile, B_panel, C, ldc, mr, nr, overwrite)
 //   pack_b(w, k, row0, row_end, k0, kc, dst)
 // Ap must hold MC·KC floats and Bp NC·KC (aligned as the kernel's loads need). When `apre` is
-// given, x was packed for the whole call beforehand (pack_a_tile over every tile and k block, see
+// given, x was packed for the whole call beforehand (pack_rows_kmajor over every tile and k block, see
 // below; done once by the driver instead of once per column chunk); blocks are copied into Ap.
 #pragma once
 #include <algorithm>
@@ -14,17 +14,18 @@
 
 namespace lowbit {
 
-// One NR-row panel of w (rows row0 …, rows ≥ row_end are zero) over k0 … k0+kc, stored k-major
-// (dst[kk·NR + j]), element by element: NEON's packer, and the AVX2 packer's edge panels.
-template <size_t NR>
-inline void pack_b_panel_scalar(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
-  for (size_t j = 0; j < NR; j++) {
-    const size_t row = row0 + j;
+// R rows of a row-major matrix (rows row0 …; rows ≥ row_end are zero) over k0 … k0+kc, stored
+// k-major (dst[kk·R + i]), element by element: the A tiles of x (R = MR), NEON's B panels and the
+// AVX2 packer's edge panels of w (R = NR).
+template <size_t R>
+inline void pack_rows_kmajor(const float* src_rows, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
+  for (size_t i = 0; i < R; i++) {
+    const size_t row = row0 + i;
     if (row < row_end) {
-      const float* src = w + row * k + k0;
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
+      const float* src = src_rows + row * k + k0;
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * R + i] = src[kk];
     } else {
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
+      for (size_t kk = 0; kk < kc; kk++) dst[kk * R + i] = 0.0f;
     }
   }
 }
@@ -36,21 +37,6 @@ inline void store_edge_tile(const float (&tile)[MR][NR], float* C, size_t ldc, s
     for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
 }
 
-// One MR-row tile of x (rows row0 …, rows ≥ row_end are zero) over k0 … k0+kc, k-major
-// (dst[kk·MR + i]).
-template <size_t MR>
-inline void pack_a_tile(const float* x, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
-  for (size_t i = 0; i < MR; i++) {
-    const size_t row = row0 + i;
-    if (row < row_end) {
-      const float* src = x + row * k + k0;
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = src[kk];
-    } else {
-      for (size_t kk = 0; kk < kc; kk++) dst[kk * MR + i] = 0.0f;
-    }
-  }
-}
-
 // The whole of x packed ahead: tile t (rows MR·t …) of k block kc0 at apre + kc0·mpad + t·kc·MR,
 // mpad = ⌈m / MR⌉·MR floats per channel. Packs tiles [t0, t1) (the driver splits them across threads).
 template <size_t MR>
@@ -60,7 +46,7 @@ inline void pack_a_all(const float* x, size_t m, size_t k, float* apre, size_t t
   const size_t mpad = (m + MR - 1) / MR * MR;
   for (size_t kc0 = 0; kc0 < k; kc0 += KC) {
     const size_t kc = std::min(KC, k - kc0);
-    for (size_t t = t0; t < t1; t++) pack_a_tile<MR>(x, k, t * MR, m, kc0, kc, apre + kc0 * mpad + t * kc * MR);
+    for (size_t t = t0; t < t1; t++) pack_rows_kmajor<MR>(x, k, t * MR, m, kc0, kc, apre + kc0 * mpad + t * kc * MR);
   }
 }
 
@@ -89,7 +75,7 @@ inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, flo
         if (apre && panels < 8) A = apre + kc0 * mpad + mc0 * kc;
         else if (apre) std::memcpy(Ap, apre + kc0 * mpad + mc0 * kc, tiles * kc * MR * sizeof(float));
         else
-          for (size_t t = 0; t < tiles; t++) pack_a_tile<MR>(x, k, mc0 + t * MR, mc0 + mc, kc0, kc, Ap + t * kc * MR);
+          for (size_t t = 0; t < tiles; t++) pack_rows_kmajor<MR>(x, k, mc0 + t * MR, mc0 + mc, kc0, kc, Ap + t * kc * MR);
         for (size_t p = 0; p < panels; p++) {
           const size_t nr = std::min(NR, nc - p * NR);
           for (size_t t = 0; t < tiles; t++) {

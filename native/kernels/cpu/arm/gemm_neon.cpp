@@ -93,7 +93,7 @@ inline void kernel_8x8(size_t kc, const float* A, const float* B, float* C, size
 }
 
 inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
-  pack_b_panel_scalar<NR>(w, k, row0, row_end, k0, kc, dst);
+  pack_rows_kmajor<NR>(w, k, row0, row_end, k0, kc, dst);
 }
 
 }  // namespace

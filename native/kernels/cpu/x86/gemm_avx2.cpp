@@ -145,7 +145,7 @@ inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, 
       for (size_t j = 0; j < NR; j++) dst[kk * NR + j] = w[(row0 + j) * k + k0 + kk];
     return;
   }
-  pack_b_panel_scalar<NR>(w, k, row0, row_end, k0, kc, dst);
+  pack_rows_kmajor<NR>(w, k, row0, row_end, k0, kc, dst);
 }
 
 }  // namespace

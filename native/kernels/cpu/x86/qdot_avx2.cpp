@@ -107,17 +107,19 @@ static inline void store(const __m256 (&acc)[NT], size_t T, size_t t0, size_t nc
   }
 }
 
-// 4-bit: 8 columns × NT tokens.
-template <int NT>
-static void tile4(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
+// 4- and 2-bit codes: 8 columns × NT tokens. A 32-byte unit holds C channels of the 8 columns (C =
+// 8 nibbles or 16 crumbs per column); `unit` adds its products for one token to an int16 sum.
+// int16 sums over 32 channels (16 products ≤ 15·127 per lane), int32 over the block.
+template <int NT, size_t C, class Unit>
+static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy, Unit unit) {
   const QBlockMatrix& w = c.w;
   const size_t in = w.in, subs = (size_t)w.kb / 32;
-  const uint8_t* wq = w.q + T * (in / 8) * 32;
-  const __m256i lo4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const uint8_t* wq = w.q + T * (in / C) * 32;
+  const __m256i ones = _mm256_set1_epi16(1);
   const int8_t* xr[NT];
   __m256 acc[NT];
   for (int t = 0; t < NT; t++) xr[t] = c.a.xq + (t0 + t) * in, acc[t] = _mm256_setzero_ps();
-  size_t u = 0;  // unit: 8 channels
+  size_t u = 0;
   for (size_t b = 0; b < c.B; b++) {
     __m256i s32[NT];
     for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
@@ -125,13 +127,9 @@ static void tile4(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, siz
       __m256i s16[NT];
       for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; j++, u++) {
+      for (size_t j = 0; j < 32 / C; j++, u++) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + u * 32));
-        const __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-        for (int t = 0; t < NT; t++) {
-          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(xr[t] + u * 8)), _mm256_maddubs_epi16(hi, bcast4(xr[t] + u * 8 + 4)));
-          s16[t] = _mm256_add_epi16(s16[t], p);
-        }
+        for (int t = 0; t < NT; t++) s16[t] = _mm256_add_epi16(s16[t], unit(v, xr[t] + u * C));
       }
       for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
     }
@@ -140,41 +138,27 @@ static void tile4(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, siz
   store<NT>(acc, T, t0, ncols, y, ldy);
 }
 
-// 2-bit: 8 columns × NT tokens. A 32-byte unit holds 16 channels of 8 columns; shift s·2 and mask 3
-// give channels 16u + 4s … +3 of all columns. int16 sums over 32 channels (16 products ≤ 3·127
-// per lane), int32 over the block, as the 4-bit kernel.
+// 4-bit: a mask and a shift give channels 8u … 8u+3 and 8u+4 … 8u+7 of all 8 columns.
+template <int NT>
+static void tile4(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
+  const __m256i lo4 = _mm256_set1_epi8(0x0F);
+  tile_packed<NT, 8>(c, T, t0, ncols, y, ldy, [lo4](__m256i v, const int8_t* x) {
+    const __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(x)), _mm256_maddubs_epi16(hi, bcast4(x + 4)));
+  });
+}
+
+// 2-bit: shift 2s and mask 3 give channels 16u + 4s … +3 of all 8 columns (16 products ≤ 3·127 per lane).
 template <int NT>
 static void tile2(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
-  const QBlockMatrix& w = c.w;
-  const size_t in = w.in, subs = (size_t)w.kb / 32;
-  const uint8_t* wq = w.q + T * (in / 16) * 32;
-  const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-  const int8_t* xr[NT];
-  __m256 acc[NT];
-  for (int t = 0; t < NT; t++) xr[t] = c.a.xq + (t0 + t) * in, acc[t] = _mm256_setzero_ps();
-  size_t u = 0;  // unit: 16 channels
-  for (size_t b = 0; b < c.B; b++) {
-    __m256i s32[NT];
-    for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
-    for (size_t sb = 0; sb < subs; sb++) {
-      __m256i s16[NT];
-      for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
-      for (int j = 0; j < 2; j++, u++) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + u * 32));
-        const __m256i q0 = _mm256_and_si256(v, m3), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
-        const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
-        for (int t = 0; t < NT; t++) {
-          const int8_t* x = xr[t] + u * 16;
-          const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(x)), _mm256_maddubs_epi16(q1, bcast4(x + 4)));
-          const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(q2, bcast4(x + 8)), _mm256_maddubs_epi16(q3, bcast4(x + 12)));
-          s16[t] = _mm256_add_epi16(s16[t], _mm256_add_epi16(p01, p23));
-        }
-      }
-      for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
-    }
-    epilogue<NT>(c, T, t0, b, s32, acc);
-  }
-  store<NT>(acc, T, t0, ncols, y, ldy);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  tile_packed<NT, 16>(c, T, t0, ncols, y, ldy, [m3](__m256i v, const int8_t* x) {
+    const __m256i q0 = _mm256_and_si256(v, m3), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
+    const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(x)), _mm256_maddubs_epi16(q1, bcast4(x + 4)));
+    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(q2, bcast4(x + 8)), _mm256_maddubs_epi16(q3, bcast4(x + 12)));
+    return _mm256_add_epi16(p01, p23);
+  });
 }
 
 // 8-bit: 8 columns × NT tokens; |w| · (x · sign w) keeps the unsigned × signed product exact.
