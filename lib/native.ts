@@ -153,17 +153,17 @@ export interface NativeStats { H: Float32Array; sumAbs: Float32Array; maxAbs: Fl
 export interface NativePackedLinear { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; groups: number }
 
 /**
- * A linear layer in the integer-dot kernel layout (native/kernels/qdot.h): 2-, 4- or 8-bit codes,
+ * A linear layer in the integer-dot kernel layout (native/kernels/qdot.h): 2-, 3-, 4- or 8-bit codes,
  * fp16 scales per block of `kb` input channels, offsets (or one fixed zero), an optional channel
  * permutation (act-order).
  */
 export interface NativeQBlock {
-  bits: 2 | 4 | 8;
+  bits: 2 | 3 | 4 | 8;
   /** Channels per scale block (16 only with 8-bit codes: GGUF Q6_K). */
   kb: 16 | 32 | 64 | 128 | 256;
   inFeatures: number;
   outFeatures: number;
-  /** Codes in tiles of 8 output columns (out padded to a multiple of 8): 2-bit crumbs, 4-bit nibbles or signed bytes. */
+  /** Codes in tiles of 8 output columns (out padded to a multiple of 8): 2-bit crumbs (3-bit: crumbs + a high-bit plane), 4-bit nibbles or signed bytes. */
   q: Uint8Array;
   /** (out8/8, in/kb, 8) fp16 bit patterns (empty when d32 holds the scales). */
   d: Uint16Array;

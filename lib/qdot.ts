@@ -90,6 +90,10 @@ export function qblockWeight(w: QBlock, n: number, kLayout: number): number {
   let code: number;
   if (w.bits === 8) code = (w.q[(T * (w.inFeatures / 4) + Math.floor(k / 4)) * 32 + j * 4 + (k % 4)] << 24) >> 24;
   else if (w.bits === 2) code = (w.q[(T * (w.inFeatures / 16) + Math.floor(k / 16)) * 32 + j * 4 + (k % 4)] >> (2 * Math.floor((k % 16) / 4))) & 3;
+  else if (w.bits === 3) {
+    const u = (T * (w.inFeatures / 16) + Math.floor(k / 16)) * 48, s = Math.floor((k % 16) / 4), p = j * 4 + (k % 4);
+    code = ((w.q[u + p] >> (2 * s)) & 3) | (((w.q[u + 32 + (p % 16)] >> (4 * Math.floor(p / 16) + s)) & 1) << 2);
+  }
   else {
     const byte = w.q[(T * (w.inFeatures / 8) + Math.floor(k / 8)) * 32 + j * 4 + (k % 4)];
     code = k % 8 < 4 ? byte & 15 : byte >> 4;

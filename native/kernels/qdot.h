@@ -23,6 +23,11 @@
 //   bits 2: tile T, unit u (16 channels): 32 bytes at (T·in/16 + u)·32; column j's 4 bytes at 4j,
 //           byte i = q[..][16u + i] | q[..][16u + 4 + i] << 2 | q[..][16u + 8 + i] << 4 | q[..][16u + 12 + i] << 6
 //           (codes 0…3). AVX2: four shift-and-masks give channels 16u + 4s … +3 of all 8 columns.
+//   bits 3: tile T, unit u (16 channels): 48 bytes at (T·in/16 + u)·48: 32 bytes of the codes' low
+//           two bits exactly as the 2-bit layout, then 16 bytes of high bits: the crumb byte at
+//           position p = 4j + i (0…31) has its four high bits (bit s: channel 16u + 4s + i) in
+//           nibble p / 16 of byte 32 + p % 16 — so AVX2 spreads them to 32 bytes with a mask, a
+//           shift and one 128-bit insert.
 //   d: (out8/8, in/kb, 8) fp16 scales — the sources' scales are fp16 (GPTQ, GGUF): nothing lost;
 //      or d32, the same in f32, for sources whose block scales are products (GGUF Q4_K: d·sc,
 //      Q6_K: d·scale) that fp16 cannot hold exactly.
@@ -40,7 +45,7 @@
 namespace lowbit {
 
 struct QBlockMatrix {
-  int bits = 4;  // 2, 4 or 8
+  int bits = 4;  // 2, 3, 4 or 8
   int kb = 128;  // channels per scale block
   size_t out = 0, in = 0;
   const uint8_t* q = nullptr;
@@ -50,7 +55,7 @@ struct QBlockMatrix {
   float zero_fixed = 0.0f;
   const int32_t* perm = nullptr;
   size_t out8() const { return (out + 7) / 8 * 8; }
-  size_t q_bytes() const { return out8() * (bits == 2 ? in / 4 : bits == 4 ? in / 2 : in); }
+  size_t q_bytes() const { return out8() * (bits == 2 ? in / 4 : bits == 3 ? in / 16 * 6 : bits == 4 ? in / 2 : in); }
   size_t blocks() const { return in / (size_t)kb; }
   size_t d_count() const { return out8() * blocks(); }
 };
@@ -106,8 +111,7 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
 // From GPTQ (qweight (in·bits/32, out) int32, any of 2/3/4/8 bits, v1/v2 handled by the caller:
 // zeros are true zeros), scales (G, out) f32 (fp16 values), zeros (G, out) u8, g_idx (in).
 // Requirements: every group has the same size gs, either consecutive runs or (act-order) any
-// order; in % 32 == 0; gs % 32 == 0 or G == 1. 2-bit codes get the 2-bit layout, 3-bit codes
-// the 4-bit one.
+// order; in % 32 == 0; gs % 32 == 0 or G == 1. 2- and 3-bit codes get layouts of their own.
 // Output sizes: q q_bytes(), d and m d_count(), perm in (filled only for act-order; the return
 // tells); q, d and m must be zero-filled (padding rows). Returns the chosen kb (> 0) or 0 with `why` set when the layout can't hold it.
 struct GptqSource {

@@ -24,16 +24,16 @@ function weights(out: number, inF: number, seed: number): GptqInt4Weights {
  * A random matrix in the kernel layout. `kquant`: the layout GGUF's k-quants repack into — Q4_K:
  * 4-bit, f32 scale and offset per 32 channels; Q6_K: 8-bit codes, f32 scale per 16.
  */
-function qblock(out: number, inF: number, bits: 2 | 4 | 8, kb: 16 | 32 | 128, seed: number, kquant = false): QBlock {
+function qblock(out: number, inF: number, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 128, seed: number, kquant = false): QBlock {
   let s = seed >>> 0 || 1;
   const out8 = Math.ceil(out / 8) * 8, B = inF / kb;
-  const q = new Uint8Array(out8 * (bits === 2 ? inF / 4 : bits === 4 ? inF / 2 : inF));
+  const q = new Uint8Array(out8 * (bits === 2 ? inF / 4 : bits === 3 ? (inF / 16) * 6 : bits === 4 ? inF / 2 : inF));
   for (let i = 0; i < q.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; q[i] = s & 255; }
   if (kquant) {
     return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(0), d32: new Float32Array(out8 * B).fill(0.01),
       m: bits === 4 ? new Float32Array(out8 * B).fill(-0.05) : null, zeroFixed: 0, perm: null };
   }
-  return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(out8 * B).fill(0x2000), m: null, zeroFixed: bits === 4 ? 8 : bits === 2 ? 2 : 0, perm: null };
+  return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(out8 * B).fill(0x2000), m: null, zeroFixed: bits === 4 ? 8 : bits === 3 ? 4 : bits === 2 ? 2 : 0, perm: null };
 }
 
 /** Bytes per weight of the GGUF block types as stored in the file (what llama.cpp reads per token). */
@@ -44,7 +44,7 @@ export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: s
   const out: Record<string, unknown>[] = [];
   const copy = o.limits.copy.gbps / 2;
   const shapes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]];
-  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [2, 128, 'w2a8', false], [4, 32, 'q4_0', false], [8, 32, 'q8_0', false],
+  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [3, 128, 'w3a8', false], [2, 128, 'w2a8', false], [4, 32, 'q4_0', false], [8, 32, 'q8_0', false],
     [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
     for (const [rows, cols] of shapes) {
       const name = `qgemv-${tag}-${rows}x${cols}`;
@@ -74,7 +74,7 @@ export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: s
       out.push(e);
     }
   }
-  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [2, 128, 'w2a8', false], [4, 32, 'q4_0', false], [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
+  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [3, 128, 'w3a8', false], [2, 128, 'w2a8', false], [4, 32, 'q4_0', false], [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
     for (const m of o.quick ? [32] : [32, 512]) {
       const name = `qgemm-${tag}-${m}x4096x4096`;
       if (!o.want(name) && !o.want('qgemm-*')) continue;

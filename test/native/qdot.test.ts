@@ -77,16 +77,16 @@ function activations(rng: Rng, rows: number, inF: number): Float32Array {
   return x;
 }
 
-function randomQBlock(rng: Rng, bits: 2 | 4 | 8, kb: 16 | 32 | 64 | 128 | 256, out: number, inF: number, asym: boolean, perm: boolean, f32Scales = false): QBlock {
+function randomQBlock(rng: Rng, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 64 | 128 | 256, out: number, inF: number, asym: boolean, perm: boolean, f32Scales = false): QBlock {
   const B = inF / kb, out8 = Math.ceil(out / 8) * 8;
   const scale = () => Math.fround((0.002 + 0.03 * rng.next()) * (rng.next() < 0.5 ? -1 : 1));
   return {
     bits, kb, inFeatures: inF, outFeatures: out,
-    q: Uint8Array.from({ length: out8 * (bits === 2 ? inF / 4 : bits === 4 ? inF / 2 : inF) }, () => rng.int(0, 255)),
+    q: Uint8Array.from({ length: out8 * (bits === 2 ? inF / 4 : bits === 3 ? (inF / 16) * 6 : bits === 4 ? inF / 2 : inF) }, () => rng.int(0, 255)),
     d: f32Scales ? new Uint16Array(0) : Uint16Array.from({ length: out8 * B }, () => f32ToF16Bits(scale())),
     d32: f32Scales ? Float32Array.from({ length: out8 * B }, scale) : null,
     m: asym ? Float32Array.from({ length: out8 * B }, () => Math.fround(rng.normal() * 0.05)) : null,
-    zeroFixed: bits === 4 ? 8 : bits === 2 ? 2 : 0,
+    zeroFixed: bits === 4 ? 8 : bits === 3 ? 4 : bits === 2 ? 2 : 0,
     perm: perm ? randomPerm(rng, inF) : null,
   };
 }
@@ -98,6 +98,12 @@ function layoutCode(w: QBlock, n: number, k: number): number {
   if (w.bits === 2) {  // unit of 16 channels: byte i holds channels i, 4+i, 8+i, 12+i in bit pairs 0–1 … 6–7
     const byte2 = w.q[(T * (w.inFeatures / 16) + Math.floor(k / 16)) * 32 + j * 4 + (k % 4)];
     return (byte2 >> (2 * Math.floor((k % 16) / 4))) & 3;
+  }
+  if (w.bits === 3) {  // 48-byte unit: the 2-bit layout's 32 bytes, then a nibble of high bits per crumb byte
+    const base = (T * (w.inFeatures / 16) + Math.floor(k / 16)) * 48, sub = Math.floor((k % 16) / 4), pos = j * 4 + (k % 4);
+    const lo = (w.q[base + pos] >> (2 * sub)) & 3;
+    const nibble = pos < 16 ? w.q[base + 32 + pos] & 15 : w.q[base + 32 + pos - 16] >> 4;
+    return lo | (((nibble >> sub) & 1) << 2);
   }
   const byte = w.q[(T * (w.inFeatures / 8) + Math.floor(k / 8)) * 32 + j * 4 + (k % 4)];
   return k % 8 < 4 ? byte & 15 : byte >> 4;
@@ -120,7 +126,10 @@ function tsProduct(w: QBlock, a: { xq: Int8Array; sx: Float32Array; sum: Int32Ar
 }
 
 // rows, out, in, kb, bits, asym, perm, f32 scales (d32: the GGUF k-quants; kb 16 only with 8 bits: Q6_K)
-const SHAPES: [number, number, number, 16 | 32 | 64 | 128 | 256, 2 | 4 | 8, boolean, boolean, boolean?][] = [
+const SHAPES: [number, number, number, 16 | 32 | 64 | 128 | 256, 2 | 3 | 4 | 8, boolean, boolean, boolean?][] = [
+  // 3-bit (48-byte units: crumbs + high-bit plane)
+  [1, 13, 64, 32, 3, false, false], [5, 24, 256, 256, 3, true, false], [3, 9, 128, 64, 3, false, true], [7, 40, 512, 128, 3, true, true],
+  [1, 1000, 4096, 128, 3, false, false],
   // 2-bit (units of 16 channels): one row, odd outputs, 4-token tiles and their rest, permuted, every kb
   [1, 13, 64, 32, 2, false, false], [5, 24, 256, 256, 2, true, false], [3, 9, 128, 64, 2, false, true], [7, 40, 512, 128, 2, true, true],
   [1, 1000, 4096, 128, 2, false, false],
@@ -221,7 +230,7 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
     const GPTQ: [number, number, number, number, boolean, boolean][] = [
       [4, 64, 32, 32, false, true], [4, 256, 40, 128, false, false], [4, 512, 64, 128, true, false], [4, 192, 32, -1, false, false],
       [4, 512, 32, 256, false, false], [4, 128, 33, 64, true, true], [8, 256, 32, 64, false, false], [8, 128, 16, 128, true, true],
-      [3, 256, 32, 128, false, false], [2, 128, 32, 32, true, false], [2, 256, 40, 64, false, true], [2, 192, 17, -1, false, false],
+      [3, 256, 32, 128, false, false], [3, 128, 33, 32, true, false], [3, 192, 9, -1, false, true], [2, 128, 32, 32, true, false], [2, 256, 40, 64, false, true], [2, 192, 17, -1, false, false],
     ];
     for (const [bits, inF, out, gs, act, uniform] of GPTQ) {
       it(`GPTQ ${bits}-bit in ${inF} out ${out} g${gs}${act ? ' act-order' : ''}${uniform ? ' sym' : ''}: the layout decodes to the checkpoint's weights exactly`, async function () {
@@ -241,7 +250,7 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
           const z0 = 2 ** (bits - 1);
           const zeros = Uint8Array.from({ length: G * out }, () => (uniform ? z0 : rng.int(0, maxq)));
           const qb = await qblockFromGptq({ bits, inFeatures: inF, outFeatures: out, groups: G, qweight, scales, zeros, gIdx });
-          assert.equal(qb.bits, bits === 8 ? 8 : bits === 2 ? 2 : 4);  // 3-bit codes go to the 4-bit layout
+          assert.equal(qb.bits, bits);  // every width has its layout
           assert.equal(qb.perm !== null, act && G > 1);  // one group: every order is consecutive
           assert.equal(qb.m === null, uniform);
           for (let n = 0; n < out; n++) for (let kl = 0; kl < inF; kl++) {

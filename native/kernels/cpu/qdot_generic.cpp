@@ -108,8 +108,8 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
     return;
   }
   const QdotRange fast = fast_range();
-  // 2-bit codes have an AVX2 kernel; NEON runs them on the portable one (not written yet)
-  const bool fast_has_2bit = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
+  // 2- and 3-bit codes have AVX2 kernels; NEON runs them on the portable one (not written yet)
+  const bool fast_has_low_bits = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
   if (fast)
     for (size_t p = 0; p < count; p++) {
       const QBlockMatrix& w = *parts[p].w;
@@ -134,7 +134,7 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
       const QBlockMatrix& w = *parts[p].w;
       const size_t e = std::min(t1, first[p + 1]);
       const size_t n0 = (t0 - first[p]) * T, n1 = std::min(w.out, (e - first[p]) * T);
-      if (fast && (w.bits != 2 || fast_has_2bit)) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
+      if (fast && (w.bits >= 4 || fast_has_low_bits)) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
       else qdot_gemm_generic_range(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
       t0 = e;
     }

@@ -16,7 +16,7 @@
 namespace lowbit {
 
 const char* qblock_check(int bits, int kb, size_t in) {
-  if (bits != 2 && bits != 4 && bits != 8) return "bits must be 2, 4 or 8";
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) return "bits must be 2, 3, 4 or 8";
   if (kb == 16 && bits != 8) return "blocks of 16 channels need 8-bit codes";
   if (kb != 16 && kb != 32 && kb != 64 && kb != 128 && kb != 256) return "block must be 16 (8-bit), 32, 64, 128 or 256 channels";
   if (in == 0 || in % (size_t)kb) return "input channels must be a positive multiple of the block";
@@ -29,18 +29,39 @@ int qblock_code(const QBlockMatrix& w, size_t n, size_t k) {
   const size_t T = n / 8, j = n % 8;
   if (w.bits == 8) return (int8_t)w.q[(T * (w.in / 4) + k / 4) * 32 + j * 4 + k % 4];
   if (w.bits == 2) return (w.q[(T * (w.in / 16) + k / 16) * 32 + j * 4 + k % 4] >> (2 * ((k % 16) / 4))) & 3;
+  if (w.bits == 3) {
+    const uint8_t* unit = w.q + (T * (w.in / 16) + k / 16) * 48;
+    const int lo = (unit[j * 4 + k % 4] >> (2 * ((k % 16) / 4))) & 3;
+    const size_t p = j * 4 + k % 4, s = (k % 16) / 4;
+    const int hi = (unit[32 + p % 16] >> (4 * (p / 16) + s)) & 1;
+    return lo | hi << 2;
+  }
   const uint8_t byte = w.q[(T * (w.in / 8) + k / 8) * 32 + j * 4 + k % 4];
   return (k % 8) < 4 ? (byte & 15) : (byte >> 4);
 }
 
-// Row n's codes (layout channel order, `in` of them; 4-bit: 0…15, 8-bit: int8) written into the
-// layout whole: each byte once, no read-modify-write, and no byte shared with another row, so rows
-// can be written by different threads.
+// Row n's codes (layout channel order, `in` of them; 2/3/4-bit: 0…2^b−1, 8-bit: int8) written into
+// the layout whole. No byte is shared with another row, except 3-bit high-bit bytes, shared by rows
+// n and n ± 4 of one tile (read-modify-write of one nibble): split work across threads by tiles.
 static void put_row(const QBlockMatrix& w, uint8_t* q, size_t n, const int8_t* c) {
   const size_t T = n / 8, j = n % 8;
   if (w.bits == 8) {
     uint8_t* dst = q + T * (w.in / 4) * 32 + j * 4;
     for (size_t u = 0; u < w.in / 4; u++) std::memcpy(dst + u * 32, c + 4 * u, 4);
+    return;
+  }
+  if (w.bits == 3) {
+    uint8_t* dst = q + T * (w.in / 16) * 48;
+    for (size_t u = 0; u < w.in / 16; u++) {
+      const int8_t* cu = c + 16 * u;
+      uint8_t* du = dst + u * 48;
+      for (size_t i = 0; i < 4; i++) {
+        du[j * 4 + i] = (uint8_t)((cu[i] & 3) | (cu[4 + i] & 3) << 2 | (cu[8 + i] & 3) << 4 | (cu[12 + i] & 3) << 6);
+        const size_t p = j * 4 + i, shift = 4 * (p / 16);
+        const unsigned nib = (unsigned)(((cu[i] >> 2) & 1) | ((cu[4 + i] >> 2) & 1) << 1 | ((cu[8 + i] >> 2) & 1) << 2 | ((cu[12 + i] >> 2) & 1) << 3);
+        du[32 + p % 16] = (uint8_t)((du[32 + p % 16] & ~(15u << shift)) | nib << shift);
+      }
+    }
     return;
   }
   if (w.bits == 2) {
@@ -122,7 +143,7 @@ int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const
   else if (gs % 64 == 0) kb = 64;
   else if (gs % 32 == 0) kb = 32;
   else return *why = "group size must be a multiple of 32", 0;
-  *out_bits = s.bits == 8 ? 8 : s.bits == 2 ? 2 : 4;
+  *out_bits = s.bits;  // 2, 3, 4, 8: each has its layout
   *needs_perm = !runs;
   return kb;
 }
@@ -143,10 +164,10 @@ void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint1
   w.kb = kb;
   w.in = in;
   w.out = out;
-  // rows in parallel (each writes only its own bytes of the layout)
-  parallel_for(out, 8, [&](size_t n0, size_t n1) {
+  // tiles of 8 rows in parallel (3-bit rows of one tile share the bytes of the high-bit plane)
+  parallel_for((out + 7) / 8, 1, [&](size_t t0, size_t t1) {
     std::vector<int8_t> row(in);
-    for (size_t n = n0; n < n1; n++) {
+    for (size_t n = t0 * 8; n < std::min(out, t1 * 8); n++) {
       const uint8_t* cr = codes.data() + n * in;
       for (size_t k = 0; k < in; k++) row[k] = (int8_t)((int)cr[order[k]] - off);
       put_row(w, q, n, row.data());

@@ -107,14 +107,14 @@ static inline void store(const __m256 (&acc)[NT], size_t T, size_t t0, size_t nc
   }
 }
 
-// 4- and 2-bit codes: 8 columns × NT tokens. A 32-byte unit holds C channels of the 8 columns (C =
-// 8 nibbles or 16 crumbs per column); `unit` adds its products for one token to an int16 sum.
-// int16 sums over 32 channels (16 products ≤ 15·127 per lane), int32 over the block.
-template <int NT, size_t C, class Unit>
-static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy, Unit unit) {
+// 4-, 3- and 2-bit codes: 8 columns × NT tokens. A unit of UB bytes holds C channels of the 8
+// columns (C = 8 nibbles, or 16 crumbs (+ 16 high bits)); `unit` returns its products for one token
+// as int16 lanes. int16 sums over 32 channels (16 products ≤ 15·127 per lane), int32 over the block.
+template <int NT, size_t C, size_t UB, class Unit>
+static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy, const Unit& unit) {
   const QBlockMatrix& w = c.w;
   const size_t in = w.in, subs = (size_t)w.kb / 32;
-  const uint8_t* wq = w.q + T * (in / C) * 32;
+  const uint8_t* wq = w.q + T * (in / C) * UB;
   const __m256i ones = _mm256_set1_epi16(1);
   const int8_t* xr[NT];
   __m256 acc[NT];
@@ -128,8 +128,8 @@ static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, 
       for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
       for (size_t j = 0; j < 32 / C; j++, u++) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + u * 32));
-        for (int t = 0; t < NT; t++) s16[t] = _mm256_add_epi16(s16[t], unit(v, xr[t] + u * C));
+        const auto dec = unit.decode(wq + u * UB);
+        for (int t = 0; t < NT; t++) s16[t] = _mm256_add_epi16(s16[t], unit.dot(dec, xr[t] + u * C));
       }
       for (int t = 0; t < NT; t++) s32[t] = _mm256_add_epi32(s32[t], _mm256_madd_epi16(s16[t], ones));
     }
@@ -139,27 +139,47 @@ static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, 
 }
 
 // 4-bit: a mask and a shift give channels 8u … 8u+3 and 8u+4 … 8u+7 of all 8 columns.
-template <int NT>
-static void tile4(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
-  const __m256i lo4 = _mm256_set1_epi8(0x0F);
-  tile_packed<NT, 8>(c, T, t0, ncols, y, ldy, [lo4](__m256i v, const int8_t* x) {
-    const __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(x)), _mm256_maddubs_epi16(hi, bcast4(x + 4)));
-  });
-}
+struct Unit4 {
+  __m256i lo4 = _mm256_set1_epi8(0x0F);
+  struct D { __m256i lo, hi; };
+  D decode(const uint8_t* p) const {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm256_and_si256(v, lo4), _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4)};
+  }
+  __m256i dot(const D& d, const int8_t* x) const {
+    return _mm256_add_epi16(_mm256_maddubs_epi16(d.lo, bcast4(x)), _mm256_maddubs_epi16(d.hi, bcast4(x + 4)));
+  }
+};
 
-// 2-bit: shift 2s and mask 3 give channels 16u + 4s … +3 of all 8 columns (16 products ≤ 3·127 per lane).
-template <int NT>
-static void tile2(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
-  const __m256i m3 = _mm256_set1_epi8(3);
-  tile_packed<NT, 16>(c, T, t0, ncols, y, ldy, [m3](__m256i v, const int8_t* x) {
-    const __m256i q0 = _mm256_and_si256(v, m3), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
-    const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3), q3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
-    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(x)), _mm256_maddubs_epi16(q1, bcast4(x + 4)));
-    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(q2, bcast4(x + 8)), _mm256_maddubs_epi16(q3, bcast4(x + 12)));
+// 2-bit: shift 2s and mask 3 give channels 16u + 4s … +3 of all 8 columns (16 products ≤ 3·127
+// per lane). 3-bit: the same low bits; the 16 high-bit bytes hold a nibble per crumb byte (low
+// nibbles: bytes 0–15, high: 16–31), spread to 32 bytes by a mask, a shift and an insert; bit s of
+// each nibble is bit 2 of sub s's code (≤ 7·127 per product, 16 per lane: < 2¹⁵).
+template <bool HIGH>
+struct UnitLow {
+  __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+  __m128i m15 = _mm_set1_epi8(15);
+  struct D { __m256i q[4]; };
+  D decode(const uint8_t* p) const {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    D d{{_mm256_and_si256(v, m3), _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),
+         _mm256_and_si256(_mm256_srli_epi16(v, 6), m3)}};
+    if (HIGH) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32));
+      const __m256i hx = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(h, m15)), _mm_and_si128(_mm_srli_epi16(h, 4), m15), 1);
+      d.q[0] = _mm256_or_si256(d.q[0], _mm256_and_si256(_mm256_slli_epi16(hx, 2), four));  // bit 0 → 2
+      d.q[1] = _mm256_or_si256(d.q[1], _mm256_and_si256(_mm256_slli_epi16(hx, 1), four));  // bit 1 → 2
+      d.q[2] = _mm256_or_si256(d.q[2], _mm256_and_si256(hx, four));
+      d.q[3] = _mm256_or_si256(d.q[3], _mm256_and_si256(_mm256_srli_epi16(hx, 1), four));  // bit 3 → 2
+    }
+    return d;
+  }
+  __m256i dot(const D& d, const int8_t* x) const {
+    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(d.q[0], bcast4(x)), _mm256_maddubs_epi16(d.q[1], bcast4(x + 4)));
+    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(d.q[2], bcast4(x + 8)), _mm256_maddubs_epi16(d.q[3], bcast4(x + 12)));
     return _mm256_add_epi16(p01, p23);
-  });
-}
+  }
+};
 
 // 8-bit: 8 columns × NT tokens; |w| · (x · sign w) keeps the unsigned × signed product exact.
 template <int NT>
@@ -189,8 +209,9 @@ static void tile8(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, siz
 
 template <int NT>
 static inline void tile(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
-  if (c.w.bits == 4) tile4<NT>(c, T, t0, ncols, y, ldy);
-  else if (c.w.bits == 2) tile2<NT>(c, T, t0, ncols, y, ldy);
+  if (c.w.bits == 4) tile_packed<NT, 8, 32>(c, T, t0, ncols, y, ldy, Unit4{});
+  else if (c.w.bits == 2) tile_packed<NT, 16, 32>(c, T, t0, ncols, y, ldy, UnitLow<false>{});
+  else if (c.w.bits == 3) tile_packed<NT, 16, 48>(c, T, t0, ncols, y, ldy, UnitLow<true>{});
   else tile8<NT>(c, T, t0, ncols, y, ldy);
 }
 
