@@ -14,6 +14,7 @@
 #endif
 
 #include "addon/qblock_js.h"
+#include "core/dispatch.h"
 #include "addon/task.h"
 #include "kernels/qdot.h"
 
@@ -111,7 +112,9 @@ Napi::Value FromGptq(const Napi::CallbackInfo& info) {
   int bits = 0;
   bool needs_perm = false;
   const char* why = nullptr;
-  const int kb = qblock_plan_gptq(s, &bits, &needs_perm, &why);
+  // 2/3-bit layouts where this CPU has their kernels (AVX2); NEON runs them fastest as nibbles
+  const Isa isa = active_isa();
+  const int kb = qblock_plan_gptq(s, &bits, &needs_perm, &why, isa == ISA_AVX2 || isa == ISA_AVX512);
   if (!kb) throw_js(env, "LOWBIT_UNSUPPORTED", std::string("the integer-dot layout can't hold this layer: ") + why);
   auto r = std::make_shared<Repacked>();
   r->bits = bits;

@@ -111,7 +111,8 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
 // From GPTQ (qweight (in·bits/32, out) int32, any of 2/3/4/8 bits, v1/v2 handled by the caller:
 // zeros are true zeros), scales (G, out) f32 (fp16 values), zeros (G, out) u8, g_idx (in).
 // Requirements: every group has the same size gs, either consecutive runs or (act-order) any
-// order; in % 32 == 0; gs % 32 == 0 or G == 1. 2- and 3-bit codes get layouts of their own.
+// order; in % 32 == 0; gs % 32 == 0 or G == 1. 2- and 3-bit codes get layouts of their own where
+// the CPU has kernels for them (see qblock_plan_gptq).
 // Output sizes: q q_bytes(), d and m d_count(), perm in (filled only for act-order; the return
 // tells); q, d and m must be zero-filled (padding rows). Returns the chosen kb (> 0) or 0 with `why` set when the layout can't hold it.
 struct GptqSource {
@@ -122,7 +123,9 @@ struct GptqSource {
   const uint8_t* zeros;
   const int32_t* g_idx;
 };
-int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const char** why);
+// low_bit_layouts: 2- and 3-bit codes keep layouts of their own (the CPU has kernels for them:
+// AVX2); otherwise they go to the 4-bit layout, whose NEON kernels are fast.
+int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const char** why, bool low_bit_layouts = true);
 void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint16_t* d, float* m, int32_t* perm);
 
 // From ggml blocks of 32 (Q4_0: 18 bytes {f16 d, 16 B nibbles}, Q8_0: 34 bytes {f16 d, 32 × i8},

@@ -108,7 +108,8 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
     return;
   }
   const QdotRange fast = fast_range();
-  // 2- and 3-bit codes have AVX2 kernels; NEON runs them on the portable one (not written yet)
+  // 2- and 3-bit layouts have AVX2 kernels only (NEON repacks 2/3-bit sources as nibbles; a layout
+  // made under AVX2 and run with another ISA forced takes the portable kernel)
   const bool fast_has_low_bits = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
   if (fast)
     for (size_t p = 0; p < count; p++) {
