@@ -14,8 +14,8 @@
 #endif
 
 #include "addon/qblock_js.h"
-#include "core/dispatch.h"
 #include "addon/task.h"
+#include "core/dispatch.h"
 #include "kernels/qdot.h"
 
 namespace lowbit {

@@ -22,7 +22,7 @@ void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, flo
 void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy = 0);
 
 // Several weight matrices applied to the same x (q/k/v, gate/up), in one parallel region over all
-// their output columns (each part: w (n, k), y with row stride ldy). At most 8 parts.
+// their output columns (each part: w (n, k), y with row stride ldy); x packed once for all.
 struct GemmPart {
   const float* w;
   size_t n;
@@ -46,7 +46,7 @@ void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size
 // place; see gemm_avx2.cpp. The bounds are measured: below 9 rows the product is memory-bound
 // and the blocked path is as fast; at 96 rows the blocked path has caught up.
 constexpr size_t GEMM_SMALL_M_MIN = 9, GEMM_SMALL_M_MAX = 64;
-size_t gemm_small_packed_floats(size_t m, size_t k);
+inline size_t gemm_small_packed_floats(size_t m, size_t k) { return (m + 15) / 16 * 16 * k; }
 void gemm_small_pack_x_avx2(const float* x, size_t m, size_t k, float* dst);
 void gemm_small_avx2_range(const float* xp, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 // Single-threaded, ISA-dispatched (for use inside an already-parallel region: the pool does not nest).

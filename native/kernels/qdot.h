@@ -98,7 +98,7 @@ void qdot_gemm_neon_dot_range(const QBlockMatrix& w, const QActs& a, size_t rows
 void qdot_linear(const QBlockMatrix& w, const float* x, size_t rows, float* y, size_t ldy, int mode);
 // Several matrices applied to the same x (q/k/v, gate/up): one quantization of x, one parallel
 // region over all their output tiles. The matrices must agree on in, kb and perm
-// (qdot_can_share_acts); at most 8 parts.
+// (qdot_can_share_acts).
 struct QdotPart {
   const QBlockMatrix* w;
   float* y;

@@ -50,7 +50,6 @@ size_t gemm_avx2_packed_a_floats(size_t, size_t) { return 0; }
 size_t gemm_avx2_a_tiles(size_t) { return 0; }
 void gemm_avx2_pack_a(const float*, size_t, size_t, float*, size_t, size_t) {}
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool acc) { gemm_generic(x, m, k, w, n, y, acc); }
-size_t gemm_small_packed_floats(size_t m, size_t k) { return ((m + 15) / 16) * 16 * k; }
 void gemm_small_pack_x_avx2(const float*, size_t, size_t, float*) { throw Error("LOWBIT_INTERNAL", "gemm: no AVX2 variant in this build"); }
 void gemm_small_avx2_range(const float*, size_t, size_t, const float*, float*, size_t, bool, size_t, size_t) {
   throw Error("LOWBIT_INTERNAL", "gemm: no AVX2 variant in this build");
@@ -133,8 +132,49 @@ static const float* pack_small(const float* x, size_t m, size_t k) {
   return p;
 }
 
-// Column units of the swapped path: 48 = a multiple of its 6- and 12-row tiles.
+// Column units of the swapped path: 48, a multiple of its 6-row tile and of 16.
 constexpr size_t SMALL_UNIT = 48;
+
+// The product for parts sharing x (fast mode), on the pool: the swapped small-batch path; the
+// blocked AVX2 path with x packed once per call; or chunks of the active ISA's range kernel.
+static void gemm_parts(const GemmPart* parts, size_t count, const float* x, size_t m, size_t k, bool accumulate) {
+  std::vector<size_t> units(count);
+  if (use_small(m, k)) {
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
+    const float* xp = pack_small(x, m, k);  // once for all parts
+    for (size_t p = 0; p < count; p++) units[p] = (parts[p].n + SMALL_UNIT - 1) / SMALL_UNIT;
+    const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
+    parallel_for_parts(units.data(), count, grain, [&](size_t p, size_t u0, size_t u1) {
+      const GemmPart& P = parts[p];
+      gemm_small_avx2_range(xp, m, k, P.w, P.y, P.ldy, accumulate, u0 * SMALL_UNIT, std::min(P.n, u1 * SMALL_UNIT));
+    });
+    return;
+  }
+  // Units of 16 columns (one AVX2 panel), enough per chunk to amortize what a chunk packs; a GEMV
+  // (m == 1) packs nothing, so finer chunks let two threads even out.
+  constexpr size_t U = 16;
+  size_t total = 0;
+  for (size_t p = 0; p < count; p++) total += units[p] = (parts[p].n + U - 1) / U;
+  const size_t target = m == 1 ? (size_t)1 << 19 : (size_t)1 << 21;
+  const size_t grain = std::max<size_t>(1, target / std::max<size_t>(2 * m * k * U, 1));
+  const Isa isa = active_isa();
+  // AVX2 with several chunks: pack x once for the call (both threads packing tiles), not once per
+  // chunk — at 512 rows a chunk is 256 columns, and every chunk repacked all of x. Up to 64 MiB.
+  if ((isa == ISA_AVX2 || isa == ISA_AVX512) && m >= 2 && k > 0 && total > grain && m * k <= ((size_t)1 << 24)) {
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
+    float* apre = pack_buffer().get(gemm_avx2_packed_a_floats(m, k));
+    parallel_for(gemm_avx2_a_tiles(m), std::max<size_t>(1, 4096 / k), [&](size_t t0, size_t t1) { gemm_avx2_pack_a(x, m, k, apre, t0, t1); });
+    parallel_for_parts(units.data(), count, grain, [&](size_t p, size_t u0, size_t u1) {
+      const GemmPart& P = parts[p];
+      gemm_avx2_range(x, m, k, P.w, P.n, P.y, P.ldy, accumulate, u0 * U, std::min(P.n, u1 * U), apre);
+    });
+    return;
+  }
+  parallel_for_parts(units.data(), count, grain, [&](size_t p, size_t u0, size_t u1) {
+    const GemmPart& P = parts[p];
+    gemm_range(x, m, k, P.w, P.n, P.y, P.ldy, accumulate, u0 * U, std::min(P.n, u1 * U));
+  });
+}
 
 void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate, int mode, size_t ldy) {
   if (ldy == 0) ldy = n;
@@ -142,84 +182,17 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
     gemm_ref_ld(x, m, k, w, n, y, ldy, accumulate);
     return;
   }
-  if (use_small(m, k)) {
-    std::lock_guard<std::mutex> hold(pack_buffer().mu);
-    const float* xp = pack_small(x, m, k);
-    const size_t units = (n + SMALL_UNIT - 1) / SMALL_UNIT;
-    const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
-    parallel_for(units, grain, [&](size_t u0, size_t u1) {
-      gemm_small_avx2_range(xp, m, k, w, y, ldy, accumulate, u0 * SMALL_UNIT, std::min(n, u1 * SMALL_UNIT));
-    });
-    return;
-  }
-  // AVX-512 CPUs run the AVX2 kernel (an AVX-512 tile is future work; Zen 4 splits zmm in two anyway).
-  // Split n into chunks that are multiples of the 16-wide panel; enough work per chunk to amortize
-  // packing x (m·k) once per chunk.
-  const size_t flops_per_col = 2 * m * k;
-  size_t grain = std::max<size_t>(16, (size_t)(1u << 21) / std::max<size_t>(flops_per_col, 1));
-  grain = (grain + 15) / 16 * 16;
-  const size_t chunks = (n + grain - 1) / grain;
-  const Isa isa = active_isa();
-  // AVX2 with several chunks: pack x once for the call (both threads packing tiles), not once per
-  // chunk — at 512 rows a chunk is 256 columns, and every chunk repacked all of x. Up to 64 MiB.
-  if ((isa == ISA_AVX2 || isa == ISA_AVX512) && m >= 2 && k > 0 && chunks > 1 && m * k <= ((size_t)1 << 24)) {
-    std::lock_guard<std::mutex> hold(pack_buffer().mu);
-    float* apre = pack_buffer().get(gemm_avx2_packed_a_floats(m, k));
-    const size_t tiles = gemm_avx2_a_tiles(m);
-    parallel_for(tiles, std::max<size_t>(1, 4096 / std::max<size_t>(k, 1)), [&](size_t t0, size_t t1) { gemm_avx2_pack_a(x, m, k, apre, t0, t1); });
-    parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
-      gemm_avx2_range(x, m, k, w, n, y, ldy, accumulate, c0 * grain, std::min(n, c1 * grain), apre);
-    });
-    return;
-  }
-  parallel_for(chunks, 1, [&](size_t c0, size_t c1) {
-    const size_t n0 = c0 * grain, n1 = std::min(n, c1 * grain);
-    gemm_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
-  });
+  // (AVX-512 CPUs run the AVX2 kernels: an AVX-512 tile is future work; Zen 4 splits zmm in two anyway.)
+  const GemmPart part{w, n, y, ldy};
+  gemm_parts(&part, 1, x, m, k, accumulate);
 }
 
 void gemm_multi(const GemmPart* parts, size_t count, const float* x, size_t m, size_t k, int mode) {
-  if (count == 0) return;
-  if (mode == MODE_REF || count == 1) {
-    for (size_t p = 0; p < count; p++) gemm(x, m, k, parts[p].w, parts[p].n, parts[p].y, false, mode, parts[p].ldy);
+  if (mode == MODE_REF) {
+    for (size_t p = 0; p < count; p++) gemm_ref_ld(x, m, k, parts[p].w, parts[p].n, parts[p].y, parts[p].ldy, false);
     return;
   }
-  LOWBIT_CHECK(count <= 8, "gemm_multi: at most 8 parts");
-  if (use_small(m, k)) {
-    std::lock_guard<std::mutex> hold(pack_buffer().mu);
-    const float* xp = pack_small(x, m, k);  // once for all parts
-    size_t first[9];
-    first[0] = 0;
-    for (size_t p = 0; p < count; p++) first[p + 1] = first[p] + (parts[p].n + SMALL_UNIT - 1) / SMALL_UNIT;
-    const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
-    parallel_for(first[count], grain, [&](size_t u0, size_t u1) {
-      for (size_t p = 0; p < count && u0 < u1; p++) {
-        if (u0 >= first[p + 1]) continue;
-        const size_t e = std::min(u1, first[p + 1]);
-        gemm_small_avx2_range(xp, m, k, parts[p].w, parts[p].y, parts[p].ldy, false, (u0 - first[p]) * SMALL_UNIT,
-                              std::min(parts[p].n, (e - first[p]) * SMALL_UNIT));
-        u0 = e;
-      }
-    });
-    return;
-  }
-  // units of 16 columns (one AVX2 panel), numbered across the parts; the grain as in gemm()
-  constexpr size_t U = 16;
-  size_t first[9];
-  first[0] = 0;
-  for (size_t p = 0; p < count; p++) first[p + 1] = first[p] + (parts[p].n + U - 1) / U;
-  // (a GEMV, m == 1, packs nothing: finer chunks let two threads even out)
-  const size_t flops_per_unit = 2 * m * k * U, target = m == 1 ? (size_t)1 << 19 : (size_t)1 << 21;
-  const size_t grain = std::max<size_t>(1, target / std::max<size_t>(flops_per_unit, 1));
-  parallel_for(first[count], grain, [&](size_t u0, size_t u1) {
-    for (size_t p = 0; p < count && u0 < u1; p++) {
-      if (u0 >= first[p + 1]) continue;
-      const size_t e = std::min(u1, first[p + 1]);
-      const size_t n0 = (u0 - first[p]) * U, n1 = std::min(parts[p].n, (e - first[p]) * U);
-      gemm_range(x, m, k, parts[p].w, parts[p].n, parts[p].y, parts[p].ldy, false, n0, n1);
-      u0 = e;
-    }
-  });
+  gemm_parts(parts, count, x, m, k, false);
 }
 
 }  // namespace lowbit

@@ -114,31 +114,23 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
   if (fast)
     for (size_t p = 0; p < count; p++) {
       const QBlockMatrix& w = *parts[p].w;
-      float* z = zs.data() + p * rows * B;
+      float* z = zs_p + p * rows * B;
       for (size_t i = 0; i < rows * B; i++) z[i] = w.m ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
     }
   // Column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
   // every token passes over them. The parts' tiles form one index space, so q/k/v (or gate/up)
   // share one parallel region and the small k/v matrices do not run on one thread alone.
   constexpr size_t T = 16;
-  size_t first[9];
-  LOWBIT_CHECK(count <= 8, "qdot_linear_multi: at most 8 parts");
-  first[0] = 0;
-  for (size_t p = 0; p < count; p++) first[p + 1] = first[p] + (parts[p].w->out + T - 1) / T;
-  const size_t tiles = first[count];
+  std::vector<size_t> tiles(count);
+  for (size_t p = 0; p < count; p++) tiles[p] = (parts[p].w->out + T - 1) / T;
   // decoding (1 row): 8 tiles (128 weight rows) per grain so two threads can even out a slow core;
   // many rows: fewer, larger chunks (each chunk re-reads the activations)
   const size_t grain = std::max<size_t>(1, (rows == 1 ? 8 : 64) / std::max<size_t>(1, rows));
-  parallel_for(tiles, grain, [&](size_t t0, size_t t1) {
-    for (size_t p = 0; p < count && t0 < t1; p++) {
-      if (t0 >= first[p + 1]) continue;
-      const QBlockMatrix& w = *parts[p].w;
-      const size_t e = std::min(t1, first[p + 1]);
-      const size_t n0 = (t0 - first[p]) * T, n1 = std::min(w.out, (e - first[p]) * T);
-      if (fast && (w.bits >= 4 || fast_has_low_bits)) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
-      else qdot_gemm_generic_range(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
-      t0 = e;
-    }
+  parallel_for_parts(tiles.data(), count, grain, [&](size_t p, size_t t0, size_t t1) {
+    const QBlockMatrix& w = *parts[p].w;
+    const size_t n0 = t0 * T, n1 = std::min(w.out, t1 * T);
+    if (fast && (w.bits >= 4 || fast_has_low_bits)) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
+    else qdot_gemm_generic_range(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
   });
 }
 

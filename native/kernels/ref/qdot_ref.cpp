@@ -25,16 +25,21 @@ const char* qblock_check(int bits, int kb, size_t in) {
 
 float qblock_scale(const QBlockMatrix& w, size_t si) { return w.d32 ? w.d32[si] : f16_to_f32(w.d[si]); }
 
+// 2- and 3-bit units (16 channels × 8 columns): byte p = 4j + i of the first 32 holds the low two
+// bits of channels i, 4 + i, 8 + i, 12 + i of column j (sub s at bits 2s); 3-bit units add 16
+// bytes whose nibble p / 16 of byte 32 + p % 16 holds the same channels' bit 2 (bit s).
+static uint8_t crumb_byte(const int8_t* cu, size_t i) {
+  return (uint8_t)((cu[i] & 3) | (cu[4 + i] & 3) << 2 | (cu[8 + i] & 3) << 4 | (cu[12 + i] & 3) << 6);
+}
+
 int qblock_code(const QBlockMatrix& w, size_t n, size_t k) {
   const size_t T = n / 8, j = n % 8;
   if (w.bits == 8) return (int8_t)w.q[(T * (w.in / 4) + k / 4) * 32 + j * 4 + k % 4];
-  if (w.bits == 2) return (w.q[(T * (w.in / 16) + k / 16) * 32 + j * 4 + k % 4] >> (2 * ((k % 16) / 4))) & 3;
-  if (w.bits == 3) {
-    const uint8_t* unit = w.q + (T * (w.in / 16) + k / 16) * 48;
-    const int lo = (unit[j * 4 + k % 4] >> (2 * ((k % 16) / 4))) & 3;
+  if (w.bits == 2 || w.bits == 3) {
+    const uint8_t* unit = w.q + (T * (w.in / 16) + k / 16) * (w.bits == 2 ? 32 : 48);
     const size_t p = j * 4 + k % 4, s = (k % 16) / 4;
-    const int hi = (unit[32 + p % 16] >> (4 * (p / 16) + s)) & 1;
-    return lo | hi << 2;
+    const int lo = (unit[p] >> (2 * s)) & 3;
+    return w.bits == 2 ? lo : lo | ((unit[32 + p % 16] >> (4 * (p / 16) + s)) & 1) << 2;
   }
   const uint8_t byte = w.q[(T * (w.in / 8) + k / 8) * 32 + j * 4 + k % 4];
   return (k % 8) < 4 ? (byte & 15) : (byte >> 4);
@@ -56,7 +61,7 @@ static void put_row(const QBlockMatrix& w, uint8_t* q, size_t n, const int8_t* c
       const int8_t* cu = c + 16 * u;
       uint8_t* du = dst + u * 48;
       for (size_t i = 0; i < 4; i++) {
-        du[j * 4 + i] = (uint8_t)((cu[i] & 3) | (cu[4 + i] & 3) << 2 | (cu[8 + i] & 3) << 4 | (cu[12 + i] & 3) << 6);
+        du[j * 4 + i] = crumb_byte(cu, i);
         const size_t p = j * 4 + i, shift = 4 * (p / 16);
         const unsigned nib = (unsigned)(((cu[i] >> 2) & 1) | ((cu[4 + i] >> 2) & 1) << 1 | ((cu[8 + i] >> 2) & 1) << 2 | ((cu[12 + i] >> 2) & 1) << 3);
         du[32 + p % 16] = (uint8_t)((du[32 + p % 16] & ~(15u << shift)) | nib << shift);
@@ -68,7 +73,7 @@ static void put_row(const QBlockMatrix& w, uint8_t* q, size_t n, const int8_t* c
     uint8_t* dst = q + T * (w.in / 16) * 32 + j * 4;
     for (size_t u = 0; u < w.in / 16; u++) {
       const int8_t* cu = c + 16 * u;
-      for (size_t i = 0; i < 4; i++) dst[u * 32 + i] = (uint8_t)((cu[i] & 3) | (cu[4 + i] & 3) << 2 | (cu[8 + i] & 3) << 4 | (cu[12 + i] & 3) << 6);
+      for (size_t i = 0; i < 4; i++) dst[u * 32 + i] = crumb_byte(cu, i);
     }
     return;
   }

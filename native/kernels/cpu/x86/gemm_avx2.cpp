@@ -186,7 +186,7 @@ struct Buffers {
 // micro-kernel broadcasts w's elements straight from its rows (6 rows of w × 16 tokens,
 // 12 accumulators). A tile's 6·KCS floats of w stay in L1 while every token block passes over
 // them; the packed x block (m × KCS) stays in L2. Results are transposed in registers and stored
-// R-wide (masked) into each token's row of y.
+// with a mask, ≤ 6 floats at a time, into each token's row of y.
 
 namespace {
 
@@ -243,8 +243,6 @@ inline void kernel_swapped_6x16(size_t kc, const float* w, size_t k, size_t rows
 constexpr size_t KCS = 1024;  // k block of the swapped path: 6 rows of w (24 KiB) in L1, x block in L2
 
 }  // namespace
-
-size_t gemm_small_packed_floats(size_t m, size_t k) { return ((m + 15) / 16) * 16 * k; }
 
 // x (m × k) → blocks of KCS channels; in block c (kc channels), token block tb at
 // c·KCS·mpad + tb·16·kc holds x[tb·16 + t, c·KCS + kk] at kk·16 + t (zero for t ≥ m).
