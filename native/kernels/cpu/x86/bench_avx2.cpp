@@ -6,8 +6,12 @@
 namespace lowbit {
 
 double peak_fma_avx2(uint64_t iters) {
-  __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+  // Distinct starting values: chains that start equal are provably equal, and GCC merges them into
+  // ONE latency-bound chain (it did: the probe then ran 1 FMA per iteration, counted 12, and reported
+  // 1.5× this machine's real peak).
+  __m256 a0 = _mm256_set1_ps(1.000f), a1 = _mm256_set1_ps(1.001f), a2 = _mm256_set1_ps(1.002f), a3 = _mm256_set1_ps(1.003f);
+  __m256 a4 = _mm256_set1_ps(1.004f), a5 = _mm256_set1_ps(1.005f), a6 = _mm256_set1_ps(1.006f), a7 = _mm256_set1_ps(1.007f);
+  __m256 a8 = _mm256_set1_ps(1.008f), a9 = _mm256_set1_ps(1.009f), a10 = _mm256_set1_ps(1.010f), a11 = _mm256_set1_ps(1.011f);
   const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
   for (uint64_t t = 0; t < iters; t++) {
     a0 = _mm256_fmadd_ps(a0, m, c); a1 = _mm256_fmadd_ps(a1, m, c); a2 = _mm256_fmadd_ps(a2, m, c);
