@@ -69,6 +69,13 @@ void gemv(const float* x, size_t k, const float* w, float* y, bool accumulate, s
 inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool overwrite) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  // C's rows are fetched while the k loop runs: at 1024² and up, y is beyond L2 and the
+  // accumulate at the end otherwise waits on up to 12 L3/DRAM lines per tile (2048³ back to back:
+  // 0.83–0.87× → 0.89–0.97× OpenBLAS).
+  for (size_t i = 0; i < mr; i++) {
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + NR - 1), _MM_HINT_T0);
+  }
   for (size_t p = 0; p < kc; p++) {
     const __m256 b0 = _mm256_load_ps(B + p * NR), b1 = _mm256_load_ps(B + p * NR + 8);
     const float* a = A + p * MR;
