@@ -1,7 +1,7 @@
 /**
  * fp32 GEMM, y (m × n) = x (m × k) · wᵀ with w (n × k) row-major: lowbit's `gemm` beside the peer
  * OpenBLAS cblas_sgemm (Debian's libopenblas, found by the addon with dlopen at run time) in the
- * same process, samples interleaved (lowbit, OpenBLAS, lowbit, …), against the FMA peak measured
+ * same process, samples interleaved (lowbit, OpenBLAS, lowbit, …; each a burst of back-to-back calls), against the FMA peak measured
  * in the same run.
  */
 import { performance } from 'node:perf_hooks';
@@ -62,6 +62,8 @@ export interface GemmEntry {
   threads: number;
   warmup: number;
   repeats: number;
+  /** Back-to-back calls per timed sample (the same for lowbit and the peer); seconds are per call. */
+  callsPerSample: number;
   unit: 'GFLOP/s';
   /** lowbit's fast path (the headline). */
   medianSeconds: number;
@@ -117,6 +119,14 @@ function quietPeerThreads(): string {
   return process.env.OPENBLAS_THREAD_TIMEOUT;
 }
 
+/** Seconds a sample's burst of calls should last. */
+export const BURST_SECONDS = 0.1;
+
+/** Calls per sample for a call that took `oneCallSeconds`: a burst of ≈ BURST_SECONDS, 1 to 200 calls. */
+export function burstCalls(oneCallSeconds: number): number {
+  return Math.max(1, Math.min(200, Math.round(BURST_SECONDS / Math.max(oneCallSeconds, 1e-6))));
+}
+
 export async function benchGemm(o: { quick: boolean; threads: number; limits: Limits }): Promise<GemmEntry[]> {
   const threadTimeout = quietPeerThreads();
   const info = addon().peerSgemmInfo();
@@ -142,18 +152,24 @@ export async function benchGemm(o: { quick: boolean; threads: number; limits: Li
       await runA();
       if (peerLib) await runB();
     }
+    // A sample is a burst of back-to-back calls (the same count for both libraries) lasting about
+    // BURST_SECONDS, timed as a whole: GEMMs run back to back in prefill and calibration, and this VM
+    // runs any kernel 20–45% slower straight after an idle pause, which swamped single calls of a
+    // few milliseconds (512×2048×256: 0.63–1.05× OpenBLAS from run to run, single calls).
+    let t0 = performance.now();
+    await runA();
+    const calls = burstCalls((performance.now() - t0) / 1000);
+    const burst = async (run: () => Promise<void>, into: number[]) => {
+      await settle();
+      t0 = performance.now();
+      for (let c = 0; c < calls; c++) await run();
+      into.push((performance.now() - t0) / 1000 / calls);
+    };
     const sa: number[] = [];
     const sb: number[] = [];
     for (let i = 0; i < repeats; i++) {
-      await settle();
-      let t0 = performance.now();
-      await runA();
-      sa.push((performance.now() - t0) / 1000);
-      if (!peerLib) continue;
-      await settle();
-      t0 = performance.now();
-      await runB();
-      sb.push((performance.now() - t0) / 1000);
+      await burst(runA, sa);
+      if (peerLib) await burst(runB, sb);
     }
     const a = side(summarize(sa, warmup), flops, peak, 4 * n * k);
     const b = peerLib ? side(summarize(sb, warmup), flops, peak, 4 * n * k) : null;
@@ -172,8 +188,9 @@ export async function benchGemm(o: { quick: boolean; threads: number; limits: Li
     out.push({
       name,
       description: `y (${m}×${n}) = x (${m}×${k}) · wᵀ, w (${n}×${k}) row-major, f32 (${s.label}): lowbit gemm() fast path beside ` +
-        'OpenBLAS cblas_sgemm(RowMajor, NoTrans, Trans) on the same buffers, samples interleaved; inputs reused (warm caches)',
-      label: s.label, shape: { m, k, n }, flops, bytes: 4 * (m * k + n * k + m * n), threads: o.threads, warmup, repeats,
+        'OpenBLAS cblas_sgemm(RowMajor, NoTrans, Trans) on the same buffers, samples interleaved, each a burst of ' +
+        `${calls} back-to-back call(s) after a 20 ms pause; inputs reused (warm caches)`,
+      label: s.label, shape: { m, k, n }, flops, bytes: 4 * (m * k + n * k + m * n), threads: o.threads, warmup, repeats, callsPerSample: calls,
       unit: 'GFLOP/s', medianSeconds: a.medianSeconds, minSeconds: a.minSeconds, gflops: a.gflops,
       lowbit: a,
       peer: b && peerLib ? { name: 'OpenBLAS cblas_sgemm', lib: peerLib, version, env: { OPENBLAS_THREAD_TIMEOUT: threadTimeout }, ...b } : null,
