@@ -36,7 +36,7 @@ export const NAMES = [
   'checkpoint-1b-inspect', 'checkpoint-1b-rtn', ...RUNTIME_NAMES,
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
-  'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode',
+  'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode',
   ...['w4a8', 'w8a8', 'w3a8', 'w2a8', 'q4_0', 'q8_0', 'q4_k', 'q6_k'].flatMap((t) => [`qgemv-${t}-4096x4096`, `qgemv-${t}-11008x4096`]),
   ...['w4a8', 'w8a8', 'w3a8', 'w2a8', 'q4_0', 'q4_k', 'q6_k'].flatMap((t) => [`qgemm-${t}-32x4096x4096`, `qgemm-${t}-512x4096x4096`]),
 ];
@@ -190,8 +190,8 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   if (NAMES.filter((n) => /^qge(mv|mm)-(w4a8|w8a8|w3a8|w2a8|q4_0|q8_0|q4_k|q6_k)/.test(n)).some(want)) {
     benchmarks.push(...((await benchQdot({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
-  if (want('runtime-1b-gptq4-prefill') || want('runtime-1b-gptq4-decode')) {
-    benchmarks.push(...((await benchRuntimeQ({ quick: args.quick, limits })) as unknown as typeof benchmarks));
+  if (['runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode'].some(want)) {
+    benchmarks.push(...((await benchRuntimeQ({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
   if (want('gptq-pipeline-1b')) benchmarks.push((await benchGptqPipeline({ quick: args.quick })) as unknown as (typeof benchmarks)[number]);
   // Last: the 1.1B runtime holds ~4.4 GB of f32 weights while it runs (disposed afterwards).
