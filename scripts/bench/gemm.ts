@@ -74,6 +74,9 @@ export interface GemmEntry {
   peerReason?: string;
   /** lowbit GFLOP/s / peer GFLOP/s (medians), or null without a peer. */
   ratio: number | null;
+  /** The same from each side's fastest sample: this VM's speed flips between two levels (samples of
+   *  one shape 1.65× apart in one run), and a median of 7 can land on either for one side only. */
+  ratioBest: number | null;
   /** lowbit's y against the peer's on the same inputs: max |Δ| / max |y_peer|. */
   check: { maxAbsDiff: number; maxAbsPeer: number; relToMax: number; tolerance: number; pass: boolean } | null;
 }
@@ -196,6 +199,7 @@ export async function benchGemm(o: { quick: boolean; threads: number; limits: Li
       peer: b && peerLib ? { name: 'OpenBLAS cblas_sgemm', lib: peerLib, version, env: { OPENBLAS_THREAD_TIMEOUT: threadTimeout }, ...b } : null,
       ...(peerReason ? { peerReason } : {}),
       ratio: b ? round(a.gflops / b.gflops, 3) : null,
+      ratioBest: b ? round(a.gflopsBest / b.gflopsBest, 3) : null,
       check,
     });
   }
