@@ -74,8 +74,10 @@ namespace {
 // 1–16 KiB all helped). Prefill reads the codes from L2 and is unchanged.
 constexpr size_t PREFETCH_BYTES = 4096;
 
-static inline void prefetch_line(const uint8_t* p, size_t off) {
-  if ((off & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(p + off + PREFETCH_BYTES), _MM_HINT_T0);
+// For a unit of `ub` ≤ 64 bytes at byte `off`: once per 64-byte line (the unit that starts in its first
+// `ub` bytes), so 48-byte 3-bit units also request every line exactly once.
+static inline void prefetch_line(const uint8_t* p, size_t off, size_t ub) {
+  if ((off & 63) < ub) _mm_prefetch(reinterpret_cast<const char*>(p + off + PREFETCH_BYTES), _MM_HINT_T0);
 }
 
 struct Ctx {
@@ -138,7 +140,7 @@ static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, 
       for (int t = 0; t < NT; t++) s16[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
       for (size_t j = 0; j < 32 / C; j++, u++) {
-        prefetch_line(wq, u * UB);
+        prefetch_line(wq, u * UB, UB);
         const auto dec = unit.decode(wq + u * UB);
         for (int t = 0; t < NT; t++) s16[t] = _mm256_add_epi16(s16[t], unit.dot(dec, xr[t] + u * C));
       }
@@ -208,7 +210,7 @@ static void tile8(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y, siz
     for (int t = 0; t < NT; t++) s32[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (size_t j = 0; j < upb; j++, u++) {
-      prefetch_line(wq, u * 32);
+      prefetch_line(wq, u * 32, 32);
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + u * 32));
       const __m256i av = _mm256_abs_epi8(v);
       for (int t = 0; t < NT; t++)
