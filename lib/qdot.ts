@@ -104,6 +104,12 @@ export function qblockWeight(w: QBlock, n: number, kLayout: number): number {
   return d * code + m;
 }
 
+/** Bytes of the codes of an `out` × `inFeatures` matrix in the kernel layout (kernels/qdot.h: rows padded to 8). */
+export function qblockCodeBytes(bits: 2 | 3 | 4 | 8, out: number, inFeatures: number): number {
+  const perRow = bits === 2 ? inFeatures / 4 : bits === 3 ? (inFeatures / 16) * 6 : bits === 4 ? inFeatures / 2 : inFeatures;
+  return Math.ceil(out / 8) * 8 * perRow;
+}
+
 /** Bytes of a QBlock's codes, scales and offsets (what a product reads). */
 export function qblockBytes(w: QBlock): number {
   return w.q.byteLength + w.d.byteLength + (w.d32 ? w.d32.byteLength : 0) + (w.m ? w.m.byteLength : 0);

@@ -7,7 +7,7 @@
  * ../shared/docs/machine.md (q4_0 4096²: 351 µs hot / 554 µs cold) for orientation only.
  */
 import { qmatmulGptq4, type GptqInt4Weights } from '../../lib/qmatmul';
-import { qdotLinear, qblockBytes, type QBlock } from '../../lib/qdot';
+import { qdotLinear, qblockBytes, qblockCodeBytes, type QBlock } from '../../lib/qdot';
 import { measure, log, round } from './timing';
 import type { Limits } from './limits';
 
@@ -27,7 +27,7 @@ function weights(out: number, inF: number, seed: number): GptqInt4Weights {
 function qblock(out: number, inF: number, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 128, seed: number, kquant = false): QBlock {
   let s = seed >>> 0 || 1;
   const out8 = Math.ceil(out / 8) * 8, B = inF / kb;
-  const q = new Uint8Array(out8 * (bits === 2 ? inF / 4 : bits === 3 ? (inF / 16) * 6 : bits === 4 ? inF / 2 : inF));
+  const q = new Uint8Array(qblockCodeBytes(bits, out, inF));
   for (let i = 0; i < q.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; q[i] = s & 255; }
   if (kquant) {
     return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(0), d32: new Float32Array(out8 * B).fill(0.01),
@@ -39,14 +39,28 @@ function qblock(out: number, inF: number, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 128
 /** Bytes per weight of the GGUF block types as stored in the file (what llama.cpp reads per token). */
 const GGUF_FILE_BYTES_PER_WEIGHT: Record<string, number> = { q4_0: 18 / 32, q8_0: 34 / 32, q4_k: 144 / 256, q6_k: 210 / 256 };
 
+/** The integer-dot kinds: code bits, channels per scale, tag, GGUF k-quant layout (f32 scales), and whether a GEMM entry runs too. */
+const QDOT_KINDS = [
+  { bits: 4, kb: 128, tag: 'w4a8', kq: false, gemm: true }, { bits: 8, kb: 128, tag: 'w8a8', kq: false, gemm: true },
+  { bits: 3, kb: 128, tag: 'w3a8', kq: false, gemm: true }, { bits: 2, kb: 128, tag: 'w2a8', kq: false, gemm: true },
+  { bits: 4, kb: 32, tag: 'q4_0', kq: false, gemm: true }, { bits: 8, kb: 32, tag: 'q8_0', kq: false, gemm: false },
+  { bits: 4, kb: 32, tag: 'q4_k', kq: true, gemm: true }, { bits: 8, kb: 16, tag: 'q6_k', kq: true, gemm: true },
+] as const;
+const QDOT_GEMV_SHAPES = (quick: boolean): [number, number][] => (quick ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]]);
+const QDOT_GEMM_TOKENS = (quick: boolean): number[] => (quick ? [32] : [32, 512]);
+
+/** Every benchmark name of benchQdot (full run). */
+export const QDOT_NAMES = [
+  ...QDOT_KINDS.flatMap((q) => QDOT_GEMV_SHAPES(false).map(([r, c]) => `qgemv-${q.tag}-${r}x${c}`)),
+  ...QDOT_KINDS.filter((q) => q.gemm).flatMap((q) => QDOT_GEMM_TOKENS(false).map((m) => `qgemm-${q.tag}-${m}x4096x4096`)),
+];
+
 /** The integer-dot path (W4A8 / W8A8): GEMV hot and cold beside the read bandwidth, GEMM GFLOP/s. */
 export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: string) => boolean }): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   const copy = o.limits.copy.gbps / 2;
-  const shapes: [number, number][] = o.quick ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]];
-  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [3, 128, 'w3a8', false], [2, 128, 'w2a8', false], [4, 32, 'q4_0', false], [8, 32, 'q8_0', false],
-    [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
-    for (const [rows, cols] of shapes) {
+  for (const { bits, kb, tag, kq } of QDOT_KINDS) {
+    for (const [rows, cols] of QDOT_GEMV_SHAPES(o.quick)) {
       const name = `qgemv-${tag}-${rows}x${cols}`;
       if (!o.want(name) && !o.want('qgemv-*') && !o.want('qgemm-*')) continue;
       const w0 = qblock(rows, cols, bits, kb, rows + bits, kq);
@@ -64,18 +78,17 @@ export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: s
           : `y = x·Wᵀ, 1 token, W ${rows}×${cols} ${bits}-bit, fp16 scale per ${kb} channels, x quantized to int8 per ${kb} (integer dot products)`,
         shape: [rows, cols], bytes,
         // the layout read per call (bytes) vs the GGUF file's bytes of the same matrix (k-quants' layout is larger: f32 scales)
-        ...(fileBytes ? { ggufFileBytes: fileBytes, coldGgufFileGBps: 0 } : {}),
+        ...(fileBytes ? { ggufFileBytes: fileBytes, coldGgufFileGBps: round(fileBytes / cold.medianSeconds / 1e9, 2) } : {}),
         hot: { medianSeconds: hot.medianSeconds, gbps: round(bytes / hot.medianSeconds / 1e9, 2) },
         cold: { medianSeconds: cold.medianSeconds, gbps: round(bytes / cold.medianSeconds / 1e9, 2), matrices: copies, fractionOfReadBandwidth: round(bytes / cold.medianSeconds / 1e9 / copy, 3) },
         readBandwidthGBps: round(copy, 2), peer: 'runtime-1b-q4_0-llamacpp-decode (whole-model decode beside node-llama-cpp, same run)',
       };
-      if (fileBytes) (e as Record<string, unknown>).coldGgufFileGBps = round(fileBytes / cold.medianSeconds / 1e9, 2);
       log(`${name}: hot ${(hot.medianSeconds * 1e6).toFixed(0)} µs (${e.hot.gbps} GB/s), cold ${(cold.medianSeconds * 1e6).toFixed(0)} µs (${e.cold.gbps} GB/s = ${e.cold.fractionOfReadBandwidth} of read bandwidth)`);
       out.push(e);
     }
   }
-  for (const [bits, kb, tag, kq] of [[4, 128, 'w4a8', false], [8, 128, 'w8a8', false], [3, 128, 'w3a8', false], [2, 128, 'w2a8', false], [4, 32, 'q4_0', false], [4, 32, 'q4_k', true], [8, 16, 'q6_k', true]] as const) {
-    for (const m of o.quick ? [32] : [32, 512]) {
+  for (const { bits, kb, tag, kq } of QDOT_KINDS.filter((q) => q.gemm)) {
+    for (const m of QDOT_GEMM_TOKENS(o.quick)) {
       const name = `qgemm-${tag}-${m}x4096x4096`;
       if (!o.want(name) && !o.want('qgemm-*')) continue;
       const w = qblock(4096, 4096, bits, kb, 7, kq);

@@ -24,7 +24,7 @@ import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
 import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
 import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
 import { benchGptq, benchGptqPipeline } from './gptq';
-import { benchQgemm, benchQdot } from './qgemm';
+import { benchQgemm, benchQdot, QDOT_NAMES } from './qgemm';
 import { benchRuntimeQ } from './runtime-q';
 import { canForceGc, log, median, round } from './timing';
 
@@ -37,8 +37,7 @@ export const NAMES = [
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
   'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode',
-  ...['w4a8', 'w8a8', 'w3a8', 'w2a8', 'q4_0', 'q8_0', 'q4_k', 'q6_k'].flatMap((t) => [`qgemv-${t}-4096x4096`, `qgemv-${t}-11008x4096`]),
-  ...['w4a8', 'w8a8', 'w3a8', 'w2a8', 'q4_0', 'q4_k', 'q6_k'].flatMap((t) => [`qgemm-${t}-32x4096x4096`, `qgemm-${t}-512x4096x4096`]),
+  ...QDOT_NAMES,
 ];
 
 export interface BenchArgs {
@@ -187,7 +186,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   if (['qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096'].some(want)) {
     benchmarks.push(...((await benchQgemm({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
-  if (NAMES.filter((n) => /^qge(mv|mm)-(w4a8|w8a8|w3a8|w2a8|q4_0|q8_0|q4_k|q6_k)/.test(n)).some(want)) {
+  if (QDOT_NAMES.some(want)) {
     benchmarks.push(...((await benchQdot({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
   if (['runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode'].some(want)) {

@@ -117,22 +117,20 @@ const TURN_PAUSE_MS = 500;
  * (best against best). Each side reports the median over rounds.
  */
 async function runInterleaved(file: string, tokenizer: string, steps: number, rounds: number) {
-  const peer = await openLlamaCpp(file);
   const lb = await openLowbit(file, { tokenizer });
+  let opened: Awaited<ReturnType<typeof openLlamaCpp>> | undefined;
   const pause = () => new Promise((r) => setTimeout(r, TURN_PAUSE_MS));
   try {
-    if ('reason' in peer) {
-      const r: Measured[] = [];
-      for (let i = 0; i < rounds; i++) r.push(await lb.measure(steps));
-      return { lowbit: r, peer: null, peerReason: peer.reason, threads: 0, firstRoundPeerThreads: [] as { threads: number; r: Measured }[], rss: lb.rss };
-    }
+    opened = await openLlamaCpp(file);
+    const peer = 'reason' in opened ? null : opened;
     const lr: Measured[] = [];
     const pr: Measured[] = [];
-    let threads = 2;
     const first: { threads: number; r: Measured }[] = [];
+    let threads = 2;
     for (let i = 0; i < rounds; i++) {
       await pause();
       lr.push(await lb.measure(steps));
+      if (!peer) continue;
       await pause();
       if (i === 0) {
         for (const t of [1, 2]) {
@@ -146,10 +144,10 @@ async function runInterleaved(file: string, tokenizer: string, steps: number, ro
         pr.push(await peer.measure(steps, threads));
       }
     }
-    return { lowbit: lr, peer: pr, threads, firstRoundPeerThreads: first, rss: lb.rss };
+    return { lowbit: lr, peer: peer ? pr : null, peerReason: 'reason' in opened ? opened.reason : undefined, threads, firstRoundPeerThreads: first, rss: lb.rss };
   } finally {
     lb.dispose();
-    if (!('reason' in peer)) await peer.dispose();
+    if (opened && !('reason' in opened)) await opened.dispose();
   }
 }
 
@@ -167,29 +165,27 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: 
   const steps = o.quick ? 8 : 32, repeats = o.quick ? 1 : 2;
   const res: Record<string, unknown>[] = [];
   const copy = o.limits.copy.gbps / 2;  // STREAM copy counts read + write; decoding reads
-  const push = (name: string, desc: string, file: string, r: { prefillTps: number; perTok: number; perTokMedian?: number; rss?: number; threads?: number }, peer: Record<string, unknown>) => {
+  // One prefill and one decode entry; `decodeOnly` fields go on the decode entry alone.
+  const push = (name: string, desc: string, file: string, r: { prefillTps: number; perTok: number; perTokMedian?: number; rounds?: object[] },
+    shared: Record<string, unknown>, decodeOnly: Record<string, unknown>, decodeNote: string) => {
     const bytes = dirBytes(file);
-    res.push({ name: `${name}-prefill`, description: `${desc}, ${PROMPT}-token prompt`, tokensPerSecond: round(r.prefillTps), ...peer });
-    res.push({ name: `${name}-decode`, description: `${desc}, ${steps} single-token steps after the prompt (best of ${repeats})`,
-      tokensPerSecond: round(1 / r.perTok), secondsPerToken: round(r.perTok, 4), medianSecondsPerToken: r.perTokMedian !== undefined ? round(r.perTokMedian, 4) : undefined,
+    res.push({ name: `${name}-prefill`, description: `${desc}, ${PROMPT}-token prompt`, tokensPerSecond: round(r.prefillTps), ...shared });
+    res.push({ name: `${name}-decode`, description: `${desc}, ${steps} single-token steps after the prompt${decodeNote}`,
+      tokensPerSecond: round(1 / r.perTok), secondsPerToken: round(r.perTok, 4),
+      ...(r.perTokMedian !== undefined ? { medianSecondsPerToken: round(r.perTokMedian, 4) } : {}), ...(r.rounds ? { rounds: r.rounds } : {}),
       fileBytes: bytes, weightBandwidthGBps: round(bytes / r.perTok / 1e9), fractionOfReadBandwidth: round(bytes / r.perTok / 1e9 / copy),
-      rssBytesWhileLoaded: r.rss, threads: r.threads, ...peer });
-    log(`${name}: prefill ${round(r.prefillTps)} tok/s, decode ${round(1 / r.perTok)} tok/s (${round(bytes / r.perTok / 1e9)} GB/s)`);
+      ...decodeOnly, ...shared });
+    log(`${name}: prefill ${round(r.prefillTps)} tok/s, decode ${round(1 / r.perTok)} tok/s${r.rounds ? ' (medians over rounds)' : ''} (${round(bytes / r.perTok / 1e9)} GB/s)`);
   };
   const peerNote = { peer: 'runtime-1b-q4_0-llamacpp-* (same run)' };
-  const pushRounds = (name: string, desc: string, file: string, r: { prefillTps: number; perTok: number; rounds: object[] }, extra: Record<string, unknown>) => {
-    const bytes = dirBytes(file);
-    const { rss: rssBytes, ...rest } = extra;
-    res.push({ name: `${name}-prefill`, description: `${desc}, ${PROMPT}-token prompt`, tokensPerSecond: round(r.prefillTps), ...rest });
-    res.push({ name: `${name}-decode`, description: `${desc}, ${steps} single-token steps after the prompt`,
-      tokensPerSecond: round(1 / r.perTok), secondsPerToken: round(r.perTok, 4), rounds: r.rounds,
-      fileBytes: bytes, weightBandwidthGBps: round(bytes / r.perTok / 1e9), fractionOfReadBandwidth: round(bytes / r.perTok / 1e9 / copy),
-      ...(rssBytes !== undefined ? { rssBytesWhileLoaded: rssBytes } : {}), ...rest });
-    log(`${name}: prefill ${round(r.prefillTps)} tok/s, decode ${round(1 / r.perTok)} tok/s (medians over rounds; ${round(bytes / r.perTok / 1e9)} GB/s)`);
-  };
   if (wantGptq) {
-    push('runtime-1b-gptq4', `${preset} GPTQ 4-bit g128, W4A8 (int8 activations, integer dot products)`, gptq, await runLowbit(gptq, {}, steps, repeats), peerNote);
-    push('runtime-1b-gptq4-f32act', `${preset} GPTQ 4-bit g128, f32 activations (packed-word kernel)`, gptq, await runLowbit(gptq, { activations: 'f32' }, steps, repeats), peerNote);
+    for (const [name, desc, opts] of [
+      ['runtime-1b-gptq4', `${preset} GPTQ 4-bit g128, W4A8 (int8 activations, integer dot products)`, {}],
+      ['runtime-1b-gptq4-f32act', `${preset} GPTQ 4-bit g128, f32 activations (packed-word kernel)`, { activations: 'f32' as const }],
+    ] as const) {
+      const r = await runLowbit(gptq, opts, steps, repeats);
+      push(name, desc, gptq, r, peerNote, { rssBytesWhileLoaded: r.rss }, ` (best of ${repeats})`);
+    }
   }
   if (!want('runtime-1b-q4_0-prefill') && !want('runtime-1b-q4_0-decode')) return res;
   const tok = process.env.LOWBIT_FIXTURES ? path.join(process.env.LOWBIT_FIXTURES, 'llama2-tokenizer', 'tokenizer.bin')
@@ -223,10 +219,12 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: 
       roundsLowbitDecodedFaster: ahead, roundsLowbitPrefilledFaster: aheadPrefill,
     } : {}),
   };
-  const rounded = `median of ${rounds} interleaved round(s) with node-llama-cpp`;
-  pushRounds('runtime-1b-q4_0', `${preset} GGUF Q4_0 written by lowbit, W4A8, ${rounded}`, gguf, ls, { rss: iv.rss, ...comparison, peer: 'runtime-1b-q4_0-llamacpp-* (same rounds)' });
+  const rounded = `median of ${rounds} ${ps ? 'interleaved round(s) with node-llama-cpp' : 'round(s) (node-llama-cpp not installed)'}`;
+  push('runtime-1b-q4_0', `${preset} GGUF Q4_0 written by lowbit, W4A8, ${rounded}`, gguf, ls, { ...comparison, peer: 'runtime-1b-q4_0-llamacpp-* (same rounds)' },
+    { rssBytesWhileLoaded: iv.rss }, '');
   if (!ps) res.push({ name: 'runtime-1b-q4_0-llamacpp-decode', skipped: true, reason: iv.peerReason });
-  else pushRounds('runtime-1b-q4_0-llamacpp', `node-llama-cpp (llama.cpp CPU) on the same GGUF Q4_0 file, ${iv.threads} thread(s) (faster decode in round 0), ${rounded}`, gguf, ps,
-    { threads: iv.threads, firstRound: iv.firstRoundPeerThreads.map((f) => ({ threads: f.threads, prefillTokensPerSecond: round(f.r.prefillTps), decodeTokensPerSecond: round(1 / f.r.perTok) })), peer: null });
+  else push('runtime-1b-q4_0-llamacpp', `node-llama-cpp (llama.cpp CPU) on the same GGUF Q4_0 file, ${iv.threads} thread(s) (faster decode in round 0), ${rounded}`, gguf, ps,
+    { threads: iv.threads, firstRound: iv.firstRoundPeerThreads.map((f) => ({ threads: f.threads, prefillTokensPerSecond: round(f.r.prefillTps), decodeTokensPerSecond: round(1 / f.r.perTok) })), peer: null },
+    {}, '');
   return res;
 }

@@ -21,7 +21,7 @@ import { isLowbitError } from '../../lib/errors';
 import { packValues } from '../../lib/pack';
 import { f16BitsToF32, f32ToF16Bits } from '../../lib/formats/dtype';
 import { decodeGgml, encodeQ4_0, encodeQ4_1, encodeQ8_0 } from '../../lib/formats/ggml-blocks';
-import { qblockFromGgml, qblockFromGptq, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/qdot';
+import { qblockCodeBytes, qblockFromGgml, qblockFromGptq, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/qdot';
 import { testSeed, withSeed, type Rng } from '../helpers/rng';
 import { runnableIsas } from '../helpers/isa';
 
@@ -82,7 +82,7 @@ function randomQBlock(rng: Rng, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 64 | 128 | 25
   const scale = () => Math.fround((0.002 + 0.03 * rng.next()) * (rng.next() < 0.5 ? -1 : 1));
   return {
     bits, kb, inFeatures: inF, outFeatures: out,
-    q: Uint8Array.from({ length: out8 * (bits === 2 ? inF / 4 : bits === 3 ? (inF / 16) * 6 : bits === 4 ? inF / 2 : inF) }, () => rng.int(0, 255)),
+    q: Uint8Array.from({ length: qblockCodeBytes(bits, out, inF) }, () => rng.int(0, 255)),
     d: f32Scales ? new Uint16Array(0) : Uint16Array.from({ length: out8 * B }, () => f32ToF16Bits(scale())),
     d32: f32Scales ? Float32Array.from({ length: out8 * B }, scale) : null,
     m: asym ? Float32Array.from({ length: out8 * B }, () => Math.fround(rng.normal() * 0.05)) : null,

@@ -37,16 +37,20 @@ inline void store_edge_tile(const float (&tile)[MR][NR], float* C, size_t ldc, s
     for (size_t j = 0; j < nr; j++) C[i * ldc + j] = overwrite ? tile[i][j] : C[i * ldc + j] + tile[i][j];
 }
 
-// The whole of x packed ahead: tile t (rows MR·t …) of k block kc0 at apre + kc0·mpad + t·kc·MR,
-// mpad = ⌈m / MR⌉·MR floats per channel. Packs tiles [t0, t1) (the driver splits them across threads).
+// The whole of x packed ahead: k block kc0 (kc channels) holds mpad = ⌈m / MR⌉·MR rows, and the
+// tile starting at row `row` (a multiple of MR) sits at apre + packed_a_offset(mpad, kc0, kc, row).
+// pack_a_all packs tiles [t0, t1) (the driver splits them across threads).
 template <size_t MR>
-inline size_t packed_a_floats(size_t m, size_t k) { return (m + MR - 1) / MR * MR * k; }
+inline size_t padded_rows(size_t m) { return (m + MR - 1) / MR * MR; }
+inline size_t packed_a_offset(size_t mpad, size_t kc0, size_t kc, size_t row) { return kc0 * mpad + row * kc; }
+template <size_t MR>
+inline size_t packed_a_floats(size_t m, size_t k) { return padded_rows<MR>(m) * k; }
 template <size_t MR, size_t KC>
 inline void pack_a_all(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1) {
-  const size_t mpad = (m + MR - 1) / MR * MR;
+  const size_t mpad = padded_rows<MR>(m);
   for (size_t kc0 = 0; kc0 < k; kc0 += KC) {
     const size_t kc = std::min(KC, k - kc0);
-    for (size_t t = t0; t < t1; t++) pack_rows_kmajor<MR>(x, k, t * MR, m, kc0, kc, apre + kc0 * mpad + t * kc * MR);
+    for (size_t t = t0; t < t1; t++) pack_rows_kmajor<MR>(x, k, t * MR, m, kc0, kc, apre + packed_a_offset(mpad, kc0, kc, t * MR));
   }
 }
 
@@ -54,7 +58,7 @@ template <size_t MR, size_t NR, size_t KC, size_t MC, size_t NC, class Kernel, c
 inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
                          float* Ap, float* Bp, Kernel kernel, PackB pack_b, const float* apre = nullptr) {
   static_assert(MC % MR == 0, "MC is whole tiles");
-  const size_t mpad = (m + MR - 1) / MR * MR;
+  const size_t mpad = padded_rows<MR>(m);
   for (size_t nc0 = n0; nc0 < n1; nc0 += NC) {
     const size_t nc = std::min(NC, n1 - nc0);
     const size_t panels = (nc + NR - 1) / NR;
@@ -72,8 +76,8 @@ inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, flo
         // rather than L3/DRAM when x is large (2048³: 113 → 140 GFLOP/s); either is far cheaper
         // than the strided pack.
         const float* A = Ap;
-        if (apre && panels < 8) A = apre + kc0 * mpad + mc0 * kc;
-        else if (apre) std::memcpy(Ap, apre + kc0 * mpad + mc0 * kc, tiles * kc * MR * sizeof(float));
+        if (apre && panels < 8) A = apre + packed_a_offset(mpad, kc0, kc, mc0);
+        else if (apre) std::memcpy(Ap, apre + packed_a_offset(mpad, kc0, kc, mc0), tiles * kc * MR * sizeof(float));
         else
           for (size_t t = 0; t < tiles; t++) pack_rows_kmajor<MR>(x, k, mc0 + t * MR, mc0 + mc, kc0, kc, Ap + t * kc * MR);
         for (size_t p = 0; p < panels; p++) {

@@ -251,14 +251,15 @@ constexpr size_t KCS = 1024;  // k block of the swapped path: 6 rows of w (24 Ki
 
 }  // namespace
 
-// x (m × k) → blocks of KCS channels; in block c (kc channels), token block tb at
-// c·KCS·mpad + tb·16·kc holds x[tb·16 + t, c·KCS + kk] at kk·16 + t (zero for t ≥ m).
+// x (m × k) → blocks of KCS channels in the layout of packed_a_offset, with tiles of 16 tokens: token
+// block tb of the block at channel c0 (kc channels), at c0·mpad + tb·16·kc, holds x[tb·16 + t, c0 + kk]
+// at kk·16 + t (zero for t ≥ m).
 void gemm_small_pack_x_avx2(const float* x, size_t m, size_t k, float* dst) {
-  const size_t tbs = (m + 15) / 16, mpad = tbs * 16;
+  const size_t mpad = padded_rows<16>(m), tbs = mpad / 16;
   for (size_t c0 = 0; c0 < k; c0 += KCS) {
     const size_t kc = std::min(KCS, k - c0);
     for (size_t tb = 0; tb < tbs; tb++) {
-      float* d = dst + c0 * mpad + tb * 16 * kc;
+      float* d = dst + packed_a_offset(mpad, c0, kc, tb * 16);
       for (size_t h = 0; h < 2; h++) {
         const size_t t0 = tb * 16 + h * 8;
         const size_t valid = t0 < m ? std::min<size_t>(8, m - t0) : 0;
@@ -278,21 +279,21 @@ void gemm_small_pack_x_avx2(const float* x, size_t m, size_t k, float* dst) {
 }
 
 void gemm_small_avx2_range(const float* xp, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1) {
-  const size_t tbs = (m + 15) / 16, mpad = tbs * 16;
+  const size_t mpad = padded_rows<16>(m), tbs = mpad / 16;
   for (size_t c0 = 0; c0 < k; c0 += KCS) {
     const size_t kc = std::min(KCS, k - c0);
     const bool overwrite = c0 == 0 && !accumulate;
     for (size_t j = n0; j < n1;) {
       const size_t rows = std::min<size_t>(6, n1 - j);
       for (size_t tb = 0; tb < tbs; tb++)
-        kernel_swapped_6x16(kc, w + j * k + c0, k, rows, xp + c0 * mpad + tb * 16 * kc, y + tb * 16 * ldy + j, ldy, std::min<size_t>(16, m - tb * 16), overwrite);
+        kernel_swapped_6x16(kc, w + j * k + c0, k, rows, xp + packed_a_offset(mpad, c0, kc, tb * 16), y + tb * 16 * ldy + j, ldy, std::min<size_t>(16, m - tb * 16), overwrite);
       j += rows;
     }
   }
 }
 
 size_t gemm_avx2_packed_a_floats(size_t m, size_t k) { return packed_a_floats<MR>(m, k); }
-size_t gemm_avx2_a_tiles(size_t m) { return (m + MR - 1) / MR; }
+size_t gemm_avx2_a_tiles(size_t m) { return padded_rows<MR>(m) / MR; }
 void gemm_avx2_pack_a(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1) { pack_a_all<MR, KC>(x, m, k, apre, t0, t1); }
 
 void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
