@@ -25,6 +25,7 @@
 #include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "kernels/qdot.h"
+#include "kernels/quant.h"
 
 using namespace lowbit;
 
@@ -44,7 +45,9 @@ void fail(const std::string& what) {
 void check_gemm(const char* isa) {
   struct S { size_t m, k, n; };
   const S shapes[] = {{1, 1, 1}, {1, 7, 5}, {1, 64, 33}, {2, 3, 4}, {5, 17, 9}, {7, 31, 13}, {8, 8, 8}, {9, 256, 17},
-                      {13, 300, 40}, {33, 257, 70}, {64, 512, 96}, {100, 129, 257}, {1, 1000, 3}};
+                      {13, 300, 40}, {33, 257, 70}, {64, 512, 96}, {100, 129, 257}, {1, 1000, 3},
+                      // past the AVX-512 tile's blocks: 12-row tiles, 32-wide panels, KC 128, NC 512
+                      {65, 200, 600}, {97, 129, 65}, {3, 1025, 40}, {25, 64, 31}};
   for (const S& s : shapes) {
     for (int acc = 0; acc < 2; acc++) {
       std::vector<float> x(s.m * s.k), w(s.n * s.k), y(s.m * s.n), r(s.m * s.n);
@@ -212,6 +215,39 @@ void check_convert(const char* isa) {
   }
 }
 
+// Uniform and NF4 quantization of whole tensors (MinMax clipping): codes, scales, zeros and
+// dequantized values bit-exact with the reference, the error statistics within 1e-5 relative.
+void check_quant(const char* isa) {
+  struct S { size_t rows, cols; int bits, group; bool sym; int codebook; };
+  const S specs[] = {{3, 128, 4, 32, true, CODEBOOK_UNIFORM}, {5, 200, 4, 40, false, CODEBOOK_UNIFORM}, {2, 257, 3, 257, false, CODEBOOK_UNIFORM},
+                     {4, 96, 8, 32, true, CODEBOOK_UNIFORM},  {1, 33, 2, 11, false, CODEBOOK_UNIFORM},  {7, 64, 5, 16, true, CODEBOOK_UNIFORM},
+                     {3, 130, 4, 65, true, CODEBOOK_NF4},     {1, 1, 4, 1, false, CODEBOOK_UNIFORM}};
+  for (const S& s : specs) {
+    QuantSpec q;
+    q.bits = s.bits;
+    q.group_size = s.group;
+    q.sym = s.sym;
+    q.codebook = s.codebook;
+    const size_t G = (s.cols + s.group - 1) / s.group, n = s.rows * s.cols;
+    std::vector<float> x(n);
+    for (auto& v : x) v = irand(0, 30) == 0 ? 0.0f : uni(-2, 2) * (irand(0, 9) == 0 ? 8.0f : 1.0f);
+    std::vector<uint8_t> c1(n), c2(n), z1(s.rows * G), z2(s.rows * G);
+    std::vector<float> s1(s.rows * G), s2(s.rows * G), d1(n), d2(n);
+    QuantStats t1, t2;
+    quantize_tensor(x.data(), DTYPE_F32, s.rows, s.cols, q, c1.data(), s1.data(), z1.data(), d1.data(), MODE_FAST, &t1, nullptr);
+    quantize_tensor(x.data(), DTYPE_F32, s.rows, s.cols, q, c2.data(), s2.data(), z2.data(), d2.data(), MODE_REF, &t2, nullptr);
+    checks++;
+    const bool same = c1 == c2 && z1 == z2 && !std::memcmp(s1.data(), s2.data(), s1.size() * 4) && !std::memcmp(d1.data(), d2.data(), d1.size() * 4) &&
+                      std::fabs(t1.sum_sq_err - t2.sum_sq_err) <= 1e-5 * t2.sum_sq_err + 1e-30 && t1.max_abs_err == t2.max_abs_err;
+    if (!same) {
+      char m[160];
+      std::snprintf(m, sizeof m, "[%s] quantize %zux%zu %d-bit group %d %s%s: differs from the reference", isa, s.rows, s.cols, s.bits, s.group,
+                    s.sym ? "sym" : "asym", s.codebook == CODEBOOK_NF4 ? " nf4" : "");
+      fail(m);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -224,18 +260,18 @@ int main(int argc, char** argv) {
     if (on) std::printf(" %s", name.c_str());
   std::printf("\n");
   const Isa best = active_isa();
-  std::vector<Isa> isas = {ISA_GENERIC};
-  if (best != ISA_GENERIC) isas.push_back(best);
-  for (Isa isa : isas) {
+  // every variant this CPU can run (AVX-512 is opt-in by default, so not always `best`)
+  for (Isa isa : {ISA_GENERIC, ISA_AVX2, ISA_AVX512, ISA_NEON}) {
     if (!set_isa(isa)) continue;
     const char* name = isa_name(isa);
-    const char* variant = isa == ISA_NEON ? (f.dotprod ? "neon+dotprod" : "neon") : name;
+    const char* variant = isa == ISA_NEON ? (f.dotprod ? "neon+dotprod" : "neon") : isa == ISA_AVX512 && f.avx512vnni ? "avx512+vnni" : name;
     const int before = failures, c0 = checks;
     check_gemm(variant);
     check_dot(variant);
     check_quantize_acts(variant);
     check_qdot(variant);
     check_convert(variant);
+    check_quant(variant);
     std::printf("%-14s %d checks, %d failed\n", variant, checks - c0, failures - before);
   }
   set_isa(best);
