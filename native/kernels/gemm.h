@@ -2,7 +2,8 @@
 //   x: (m, k) row-major activations (tokens × in_features)
 //   w: (n, k) row-major weights     (out_features × in_features), lowbit's one weight layout
 //   y: (m, n) row-major outputs
-// Fast paths: AVX2/FMA (6×16 tile) and NEON (8×8 tile, kernels/cpu/arm/gemm_neon.cpp). AVX2: panels of w packed 16 rows wide and blocks of x packed 6 rows high feed a
+// Fast paths: AVX2/FMA (6×16 tile), AVX-512 (12×32 tile, opt-in until measured on hardware) and NEON
+// (8×8 tile, kernels/cpu/arm/gemm_neon.cpp). AVX2: panels of w packed 16 rows wide and blocks of x packed 6 rows high feed a
 // 6×16 register tile (12 ymm accumulators); k is blocked by 256 so a packed w block stays in L2.
 // m == 1 (decoding) is a GEMV: memory-bound, 4 weight rows per step straight from w.
 // Reference: a triple loop accumulating in double.
@@ -39,6 +40,13 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
 size_t gemm_avx2_packed_a_floats(size_t m, size_t k);
 size_t gemm_avx2_a_tiles(size_t m);
 void gemm_avx2_pack_a(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1);
+// AVX-512 (12×32 tile, kernels/cpu/x86/gemm_avx512.cpp): the blocked path only, with the same
+// pre-packing contract (x packed for MR = 12). m == 1 goes to the AVX2 GEMV.
+void gemm_avx512_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
+                       const float* apre = nullptr);
+size_t gemm_avx512_packed_a_floats(size_t m, size_t k);
+size_t gemm_avx512_a_tiles(size_t m);
+void gemm_avx512_pack_a(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1);
 void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1);
 // Small batches on AVX2 (GEMM_SMALL_M_MIN ≤ m ≤ GEMM_SMALL_M_MAX): x packed once per call

@@ -7,12 +7,15 @@
 // Ap must hold MC·KC floats and Bp NC·KC (aligned as the kernel's loads need). When `apre` is
 // given, x was packed for the whole call beforehand (pack_rows_kmajor over every tile and k block, see
 // below; done once by the driver instead of once per column chunk); blocks are copied into Ap.
+// Everything here has internal linkage (anonymous namespace): each ISA source compiles its own
+// copy with its own flags, so the linker can never hand one variant's code to another's caller.
 #pragma once
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
 
 namespace lowbit {
+namespace {
 
 // R rows of a row-major matrix (rows row0 …; rows ≥ row_end are zero) over k0 … k0+kc, stored
 // k-major (dst[kk·R + i]), element by element: the A tiles of x (R = MR), NEON's B panels and the
@@ -92,4 +95,5 @@ inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, flo
   }
 }
 
+}  // namespace
 }  // namespace lowbit

@@ -54,6 +54,12 @@ void gemm_small_pack_x_avx2(const float*, size_t, size_t, float*) { throw Error(
 void gemm_small_avx2_range(const float*, size_t, size_t, const float*, float*, size_t, bool, size_t, size_t) {
   throw Error("LOWBIT_INTERNAL", "gemm: no AVX2 variant in this build");
 }
+void gemm_avx512_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1, const float*) {
+  gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
+}
+size_t gemm_avx512_packed_a_floats(size_t, size_t) { return 0; }
+size_t gemm_avx512_a_tiles(size_t) { return 0; }
+void gemm_avx512_pack_a(const float*, size_t, size_t, float*, size_t, size_t) {}
 #endif
 
 float dot_f32_generic(const float* a, const float* b, size_t n) {
@@ -91,8 +97,8 @@ void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t 
 // The range kernel of the active ISA.
 static void gemm_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1) {
   switch (active_isa()) {
-    case ISA_AVX2:
-    case ISA_AVX512: gemm_avx2_range(x, m, k, w, n, y, ldy, acc, n0, n1); break;  // Zen 4 splits zmm in two anyway
+    case ISA_AVX2: gemm_avx2_range(x, m, k, w, n, y, ldy, acc, n0, n1); break;
+    case ISA_AVX512: gemm_avx512_range(x, m, k, w, n, y, ldy, acc, n0, n1); break;
     case ISA_NEON: gemm_neon_range(x, m, k, w, n, y, ldy, acc, n0, n1); break;
     default: gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
   }
@@ -115,9 +121,9 @@ static bool use_small(size_t m, size_t k) {
 struct PackBuffer {
   std::mutex mu;
   std::vector<float> v;
-  float* get(size_t floats) {  // 32-byte aligned; call with mu held
-    if (v.size() < floats + 8) v.resize(floats + 8);
-    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 31) & ~uintptr_t(31));
+  float* get(size_t floats) {  // 64-byte aligned; call with mu held
+    if (v.size() < floats + 16) v.resize(floats + 16);
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
   }
 };
 static PackBuffer& pack_buffer() {
@@ -130,6 +136,19 @@ static const float* pack_small(const float* x, size_t m, size_t k) {
   float* p = pack_buffer().get(gemm_small_packed_floats(m, k));
   gemm_small_pack_x_avx2(x, m, k, p);
   return p;
+}
+
+// The blocked path of an x86 variant, with x packed once per call (null: none for this ISA).
+struct BlockedOps {
+  void (*range)(const float*, size_t, size_t, const float*, size_t, float*, size_t, bool, size_t, size_t, const float*);
+  size_t (*packed_a_floats)(size_t, size_t);
+  size_t (*a_tiles)(size_t);
+  void (*pack_a)(const float*, size_t, size_t, float*, size_t, size_t);
+};
+static const BlockedOps* blocked_ops(Isa isa) {
+  static const BlockedOps avx2{gemm_avx2_range, gemm_avx2_packed_a_floats, gemm_avx2_a_tiles, gemm_avx2_pack_a};
+  static const BlockedOps avx512{gemm_avx512_range, gemm_avx512_packed_a_floats, gemm_avx512_a_tiles, gemm_avx512_pack_a};
+  return isa == ISA_AVX2 ? &avx2 : isa == ISA_AVX512 ? &avx512 : nullptr;
 }
 
 // Column units of the swapped path: 48, a multiple of its 6-row tile and of 16.
@@ -150,23 +169,25 @@ static void gemm_parts(const GemmPart* parts, size_t count, const float* x, size
     });
     return;
   }
-  // Units of 16 columns (one AVX2 panel), enough per chunk to amortize what a chunk packs; a GEMV
-  // (m == 1) packs nothing, so finer chunks let two threads even out.
-  constexpr size_t U = 16;
+  // Units of one weight panel (16 columns for AVX2, 32 for the AVX-512 blocked path, so chunks
+  // never split a panel), enough per chunk to amortize what a chunk packs; a GEMV (m == 1) packs
+  // nothing, so finer chunks let two threads even out.
+  const Isa isa = active_isa();
+  const size_t U = isa == ISA_AVX512 && m > 1 ? 32 : 16;
   size_t total = 0;
   for (size_t p = 0; p < count; p++) total += units[p] = (parts[p].n + U - 1) / U;
   const size_t target = m == 1 ? (size_t)1 << 19 : (size_t)1 << 21;
   const size_t grain = std::max<size_t>(1, target / std::max<size_t>(2 * m * k * U, 1));
-  const Isa isa = active_isa();
-  // AVX2 with several chunks: pack x once for the call (both threads packing tiles), not once per
-  // chunk — at 512 rows a chunk is 256 columns, and every chunk repacked all of x. Up to 64 MiB.
-  if ((isa == ISA_AVX2 || isa == ISA_AVX512) && m >= 2 && k > 0 && total > grain && m * k <= ((size_t)1 << 24)) {
+  const BlockedOps* ops = blocked_ops(isa);
+  // AVX2/AVX-512 with several chunks: pack x once for the call (both threads packing tiles), not
+  // once per chunk — at 512 rows a chunk is 256 columns, and every chunk repacked all of x. Up to 64 MiB.
+  if (ops && m >= 2 && k > 0 && total > grain && m * k <= ((size_t)1 << 24)) {
     std::lock_guard<std::mutex> hold(pack_buffer().mu);
-    float* apre = pack_buffer().get(gemm_avx2_packed_a_floats(m, k));
-    parallel_for(gemm_avx2_a_tiles(m), std::max<size_t>(1, 4096 / k), [&](size_t t0, size_t t1) { gemm_avx2_pack_a(x, m, k, apre, t0, t1); });
+    float* apre = pack_buffer().get(ops->packed_a_floats(m, k));
+    parallel_for(ops->a_tiles(m), std::max<size_t>(1, 4096 / k), [&](size_t t0, size_t t1) { ops->pack_a(x, m, k, apre, t0, t1); });
     parallel_for_parts(units.data(), count, grain, [&](size_t p, size_t u0, size_t u1) {
       const GemmPart& P = parts[p];
-      gemm_avx2_range(x, m, k, P.w, P.n, P.y, P.ldy, accumulate, u0 * U, std::min(P.n, u1 * U), apre);
+      ops->range(x, m, k, P.w, P.n, P.y, P.ldy, accumulate, u0 * U, std::min(P.n, u1 * U), apre);
     });
     return;
   }
@@ -182,7 +203,6 @@ void gemm(const float* x, size_t m, size_t k, const float* w, size_t n, float* y
     gemm_ref_ld(x, m, k, w, n, y, ldy, accumulate);
     return;
   }
-  // (AVX-512 CPUs run the AVX2 kernels: an AVX-512 tile is future work; Zen 4 splits zmm in two anyway.)
   const GemmPart part{w, n, y, ldy};
   gemm_parts(&part, 1, x, m, k, accumulate);
 }

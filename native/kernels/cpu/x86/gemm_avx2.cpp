@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_blocked.h"
+#include "kernels/cpu/x86/transpose_avx.h"
 #include "kernels/gemm.h"
 
 namespace lowbit {
@@ -114,26 +115,6 @@ inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, siz
   store_edge_tile<MR, NR>(tile, C, ldc, mr, nr, overwrite);
 }
 
-// 8×8 transpose of rows r[0..7] (8 floats each) into columns c[0..7].
-inline void transpose8(__m256 r[8]) {
-  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 // One 16-row panel of w (rows row0 … row0+15, rows ≥ row_end are zero) over k0 … k0+kc, stored
 // k-major (dst[kk·16 + j]). Full panels move 8×8 tiles through registers (the scalar gather it
 // replaces cost as much as the product itself at 32-token batches).
@@ -144,7 +125,7 @@ inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, 
       for (size_t h = 0; h < 2; h++) {
         __m256 r[8];
         for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(w + (row0 + 8 * h + i) * k + k0 + kk);
-        transpose8(r);
+        transpose8_ps(r);
         for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (kk + i) * NR + 8 * h, r[i]);
       }
     }
@@ -210,7 +191,7 @@ inline void store_transposed(const __m256 (&acc)[12], float* y, size_t ldy, size
   for (size_t h = 0; h < 2 && 8 * h < mt; h++) {
     __m256 v[8];
     for (int i = 0; i < 8; i++) v[i] = i < 6 ? acc[2 * i + h] : _mm256_setzero_ps();
-    transpose8(v);  // v[t] = token 8h + t, weight rows 0 … 7
+    transpose8_ps(v);  // v[t] = token 8h + t, weight rows 0 … 7
     for (size_t t = 0; t < 8 && 8 * h + t < mt; t++) {
       float* dst = y + (8 * h + t) * ldy;
       __m256 val = v[t];
@@ -268,7 +249,7 @@ void gemm_small_pack_x_avx2(const float* x, size_t m, size_t k, float* dst) {
           for (; kk + 8 <= kc; kk += 8) {
             __m256 r[8];
             for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(x + (t0 + i) * k + c0 + kk);
-            transpose8(r);
+            transpose8_ps(r);
             for (int i = 0; i < 8; i++) _mm256_store_ps(d + (kk + i) * 16 + 8 * h, r[i]);
           }
         for (; kk < kc; kk++)
