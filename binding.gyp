@@ -7,11 +7,13 @@
     "lowbit_common": "<!(node -p \"require('./native/sources.json').common.join(' ')\")",
     "lowbit_avx2": "<!(node -p \"require('./native/sources.json').x86_avx2.join(' ')\")",
     "lowbit_avx512": "<!(node -p \"require('./native/sources.json').x86_avx512.join(' ')\")",
+    "lowbit_avx512vnni": "<!(node -p \"require('./native/sources.json').x86_avx512vnni.join(' ')\")",
     "lowbit_neon": "<!(node -p \"require('./native/sources.json').arm_neon.join(' ')\")",
     "lowbit_neon_dotprod": "<!(node -p \"require('./native/sources.json').arm_neon_dotprod.join(' ')\")",
     "lowbit_neon_dotprod_flags": "<!(node -p \"require('./native/sources.json').flags.arm_neon_dotprod.join(' ')\")",
     "lowbit_avx2_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx2.join(' ')\")",
-    "lowbit_avx512_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512.join(' ')\")"
+    "lowbit_avx512_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512.join(' ')\")",
+    "lowbit_avx512vnni_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512vnni.join(' ')\")"
   },
   "target_defaults": {
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
@@ -34,7 +36,7 @@
       "conditions": [
         ["target_arch=='x64' and OS!='win'", {
           "defines": ["LOWBIT_HAVE_X86_VARIANTS=1"],
-          "dependencies": ["lowbit_avx2", "lowbit_avx512"]
+          "dependencies": ["lowbit_avx2", "lowbit_avx512", "lowbit_avx512vnni"]
         }],
         ["target_arch=='arm64'", {
           "defines": ["LOWBIT_HAVE_NEON_VARIANTS=1"],
@@ -60,6 +62,13 @@
           "sources": ["<@(lowbit_avx512)"],
           "cflags_cc": ["<@(lowbit_avx512_flags)", "-fPIC"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<@(lowbit_avx512_flags)"] }
+        },
+        {
+          "target_name": "lowbit_avx512vnni",
+          "type": "static_library",
+          "sources": ["<@(lowbit_avx512vnni)"],
+          "cflags_cc": ["<@(lowbit_avx512vnni_flags)", "-fPIC"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<@(lowbit_avx512vnni_flags)"] }
         }
       ]
     }],

@@ -47,21 +47,19 @@ for cpu in max cortex-a57; do
 done
 if [ "${SELFTEST_HOST:-0}" = 1 ]; then
   echo "check-arm64: native build ($(uname -m))"
-  extra=""
-  if [ "$(uname -m)" = x86_64 ]; then
-    for f in $(src x86_avx2); do extra="$extra $f"; done
-  fi
   hobjs=()
   for f in $KERNELS native/tests/selftest.cpp; do
     o="$out/host-$(echo "$f" | tr / _).o"
     g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 -c "$f" -o "$o"
     hobjs+=("$o")
   done
-  for f in $(src x86_avx2) $(src x86_avx512); do
-    o="$out/host-$(echo "$f" | tr / _).o"
-    flags=$(node -p "require('./native/sources.json').flags.$(case $f in *avx512*) echo x86_avx512;; *) echo x86_avx2;; esac).join(' ')")
-    g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 $flags -c "$f" -o "$o"
-    hobjs+=("$o")
+  for group in x86_avx2 x86_avx512 x86_avx512vnni; do
+    flags=$(node -p "require('./native/sources.json').flags.$group.join(' ')")
+    for f in $(src $group); do
+      o="$out/host-$(echo "$f" | tr / _).o"
+      g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 $flags -c "$f" -o "$o"
+      hobjs+=("$o")
+    done
   done
   g++ -pthread "${hobjs[@]}" -o "$out/selftest-host"
   "$out/selftest-host" "$seed" || status=1

@@ -89,6 +89,8 @@ void quantize_acts(const float* x, size_t rows, size_t in, int kb, const int32_t
 void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy);
 void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
 void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);  // needs a.zs
+// AVX-512 VNNI (vpdpbusd, two layout tiles per zmm); ISA_AVX512 on CPUs with AVX512_VNNI; needs a.zs.
+void qdot_gemm_avx512vnni_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
 // AArch64: plain NEON (widening multiplies) and SDOT (ARMv8.2 dot product); both need a.zs.
 void qdot_gemm_neon_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);
 void qdot_gemm_neon_dot_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1);

@@ -18,6 +18,9 @@ void quantize_acts_avx2(const float* x, size_t rows, size_t in, int kb, const in
 void qdot_gemm_avx2_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
   qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
 }
+void qdot_gemm_avx512vnni_range(const QBlockMatrix& w, const QActs& a, size_t rows, float* y, size_t ldy, size_t n0, size_t n1) {
+  qdot_gemm_generic_range(w, a, rows, y, ldy, n0, n1);
+}
 #endif
 
 #if !defined(LOWBIT_HAVE_NEON_VARIANTS)
@@ -57,8 +60,8 @@ void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows,
 using QdotRange = void (*)(const QBlockMatrix&, const QActs&, size_t, float*, size_t, size_t, size_t);
 static QdotRange fast_range() {
   switch (active_isa()) {
-    case ISA_AVX2:
-    case ISA_AVX512: return qdot_gemm_avx2_range;
+    case ISA_AVX2: return qdot_gemm_avx2_range;
+    case ISA_AVX512: return cpu_features().avx512vnni ? qdot_gemm_avx512vnni_range : qdot_gemm_avx2_range;
     case ISA_NEON: return cpu_features().dotprod ? qdot_gemm_neon_dot_range : qdot_gemm_neon_range;
     default: return nullptr;
   }

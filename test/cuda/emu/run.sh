@@ -23,7 +23,7 @@ python3 "$HERE/transform.py" "$ROOT/native/kernels/cuda" "$EMU/src/kernels/cuda"
 node -e '
   const j = require(process.argv[1]);
   for (const f of j.common) if (!f.startsWith("native/addon/")) console.log("- " + f);
-  for (const g of ["x86_avx2", "x86_avx512"]) for (const f of j[g]) console.log(j.flags[g].join(",") + " " + f);
+  for (const g of ["x86_avx2", "x86_avx512", "x86_avx512vnni"]) for (const f of j[g]) console.log(j.flags[g].join(",") + " " + f);
 ' "$ROOT/native/sources.json" | while read -r flags file; do
   obj="$EMU/obj/$(echo "$file" | tr / _).o"
   [ -f "$obj" ] && [ "$obj" -nt "$ROOT/$file" ] && continue
