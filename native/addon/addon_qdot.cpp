@@ -112,9 +112,7 @@ Napi::Value FromGptq(const Napi::CallbackInfo& info) {
   int bits = 0;
   bool needs_perm = false;
   const char* why = nullptr;
-  // 2/3-bit layouts where this CPU has their kernels (AVX2); NEON runs them fastest as nibbles
-  const Isa isa = active_isa();
-  const int kb = qblock_plan_gptq(s, &bits, &needs_perm, &why, isa == ISA_AVX2 || isa == ISA_AVX512);
+  const int kb = qblock_plan_gptq(s, &bits, &needs_perm, &why);
   if (!kb) throw_js(env, "LOWBIT_UNSUPPORTED", std::string("the integer-dot layout can't hold this layer: ") + why);
   auto r = std::make_shared<Repacked>();
   r->bits = bits;

@@ -133,7 +133,7 @@ void check_qdot(const char* isa) {
                       {8, 256, 16, 256, 6, true, false},  {4, 32, 100, 160, 13, false, false},
                       // f32 scales (GGUF Q4_K: 4-bit kb 32 asym; Q6_K: 8-bit kb 16)
                       {4, 32, 21, 256, 5, true, true},    {8, 16, 11, 256, 3, false, true},   {8, 16, 1, 512, 1, false, true},
-                      // 2- and 3-bit codes (units of 16 channels; NEON runs them on the portable kernel)
+                      // 2- and 3-bit codes (units of 16 channels)
                       {2, 32, 13, 64, 1, false, false},   {2, 128, 37, 256, 5, true, false},  {2, 256, 8, 512, 4, false, false},
                       {3, 32, 13, 64, 1, false, false},   {3, 128, 37, 256, 5, true, false},  {3, 64, 8, 512, 4, false, false}};
   for (const S& s : shapes) {

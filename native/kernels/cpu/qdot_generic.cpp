@@ -111,9 +111,6 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
     return;
   }
   const QdotRange fast = fast_range();
-  // 2- and 3-bit layouts have AVX2 kernels only (NEON repacks 2/3-bit sources as nibbles; a layout
-  // made under AVX2 and run with another ISA forced takes the portable kernel)
-  const bool fast_has_low_bits = active_isa() == ISA_AVX2 || active_isa() == ISA_AVX512;
   if (fast)
     for (size_t p = 0; p < count; p++) {
       const QBlockMatrix& w = *parts[p].w;
@@ -132,7 +129,7 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
   parallel_for_parts(tiles.data(), count, grain, [&](size_t p, size_t t0, size_t t1) {
     const QBlockMatrix& w = *parts[p].w;
     const size_t n0 = t0 * T, n1 = std::min(w.out, t1 * T);
-    if (fast && (w.bits >= 4 || fast_has_low_bits)) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
+    if (fast) fast(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
     else qdot_gemm_generic_range(w, acts(p), rows, parts[p].y, parts[p].ldy, n0, n1);
   });
 }

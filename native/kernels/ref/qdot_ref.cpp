@@ -125,7 +125,7 @@ void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y,
 
 // ---- repacking ---------------------------------------------------------------------------
 
-int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const char** why, bool low_bit_layouts) {
+int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const char** why) {
   *why = nullptr;
   if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8) return *why = "bits must be 2, 3, 4 or 8", 0;
   if (s.in % 32) return *why = "input channels must be a multiple of 32", 0;
@@ -148,7 +148,7 @@ int qblock_plan_gptq(const GptqSource& s, int* out_bits, bool* needs_perm, const
   else if (gs % 64 == 0) kb = 64;
   else if (gs % 32 == 0) kb = 32;
   else return *why = "group size must be a multiple of 32", 0;
-  *out_bits = s.bits >= 4 || low_bit_layouts ? s.bits : 4;
+  *out_bits = s.bits;
   *needs_perm = !runs;
   return kb;
 }

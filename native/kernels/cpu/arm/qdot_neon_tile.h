@@ -2,7 +2,7 @@
 // `Dot::dot4(acc, w, xb)` adds, to each int32 lane j, the dot product of bytes 4j…4j+3 of w with
 // the 4 activation bytes broadcast in xb — exactly the layout's unit (4 bytes of each column), so
 // lanes are output columns, as in the AVX2 kernel. A 32-byte unit is two int8x16 halves: columns
-// 0–3 and 4–7. Sums are int32 throughout (exact); the block epilogue matches the AVX2 kernel's.
+// 0–3 and 4–7. Codes of 2, 3, 4 and 8 bits, each in its own layout. Sums are int32 throughout (exact); the block epilogue matches the AVX2 kernel's.
 #pragma once
 #include <arm_neon.h>
 
@@ -27,7 +27,8 @@ static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, siz
   float32x4_t acc[NT][2];
   for (int t = 0; t < NT; t++) xr[t] = a.xq + (t0 + t) * in, acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
   const uint8x16_t lo4 = vdupq_n_u8(0x0F);
-  const uint8_t* wq = w.q + T * (w.bits == 4 ? in / 8 : in / 4) * 32;
+  const uint8x16_t m3 = vdupq_n_u8(3), four = vdupq_n_u8(4);
+  const uint8_t* wq = w.q + T * 8 * w.row_bytes();
   size_t u = 0;
   for (size_t b = 0; b < B; b++) {
     int32x4_t s[NT][2];
@@ -41,6 +42,38 @@ static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, siz
           const int8x16_t xl = bcast4(xr[t] + u * 8), xh = bcast4(xr[t] + u * 8 + 4);
           s[t][0] = Dot::dot4(Dot::dot4(s[t][0], l0, xl), h0, xh);
           s[t][1] = Dot::dot4(Dot::dot4(s[t][1], l1, xl), h1, xh);
+        }
+      }
+    } else if (w.bits == 2 || w.bits == 3) {
+      // unit: 16 channels; crumb s of byte 4j + i is channel 16u + 4s + i of column j. 3-bit units
+      // (48 bytes) add 16 bytes of high bits: byte p % 16 holds crumb byte p's four in its low
+      // nibble (p < 16: columns 0–3) or high nibble (p ≥ 16: columns 4–7); nibble bit s is bit 2
+      // of crumb s's code. Codes 0…7 are valid int8 as they are.
+      const size_t ub = w.bits == 2 ? 32 : 48;
+      for (size_t j = 0; j < kb / 16; j++, u++) {
+        const uint8_t* p = wq + u * ub;
+        const uint8x16_t v0 = vld1q_u8(p), v1 = vld1q_u8(p + 16);
+        int8x16_t q0[4], q1[4];
+        q0[0] = vreinterpretq_s8_u8(vandq_u8(v0, m3)), q1[0] = vreinterpretq_s8_u8(vandq_u8(v1, m3));
+        q0[1] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v0, 2), m3)), q1[1] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v1, 2), m3));
+        q0[2] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v0, 4), m3)), q1[2] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v1, 4), m3));
+        q0[3] = vreinterpretq_s8_u8(vshrq_n_u8(v0, 6)), q1[3] = vreinterpretq_s8_u8(vshrq_n_u8(v1, 6));
+        if (w.bits == 3) {
+          const uint8x16_t h = vld1q_u8(p + 32), h0 = vandq_u8(h, vdupq_n_u8(15)), h1 = vshrq_n_u8(h, 4);
+          const uint8x16_t b0[4] = {vandq_u8(vshlq_n_u8(h0, 2), four), vandq_u8(vshlq_n_u8(h0, 1), four), vandq_u8(h0, four), vandq_u8(vshrq_n_u8(h0, 1), four)};
+          const uint8x16_t b1[4] = {vandq_u8(vshlq_n_u8(h1, 2), four), vandq_u8(vshlq_n_u8(h1, 1), four), vandq_u8(h1, four), vandq_u8(vshrq_n_u8(h1, 1), four)};
+          for (int c = 0; c < 4; c++) {
+            q0[c] = vorrq_s8(q0[c], vreinterpretq_s8_u8(b0[c]));
+            q1[c] = vorrq_s8(q1[c], vreinterpretq_s8_u8(b1[c]));
+          }
+        }
+        for (int t = 0; t < NT; t++) {
+          const int8_t* x = xr[t] + u * 16;
+          for (int c = 0; c < 4; c++) {
+            const int8x16_t xv = bcast4(x + 4 * c);
+            s[t][0] = Dot::dot4(s[t][0], q0[c], xv);
+            s[t][1] = Dot::dot4(s[t][1], q1[c], xv);
+          }
         }
       }
     } else {
