@@ -26,19 +26,22 @@ src() { node -p "require('./native/sources.json').$1.join(' ')"; }
 KERNELS="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/thread_pool.cpp
   $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp | tr '\n' ' ')"
 COMMON_FLAGS="-std=c++17 -O2 -Wall -Wextra -ffp-contract=off -Inative -pthread"
+# compiles run as parallel jobs, one per core (spawn / drain)
+. scripts/parallel.sh
 
 echo "check-arm64: building for aarch64 with $($CXX_ARM --version | head -1)"
 objs=()
 for f in $KERNELS native/tests/selftest.cpp $(src arm_neon); do
   o="$out/arm64-$(echo "$f" | tr / _).o"
-  $CXX_ARM $COMMON_FLAGS -DLOWBIT_HAVE_NEON_VARIANTS=1 -c "$f" -o "$o"
+  spawn $CXX_ARM $COMMON_FLAGS -DLOWBIT_HAVE_NEON_VARIANTS=1 -c "$f" -o "$o"
   objs+=("$o")
 done
 for f in $(src arm_neon_dotprod); do
   o="$out/arm64-$(echo "$f" | tr / _).o"
-  $CXX_ARM $COMMON_FLAGS -DLOWBIT_HAVE_NEON_VARIANTS=1 $(node -p "require('./native/sources.json').flags.arm_neon_dotprod.join(' ')") -c "$f" -o "$o"
+  spawn $CXX_ARM $COMMON_FLAGS -DLOWBIT_HAVE_NEON_VARIANTS=1 $(node -p "require('./native/sources.json').flags.arm_neon_dotprod.join(' ')") -c "$f" -o "$o"
   objs+=("$o")
 done
+drain
 $CXX_ARM -static -pthread "${objs[@]}" -o "$out/selftest-arm64"
 status=0
 for cpu in max cortex-a57; do
@@ -50,17 +53,18 @@ if [ "${SELFTEST_HOST:-0}" = 1 ]; then
   hobjs=()
   for f in $KERNELS native/tests/selftest.cpp; do
     o="$out/host-$(echo "$f" | tr / _).o"
-    g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 -c "$f" -o "$o"
+    spawn g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 -c "$f" -o "$o"
     hobjs+=("$o")
   done
   for group in x86_avx2 x86_avx512 x86_avx512vnni; do
     flags=$(node -p "require('./native/sources.json').flags.$group.join(' ')")
     for f in $(src $group); do
       o="$out/host-$(echo "$f" | tr / _).o"
-      g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 $flags -c "$f" -o "$o"
+      spawn g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 $flags -c "$f" -o "$o"
       hobjs+=("$o")
     done
   done
+  drain
   g++ -pthread "${hobjs[@]}" -o "$out/selftest-host"
   "$out/selftest-host" "$seed" || status=1
 fi

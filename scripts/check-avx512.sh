@@ -28,26 +28,32 @@ KERNELS="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/threa
 COMMON_FLAGS="-std=c++17 -O2 -Wall -Wextra -ffp-contract=off -Inative -pthread -DLOWBIT_HAVE_X86_VARIANTS=1"
 AVX2_FLAGS=$(flags x86_avx2)
 
+# compiles run as parallel jobs, one per core (spawn / drain)
+. scripts/parallel.sh
+
 # build <tag> <extra flags for common sources> <command printing flags for an AVX-512 group>
 build() {
   local tag=$1 common_extra=$2 objs=() f o
   for f in $KERNELS native/tests/selftest.cpp; do
     o="$out/$tag-$(echo "$f" | tr / _).o"
-    $CXX $COMMON_FLAGS $common_extra -c "$f" -o "$o"
+    spawn $CXX $COMMON_FLAGS $common_extra -c "$f" -o "$o"
     objs+=("$o")
   done
   for f in $(src x86_avx2); do
     o="$out/$tag-$(echo "$f" | tr / _).o"
-    $CXX $COMMON_FLAGS $AVX2_FLAGS -c "$f" -o "$o"
+    spawn $CXX $COMMON_FLAGS $AVX2_FLAGS -c "$f" -o "$o"
     objs+=("$o")
   done
   for group in x86_avx512 x86_avx512vnni; do
+    local gflags
+    gflags=$($3 $group)
     for f in $(src $group); do
       o="$out/$tag-$(echo "$f" | tr / _).o"
-      $CXX $COMMON_FLAGS $($3 $group) -c "$f" -o "$o"
+      spawn $CXX $COMMON_FLAGS $gflags -c "$f" -o "$o"
       objs+=("$o")
     done
   done
+  drain
   $CXX -pthread "${objs[@]}" -o "$out/selftest-$tag"
 }
 # emulated: AVX2 code generation; the intrinsics become portable calls (psABI notes about passing
