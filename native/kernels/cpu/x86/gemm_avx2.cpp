@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/gemm_blocked.h"
-#include "kernels/cpu/x86/transpose_avx.h"
+#include "kernels/cpu/x86/gemm_pack_avx.h"
 #include "kernels/gemm.h"
 
 namespace lowbit {
@@ -115,26 +115,6 @@ inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, siz
   store_edge_tile<MR, NR>(tile, C, ldc, mr, nr, overwrite);
 }
 
-// One 16-row panel of w (rows row0 … row0+15, rows ≥ row_end are zero) over k0 … k0+kc, stored
-// k-major (dst[kk·16 + j]). Full panels move 8×8 tiles through registers (the scalar gather it
-// replaces cost as much as the product itself at 32-token batches).
-inline void pack_b_panel(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
-  if (row0 + NR <= row_end) {
-    size_t kk = 0;
-    for (; kk + 8 <= kc; kk += 8) {
-      for (size_t h = 0; h < 2; h++) {
-        __m256 r[8];
-        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(w + (row0 + 8 * h + i) * k + k0 + kk);
-        transpose8_ps(r);
-        for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (kk + i) * NR + 8 * h, r[i]);
-      }
-    }
-    for (; kk < kc; kk++)
-      for (size_t j = 0; j < NR; j++) dst[kk * NR + j] = w[(row0 + j) * k + k0 + kk];
-    return;
-  }
-  pack_rows_kmajor<NR>(w, k, row0, row_end, k0, kc, dst);
-}
 
 }  // namespace
 
@@ -295,7 +275,7 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
   gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, buf.A(), buf.B(),
                                    // lambdas (one type each): direct, inlinable calls
                                    [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_6x16(kc, A, B, C, ldc, mr, nr, ow); },
-                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel(w_, k_, r0, re, k0, kc, dst); },
+                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); },
                                    apre);
 }
 

@@ -19,24 +19,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu/x86/qdot_x86.h"
 #include "kernels/qdot.h"
 
 namespace lowbit {
 
 namespace {
-
-// As in the AVX2 kernel: every 64-byte line of both tiles' code streams requested 4 KiB ahead.
-constexpr size_t PREFETCH_BYTES = 4096;
-inline void prefetch_line(const uint8_t* p, size_t off, size_t ub) {
-  if ((off & 63) < ub) _mm_prefetch(reinterpret_cast<const char*>(p + off + PREFETCH_BYTES), _MM_HINT_T0);
-}
-
-struct Ctx {
-  const QBlockMatrix& w;
-  const QActs& a;
-  size_t B;
-  const float* zs;  // (rows, B): sx·Σxq (asymmetric: times m) or −z·sx·Σxq (fixed zero: times d)
-};
 
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;

@@ -1,9 +1,14 @@
-// 8×8 float transpose in ymm registers, shared by the AVX2 and AVX-512 GEMM sources. Internal
+// 8×8 float transpose in ymm registers and the weight-panel packer built on it, shared by the AVX2
+// and AVX-512 GEMM sources. Internal
 // linkage (anonymous namespace): each source gets its own copy compiled with its own flags; an
 // inline function with external linkage would leave the linker free to keep the AVX-512 build's
 // copy for the AVX2 source too, which would fault on a CPU without AVX-512.
 #pragma once
 #include <immintrin.h>
+
+#include <cstddef>
+
+#include "kernels/cpu/gemm_blocked.h"
 
 namespace lowbit {
 namespace {
@@ -26,6 +31,29 @@ inline void transpose8_ps(__m256 r[8]) {
   r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// One NR-row panel of w (rows row0 … row0+NR−1, rows ≥ row_end are zero) over k0 … k0+kc, stored
+// k-major (dst[kk·NR + j], 32-byte aligned). Full panels move 8×8 tiles through registers (the
+// scalar gather it replaces cost as much as the product itself at 32-token batches).
+template <size_t NR>
+inline void pack_b_panel_avx(const float* w, size_t k, size_t row0, size_t row_end, size_t k0, size_t kc, float* dst) {
+  static_assert(NR % 8 == 0, "panels are whole 8-row groups");
+  if (row0 + NR <= row_end) {
+    size_t kk = 0;
+    for (; kk + 8 <= kc; kk += 8) {
+      for (size_t h = 0; h < NR / 8; h++) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(w + (row0 + 8 * h + i) * k + k0 + kk);
+        transpose8_ps(r);
+        for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (kk + i) * NR + 8 * h, r[i]);
+      }
+    }
+    for (; kk < kc; kk++)
+      for (size_t j = 0; j < NR; j++) dst[kk * NR + j] = w[(row0 + j) * k + k0 + kk];
+    return;
+  }
+  pack_rows_kmajor<NR>(w, k, row0, row_end, k0, kc, dst);
 }
 
 }  // namespace
