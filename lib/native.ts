@@ -165,12 +165,19 @@ export interface NativeQBlock {
   outFeatures: number;
   /** Codes in tiles of 8 output columns (out padded to a multiple of 8): 2-bit crumbs (3-bit: crumbs + a high-bit plane), 4-bit nibbles or signed bytes. */
   q: Uint8Array;
-  /** (out8/8, in/kb, 8) fp16 bit patterns (empty when d32 holds the scales). */
+  /** (out8/8, in/kb, 8) fp16 bit patterns; with `ds`, (out8/8, in/kb/sbk, 8): one per super-block. */
   d: Uint16Array;
-  /** The scales in f32 instead (GGUF Q4_K / Q6_K, whose block scales are products fp16 cannot hold), or null. */
-  d32?: Float32Array | null;
   /** (out8/8, in/kb, 8) f32 offsets, or null: then the offset is −zeroFixed·d. */
   m: Float32Array | null;
+  /**
+   * Two-level scales (GGUF Q4_K / Q6_K, whose block scales are products fp16 cannot hold): a block's
+   * scale is f32(d[super-block]) · ds[block], its offset −f32(mh[super-block]) · ms[block]; null otherwise.
+   */
+  ds?: Int8Array | null;
+  mh?: Uint16Array | null;
+  ms?: Int8Array | null;
+  /** Blocks per super-block (1 unless two-level). */
+  sbk?: number;
   zeroFixed: number;
   /** Channel order of the layout (act-order checkpoints), or null. */
   perm: Int32Array | null;

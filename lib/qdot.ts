@@ -98,10 +98,20 @@ export function qblockWeight(w: QBlock, n: number, kLayout: number): number {
     const byte = w.q[(T * (w.inFeatures / 8) + Math.floor(k / 8)) * 32 + j * 4 + (k % 4)];
     code = k % 8 < 4 ? byte & 15 : byte >> 4;
   }
-  const si = (T * B + b) * 8 + j;
-  const d = w.d32 ? w.d32[si] : f16BitsToF32(w.d[si]);
-  const m = w.m ? w.m[si] : -w.zeroFixed * d;
+  const { d, m } = qblockScale(w, (T * B + b) * 8 + j);
   return d * code + m;
+}
+
+/**
+ * The scale and offset of scale index si ((tile · blocks + block) · 8 + column) as the kernels use
+ * them (f32 values; two-level scales multiplied in f32 as ggml does).
+ */
+export function qblockScale(w: QBlock, si: number): { d: number; m: number } {
+  const B = w.inFeatures / w.kb, S = w.sbk ?? 1;
+  const tb = Math.floor(si / 8), sup = (Math.floor(tb / B) * (B / S) + Math.floor((tb % B) / S)) * 8 + (si % 8);
+  const d = w.ds ? Math.fround(f16BitsToF32(w.d[sup]) * w.ds[si]) : f16BitsToF32(w.d[si]);
+  const m = w.ms && w.mh ? -Math.fround(f16BitsToF32(w.mh[sup]) * w.ms[si]) : w.m ? w.m[si] : -w.zeroFixed * d;
+  return { d, m };
 }
 
 /** Bytes of the codes of an `out` × `inFeatures` matrix in the kernel layout (kernels/qdot.h: rows padded to 8). */
@@ -112,5 +122,5 @@ export function qblockCodeBytes(bits: 2 | 3 | 4 | 8, out: number, inFeatures: nu
 
 /** Bytes of a QBlock's codes, scales and offsets (what a product reads). */
 export function qblockBytes(w: QBlock): number {
-  return w.q.byteLength + w.d.byteLength + (w.d32 ? w.d32.byteLength : 0) + (w.m ? w.m.byteLength : 0);
+  return w.q.byteLength + w.d.byteLength + (w.m ? w.m.byteLength : 0) + (w.ds ? w.ds.byteLength : 0) + (w.mh ? w.mh.byteLength : 0) + (w.ms ? w.ms.byteLength : 0);
 }

@@ -1,7 +1,8 @@
 // Integer-dot (W4A8 / W8A8) matmul from JS: repacking into the kernel layout and the product.
 //   qblockFromGptq(job) / qblockFromGgml(job) -> task resolving a QBlock object
-//     {bits, kb, inFeatures, outFeatures, q: Uint8Array, d: Uint16Array, d32: Float32Array | null,
-//      m: Float32Array | null, zeroFixed, perm: Int32Array | null}  (d32: f32 scales of Q4_K/Q6_K)
+//     {bits, kb, inFeatures, outFeatures, q: Uint8Array, d: Uint16Array, m: Float32Array | null,
+//      ds: Int8Array | null, mh: Uint16Array | null, ms: Int8Array | null, sbk, zeroFixed, perm: Int32Array | null}
+//     (ds/mh/ms, sbk: the two-level scales of Q4_K/Q6_K, d then per super-block of sbk blocks)
 //   qdotLinear(qblock, x, rows, y, mode) -> task;  quantizeActs(x, rows, in, kb, perm, mode) -> {xq, sx, sum}
 // See kernels/qdot.h.
 #include <cmath>
@@ -61,7 +62,9 @@ struct Repacked {
   std::unique_ptr<CodeBuffer> q;
   std::unique_ptr<std::vector<uint16_t>> d;
   std::unique_ptr<std::vector<float>> m;
-  std::unique_ptr<std::vector<float>> d32;
+  std::unique_ptr<std::vector<int8_t>> ds, ms;
+  std::unique_ptr<std::vector<uint16_t>> mh;
+  int sbk = 1;
   std::unique_ptr<std::vector<int32_t>> perm;
 };
 
@@ -87,7 +90,10 @@ Napi::Value to_js(Napi::Env env, Repacked& r) {
   o.Set("q", external<uint8_t, Napi::Uint8Array, CodeBuffer>(env, r.q));
   o.Set("d", external<uint16_t, Napi::Uint16Array>(env, r.d));
   o.Set("m", external<float, Napi::Float32Array>(env, r.m));
-  o.Set("d32", external<float, Napi::Float32Array>(env, r.d32));
+  o.Set("ds", external<int8_t, Napi::Int8Array>(env, r.ds));
+  o.Set("mh", external<uint16_t, Napi::Uint16Array>(env, r.mh));
+  o.Set("ms", external<int8_t, Napi::Int8Array>(env, r.ms));
+  o.Set("sbk", r.sbk);
   o.Set("perm", external<int32_t, Napi::Int32Array>(env, r.perm));
   return o;
 }
@@ -157,6 +163,7 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
   r->in = in;
   r->out = out;
   r->zero_fixed = gi.zero_fixed;
+  r->sbk = gi.sbk;
   const uint8_t* data = src.data;
   return Task::Start(
       env, "lowbit.qblockFromGgml",
@@ -166,11 +173,18 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
         g.kb = r->kb;
         g.in = r->in;
         g.out = r->out;
+        g.sbk = r->sbk;
+        const bool two = gi.sbk > 1;
         r->q = std::make_unique<CodeBuffer>(g.q_bytes());
-        r->d = std::make_unique<std::vector<uint16_t>>(gi.has_d32 ? 0 : g.d_count());
-        if (gi.has_d32) r->d32 = std::make_unique<std::vector<float>>(g.d_count());
+        r->d = std::make_unique<std::vector<uint16_t>>(two ? g.super_count() : g.d_count());
         if (gi.has_m) r->m = std::make_unique<std::vector<float>>(g.d_count());
-        qblock_repack_ggml(type, data, r->out, r->in, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr, r->d32 ? r->d32->data() : nullptr);
+        if (two) r->ds = std::make_unique<std::vector<int8_t>>(g.d_count());
+        if (gi.has_ms) {
+          r->mh = std::make_unique<std::vector<uint16_t>>(g.super_count());
+          r->ms = std::make_unique<std::vector<int8_t>>(g.d_count());
+        }
+        const auto ptr = [](auto& v) { return v ? v->data() : nullptr; };
+        qblock_repack_ggml(type, data, r->out, r->in, r->q->data(), r->d->data(), ptr(r->m), ptr(r->ds), ptr(r->mh), ptr(r->ms));
       },
       [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("data")});
 }
@@ -251,20 +265,33 @@ void qblock_from_js(Napi::Env env, const Napi::Object& o, QBlockMatrix& w, std::
   w.out = (size_t)num(o, "outFeatures");
   w.zero_fixed = (float)num(o, "zeroFixed");
   if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", std::string("qblock: ") + why);
+  const Napi::Value sbk = o.Get("sbk");
+  w.sbk = sbk.IsNumber() ? sbk.As<Napi::Number>().Int32Value() : 1;
+  if (w.sbk < 1 || w.blocks() % (size_t)w.sbk) throw_js(env, "LOWBIT_INTERNAL", "qblock: sbk must divide the blocks");
+  const auto present = [&](const char* k) { const Napi::Value v = o.Get(k); return !v.IsNull() && !v.IsUndefined(); };
+  const bool two = present("ds"), offs = present("ms");
+  if ((w.sbk > 1) != two || offs != present("mh") || (offs && !two)) throw_js(env, "LOWBIT_INTERNAL", "qblock: two-level scales need sbk > 1, ds (and mh with ms)");
   View q = view_of(o.Get("q"), "q"), d = view_of(o.Get("d"), "d");
-  Napi::Value d32 = o.Get("d32");
-  const bool has32 = !d32.IsNull() && !d32.IsUndefined();
-  if (q.bytes < w.q_bytes() || (!has32 && d.bytes < w.d_count() * 2)) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
+  if (q.bytes < w.q_bytes() || d.bytes < (two ? w.super_count() : w.d_count()) * 2) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
   w.q = q.data;
   w.d = reinterpret_cast<const uint16_t*>(d.data);
-  w.d32 = nullptr;
+  w.ds = w.ms = nullptr;
+  w.mh = nullptr;
   keep.push_back(o.Get("q"));
   keep.push_back(o.Get("d"));
-  if (has32) {
-    View dv = view_of(d32, "d32");
-    if (dv.bytes < w.d_count() * 4) throw_js(env, "LOWBIT_INTERNAL", "qblock: d32 too small");
-    w.d32 = reinterpret_cast<const float*>(dv.data);
-    keep.push_back(d32);
+  if (two) {
+    View dv = view_of(o.Get("ds"), "ds");
+    if (dv.bytes < w.d_count()) throw_js(env, "LOWBIT_INTERNAL", "qblock: ds too small");
+    w.ds = reinterpret_cast<const int8_t*>(dv.data);
+    keep.push_back(o.Get("ds"));
+  }
+  if (offs) {
+    View hv = view_of(o.Get("mh"), "mh"), sv = view_of(o.Get("ms"), "ms");
+    if (hv.bytes < w.super_count() * 2 || sv.bytes < w.d_count()) throw_js(env, "LOWBIT_INTERNAL", "qblock: mh/ms too small");
+    w.mh = reinterpret_cast<const uint16_t*>(hv.data);
+    w.ms = reinterpret_cast<const int8_t*>(sv.data);
+    keep.push_back(o.Get("mh"));
+    keep.push_back(o.Get("ms"));
   }
   Napi::Value m = o.Get("m"), p = o.Get("perm");
   w.m = nullptr;

@@ -28,11 +28,16 @@
 //           position p = 4j + i (0…31) has its four high bits (bit s: channel 16u + 4s + i) in
 //           nibble p / 16 of byte 32 + p % 16 — so AVX2 spreads them to 32 bytes with a mask, a
 //           shift and one 128-bit insert.
-//   d: (out8/8, in/kb, 8) fp16 scales — the sources' scales are fp16 (GPTQ, GGUF): nothing lost;
-//      or d32, the same in f32, for sources whose block scales are products (GGUF Q4_K: d·sc,
-//      Q6_K: d·scale) that fp16 cannot hold exactly.
+//   d: (out8/8, in/kb, 8) fp16 scales — the sources' scales are fp16 (GPTQ, GGUF): nothing lost.
 //   m: (out8/8, in/kb, 8) f32 offsets (asymmetric), or null: then m = −zero_fixed · d (q4_0: 8,
 //      q8_0: 0, symmetric GPTQ: 8; 8-bit sources' 128 is folded into the signed codes).
+//   Two-level scales (GGUF k-quants, whose block scales are products fp16 cannot hold: Q4_K d·sc,
+//   Q6_K d·scale): with ds set, d holds one fp16 value per super-block of sbk blocks,
+//   (out8/8, in/kb/sbk, 8), ds one int8 multiplier per block, (out8/8, in/kb, 8), and a block's scale
+//   is f32(d) · ds — ggml's own f32 product, exactly. With ms set, the offset is −f32(mh) · ms in the
+//   same arrangement (Q4_K: dmin · min). 2.5 bytes per block and column instead of 8 in f32: the
+//   scales of Q4_K cost what they cost in the file (Q4_K read 1.33× the file's bytes as f32 scale +
+//   offset; Q6_K 1.52×, now 1.30×, the rest being its 6-bit codes held in 8).
 //   perm: null, or the order in which channels were laid out (act-order checkpoints are repacked
 //      in processing order so groups become consecutive blocks; x is gathered by perm first).
 // kb ∈ {32, 64, 128, 256} (and 16 for 8-bit codes: Q6_K's sub-blocks); in % kb == 0. The 4-bit kernel sums vpmaddubsw pairs in int16 over 32
@@ -49,16 +54,21 @@ struct QBlockMatrix {
   int kb = 128;  // channels per scale block
   size_t out = 0, in = 0;
   const uint8_t* q = nullptr;
-  const uint16_t* d = nullptr;
-  const float* d32 = nullptr;  // when set, the scales in f32 (d unused)
+  const uint16_t* d = nullptr;  // fp16 scales per block, or per super-block when ds is set
   const float* m = nullptr;
+  const int8_t* ds = nullptr;    // two-level scales: per-block multipliers of d
+  const uint16_t* mh = nullptr;  // two-level offsets: −f32(mh) · ms
+  const int8_t* ms = nullptr;
+  int sbk = 1;                   // blocks per super-block (1 unless two-level)
   float zero_fixed = 0.0f;
   const int32_t* perm = nullptr;
   size_t out8() const { return (out + 7) / 8 * 8; }
   size_t row_bytes() const { return bits == 2 ? in / 4 : bits == 3 ? in / 16 * 6 : bits == 4 ? in / 2 : in; }  // per output row
   size_t q_bytes() const { return out8() * row_bytes(); }
   size_t blocks() const { return in / (size_t)kb; }
-  size_t d_count() const { return out8() * blocks(); }
+  size_t d_count() const { return out8() * blocks(); }  // per-block arrays: d (one level), m, ds, ms
+  size_t super_count() const { return out8() * (blocks() / (size_t)sbk); }  // d and mh when two-level
+  bool asym() const { return m || ms; }
 };
 
 // Activations quantized per block: xq (rows × in), sx and sum (rows × in/kb), sum = Σ xq.
@@ -76,7 +86,13 @@ struct QActs {
 const char* qblock_check(int bits, int kb, size_t in);
 int qblock_code(const QBlockMatrix& w, size_t n, size_t k);
 inline size_t qblock_sidx(const QBlockMatrix& w, size_t n, size_t b) { return ((n / 8) * w.blocks() + b) * 8 + n % 8; }
-float qblock_scale(const QBlockMatrix& w, size_t si);  // d32[si] or fp16 d[si]
+// The super-block index of scale index si (two-level arrays d and mh; si itself when sbk is 1).
+inline size_t qblock_supidx(const QBlockMatrix& w, size_t si) {
+  const size_t B = w.blocks(), tb = si / 8, T = tb / B, b = tb % B, S = (size_t)w.sbk;
+  return (T * (B / S) + b / S) * 8 + si % 8;
+}
+float qblock_scale(const QBlockMatrix& w, size_t si);   // fp16 d[si], or f32(d[super]) · ds[si]
+float qblock_offset(const QBlockMatrix& w, size_t si);  // m[si], −f32(mh[super]) · ms[si], or −zero_fixed · scale
 
 // x (rows × in) → QActs, gathering by perm when given. Round half to even of x · (127 / max|x|).
 void quantize_acts_ref(const float* x, size_t rows, size_t in, int kb, const int32_t* perm, const QActs& a);
@@ -134,14 +150,17 @@ void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint1
 // From ggml blocks of 32 (Q4_0: 18 bytes {f16 d, 16 B nibbles}, Q8_0: 34 bytes {f16 d, 32 × i8},
 // Q4_1: 20 bytes {f16 d, f16 m, 16 B nibbles}; rows of `in` channels, in % 32 == 0, kb = 32, scales
 // to d) and super-blocks of 256 (Q4_K: 144 bytes, 8 sub-blocks of 32 with 6-bit scales and mins →
-// 4-bit codes, kb = 32, d32 = f32(d·sc), m = −f32(dmin·min); Q6_K: 210 bytes, 16 sub-blocks of 16
-// with int8 scales → 8-bit codes q − 32, kb = 16, d32 = f32(d·scale); in % 256 == 0) — the values
-// ggml's own dequantization computes, exactly. Outputs zero-filled as above.
+// 4-bit codes, kb = 32, two-level: d = d, ds = sc, mh = dmin, ms = min (sbk 8); Q6_K: 210 bytes,
+// 16 sub-blocks of 16 with int8 scales → 8-bit codes q − 32, kb = 16, d = d, ds = scale (sbk 16);
+// in % 256 == 0) — the values ggml's own dequantization computes, exactly. Outputs zero-filled as
+// above; d holds super_count() values for the k-quants.
 enum GgmlQType { GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_Q6_K = 14 };
-void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, float* d32 = nullptr);
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, int8_t* ds = nullptr, uint16_t* mh = nullptr,
+                        int8_t* ms = nullptr);
 // Geometry of a ggml type in the layout: bytes per ggml block, values per ggml block, bits, kb
 // (0 bytes: not supported).
-struct GgmlQInfo { size_t block_bytes, block_values; int bits, kb; bool has_m, has_d32; float zero_fixed; };
+// (sbk > 1: two-level scales, with offsets when has_ms.)
+struct GgmlQInfo { size_t block_bytes, block_values; int bits, kb; bool has_m; int sbk; bool has_ms; float zero_fixed; };
 GgmlQInfo qblock_ggml_info(int type);
 
 }  // namespace lowbit

@@ -75,6 +75,13 @@ static inline __m256i cvtepi32_epi16(__m512i v) {  // truncation
   for (int i = 0; i < 16; i++) r[i] = (int16_t)x[i];
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(r));
 }
+static inline __m512i cvtepi8_epi32(__m128i v) {
+  alignas(16) int8_t x[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(x), v);
+  v16si r;
+  for (int i = 0; i < 16; i++) r[i] = x[i];
+  return (__m512i)r;
+}
 static inline __m512i cvtepu16_epi32(__m256i v) {
   alignas(32) uint16_t x[16];
   _mm256_store_si256(reinterpret_cast<__m256i*>(x), v);
@@ -149,6 +156,7 @@ static inline int reduce_add_epi32(__m512i v) {
 #define _mm256_mask_storeu_epi16(p, k, v) ::lowbit_emu::mask_storeu_epi16((p), (k), (v))
 #define _mm512_mask_cvtepi32_storeu_epi8(p, k, v) ::lowbit_emu::mask_cvtepi32_storeu_epi8((p), (k), (v))
 #define _mm512_cvtepi32_epi16(v) ::lowbit_emu::cvtepi32_epi16(v)
+#define _mm512_cvtepi8_epi32(v) ::lowbit_emu::cvtepi8_epi32(v)
 #define _mm512_cvtepu16_epi32(v) ::lowbit_emu::cvtepu16_epi32(v)
 #define _mm512_cvtph_ps(h) ::lowbit_emu::cvtph_ps(h)
 #define _mm512_cvtps_ph(v, imm) LOWBIT_EMU_CVTPS_PH(v, imm)

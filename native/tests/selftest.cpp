@@ -126,13 +126,13 @@ void check_quantize_acts(const char* isa) {
 }
 
 void check_qdot(const char* isa) {
-  struct S { int bits, kb; size_t out, in, rows; bool asym, f32s; };
+  struct S { int bits, kb; size_t out, in, rows; bool asym, two; };
   const S shapes[] = {{4, 32, 1, 32, 1, false, false},   {4, 32, 13, 64, 1, true, false},   {4, 64, 8, 128, 5, false, false},
                       {4, 128, 37, 256, 7, true, false},  {4, 256, 24, 512, 4, false, false}, {8, 32, 1, 32, 1, false, false},
                       {8, 32, 19, 96, 3, false, false},   {8, 64, 40, 192, 9, true, false},   {8, 128, 7, 128, 2, false, false},
                       {8, 256, 16, 256, 6, true, false},  {4, 32, 100, 160, 13, false, false},
-                      // f32 scales (GGUF Q4_K: 4-bit kb 32 asym; Q6_K: 8-bit kb 16)
-                      {4, 32, 21, 256, 5, true, true},    {8, 16, 11, 256, 3, false, true},   {8, 16, 1, 512, 1, false, true},
+                      // two-level scales (GGUF Q4_K: 4-bit kb 32 asym; Q6_K: 8-bit kb 16)
+                      {4, 32, 21, 256, 5, true, true},    {4, 32, 13, 512, 4, true, true},    {8, 16, 11, 256, 3, false, true},   {8, 16, 1, 512, 1, false, true},
                       // 2- and 3-bit codes (units of 16 channels)
                       {2, 32, 13, 64, 1, false, false},   {2, 128, 37, 256, 5, true, false},  {2, 256, 8, 512, 4, false, false},
                       {3, 32, 13, 64, 1, false, false},   {3, 128, 37, 256, 5, true, false},  {3, 64, 8, 512, 4, false, false}};
@@ -146,13 +146,23 @@ void check_qdot(const char* isa) {
     for (auto& v : q) v = (uint8_t)irand(0, 255);
     std::vector<uint16_t> d(w.d_count());
     for (auto& v : d) v = f32_to_f16(uni(0.001f, 0.05f), true, nullptr);
-    std::vector<float> m(w.d_count()), d32(w.d_count());
+    std::vector<float> m(w.d_count());
     for (auto& v : m) v = uni(-0.2f, 0.2f);
-    for (auto& v : d32) v = uni(-0.05f, 0.05f);
+    // two-level scales (the k-quants): fp16 per super-block × int8 per block (Q4_K: 8 blocks of 32,
+    // scales and mins 0…63; Q6_K: 16 blocks of 16, signed scales)
+    w.sbk = s.two ? (s.kb == 16 ? 16 : 8) : 1;
+    std::vector<uint16_t> dh(w.super_count()), mh(w.super_count());
+    std::vector<int8_t> ds(w.d_count()), ms(w.d_count());
+    for (auto& v : dh) v = f32_to_f16(uni(0.0005f, 0.004f), true, nullptr);
+    for (auto& v : mh) v = f32_to_f16(uni(0.0005f, 0.004f), true, nullptr);
+    for (auto& v : ds) v = (int8_t)(s.kb == 16 ? irand(-128, 127) : irand(0, 63));
+    for (auto& v : ms) v = (int8_t)irand(0, 63);
     w.q = q.data();
-    w.d = d.data();
-    w.d32 = s.f32s ? d32.data() : nullptr;
-    w.m = s.asym ? m.data() : nullptr;
+    w.d = s.two ? dh.data() : d.data();
+    w.ds = s.two ? ds.data() : nullptr;
+    w.m = s.asym && !s.two ? m.data() : nullptr;
+    w.mh = s.asym && s.two ? mh.data() : nullptr;
+    w.ms = s.asym && s.two ? ms.data() : nullptr;
     w.zero_fixed = s.bits == 4 ? 8.0f : s.bits == 3 ? 4.0f : s.bits == 2 ? 2.0f : 0.0f;
     std::vector<float> x(s.rows * s.in), y(s.rows * s.out), r(s.rows * s.out);
     for (auto& v : x) v = uni(-2, 2);
@@ -173,14 +183,14 @@ void check_qdot(const char* isa) {
           long dot = 0;
           for (size_t k = b * s.kb; k < (b + 1) * s.kb; k++) dot += (long)qblock_code(w, n, k) * xq[t * s.in + k];
           const double dd = qblock_scale(w, qblock_sidx(w, n, b));
-          const double mm = w.m ? (double)w.m[qblock_sidx(w, n, b)] : -(double)w.zero_fixed * dd;
+          const double mm = qblock_offset(w, qblock_sidx(w, n, b));
           mag += std::fabs(sx[t * B + b]) * (std::fabs(dd * (double)dot) + std::fabs(mm * (double)sum[t * B + b]));
         }
         const double bound = (double)(B + 4) * std::ldexp(1.0, -23) * mag + 1e-30;
         if (std::fabs((double)y[t * s.out + n] - r[t * s.out + n]) > bound) {
           char b[200];
           std::snprintf(b, sizeof b, "[%s] qdot %d-bit kb %d %zux%zu rows %zu%s%s: y[%zu,%zu] %.9g vs ref %.9g (bound %.3g)", isa, s.bits, s.kb, s.out,
-                        s.in, s.rows, s.asym ? " asym" : "", s.f32s ? " f32 scales" : "", t, n, y[t * s.out + n], r[t * s.out + n], bound);
+                        s.in, s.rows, s.asym ? " asym" : "", s.two ? " two-level scales" : "", t, n, y[t * s.out + n], r[t * s.out + n], bound);
           fail(b);
           t = s.rows;
           break;

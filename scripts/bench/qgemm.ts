@@ -22,7 +22,8 @@ function weights(out: number, inF: number, seed: number): GptqInt4Weights {
 
 /**
  * A random matrix in the kernel layout. `kquant`: the layout GGUF's k-quants repack into — Q4_K:
- * 4-bit, f32 scale and offset per 32 channels; Q6_K: 8-bit codes, f32 scale per 16.
+ * 4-bit codes, two-level scale and offset (fp16 per 256 channels × int8 per 32); Q6_K: 8-bit codes,
+ * two-level scale (fp16 per 256 × int8 per 16).
  */
 function qblock(out: number, inF: number, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 128, seed: number, kquant = false): QBlock {
   let s = seed >>> 0 || 1;
@@ -30,8 +31,9 @@ function qblock(out: number, inF: number, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 128
   const q = new Uint8Array(qblockCodeBytes(bits, out, inF));
   for (let i = 0; i < q.length; i++) { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; q[i] = s & 255; }
   if (kquant) {
-    return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(0), d32: new Float32Array(out8 * B).fill(0.01),
-      m: bits === 4 ? new Float32Array(out8 * B).fill(-0.05) : null, zeroFixed: 0, perm: null };
+    const sbk = 256 / kb, supers = out8 * (B / sbk);
+    return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(supers).fill(0x1400), m: null, ds: new Int8Array(out8 * B).fill(20),
+      mh: bits === 4 ? new Uint16Array(supers).fill(0x1400) : null, ms: bits === 4 ? new Int8Array(out8 * B).fill(10) : null, sbk, zeroFixed: 0, perm: null };
   }
   return { bits, kb, inFeatures: inF, outFeatures: out, q, d: new Uint16Array(out8 * B).fill(0x2000), m: null, zeroFixed: bits === 4 ? 8 : bits === 3 ? 4 : bits === 2 ? 2 : 0, perm: null };
 }
@@ -39,7 +41,7 @@ function qblock(out: number, inF: number, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 128
 /** Bytes per weight of the GGUF block types as stored in the file (what llama.cpp reads per token). */
 const GGUF_FILE_BYTES_PER_WEIGHT: Record<string, number> = { q4_0: 18 / 32, q8_0: 34 / 32, q4_k: 144 / 256, q6_k: 210 / 256 };
 
-/** The integer-dot kinds: code bits, channels per scale, tag, GGUF k-quant layout (f32 scales), and whether a GEMM entry runs too. */
+/** The integer-dot kinds: code bits, channels per scale, tag, GGUF k-quant layout (two-level scales), and whether a GEMM entry runs too. */
 const QDOT_KINDS = [
   { bits: 4, kb: 128, tag: 'w4a8', kq: false, gemm: true }, { bits: 8, kb: 128, tag: 'w8a8', kq: false, gemm: true },
   { bits: 3, kb: 128, tag: 'w3a8', kq: false, gemm: true }, { bits: 2, kb: 128, tag: 'w2a8', kq: false, gemm: true },
@@ -74,10 +76,10 @@ export async function benchQdot(o: { quick: boolean; limits: Limits; want: (n: s
       const fileBytes = GGUF_FILE_BYTES_PER_WEIGHT[tag] ? Math.round(GGUF_FILE_BYTES_PER_WEIGHT[tag] * rows * cols) : undefined;
       const e = {
         name, description: kq
-          ? `y = x·Wᵀ, 1 token, W ${rows}×${cols} as GGUF ${tag.toUpperCase()} repacks: ${bits}-bit codes, f32 scale${bits === 4 ? ' and offset' : ''} per ${kb} channels, x quantized to int8 per ${kb}`
+          ? `y = x·Wᵀ, 1 token, W ${rows}×${cols} as GGUF ${tag.toUpperCase()} repacks: ${bits}-bit codes, scale${bits === 4 ? ' and offset' : ''} per ${kb} channels as fp16 per 256 × int8, x quantized to int8 per ${kb}`
           : `y = x·Wᵀ, 1 token, W ${rows}×${cols} ${bits}-bit, fp16 scale per ${kb} channels, x quantized to int8 per ${kb} (integer dot products)`,
         shape: [rows, cols], bytes,
-        // the layout read per call (bytes) vs the GGUF file's bytes of the same matrix (k-quants' layout is larger: f32 scales)
+        // the layout read per call (bytes) vs the GGUF file's bytes of the same matrix (Q6_K's layout is larger: 6-bit codes held in 8)
         ...(fileBytes ? { ggufFileBytes: fileBytes, coldGgufFileGBps: round(fileBytes / cold.medianSeconds / 1e9, 2) } : {}),
         hot: { medianSeconds: hot.medianSeconds, gbps: round(bytes / hot.medianSeconds / 1e9, 2) },
         cold: { medianSeconds: cold.medianSeconds, gbps: round(bytes / cold.medianSeconds / 1e9, 2), matrices: copies, fractionOfReadBandwidth: round(bytes / cold.medianSeconds / 1e9 / copy, 3) },

@@ -21,7 +21,7 @@ import { isLowbitError } from '../../lib/errors';
 import { packValues } from '../../lib/pack';
 import { f16BitsToF32, f32ToF16Bits } from '../../lib/formats/dtype';
 import { decodeGgml, encodeQ4_0, encodeQ4_1, encodeQ8_0 } from '../../lib/formats/ggml-blocks';
-import { qblockCodeBytes, qblockFromGgml, qblockFromGptq, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/qdot';
+import { qblockCodeBytes, qblockFromGgml, qblockFromGptq, qblockScale, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/qdot';
 import { testSeed, withSeed, type Rng } from '../helpers/rng';
 import { runnableIsas } from '../helpers/isa';
 
@@ -77,15 +77,25 @@ function activations(rng: Rng, rows: number, inF: number): Float32Array {
   return x;
 }
 
-function randomQBlock(rng: Rng, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 64 | 128 | 256, out: number, inF: number, asym: boolean, perm: boolean, f32Scales = false): QBlock {
+/**
+ * A random matrix in the kernel layout. `twoLevel`: the GGUF k-quants' scales — fp16 per super-block
+ * of 256 channels times an int8 per block (Q4_K: 0…63 scales, offsets from an fp16 × 0…63 min;
+ * Q6_K, kb 16: signed scales).
+ */
+function randomQBlock(rng: Rng, bits: 2 | 3 | 4 | 8, kb: 16 | 32 | 64 | 128 | 256, out: number, inF: number, asym: boolean, perm: boolean, twoLevel = false): QBlock {
   const B = inF / kb, out8 = Math.ceil(out / 8) * 8;
   const scale = () => Math.fround((0.002 + 0.03 * rng.next()) * (rng.next() < 0.5 ? -1 : 1));
+  const sbk = twoLevel ? 256 / kb : 1, supers = out8 * (B / sbk);
+  const half = () => f32ToF16Bits(Math.fround(0.0005 + 0.004 * rng.next()));
   return {
     bits, kb, inFeatures: inF, outFeatures: out,
     q: Uint8Array.from({ length: qblockCodeBytes(bits, out, inF) }, () => rng.int(0, 255)),
-    d: f32Scales ? new Uint16Array(0) : Uint16Array.from({ length: out8 * B }, () => f32ToF16Bits(scale())),
-    d32: f32Scales ? Float32Array.from({ length: out8 * B }, scale) : null,
-    m: asym ? Float32Array.from({ length: out8 * B }, () => Math.fround(rng.normal() * 0.05)) : null,
+    d: twoLevel ? Uint16Array.from({ length: supers }, half) : Uint16Array.from({ length: out8 * B }, () => f32ToF16Bits(scale())),
+    m: asym && !twoLevel ? Float32Array.from({ length: out8 * B }, () => Math.fround(rng.normal() * 0.05)) : null,
+    ds: twoLevel ? Int8Array.from({ length: out8 * B }, () => (kb === 16 ? rng.int(-128, 127) : rng.int(0, 63))) : null,
+    mh: asym && twoLevel ? Uint16Array.from({ length: supers }, half) : null,
+    ms: asym && twoLevel ? Int8Array.from({ length: out8 * B }, () => rng.int(0, 63)) : null,
+    sbk,
     zeroFixed: bits === 4 ? 8 : bits === 3 ? 4 : bits === 2 ? 2 : 0,
     perm: perm ? randomPerm(rng, inF) : null,
   };
@@ -116,7 +126,7 @@ function tsProduct(w: QBlock, a: { xq: Int8Array; sx: Float32Array; sum: Int32Ar
   for (let b = 0; b < B; b++) {
     let dot = 0;
     const si = (Math.floor(n / 8) * B + b) * 8 + (n % 8);
-    const d = w.d32 ? w.d32[si] : f16BitsToF32(w.d[si]), m = w.m ? w.m[si] : -w.zeroFixed * d;
+    const { d, m } = qblockScale(w, si);
     for (let k = b * w.kb; k < (b + 1) * w.kb; k++) dot += layoutCode(w, n, k) * a.xq[t * w.inFeatures + k];
     const sx = a.sx[t * B + b], s = a.sum[t * B + b];
     y += sx * (d * dot + m * s);
@@ -125,7 +135,7 @@ function tsProduct(w: QBlock, a: { xq: Int8Array; sx: Float32Array; sum: Int32Ar
   return { y, mag };
 }
 
-// rows, out, in, kb, bits, asym, perm, f32 scales (d32: the GGUF k-quants; kb 16 only with 8 bits: Q6_K)
+// rows, out, in, kb, bits, asym, perm, two-level scales (the GGUF k-quants; kb 16 only with 8 bits: Q6_K)
 const SHAPES: [number, number, number, 16 | 32 | 64 | 128 | 256, 2 | 3 | 4 | 8, boolean, boolean, boolean?][] = [
   // 3-bit (48-byte units: crumbs + high-bit plane)
   [1, 13, 64, 32, 3, false, false], [5, 24, 256, 256, 3, true, false], [3, 9, 128, 64, 3, false, true], [7, 40, 512, 128, 3, true, true],
@@ -291,7 +301,12 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
           }
           const dec = decodeGgml(type, enc, out * inF);
           const qb = await qblockFromGgml(type, enc, out, inF);
-          assert.equal(qb.d32!.length, Math.ceil(out / 8) * 8 * (inF / qb.kb));
+          // two-level scales: fp16 per super-block of 256 channels, int8 per block — the file's own arrangement
+          const out8 = Math.ceil(out / 8) * 8;
+          assert.equal(qb.sbk, 256 / qb.kb);
+          assert.equal(qb.d.length, out8 * (inF / 256));
+          assert.equal(qb.ds!.length, out8 * (inF / qb.kb));
+          assert.equal(qb.ms ? qb.ms.length : 0, type === 'Q4_K' ? out8 * (inF / qb.kb) : 0);
           assert.deepEqual([qb.bits, qb.kb], type === 'Q4_K' ? [4, 32] : [8, 16]);
           for (let n = 0; n < out; n++) for (let k = 0; k < inF; k++) {
             const got = Math.fround(qblockWeight(qb, n, k));

@@ -48,7 +48,7 @@ void qdot_gemm_generic_range(const QBlockMatrix& w, const QActs& a, size_t rows,
         int32_t dot = 0;
         for (size_t k = b * kb; k < (b + 1) * kb; k++) dot += row[k] * xq[k];
         const float d = qblock_scale(w, qblock_sidx(w, n, b));
-        const float m = w.m ? w.m[qblock_sidx(w, n, b)] : -w.zero_fixed * d;
+        const float m = qblock_offset(w, qblock_sidx(w, n, b));
         s += a.sx[t * B + b] * (d * (float)dot + m * (float)a.sum[t * B + b]);
       }
       y[t * ldy + n] = s;
@@ -115,7 +115,7 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
     for (size_t p = 0; p < count; p++) {
       const QBlockMatrix& w = *parts[p].w;
       float* z = zs_p + p * rows * B;
-      for (size_t i = 0; i < rows * B; i++) z[i] = w.m ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
+      for (size_t i = 0; i < rows * B; i++) z[i] = w.asym() ? sx[i] * (float)sum[i] : -w.zero_fixed * sx[i] * (float)sum[i];
     }
   // Column tiles of 16 rows of W (two 8-column layout tiles): a tile's weights stay in L1/L2 while
   // every token passes over them. The parts' tiles form one index space, so q/k/v (or gate/up)

@@ -23,7 +23,13 @@ const char* qblock_check(int bits, int kb, size_t in) {
   return nullptr;
 }
 
-float qblock_scale(const QBlockMatrix& w, size_t si) { return w.d32 ? w.d32[si] : f16_to_f32(w.d[si]); }
+float qblock_scale(const QBlockMatrix& w, size_t si) {
+  return w.ds ? f16_to_f32(w.d[qblock_supidx(w, si)]) * (float)w.ds[si] : f16_to_f32(w.d[si]);
+}
+float qblock_offset(const QBlockMatrix& w, size_t si) {
+  if (w.ms) return -(f16_to_f32(w.mh[qblock_supidx(w, si)]) * (float)w.ms[si]);
+  return w.m ? w.m[si] : -w.zero_fixed * qblock_scale(w, si);
+}
 
 // 2- and 3-bit units (16 channels × 8 columns): byte p = 4j + i of the first 32 holds the low two
 // bits of channels i, 4 + i, 8 + i, 12 + i of column j (sub s at bits 2s); 3-bit units add 16
@@ -116,7 +122,7 @@ void qdot_gemm_ref(const QBlockMatrix& w, const QActs& a, size_t rows, float* y,
         int64_t dot = 0;
         for (size_t k = b * kb; k < (b + 1) * kb; k++) dot += (int64_t)qblock_code(w, n, k) * a.xq[t * w.in + k];
         const double d = qblock_scale(w, qblock_sidx(w, n, b));
-        const double m = w.m ? (double)w.m[qblock_sidx(w, n, b)] : -(double)w.zero_fixed * d;
+        const double m = w.asym() ? (double)qblock_offset(w, qblock_sidx(w, n, b)) : -(double)w.zero_fixed * d;
         s += (double)a.sx[t * B + b] * (d * (double)dot + m * (double)a.sum[t * B + b]);
       }
       y[t * ldy + n] = (float)s;
@@ -188,12 +194,12 @@ void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint1
 
 GgmlQInfo qblock_ggml_info(int type) {
   switch (type) {
-    case GGML_Q4_0: return {18, 32, 4, 32, false, false, 8.0f};
-    case GGML_Q4_1: return {20, 32, 4, 32, true, false, 0.0f};
-    case GGML_Q8_0: return {34, 32, 8, 32, false, false, 0.0f};
-    case GGML_Q4_K: return {144, 256, 4, 32, true, true, 0.0f};
-    case GGML_Q6_K: return {210, 256, 8, 16, false, true, 0.0f};
-    default: return {0, 0, 0, 0, false, false, 0.0f};
+    case GGML_Q4_0: return {18, 32, 4, 32, false, 1, false, 8.0f};
+    case GGML_Q4_1: return {20, 32, 4, 32, true, 1, false, 0.0f};
+    case GGML_Q8_0: return {34, 32, 8, 32, false, 1, false, 0.0f};
+    case GGML_Q4_K: return {144, 256, 4, 32, false, 8, true, 0.0f};
+    case GGML_Q6_K: return {210, 256, 8, 16, false, 16, false, 0.0f};
+    default: return {0, 0, 0, 0, false, 1, false, 0.0f};
   }
 }
 
@@ -208,7 +214,7 @@ static void q4k_scale_min(const uint8_t* s, int j, int* sc, int* mn) {
   }
 }
 
-void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, float* d32) {
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, int8_t* ds, uint16_t* mh, int8_t* ms) {
   const GgmlQInfo gi = qblock_ggml_info(type);
   if (!gi.block_bytes) throw std::runtime_error("LOWBIT_INTERNAL: qblock_repack_ggml: type");
   const size_t B = in / gi.block_values, bsz = gi.block_bytes;
@@ -217,9 +223,10 @@ void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uin
   w.kb = gi.kb;
   w.in = in;
   w.out = out;
+  w.sbk = gi.sbk;
   // rows in parallel (each writes only its own bytes of the layout)
   parallel_for(out, 8, [&](size_t n_begin, size_t n_end) {
-    std::vector<int8_t> row(gi.has_d32 ? in : 0);  // k-quants: codes decoded into a row, then written whole
+    std::vector<int8_t> row(gi.sbk > 1 ? in : 0);  // k-quants: codes decoded into a row, then written whole
     int8_t* const r = row.data();
     for (size_t n = n_begin; n < n_end; n++) {
       for (size_t b = 0; b < B; b++) {
@@ -227,17 +234,16 @@ void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uin
         if (type == GGML_Q4_K) {
           // {f16 d, f16 dmin, 12 B scales, 128 B qs}: value = f32(d·sc_j)·q − f32(dmin·m_j); chunk c of
           // 32 bytes holds sub-block 2c in its low nibbles and 2c + 1 in its high nibbles
-          uint16_t dh, mh;
-          std::memcpy(&dh, blk, 2);
-          std::memcpy(&mh, blk + 2, 2);
-          const float dd = f16_to_f32(dh), dmin = f16_to_f32(mh);
+          const size_t sup = qblock_supidx(w, qblock_sidx(w, n, b * 8));
+          std::memcpy(&d[sup], blk, 2);
+          std::memcpy(&mh[sup], blk + 2, 2);
           const uint8_t* qs = blk + 16;
           for (int j = 0; j < 8; j++) {
             int sc, mn;
-            q4k_scale_min(blk + 4, j, &sc, &mn);
+            q4k_scale_min(blk + 4, j, &sc, &mn);  // 0…63
             const size_t sb = b * 8 + (size_t)j, si = qblock_sidx(w, n, sb);
-            d32[si] = dd * (float)sc;
-            m[si] = -(dmin * (float)mn);
+            ds[si] = (int8_t)sc;
+            ms[si] = (int8_t)mn;
             const uint8_t* c = qs + 32 * (j / 2);
             for (size_t l = 0; l < 32; l++) r[sb * 32 + l] = (int8_t)(j % 2 ? c[l] >> 4 : c[l] & 15);
           }
@@ -245,10 +251,8 @@ void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uin
         }
         if (type == GGML_Q6_K) {
           // {128 B ql, 64 B qh, 16 × i8 scales, f16 d}: value v = f32(d·scales[v / 16])·(q(v) − 32)
-          uint16_t dh;
-          std::memcpy(&dh, blk + 208, 2);
-          const float dd = f16_to_f32(dh);
-          for (int s = 0; s < 16; s++) d32[qblock_sidx(w, n, b * 16 + (size_t)s)] = dd * (float)(int8_t)blk[192 + s];
+          std::memcpy(&d[qblock_supidx(w, qblock_sidx(w, n, b * 16))], blk + 208, 2);
+          for (int s = 0; s < 16; s++) ds[qblock_sidx(w, n, b * 16 + (size_t)s)] = (int8_t)blk[192 + s];
           for (int h = 0; h < 2; h++) {
             const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
             const size_t y = b * 256 + 128 * (size_t)h;

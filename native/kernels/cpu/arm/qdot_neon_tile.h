@@ -88,10 +88,29 @@ static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, siz
       }
     }
     // epilogue: acc += cvt(Σ) · d·sx + (m or d) · zs, lanes = columns
-    const size_t si = (T * B + b) * 8;
-    const float32x4_t d0 = w.d32 ? vld1q_f32(w.d32 + si) : vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si)));
-    const float32x4_t d1 = w.d32 ? vld1q_f32(w.d32 + si + 4) : vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w.d + si + 4)));
-    const float32x4_t m0 = w.m ? vld1q_f32(w.m + si) : d0, m1 = w.m ? vld1q_f32(w.m + si + 4) : d1;
+    // two-level scales: d = f32(d[super]) · ds, m = −f32(mh[super]) · ms (see kernels/qdot.h)
+    const size_t si = (T * B + b) * 8, sup = (T * (B / (size_t)w.sbk) + b / (size_t)w.sbk) * 8;
+    const auto f16x4 = [](const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); };
+    float32x4_t d0, d1, m0, m1;
+    if (w.ds) {
+      const int16x8_t s = vmovl_s8(vld1_s8(w.ds + si));
+      d0 = vmulq_f32(f16x4(w.d + sup), vcvtq_f32_s32(vmovl_s16(vget_low_s16(s))));
+      d1 = vmulq_f32(f16x4(w.d + sup + 4), vcvtq_f32_s32(vmovl_high_s16(s)));
+    } else {
+      d0 = f16x4(w.d + si);
+      d1 = f16x4(w.d + si + 4);
+    }
+    if (w.ms) {
+      const int16x8_t s = vmovl_s8(vld1_s8(w.ms + si));
+      m0 = vnegq_f32(vmulq_f32(f16x4(w.mh + sup), vcvtq_f32_s32(vmovl_s16(vget_low_s16(s)))));
+      m1 = vnegq_f32(vmulq_f32(f16x4(w.mh + sup + 4), vcvtq_f32_s32(vmovl_high_s16(s))));
+    } else if (w.m) {
+      m0 = vld1q_f32(w.m + si);
+      m1 = vld1q_f32(w.m + si + 4);
+    } else {
+      m0 = d0;
+      m1 = d1;
+    }
     for (int t = 0; t < NT; t++) {
       const size_t ti = (t0 + t) * B + b;
       const float sx = a.sx[ti], zs = a.zs[ti];

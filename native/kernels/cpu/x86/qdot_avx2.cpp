@@ -75,12 +75,19 @@ static inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// Block epilogue for 8 columns: acc += cvt(Σ) · d·sx + (m or d) · zs — lanes are columns.
+static inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+static inline __m256 i8x8(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))); }
+
+// Block epilogue for 8 columns: acc += cvt(Σ) · d·sx + (m or d) · zs — lanes are columns. Two-level
+// scales: d = f32(d[super]) · ds, m = −f32(mh[super]) · ms (the products exact as the reference's).
 template <int NT>
 static inline void epilogue(const Ctx& c, size_t T, size_t t0, size_t b, const __m256i (&s32)[NT], __m256 (&acc)[NT]) {
-  const size_t si = (T * c.B + b) * 8;
-  const __m256 dv = c.w.d32 ? _mm256_loadu_ps(c.w.d32 + si) : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.w.d + si)));
-  const __m256 mv = c.w.m ? _mm256_loadu_ps(c.w.m + si) : dv;
+  const QBlockMatrix& w = c.w;
+  const size_t si = (T * c.B + b) * 8, sup = (T * (c.B / (size_t)w.sbk) + b / (size_t)w.sbk) * 8;
+  const __m256 dv = w.ds ? _mm256_mul_ps(f16x8(w.d + sup), i8x8(w.ds + si)) : f16x8(w.d + si);
+  const __m256 mv = w.ms ? _mm256_xor_ps(_mm256_mul_ps(f16x8(w.mh + sup), i8x8(w.ms + si)), _mm256_set1_ps(-0.0f))
+                  : w.m  ? _mm256_loadu_ps(w.m + si)
+                         : dv;
   for (int t = 0; t < NT; t++) {
     const size_t ti = (t0 + t) * c.B + b;
     acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dv, _mm256_set1_ps(c.a.sx[ti])), acc[t]);

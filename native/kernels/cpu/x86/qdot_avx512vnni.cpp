@@ -38,7 +38,7 @@ inline __m512i load_pair(const uint8_t* p0, const uint8_t* p1) {
                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p1)), 1);
 }
 
-// 8 floats at (T, b) and 8 at (T+1, b) of a (tiles, B, 8) array, or its fp16 twin.
+// 8 values at index s0 (tile T) and 8 at s1 (tile T+1) of a (tiles, ·, 8) array, as 16 floats.
 inline __m512 load_pair_f32(const float* v, size_t s0, size_t s1) {
   return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(v + s0)), _mm256_loadu_ps(v + s1), 1);
 }
@@ -46,13 +46,22 @@ inline __m512 load_pair_f16(const uint16_t* v, size_t s0, size_t s1) {
   const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + s0)), b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + s1));
   return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
 }
+inline __m512 load_pair_i8(const int8_t* v, size_t s0, size_t s1) {
+  const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(v + s0)), b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(v + s1));
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_unpacklo_epi64(a, b)));
+}
 
-// Block epilogue for 16 columns: acc += cvt(Σ [− 128·Σx]) · d·sx + (m or d) · zs.
+// Block epilogue for 16 columns: acc += cvt(Σ [− 128·Σx]) · d·sx + (m or d) · zs; two-level scales
+// as in the AVX2 kernel.
 template <int NT, bool BIAS128>
 inline void epilogue(const Ctx& c, size_t T, size_t t0, size_t b, __m512i (&s32)[NT], __m512 (&acc)[NT]) {
+  const QBlockMatrix& w = c.w;
   const size_t s0 = (T * c.B + b) * 8, s1 = ((T + 1) * c.B + b) * 8;
-  const __m512 dv = c.w.d32 ? load_pair_f32(c.w.d32, s0, s1) : load_pair_f16(c.w.d, s0, s1);
-  const __m512 mv = c.w.m ? load_pair_f32(c.w.m, s0, s1) : dv;
+  const size_t S = (size_t)w.sbk, p0 = (T * (c.B / S) + b / S) * 8, p1 = ((T + 1) * (c.B / S) + b / S) * 8;
+  const __m512 dv = w.ds ? _mm512_mul_ps(load_pair_f16(w.d, p0, p1), load_pair_i8(w.ds, s0, s1)) : load_pair_f16(w.d, s0, s1);
+  const __m512 mv = w.ms ? _mm512_xor_ps(_mm512_mul_ps(load_pair_f16(w.mh, p0, p1), load_pair_i8(w.ms, s0, s1)), _mm512_set1_ps(-0.0f))
+                  : w.m  ? load_pair_f32(w.m, s0, s1)
+                         : dv;
   for (int t = 0; t < NT; t++) {
     const size_t ti = (t0 + t) * c.B + b;
     if (BIAS128) s32[t] = _mm512_sub_epi32(s32[t], _mm512_set1_epi32(128 * c.a.sum[ti]));
