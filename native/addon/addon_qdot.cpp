@@ -267,7 +267,7 @@ void qblock_from_js(Napi::Env env, const Napi::Object& o, QBlockMatrix& w, std::
   if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", std::string("qblock: ") + why);
   const Napi::Value sbk = o.Get("sbk");
   w.sbk = sbk.IsNumber() ? sbk.As<Napi::Number>().Int32Value() : 1;
-  if (w.sbk < 1 || w.blocks() % (size_t)w.sbk) throw_js(env, "LOWBIT_INTERNAL", "qblock: sbk must divide the blocks");
+  if (w.sbk < 1 || (w.sbk & (w.sbk - 1)) || w.blocks() % (size_t)w.sbk) throw_js(env, "LOWBIT_INTERNAL", "qblock: sbk must be a power of two dividing the blocks");
   const auto present = [&](const char* k) { const Napi::Value v = o.Get(k); return !v.IsNull() && !v.IsUndefined(); };
   const bool two = present("ds"), offs = present("ms");
   if ((w.sbk > 1) != two || offs != present("mh") || (offs && !two)) throw_js(env, "LOWBIT_INTERNAL", "qblock: two-level scales need sbk > 1, ds (and mh with ms)");

@@ -59,7 +59,7 @@ struct QBlockMatrix {
   const int8_t* ds = nullptr;    // two-level scales: per-block multipliers of d
   const uint16_t* mh = nullptr;  // two-level offsets: −f32(mh) · ms
   const int8_t* ms = nullptr;
-  int sbk = 1;                   // blocks per super-block (1 unless two-level)
+  int sbk = 1;                   // blocks per super-block (1 unless two-level; a power of two)
   float zero_fixed = 0.0f;
   const int32_t* perm = nullptr;
   size_t out8() const { return (out + 7) / 8 * 8; }
