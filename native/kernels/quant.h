@@ -64,15 +64,17 @@ struct QuantStats {
   }
 };
 
+// The helpers below are `static inline`: the ISA sources (quant_avx2.cpp, …) call them too, and an
+// external inline copy compiled there with -mavx2 could be the one the linker keeps for every caller.
 struct GroupParams {
   float scale;
   int zero;
 };
 
-inline int quant_maxq(int bits) { return (1 << bits) - 1; }
+static inline int quant_maxq(int bits) { return (1 << bits) - 1; }
 
 // Scale and zero for a group whose (clipped) range is [xmin, xmax] (xmin <= 0 <= xmax).
-inline GroupParams uniform_params(float xmin, float xmax, const QuantSpec& q) {
+static inline GroupParams uniform_params(float xmin, float xmax, const QuantSpec& q) {
   const int maxq = quant_maxq(q.bits);
   if (q.sym && q.signed_max) {
     const int half = (maxq + 1) / 2;
@@ -113,13 +115,13 @@ inline GroupParams uniform_params(float xmin, float xmax, const QuantSpec& q) {
   return {scale, zero};
 }
 
-inline uint8_t uniform_code(float x, GroupParams p, float maxqf) {
+static inline uint8_t uniform_code(float x, GroupParams p, float maxqf) {
   float v = std::nearbyint(x / p.scale) + (float)p.zero;
   v = v < 0.0f ? 0.0f : (v > maxqf ? maxqf : v);
   return (uint8_t)v;
 }
 
-inline float uniform_dequant(uint8_t c, GroupParams p) { return p.scale * ((float)c - (float)p.zero); }
+static inline float uniform_dequant(uint8_t c, GroupParams p) { return p.scale * ((float)c - (float)p.zero); }
 
 // Codebook levels in [-1, 1], ascending; n = number of levels.
 const float* codebook_levels(int codebook, int bits, int* n);

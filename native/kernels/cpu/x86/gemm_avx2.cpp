@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "kernels/cpu/gemm_blocked.h"
 #include "kernels/cpu/x86/gemm_pack_avx.h"
@@ -132,20 +131,6 @@ float dot_f32_avx2(const float* a, const float* b, size_t n) {
   for (; i < n; i++) s += a[i] * b[i];
   return s;
 }
-
-namespace {
-
-struct Buffers {
-  std::vector<float, std::allocator<float>> a, b;
-  float* A() { return align(a); }
-  float* B() { return align(b); }
-  static float* align(std::vector<float>& v) {
-    uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
-    return reinterpret_cast<float*>((p + 31) & ~uintptr_t(31));
-  }
-};
-
-}  // namespace
 
 // ---- small batches (GEMM_SMALL_M_MIN ≤ m ≤ GEMM_SMALL_M_MAX): the roles swapped ----------------------------
 // The blocked path packs NR-row panels of w for every k block and reuses each packed value only
@@ -269,10 +254,8 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
     if (!accumulate) for (size_t i = 0; i < m; i++) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
     return;
   }
-  thread_local Buffers buf;
-  if (buf.a.size() < MC * KC + 8) buf.a.resize(MC * KC + 8);
-  if (buf.b.size() < NC * KC + 8) buf.b.resize(NC * KC + 8);
-  gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, buf.A(), buf.B(),
+  thread_local PackBuf pa, pb;
+  gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, pa.get(MC * KC), pb.get(NC * KC),
                                    // lambdas (one type each): direct, inlinable calls
                                    [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_6x16(kc, A, B, C, ldc, mr, nr, ow); },
                                    [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); },

@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "kernels/cpu/gemm_blocked.h"
 #include "kernels/cpu/x86/gemm_pack_avx.h"
@@ -67,15 +66,6 @@ inline void kernel_12x32(size_t kc, const float* A, const float* B, float* C, si
   store_edge_tile<MR, NR>(tile, C, ldc, mr, nr, overwrite);
 }
 
-
-struct Buffers {
-  std::vector<float> a, b;
-  static float* align(std::vector<float>& v, size_t floats) {
-    if (v.size() < floats + 16) v.resize(floats + 16);
-    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
-  }
-};
-
 }  // namespace
 
 size_t gemm_avx512_packed_a_floats(size_t m, size_t k) { return packed_a_floats<MR>(m, k); }
@@ -89,11 +79,9 @@ void gemm_avx512_range(const float* x, size_t m, size_t k, const float* w, size_
     gemm_avx2_range(x, m, k, w, n, y, ldy, accumulate, n0, n1);
     return;
   }
-  thread_local Buffers buf;
-  float* Ap = Buffers::align(buf.a, MC * KC);
-  float* Bp = Buffers::align(buf.b, NC * KC);
+  thread_local PackBuf pa, pb;
   gemm_blocked<MR, NR, KC, MC, NC>(
-      x, m, k, w, y, ldy, accumulate, n0, n1, Ap, Bp,
+      x, m, k, w, y, ldy, accumulate, n0, n1, pa.get(MC * KC), pb.get(NC * KC),
       [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_12x32(kc, A, B, C, ldc, mr, nr, ow); },
       [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); }, apre);
 }

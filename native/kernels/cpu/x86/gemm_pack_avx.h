@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdlib>
+#include <new>
 
 #include "kernels/cpu/gemm_blocked.h"
 
@@ -32,6 +34,28 @@ inline void transpose8_ps(__m256 r[8]) {
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
+
+// A thread's packing buffer, 64-byte aligned, grown on demand. malloc rather than std::vector: a
+// std::vector<float> member instantiated here is a weak symbol compiled with this source's ISA
+// flags, and the linker may keep that copy for every caller in the addon (test/native/isa-objects).
+struct PackBuf {
+  float* p = nullptr;
+  size_t n = 0;
+  PackBuf() = default;
+  PackBuf(const PackBuf&) = delete;
+  PackBuf& operator=(const PackBuf&) = delete;
+  ~PackBuf() { std::free(p); }
+  float* get(size_t floats) {
+    if (n < floats) {
+      std::free(p);
+      n = 0;
+      p = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64));
+      if (!p) throw std::bad_alloc();
+      n = floats;
+    }
+    return p;
+  }
+};
 
 // One NR-row panel of w (rows row0 … row0+NR−1, rows ≥ row_end are zero) over k0 … k0+kc, stored
 // k-major (dst[kk·NR + j], 32-byte aligned). Full panels move 8×8 tiles through registers (the
