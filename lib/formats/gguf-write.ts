@@ -470,7 +470,11 @@ export interface LlamaGgufOptions {
  * `in / 32` blocks), which is written in its own type whatever `opts.type` says.
  */
 export interface LlamaTensorInput {
-  data?: Float32Array;
+  /**
+   * The values, or a producer of them called once, when the tensor is written: a streaming export
+   * holds one tensor in f32 at a time instead of the whole model (its length is checked then).
+   */
+  data?: Float32Array | (() => Float32Array);
   /** Store `data` in this type instead of `opts.type` (e.g. F16 for what a GPTQ checkpoint left unquantized). */
   as?: 'F32' | 'F16' | 'BF16';
   encoded?: { type: 'Q8_0' | 'Q4_0' | 'Q4_1'; bytes: Uint8Array };
@@ -544,7 +548,8 @@ function tokenTypeOf(id: number, piece: string, v: Vocab): number {
  *   are accepted (F32). Any other name, a missing tensor or a wrong shape is an error.
  * @param opts the weight type and the RoPE row order of q/k.
  *
- * Data are not copied: eager tensors are passed through, permuted q/k are lazy producers.
+ * Data are not copied: eager tensors are passed through, producers stay producers (called when
+ * the tensor is written), permuted q/k are lazy producers.
  * Errors: LOWBIT_INVALID_OPTION (config, options, unknown names, vocabulary size),
  * LOWBIT_SHAPE_MISMATCH (a tensor's shape or length), LOWBIT_NOT_FOUND (a missing tensor).
  */
@@ -607,8 +612,8 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
     if (!t) throw new LowbitError('LOWBIT_NOT_FOUND', `buildLlamaGgufSpec: missing tensor ${hfName} [${shape.join(', ')}]`, { tensor: hfName });
     const enc = t?.encoded;
     if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) ||
-        (enc === undefined ? !(t.data instanceof Float32Array) : !(enc.bytes instanceof Uint8Array) || !['Q8_0', 'Q4_0', 'Q4_1'].includes(enc.type))) {
-      throw invalidOption(`tensors: "${hfName}"`, 'a { data: Float32Array, shape } or { encoded: { type: Q8_0|Q4_0|Q4_1, bytes }, shape } entry', t);
+        (enc === undefined ? !(t.data instanceof Float32Array || typeof t.data === 'function') : !(enc.bytes instanceof Uint8Array) || !['Q8_0', 'Q4_0', 'Q4_1'].includes(enc.type))) {
+      throw invalidOption(`tensors: "${hfName}"`, 'a { data: Float32Array | () => Float32Array, shape } or { encoded: { type: Q8_0|Q4_0|Q4_1, bytes }, shape } entry', t);
     }
     if (t.shape.length !== shape.length || t.shape.some((d, k) => d !== shape[k])) {
       throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: expected shape [${shape.join(', ')}], got [${t.shape.join(', ')}]`, { tensor: hfName });
@@ -629,9 +634,13 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
       out.push({ name, type: enc.type, shape: shape.slice(), data: bytes });
       continue;
     }
-    if (t.data!.length !== numel) {
-      throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: ${t.data!.length} values for shape [${shape.join(', ')}] (${numel})`, { tensor: hfName });
-    }
+    const checked = (v: Float32Array): Float32Array => {
+      if (!(v instanceof Float32Array)) throw invalidOption(`tensors: "${hfName}": data producer result`, 'a Float32Array', v);
+      if (v.length !== numel) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: ${v.length} values for shape [${shape.join(', ')}] (${numel})`, { tensor: hfName });
+      return v;
+    };
+    const given = t.data!;
+    if (given instanceof Float32Array) checked(given);
     let type: GgufWriteType = t.as ?? opts.type;
     if (shape.length === 1) type = 'F32'; // norms and biases
     else if (blockType && shape[shape.length - 1] % 32 !== 0) {
@@ -639,12 +648,12 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
       fallbacks.push({ name, reason: `ne[0] = ${shape[shape.length - 1]} (in_features) is not a multiple of the ${opts.type} block size 32; stored as F16` });
     }
     if (type === 'Q8_0' || type === 'Q4_0' || type === 'Q4_1') anyBlock = true;
-    let data: Float32Array | (() => Float32Array) = t.data!;
+    let data: Float32Array | (() => Float32Array) = given instanceof Float32Array ? given : () => checked(given());
     if (opts.ropeOrder === 'half' && /\.self_attn\.[qk]_proj\.(weight|bias)$/.test(hfName)) {
       const heads = hfName.includes('.q_proj.') ? nHeads : nKvHeads;
       const cols = shape.length === 2 ? shape[1] : 1;
-      const src = t.data!;
-      data = () => halfToAdjacentRows(src, heads, hd, cols);
+      const src = data;
+      data = () => halfToAdjacentRows(typeof src === 'function' ? src() : src, heads, hd, cols);
     }
     out.push({ name, type, shape: shape.slice(), data });
   }

@@ -17,7 +17,7 @@ import { adjacentToHalf } from '../../lib/formats/convert';
 import { fromFloat32, toFloat32 } from '../../lib/formats/dtype';
 import { loadModel } from '../../lib/runtime/model';
 import type { Vocab } from '../../lib/tokenizer';
-import { LowbitError } from '../../lib/errors';
+import { LowbitError, isLowbitError } from '../../lib/errors';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 import { Rng } from '../helpers/rng';
 
@@ -368,6 +368,28 @@ describe('formats/gguf-write', () => {
       const hq = half.get('model.layers.0.self_attn.q_proj.weight')!.data;
       const adj = halfToAdjacentRows(hq, 4, 16, 64);
       assert.deepEqual(adj.subarray(23 * 64, 24 * 64), hq.subarray(27 * 64, 28 * 64));
+    });
+
+    it('producers instead of arrays (streaming export): called once each, when written; the same bytes; a wrong length is LOWBIT_SHAPE_MISMATCH, nothing left', async () => {
+      for (const ropeOrder of ['adjacent', 'half'] as const) {
+        const calls = new Map<string, number>();
+        const lazy = new Map<string, { data: () => Float32Array; shape: number[] }>();
+        for (const [name, t] of hf) lazy.set(name, { data: () => { calls.set(name, (calls.get(name) ?? 0) + 1); return t.data; }, shape: t.shape });
+        const a = fresh(), b = fresh();
+        const spec = buildLlamaGgufSpec(cfg, vocab, lazy, { type: 'Q4_0', ropeOrder });
+        assert.equal(calls.size, 0, 'nothing produced while building the spec');
+        await writeGguf(b, spec);
+        await writeGguf(a, buildLlamaGgufSpec(cfg, vocab, hf, { type: 'Q4_0', ropeOrder }));
+        assert.deepEqual(fs.readFileSync(b), fs.readFileSync(a), ropeOrder);
+        assert.deepEqual([...calls.values()].every((c) => c === 1), true, `each producer once (${ropeOrder})`);
+        assert.equal(calls.size, hf.size);
+      }
+      const short = new Map<string, { data: Float32Array | (() => Float32Array); shape: number[] }>(hf);
+      short.set('model.layers.1.mlp.up_proj.weight', { data: () => new Float32Array(80 * 64 - 1), shape: [80, 64] });
+      const file = fresh();
+      await assert.rejects(writeGguf(file, buildLlamaGgufSpec(cfg, vocab, short, { type: 'Q4_0', ropeOrder: 'adjacent' })),
+        (e: unknown) => isLowbitError(e, 'LOWBIT_SHAPE_MISMATCH') && /up_proj.*5119 values/.test((e as Error).message));
+      assert.ok(!fs.existsSync(file));
     });
 
     it('writes lm_head as output.weight; file types of §6.3; no quantization_version without block tensors', () => {
