@@ -81,6 +81,7 @@ export interface NativeAddon {
   getKernelMode(): number;
   convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): NativeTask<{ overflow: number; firstOverflow: number }>;
   convertSync(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): { overflow: number; firstOverflow: number };
+  ggmlEncodeSync(type: number, x: Float32Array, out: Uint8Array): boolean;
   quantize(job: NativeQuantJob): NativeTask<NativeQuantStats>;
   pack(job: NativePackJob): NativeTask<void>;
   unpack(job: NativePackJob): NativeTask<void>;
@@ -391,6 +392,18 @@ export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16',
   if (!hasAddon()) return false;
   addon().convertSync(src, DTYPE_ID[dtype], dst, DTYPE_ID.F32, false, modeId());
   return true;
+}
+
+/**
+ * ggml's Q8_0 / Q4_0 / Q4_1 block encoders, native and multi-threaded (bit-identical to the
+ * TypeScript reference encoders of formats/ggml-blocks). Returns false when the addon is
+ * unavailable, the kernel mode is 'ref', or a value is not finite / a scale overflows fp16 (the
+ * reference encoder then reports which).
+ * @internal
+ */
+export function ggmlEncodeNative(type: 'Q8_0' | 'Q4_0' | 'Q4_1', x: Float32Array, out: Uint8Array): boolean {
+  if (!hasAddon() || kernelMode === 'ref') return false;
+  return addon().ggmlEncodeSync(type === 'Q8_0' ? 0 : type === 'Q4_0' ? 1 : 2, x, out);
 }
 
 /**

@@ -31,6 +31,7 @@ import { LowbitError } from '../errors';
 import { invalidOption } from '../validate';
 import { f16BitsToF32, f32ToF16Bits, fromFloat32, toFloat32 } from './dtype';
 import { GGML_TYPES } from './gguf';
+import { ggmlEncodeNative } from '../native';
 
 const fr = Math.fround;
 
@@ -341,11 +342,16 @@ export function decodeQ6_K(bytes: Uint8Array, n: number): Float32Array {
   return out;
 }
 
+/** Values from which encodeGgml uses the native encoders. */
+const NATIVE_MIN = 4096;
+
 /**
  * Encode f32 values as ggml type `type` (little-endian bytes along `ne[0]`): F32 (copy), F16
- * (nearest-even; |x| ≥ 65520 is LOWBIT_NUMERICAL naming `name`), BF16, or a block type through
- * the reference encoders above (`x.length` a multiple of 32).
+ * (nearest-even; |x| ≥ 65520 is LOWBIT_NUMERICAL naming `name`), BF16, or a block type
+ * (`x.length` a multiple of 32) with the same bytes as the reference encoders above: natively and
+ * multi-threaded from 4096 values when the addon is loaded, else by the references themselves.
  */
+
 export function encodeGgml(type: GgmlEncodeType, x: Float32Array, name = 'x'): Uint8Array {
   switch (type) {
     case 'F32':
@@ -353,11 +359,17 @@ export function encodeGgml(type: GgmlEncodeType, x: Float32Array, name = 'x'): U
     case 'BF16':
       return fromFloat32(x, type, name);
     case 'Q8_0':
-      return encodeQ8_0(x, name);
     case 'Q4_0':
-      return encodeQ4_0(x, name);
-    case 'Q4_1':
-      return encodeQ4_1(x, name);
+    case 'Q4_1': {
+      // the native encoders (same bytes, multi-threaded) for tensors worth a native call; the
+      // reference below for small ones, without the addon, and to name a bad value
+      checkInput(x, type);
+      if (x.length >= NATIVE_MIN) {
+        const out = new Uint8Array((x.length / QK) * (type === 'Q8_0' ? 34 : type === 'Q4_0' ? 18 : 20));
+        if (ggmlEncodeNative(type, x, out)) return out;
+      }
+      return type === 'Q8_0' ? encodeQ8_0(x, name) : type === 'Q4_0' ? encodeQ4_0(x, name) : encodeQ4_1(x, name);
+    }
     default:
       throw invalidOption('type', 'one of "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"', type);
   }

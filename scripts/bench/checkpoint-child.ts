@@ -12,13 +12,15 @@
  *   node checkpoint-child.js baseline
  *   node checkpoint-child.js inspect <dir>
  *   node checkpoint-child.js rtn <dir> <out> <threads>
+ *   node checkpoint-child.js gguf <dir> <out.gguf> <threads> <tokenizer.bin>
  */
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { inspectModel, quantize, setThreads, hasAddon } from '../../lib/index';
+import { exportGguf } from '../../lib/pipeline/gguf-export';
 
 async function main(): Promise<Record<string, unknown>> {
-  const [op, dir, out, threads] = process.argv.slice(2);
+  const [op, dir, out, threads, tokenizer] = process.argv.slice(2);
   if (!hasAddon()) throw new Error('the native addon did not load');
   if (op === 'baseline') return { op };
   if (op === 'inspect') {
@@ -36,6 +38,13 @@ async function main(): Promise<Record<string, unknown>> {
       op, seconds, quantizedModules: r.quantizedModules, skippedModules: r.skippedModules,
       sourceBytes: r.sourceBytes, outputBytes: r.outputBytes, meanRelError: r.meanRelError,
     };
+  }
+  if (op === 'gguf') {
+    if (threads) setThreads(Number(threads));
+    const t0 = performance.now();
+    const r = await exportGguf(dir, out, { type: 'Q4_0', tokenizer, overwrite: true });
+    const seconds = (performance.now() - t0) / 1000;
+    return { op, seconds, sourceBytes: r.sourceBytes, outputBytes: r.bytes, tensors: r.tensors, fallbacks: r.fallbacks.length };
   }
   throw new Error(`unknown op ${JSON.stringify(op)}`);
 }

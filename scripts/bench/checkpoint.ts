@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { writeSyntheticModel, inspectModel, SYNTHETIC_PRESETS } from '../../lib/index';
 import { log, median, round } from './timing';
 import type { Limits } from './limits';
+import { packageRoot } from '../../lib/native';
 
 export const CHECKPOINT_PEER_REASON =
   'no installable in-process peer: the reference tools (AutoGPTQ/GPTQModel, optimum, llama.cpp convert/quantize) ' +
@@ -210,6 +211,38 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
       gbps: round(g), fractionOfCopy: round(g / (o.limits.copy.gbps / 2), 3),
       result: { ...last, seconds: undefined },
     });
+  }
+  if (o.want('checkpoint-1b-gguf')) {
+    const tok = process.env.LOWBIT_FIXTURES ? path.join(process.env.LOWBIT_FIXTURES, 'llama2-tokenizer', 'tokenizer.bin')
+      : path.resolve(packageRoot(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.bin');
+    if (!fs.existsSync(tok)) {
+      entries.push({ name: 'checkpoint-1b-gguf', skipped: true, reason: `the Llama 2 tokenizer.bin (GGUF vocabulary) not found at ${tok}` } as unknown as CheckpointEntry);
+    } else {
+      const out = path.join(os.tmpdir(), `lowbit-bench-out-${preset}-${process.pid}.gguf`);
+      const secs: number[] = [];
+      const walls: number[] = [];
+      const rss: number[] = [];
+      let last: ChildResult | null = null;
+      parentRss = 0; maxRss = 0;
+      const reps = o.quick ? 1 : 2;
+      try {
+        for (let i = 0; i < reps; i++) {
+          log(`checkpoint-1b-gguf (${preset}): exportGguf Q4_0 in a child process, ${o.threads} thread(s), ${i + 1}/${reps}`);
+          const { r, wall } = child(['gguf', dir, out, String(o.threads), tok]);
+          secs.push(r.seconds ?? NaN); walls.push(wall); rss.push(peakBytes(r)); last = r;
+        }
+      } finally {
+        fs.rmSync(out, { force: true });
+      }
+      const g = Number(last?.sourceBytes ?? 0) / median(secs) / 1e9;
+      entries.push({
+        ...common('checkpoint-1b-gguf',
+          `exportGguf(dir, out, {type:'Q4_0', tokenizer}) of a synthetic ${preset}-shaped F16 checkpoint (ggml's Q4_0 encoder, tensors streamed one at a time; ` +
+          'written to os.tmpdir(), then removed), one child process', secs, walls, rss, 0),
+        parameters, gbps: round(g), fractionOfCopy: round(g / (o.limits.copy.gbps / 2), 3),
+        result: { ...last, seconds: undefined },
+      });
+    }
   }
   return { entries, checkpoint: { preset, dir, checkpointBytes, generatedSeconds: generatedSeconds === null ? null : round(generatedSeconds), cached: generatedSeconds === null } };
 }

@@ -33,7 +33,7 @@ const RUNTIME_NAMES = ['runtime-stories260k-prefill', 'runtime-stories260k-decod
 /** Every benchmark name `--only` accepts. */
 export const NAMES = [
   'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), ...GEMM_NAMES,
-  'checkpoint-1b-inspect', 'checkpoint-1b-rtn', ...RUNTIME_NAMES,
+  'checkpoint-1b-inspect', 'checkpoint-1b-rtn', 'checkpoint-1b-gguf', ...RUNTIME_NAMES,
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
   'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode',
@@ -175,7 +175,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     const r = medianRatio(g);
     if (r !== null) log(`gemm: median lowbit/OpenBLAS ratio over ${g.length} shape(s): ${r}`);
   }
-  if (want('checkpoint-1b-inspect') || want('checkpoint-1b-rtn')) {
+  if (want('checkpoint-1b-inspect') || want('checkpoint-1b-rtn') || want('checkpoint-1b-gguf')) {
     const c = await benchCheckpoint({ quick: args.quick, threads, limits, want });
     doc.checkpoint = c.checkpoint;
     benchmarks.push(...c.entries);

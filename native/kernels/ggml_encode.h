@@ -1,0 +1,21 @@
+// ggml's block encoders (Q8_0, Q4_0, Q4_1; blocks of 32 along the rows), natively and on the thread
+// pool, for GGUF export. The same f32 operations in the same order as llama.cpp's
+// quantize_row_*_ref and as lowbit's TypeScript encoders (lib/formats/ggml-blocks.ts, the
+// reference, checked against llama.cpp's own files), so the bytes are identical: no FMA contraction
+// (the build uses -ffp-contract=off), C roundf / truncation exactly where ggml has them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace lowbit {
+
+enum GgmlEncodeType { GGML_ENCODE_Q8_0 = 0, GGML_ENCODE_Q4_0 = 1, GGML_ENCODE_Q4_1 = 2 };
+
+// Bytes per block of 32 values (34, 18, 20).
+size_t ggml_encode_block_bytes(int type);
+// x: n values (n % 32 == 0) → out: n / 32 blocks. Returns false, with out unspecified, when a
+// value is not finite or a block scale overflows fp16: the caller reports it (the reference
+// encoder names the element).
+bool ggml_encode(int type, const float* x, size_t n, uint8_t* out);
+
+}  // namespace lowbit
