@@ -166,18 +166,23 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
     peer: null as null, peerReason: CHECKPOINT_PEER_REASON,
   });
   const parameters = inspectModel(dir).parameters; // headers only; cheap
-  if (o.want('checkpoint-1b-inspect')) {
+  // `reps` child processes running one operation each: their times, wall times and peak RSS.
+  const repeat = (reps: number, what: (i: number) => string, args: string[]) => {
     const secs: number[] = [];
     const walls: number[] = [];
     const rss: number[] = [];
     let last: ChildResult | null = null;
     parentRss = 0; maxRss = 0;
-    const reps = o.quick ? 2 : 3;
     for (let i = 0; i < reps; i++) {
-      log(`checkpoint-1b-inspect (${preset}): child ${i + 1}/${reps}`);
-      const { r, wall } = child(['inspect', dir]);
+      log(what(i));
+      const { r, wall } = child(args);
       secs.push(r.seconds ?? NaN); walls.push(wall); rss.push(peakBytes(r)); last = r;
     }
+    return { secs, walls, rss, last };
+  };
+  if (o.want('checkpoint-1b-inspect')) {
+    const reps = o.quick ? 2 : 3;
+    const { secs, walls, rss, last } = repeat(reps, (i) => `checkpoint-1b-inspect (${preset}): child ${i + 1}/${reps}`, ['inspect', dir]);
     entries.push({
       ...common('checkpoint-1b-inspect', `inspectModel of a synthetic ${preset}-shaped F16 checkpoint (headers only), one child process per repeat`,
         secs, walls, rss, 0),
@@ -186,21 +191,14 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
   }
   if (o.want('checkpoint-1b-rtn')) {
     const out = path.join(os.tmpdir(), `lowbit-bench-out-${preset}-${process.pid}`);
-    const secs: number[] = [];
-    const walls: number[] = [];
-    const rss: number[] = [];
-    let last: ChildResult | null = null;
-    parentRss = 0; maxRss = 0;
     const reps = o.quick ? 3 : 2;
+    let run: ReturnType<typeof repeat>;
     try {
-      for (let i = 0; i < reps; i++) {
-        log(`checkpoint-1b-rtn (${preset}): quantize in a child process, ${o.threads} thread(s), ${i + 1}/${reps}`);
-        const { r, wall } = child(['rtn', dir, out, String(o.threads)]);
-        secs.push(r.seconds ?? NaN); walls.push(wall); rss.push(peakBytes(r)); last = r;
-      }
+      run = repeat(reps, (i) => `checkpoint-1b-rtn (${preset}): quantize in a child process, ${o.threads} thread(s), ${i + 1}/${reps}`, ['rtn', dir, out, String(o.threads)]);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
+    const { secs, walls, rss, last } = run;
     const sourceBytes = Number(last?.sourceBytes ?? 0);
     const g = sourceBytes / median(secs) / 1e9;
     entries.push({
@@ -215,25 +213,20 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
   if (o.want('checkpoint-1b-gguf')) {
     const tok = process.env.LOWBIT_FIXTURES ? path.join(process.env.LOWBIT_FIXTURES, 'llama2-tokenizer', 'tokenizer.bin')
       : path.resolve(packageRoot(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.bin');
-    if (!fs.existsSync(tok)) {
-      entries.push({ name: 'checkpoint-1b-gguf', skipped: true, reason: `the Llama 2 tokenizer.bin (GGUF vocabulary) not found at ${tok}` } as unknown as CheckpointEntry);
+    if (o.quick || !fs.existsSync(tok)) {
+      const reason = o.quick ? "skipped in --quick (the quick preset's vocabulary is not the Llama 2 tokenizer's)" : `the Llama 2 tokenizer.bin (GGUF vocabulary) not found at ${tok}`;
+      entries.push({ name: 'checkpoint-1b-gguf', skipped: true, reason } as unknown as CheckpointEntry);
     } else {
       const out = path.join(os.tmpdir(), `lowbit-bench-out-${preset}-${process.pid}.gguf`);
-      const secs: number[] = [];
-      const walls: number[] = [];
-      const rss: number[] = [];
-      let last: ChildResult | null = null;
-      parentRss = 0; maxRss = 0;
       const reps = o.quick ? 1 : 2;
+      let run: ReturnType<typeof repeat>;
       try {
-        for (let i = 0; i < reps; i++) {
-          log(`checkpoint-1b-gguf (${preset}): exportGguf Q4_0 in a child process, ${o.threads} thread(s), ${i + 1}/${reps}`);
-          const { r, wall } = child(['gguf', dir, out, String(o.threads), tok]);
-          secs.push(r.seconds ?? NaN); walls.push(wall); rss.push(peakBytes(r)); last = r;
-        }
+        run = repeat(reps, (i) => `checkpoint-1b-gguf (${preset}): exportGguf Q4_0 in a child process, ${o.threads} thread(s), ${i + 1}/${reps}`,
+          ['gguf', dir, out, String(o.threads), tok]);
       } finally {
         fs.rmSync(out, { force: true });
       }
+      const { secs, walls, rss, last } = run;
       const g = Number(last?.sourceBytes ?? 0) / median(secs) / 1e9;
       entries.push({
         ...common('checkpoint-1b-gguf',
