@@ -395,15 +395,15 @@ export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16',
 }
 
 /**
- * ggml's Q8_0 / Q4_0 / Q4_1 block encoders, native and multi-threaded (bit-identical to the
+ * ggml's Q8_0 / Q4_0 / Q4_1 / Q4_K block encoders, native and multi-threaded (bit-identical to the
  * TypeScript reference encoders of formats/ggml-blocks). Returns false when the addon is
  * unavailable, the kernel mode is 'ref', or a value is not finite / a scale overflows fp16 (the
  * reference encoder then reports which).
  * @internal
  */
-export function ggmlEncodeNative(type: 'Q8_0' | 'Q4_0' | 'Q4_1', x: Float32Array, out: Uint8Array): boolean {
+export function ggmlEncodeNative(type: 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q4_K', x: Float32Array, out: Uint8Array): boolean {
   if (!hasAddon() || kernelMode === 'ref') return false;
-  return addon().ggmlEncodeSync(type === 'Q8_0' ? 0 : type === 'Q4_0' ? 1 : 2, x, out);
+  return addon().ggmlEncodeSync(type === 'Q8_0' ? 0 : type === 'Q4_0' ? 1 : type === 'Q4_1' ? 2 : 3, x, out);
 }
 
 /**

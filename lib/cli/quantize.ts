@@ -86,7 +86,7 @@ export function quantizeCommand(run: RunFn): Command {
     .addOption(new Option('--codebook <kind>', 'uniform grid or a non-uniform codebook (dequant format)').choices(['uniform', 'nf4', 'log2']).default('uniform'))
     .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
     .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (vocabulary: --tokenizer tokenizer.bin, or the model directory\'s tokenizer.json)')
-      .choices(['gptq', 'gptq-v2', 'dequant', 'gguf:f32', 'gguf:f16', 'gguf:bf16', 'gguf:q8_0', 'gguf:q4_0', 'gguf:q4_1']).default('gptq'))
+      .choices(['gptq', 'gptq-v2', 'dequant', 'gguf:f32', 'gguf:f16', 'gguf:bf16', 'gguf:q8_0', 'gguf:q4_0', 'gguf:q4_1', 'gguf:q4_k']).default('gptq'))
     .option('--tokenizer <file...>', 'tokenizer file(s) copied into the output; a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')

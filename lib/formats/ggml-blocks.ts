@@ -41,12 +41,12 @@ export const QK = 32;
 export const QK_K = 256;
 
 /** ggml types {@link encodeGgml} can produce. */
-export type GgmlEncodeType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1';
+export type GgmlEncodeType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q4_K';
 /** ggml types {@link decodeGgml} can read. */
-export type GgmlDecodeType = GgmlEncodeType | 'Q4_K' | 'Q6_K';
+export type GgmlDecodeType = GgmlEncodeType | 'Q6_K';
 
 /** Block types among {@link GgmlEncodeType}. */
-export const GGML_BLOCK_ENCODE_TYPES: readonly GgmlEncodeType[] = ['Q8_0', 'Q4_0', 'Q4_1'];
+export const GGML_BLOCK_ENCODE_TYPES: readonly GgmlEncodeType[] = ['Q8_0', 'Q4_0', 'Q4_1', 'Q4_K'];
 
 /**
  * Bytes of `n` values of ggml type `type` laid out along `ne[0]` (`n` must be a multiple of the
@@ -283,6 +283,129 @@ export function packQ4kScales(sc: ArrayLike<number>, m: ArrayLike<number>): Uint
   return s;
 }
 
+/** ggml's `nearest_int`: round half to even in f32 (the 1.5·2²³ addition trick; |v| ≤ 4194303). */
+function nearestInt(v: number): number {
+  return fr(v + 12582912) - 12582912;
+}
+
+/**
+ * ggml's `make_qkx2_quants` (weighted least squares over a grid of scales, min ≤ 0), in f32 as
+ * written there: `n` values of `x` from `xo`, weights `w`, codes 0…nmax into `L` from `lo`.
+ * Returns [scale, −min].
+ */
+function makeQkx2Quants(n: number, nmax: number, x: Float32Array, xo: number, w: Float32Array, L: Uint8Array, lo: number,
+  rmin: number, rdelta: number, nstep: number): [number, number] {
+  let min = x[xo], max = x[xo];
+  let sumW = w[0], sumX = fr(sumW * x[xo]);
+  for (let i = 1; i < n; i++) {
+    const v = x[xo + i];
+    if (v < min) min = v;
+    if (v > max) max = v;
+    sumW = fr(sumW + w[i]);
+    sumX = fr(sumX + fr(w[i] * v));
+  }
+  if (min > 0) min = 0;
+  if (max === min) {
+    L.fill(0, lo, lo + n);
+    return [0, -min];
+  }
+  let iscale = fr(nmax / fr(max - min));
+  let scale = fr(1 / iscale);
+  let best = 0;
+  for (let i = 0; i < n; i++) {
+    const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(x[xo + i] - min)))));
+    L[lo + i] = l;
+    const diff = fr(fr(fr(scale * l) + min) - x[xo + i]);
+    best = fr(best + fr(w[i] * fr(diff * diff)));
+  }
+  const aux = new Uint8Array(n);
+  for (let is = 0; is <= nstep; is++) {
+    iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));  // min as updated by a better candidate, as in ggml
+    let sumL = 0, sumL2 = 0, sumXL = 0;
+    for (let i = 0; i < n; i++) {
+      const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(x[xo + i] - min)))));
+      aux[i] = l;
+      const wl = fr(w[i] * l);
+      sumL = fr(sumL + wl);
+      sumL2 = fr(sumL2 + fr(wl * l));
+      sumXL = fr(sumXL + fr(wl * x[xo + i]));
+    }
+    const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
+    if (D > 0) {
+      let thisScale = fr(fr(fr(sumW * sumXL) - fr(sumX * sumL)) / D);
+      let thisMin = fr(fr(fr(sumL2 * sumX) - fr(sumL * sumXL)) / D);
+      if (thisMin > 0) {
+        thisMin = 0;
+        thisScale = fr(sumXL / sumL2);
+      }
+      let mad = 0;
+      for (let i = 0; i < n; i++) {
+        const diff = fr(fr(fr(thisScale * aux[i]) + thisMin) - x[xo + i]);
+        mad = fr(mad + fr(w[i] * fr(diff * diff)));
+      }
+      if (mad < best) {
+        L.set(aux, lo);
+        best = mad;
+        scale = thisScale;
+        min = thisMin;
+      }
+    }
+  }
+  return [scale, -min];
+}
+
+/**
+ * Q4_K reference encoder (§7.4; ggml's `quantize_row_q4_K_ref`, in f32 without fused multiply-adds):
+ * per sub-block of 32, weights `rms + |x|` and `make_qkx2_quants(32, 15, …, −1, 0.1, 20)` choose a
+ * scale and a min; the eight of each are quantized to 6 bits against the super-block's largest
+ * (`d = max_scale / 63`, `dmin = max_min / 63`, fp16), and the codes are recomputed with those
+ * quantized scales: `code = nearest((x + dmin·m) / (d·sc))` clamped to 0…15.
+ *
+ * @param x values, length a multiple of 256.
+ * @returns `x.length / 256 · 144` bytes.
+ */
+export function encodeQ4_K(x: Float32Array, name = 'x'): Uint8Array {
+  if (!(x instanceof Float32Array)) throw invalidOption('x', 'a Float32Array', x);
+  if (x.length % QK_K !== 0) throw invalidOption('x', `a Float32Array whose length is a multiple of the Q4_K block size ${QK_K}`, x);
+  const nb = x.length / QK_K;
+  const out = new Uint8Array(nb * 144);
+  const L = new Uint8Array(QK_K), w = new Float32Array(32);
+  const scales = new Float32Array(8), mins = new Float32Array(8);
+  for (let b = 0; b < nb; b++) {
+    const xo = b * QK_K, o = b * 144;
+    for (let i = 0; i < QK_K; i++) if (!Number.isFinite(x[xo + i])) throw nonFinite(name, 'Q4_K', xo + i, x[xo + i]);
+    let maxScale = 0, maxMin = 0;
+    for (let j = 0; j < 8; j++) {
+      let sumX2 = 0;
+      for (let l = 0; l < 32; l++) sumX2 = fr(sumX2 + fr(x[xo + 32 * j + l] * x[xo + 32 * j + l]));
+      const avX = fr(Math.sqrt(fr(sumX2 / 32)));
+      for (let l = 0; l < 32; l++) w[l] = fr(avX + Math.abs(x[xo + 32 * j + l]));
+      [scales[j], mins[j]] = makeQkx2Quants(32, 15, x, xo + 32 * j, w, L, 32 * j, -1, fr(0.1), 20);
+      if (scales[j] > maxScale) maxScale = scales[j];
+      if (mins[j] > maxMin) maxMin = mins[j];
+    }
+    const invScale = maxScale > 0 ? fr(63 / maxScale) : 0;
+    const invMin = maxMin > 0 ? fr(63 / maxMin) : 0;
+    const ls: number[] = [], lm: number[] = [];
+    for (let j = 0; j < 8; j++) {
+      ls.push(Math.min(63, nearestInt(fr(invScale * scales[j])) & 0xff));
+      lm.push(Math.min(63, nearestInt(fr(invMin * mins[j])) & 0xff));
+    }
+    putF16(out, o, fr(maxScale / 63), name, 'd');
+    putF16(out, o + 2, fr(maxMin / 63), name, 'dmin');
+    out.set(packQ4kScales(ls, lm), o + 4);
+    const d = getF16(out, o), dmin = getF16(out, o + 2);
+    for (let j = 0; j < 8; j++) {
+      const dj = fr(d * ls[j]);
+      if (!dj) continue;  // the sub-block keeps make_qkx2_quants's codes (ggml's `if (!d) continue`)
+      const mj = fr(dmin * lm[j]);
+      for (let l = 0; l < 32; l++) L[32 * j + l] = Math.max(0, Math.min(15, nearestInt(fr(fr(x[xo + 32 * j + l] + mj) / dj))));
+    }
+    for (let c = 0; c < 4; c++) for (let l = 0; l < 32; l++) out[o + 16 + 32 * c + l] = L[64 * c + l] | (L[64 * c + l + 32] << 4);
+  }
+  return out;
+}
+
 /**
  * Q4_K decoder (§7.4): `value(v) = d·sc_j·code(v) − dmin·m_j`, in ggml's f32 order
  * (`d1 = d·sc`, `m1 = dmin·m`, `y = d1·code − m1`). `n` = number of values (a multiple of 256).
@@ -360,18 +483,22 @@ export function encodeGgml(type: GgmlEncodeType, x: Float32Array, name = 'x'): U
       return fromFloat32(x, type, name);
     case 'Q8_0':
     case 'Q4_0':
-    case 'Q4_1': {
+    case 'Q4_1':
+    case 'Q4_K': {
       // the native encoders (same bytes, multi-threaded) for tensors worth a native call; the
       // reference below for small ones, without the addon, and to name a bad value
-      checkInput(x, type);
+      const t = GGML_TYPES[type];
+      if (!(x instanceof Float32Array) || x.length % t.blockSize !== 0) {
+        throw invalidOption('x', `a Float32Array whose length is a multiple of the ${type} block size ${t.blockSize}`, x);
+      }
       if (x.length >= NATIVE_MIN) {
-        const out = new Uint8Array((x.length / QK) * (type === 'Q8_0' ? 34 : type === 'Q4_0' ? 18 : 20));
+        const out = new Uint8Array((x.length / t.blockSize) * t.typeSize);
         if (ggmlEncodeNative(type, x, out)) return out;
       }
-      return type === 'Q8_0' ? encodeQ8_0(x, name) : type === 'Q4_0' ? encodeQ4_0(x, name) : encodeQ4_1(x, name);
+      return type === 'Q8_0' ? encodeQ8_0(x, name) : type === 'Q4_0' ? encodeQ4_0(x, name) : type === 'Q4_1' ? encodeQ4_1(x, name) : encodeQ4_K(x, name);
     }
     default:
-      throw invalidOption('type', 'one of "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"', type);
+      throw invalidOption('type', 'one of "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K"', type);
   }
 }
 

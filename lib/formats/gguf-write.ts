@@ -32,10 +32,10 @@ import {
 import { encodeGgml, type GgmlEncodeType } from './ggml-blocks';
 import type { Vocab } from '../tokenizer';
 
-/** Tensor types {@link writeGguf} writes (the k-quants from encoded blocks only: lowbit has no k-quant encoder). */
+/** Tensor types {@link writeGguf} writes (Q6_K from encoded blocks only: lowbit has no Q6_K encoder). */
 export type GgufWriteType = GgmlEncodeType | 'Q4_K' | 'Q6_K';
 const WRITE_TYPES: readonly GgufWriteType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K', 'Q6_K'];
-const ENCODED_ONLY: readonly GgufWriteType[] = ['Q4_K', 'Q6_K'];
+const ENCODED_ONLY: readonly GgufWriteType[] = ['Q6_K'];
 
 /**
  * The value of an ARRAY metadata entry: the element type and the elements. Numeric elements may
@@ -456,7 +456,7 @@ export interface LlamaGgufOptions {
    * type, a tensor whose `ne[0]` (in_features) is not a multiple of 32 is stored as F16 instead and
    * listed in `fallbacks`.
    */
-  type: 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1';
+  type: 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q4_K';
   /**
    * RoPE row order of the given q/k weights: 'adjacent' (llama2.c, GGUF: written as they are) or
    * 'half' (Hugging Face rotate-half: rows permuted to adjacent-pair order per head, §3.3).
@@ -501,7 +501,8 @@ export interface LlamaGgufSpec extends GgufWriteSpec {
 }
 
 /** `LLAMA_FTYPE_*` of the requested type (§6.3 general.file_type). */
-const FILE_TYPES: Record<LlamaGgufOptions['type'], number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, BF16: 32 };
+// Q4_K: llama.cpp's MOSTLY_Q4_K_S (14), the mix closest to all-Q4_K weights
+const FILE_TYPES: Record<LlamaGgufOptions['type'], number> = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 7, Q4_K: 14, BF16: 32 };
 
 /**
  * Permute the rows of a `(heads·hd, cols)` matrix (or a `heads·hd` bias, cols = 1) from
@@ -570,7 +571,7 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
   const hd = dim / nHeads;
   if (hd % 2 !== 0) throw invalidOption('cfg.nHeads', `a head count giving an even head size (dim ${dim} / nHeads = ${hd})`, nHeads);
   if (typeof opts !== 'object' || opts === null) throw invalidOption('opts', 'a { type, ropeOrder } object', opts);
-  if (!Object.prototype.hasOwnProperty.call(FILE_TYPES, opts.type)) throw invalidOption('opts.type', 'one of "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"', opts.type);
+  if (!Object.prototype.hasOwnProperty.call(FILE_TYPES, opts.type)) throw invalidOption('opts.type', 'one of "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K"', opts.type);
   if (opts.ropeOrder !== 'adjacent' && opts.ropeOrder !== 'half') throw invalidOption('opts.ropeOrder', 'one of "adjacent", "half"', opts.ropeOrder);
   if (typeof vocab !== 'object' || vocab === null || !Array.isArray(vocab.pieces) || !(vocab.scores instanceof Float32Array)) {
     throw invalidOption('vocab', 'a Vocab (pieces, scores, bos, eos)', vocab);
@@ -606,7 +607,7 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
   const out: GgufTensorSpec[] = [];
   const fallbacks: { name: string; reason: string }[] = [];
   let anyBlock = false;
-  const blockType = opts.type === 'Q8_0' || opts.type === 'Q4_0' || opts.type === 'Q4_1';
+  const blockType = opts.type === 'Q8_0' || opts.type === 'Q4_0' || opts.type === 'Q4_1' || opts.type === 'Q4_K';
   for (const [hfName, shape] of want) {
     const t = tensors.get(hfName);
     if (!t) throw new LowbitError('LOWBIT_NOT_FOUND', `buildLlamaGgufSpec: missing tensor ${hfName} [${shape.join(', ')}]`, { tensor: hfName });
@@ -646,8 +647,12 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
     else if (blockType && shape[shape.length - 1] % 32 !== 0) {
       type = 'F16';
       fallbacks.push({ name, reason: `ne[0] = ${shape[shape.length - 1]} (in_features) is not a multiple of the ${opts.type} block size 32; stored as F16` });
+    } else if (type === 'Q4_K' && shape[shape.length - 1] % 256 !== 0) {
+      // llama.cpp falls back to Q5_0 here; lowbit has no Q5_0 encoder and takes the wider Q8_0
+      type = 'Q8_0';
+      fallbacks.push({ name, reason: `ne[0] = ${shape[shape.length - 1]} (in_features) is not a multiple of the Q4_K super-block size 256; stored as Q8_0` });
     }
-    if (type === 'Q8_0' || type === 'Q4_0' || type === 'Q4_1') anyBlock = true;
+    if (type === 'Q8_0' || type === 'Q4_0' || type === 'Q4_1' || type === 'Q4_K') anyBlock = true;
     let data: Float32Array | (() => Float32Array) = given instanceof Float32Array ? given : () => checked(given());
     if (opts.ropeOrder === 'half' && /\.self_attn\.[qk]_proj\.(weight|bias)$/.test(hfName)) {
       const heads = hfName.includes('.q_proj.') ? nHeads : nKvHeads;

@@ -19,7 +19,7 @@ import { parseGptqConfig, resolveGptqModuleConfig, decodeGptqModule, type Decode
 import { f32ToF16Bits, f16BitsToF32 } from '../formats/dtype';
 import type { Vocab } from '../tokenizer';
 
-export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1'] as const;
+export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K'] as const;
 export type GgufExportType = (typeof GGUF_EXPORT_TYPES)[number];
 
 /** Options of {@link exportGguf}. */
@@ -165,6 +165,7 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
 function gptqToGgml(dec: DecodedModule, bits: number, type: GgufExportType): { encoded?: { type: 'Q8_0' | 'Q4_0' | 'Q4_1'; bytes: Uint8Array }; how: GptqConversion['how']; detail?: string } {
   if (type === 'F32') return { how: 'exact' };
   if (type === 'F16' || type === 'BF16') return { how: 'rounded', detail: `dequantized weights rounded to ${type}` };
+  if (type === 'Q4_K') return { how: 'requantized', detail: 'GPTQ groups have no Q4_K form (6-bit sub-block scales of 256-channel super-blocks): dequantized and re-encoded as Q4_K' };
   const { rows, cols, codes, scales, zeros, gIdx } = dec;
   let why: string | null = null;
   if (cols % 32 !== 0) return { how: 'rounded', detail: `in_features ${cols} is not a multiple of 32: dequantized weights stored as F16 (see fallbacks)` };

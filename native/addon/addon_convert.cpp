@@ -52,13 +52,13 @@ static Napi::Value ConvertAsync(const Napi::CallbackInfo& info) {
       [r](Napi::Env env) { return result(env, *r); }, {info[0], info[2]}, info[6], (double)a.n);
 }
 
-// ggmlEncodeSync(type 0|1|2, x: Float32Array, out: Uint8Array) -> false when a value is not finite
+// ggmlEncodeSync(type 0|1|2|3 = Q8_0|Q4_0|Q4_1|Q4_K, x: Float32Array, out: Uint8Array) -> false when a value is not finite
 // or a scale overflows fp16 (the caller's reference encoder then reports which).
 static Napi::Value GgmlEncodeSync(const Napi::CallbackInfo& info) {
   const int type = info[0].As<Napi::Number>().Int32Value();
   View x = view_of(info[1], "x"), out = view_of(info[2], "out");
-  const size_t bb = ggml_encode_block_bytes(type), n = x.bytes / 4;
-  if (!bb || x.bytes % 128 || out.bytes < n / 32 * bb) throw_js(info.Env(), "LOWBIT_INTERNAL", "ggmlEncodeSync: type or buffer sizes disagree");
+  const size_t bb = ggml_encode_block_bytes(type), bv = ggml_encode_block_values(type), n = x.bytes / 4;
+  if (!bb || x.bytes % (bv * 4) || out.bytes < n / bv * bb) throw_js(info.Env(), "LOWBIT_INTERNAL", "ggmlEncodeSync: type or buffer sizes disagree");
   return Napi::Boolean::New(info.Env(), ggml_encode(type, reinterpret_cast<const float*>(x.data), n, out.data));
 }
 

@@ -393,7 +393,8 @@ describe('formats/ggml-blocks', () => {
       assert.throws(() => encodeQ4_1(big, 'w'), isCode('LOWBIT_NUMERICAL', 'w: block scale m'));
       assert.throws(() => decodeQ8_0(new Uint8Array(33), 32), isCode('LOWBIT_SHAPE_MISMATCH', 'need 34 bytes'));
       assert.throws(() => decodeQ4_K(new Uint8Array(144), 32), isCode('LOWBIT_INVALID_OPTION', 'block size 256'));
-      assert.throws(() => encodeGgml('Q4_K' as never, new Float32Array(256)), isCode('LOWBIT_INVALID_OPTION', 'type'));
+      assert.throws(() => encodeGgml('Q6_K' as never, new Float32Array(256)), isCode('LOWBIT_INVALID_OPTION', 'type'));
+      assert.throws(() => encodeGgml('Q4_K', new Float32Array(32)), isCode('LOWBIT_INVALID_OPTION', 'block size 256'));
       assert.throws(() => packQ4kScales([64, 0, 0, 0, 0, 0, 0, 0], new Array(8).fill(0)), isCode('LOWBIT_INVALID_OPTION', 'sc[0]'));
     });
   });

@@ -226,7 +226,7 @@ describe('formats/gguf-write', () => {
         [{ tensors: [{ name: 'q', type: 'Q8_0', shape: [2, 48], data: new Float32Array(96) }] }, 'LOWBIT_INVALID_OPTION', 'q: type', 'ne[0] = 48', 'multiple of 32'],
         [{ tensors: [{ name: 'q', type: 'Q4_1', shape: [40], data: new Float32Array(40) }] }, 'LOWBIT_INVALID_OPTION', 'q: type', 'ne[0] = 40'],
         [{ tensors: [{ name: 'q', type: 'Q2_K' as never, shape: [256], data: new Float32Array(256) }] }, 'LOWBIT_INVALID_OPTION', 'q: type'],
-        [{ tensors: [{ name: 'q', type: 'Q4_K', shape: [256], data: new Float32Array(256) }] }, 'LOWBIT_INVALID_OPTION', 'q: data', 'encoded Q4_K blocks'],
+        [{ tensors: [{ name: 'q', type: 'Q6_K', shape: [256], data: new Float32Array(256) }] }, 'LOWBIT_INVALID_OPTION', 'q: data', 'encoded Q6_K blocks'],
         [{ tensors: [{ name: 'q', type: 'Q6_K', shape: [256], data: new Uint8Array(200) }] }, 'LOWBIT_SHAPE_MISMATCH', '200 encoded bytes', '210 bytes'],
         [{ tensors: [{ name: 'x', type: 'F32', shape: [2], data: new Float32Array(2) }, { name: 'x', type: 'F32', shape: [2], data: new Float32Array(2) }] }, 'LOWBIT_INVALID_OPTION', 'unique tensor names'],
         [{ tensors: [{ name: 'n'.repeat(64), type: 'F32', shape: [2], data: new Float32Array(2) }] }, 'LOWBIT_INVALID_OPTION', 'fewer than 64'],
@@ -415,7 +415,7 @@ describe('formats/gguf-write', () => {
       assert.throws(build(hf, { nKvHeads: 3 }), isCode('LOWBIT_INVALID_OPTION', 'cfg.nKvHeads'));
       assert.throws(build(hf, { dim: 0 }), isCode('LOWBIT_INVALID_OPTION', 'cfg.dim'));
       assert.throws(build(hf, { vocabSize: 9 }), isCode('LOWBIT_INVALID_OPTION', 'vocab'));
-      assert.throws(build(hf, {}, { type: 'Q4_K' }), isCode('LOWBIT_INVALID_OPTION', 'opts.type'));
+      assert.throws(build(hf, {}, { type: 'Q6_K' }), isCode('LOWBIT_INVALID_OPTION', 'opts.type'));
       assert.throws(build(hf, {}, { ropeOrder: 'neox' }), isCode('LOWBIT_INVALID_OPTION', 'opts.ropeOrder'));
     });
   });
