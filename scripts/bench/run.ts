@@ -36,7 +36,7 @@ export const NAMES = [
   'checkpoint-1b-inspect', 'checkpoint-1b-rtn', 'checkpoint-1b-gguf', ...RUNTIME_NAMES,
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
-  'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode',
+  'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode', 'runtime-1b-q4_k-prefill', 'runtime-1b-q4_k-decode',
   ...QDOT_NAMES,
 ];
 
@@ -189,7 +189,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   if (QDOT_NAMES.some(want)) {
     benchmarks.push(...((await benchQdot({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
-  if (['runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode'].some(want)) {
+  if (['runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode', 'runtime-1b-q4_k-prefill', 'runtime-1b-q4_k-decode'].some(want)) {
     benchmarks.push(...((await benchRuntimeQ({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
   if (want('gptq-pipeline-1b')) benchmarks.push((await benchGptqPipeline({ quick: args.quick })) as unknown as (typeof benchmarks)[number]);

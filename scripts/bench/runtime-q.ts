@@ -6,6 +6,7 @@
  *   runtime-1b-q4_0-llamacpp-* node-llama-cpp running that same file (1 or 2 threads, whichever decodes
  *                            faster), when node-llama-cpp is installed (`npm run test:peer` installs it);
  *                            it and runtime-1b-q4_0-* run in alternating rounds, both loaded at once
+ *   runtime-1b-q4_k-*, runtime-1b-q4_k-llamacpp-*  the same for the GGUF Q4_K file lowbit writes
  * Effective bandwidth: bytes of the quantized file read per decoded token (the f32 embedding row
  * read is negligible).
  */
@@ -151,7 +152,7 @@ async function runInterleaved(file: string, tokenizer: string, steps: number, ro
   }
 }
 
-/** `want` selects by entry name: runtime-1b-gptq4-* (both GPTQ entries), runtime-1b-q4_0-* (Q4_0 beside node-llama-cpp). */
+/** `want` selects by entry name: runtime-1b-gptq4-* (both GPTQ entries), runtime-1b-q4_0-* / runtime-1b-q4_k-* (beside node-llama-cpp). */
 export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: (name: string) => boolean }): Promise<Record<string, unknown>[]> {
   const want = o.want ?? (() => true);
   const wantGptq = want('runtime-1b-gptq4-prefill') || want('runtime-1b-gptq4-decode');
@@ -187,44 +188,48 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: 
       push(name, desc, gptq, r, peerNote, { rssBytesWhileLoaded: r.rss }, ` (best of ${repeats})`);
     }
   }
-  if (!want('runtime-1b-q4_0-prefill') && !want('runtime-1b-q4_0-decode')) return res;
+  const ggufTypes = (['Q4_0', 'Q4_K'] as const).filter((t) => want(`runtime-1b-${t.toLowerCase()}-prefill`) || want(`runtime-1b-${t.toLowerCase()}-decode`));
+  if (ggufTypes.length === 0) return res;
   const tok = process.env.LOWBIT_FIXTURES ? path.join(process.env.LOWBIT_FIXTURES, 'llama2-tokenizer', 'tokenizer.bin')
     : path.resolve(packageRoot(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.bin');
   if (o.quick || !fs.existsSync(tok)) {
     const reason = o.quick ? 'skipped in --quick' : `the Llama 2 tokenizer.bin (GGUF vocabulary) not found at ${tok}`;
-    res.push({ name: 'runtime-1b-q4_0-decode', skipped: true, reason });
+    for (const t of ggufTypes) res.push({ name: `runtime-1b-${t.toLowerCase()}-decode`, skipped: true, reason });
     return res;
   }
-  // v2: written since the U+FEFF piece fix (an older cached file is ignored)
-  const gguf = path.join(os.tmpdir(), `lowbit-bench-${preset}-q4_0-v2.gguf`);
-  if (!fs.existsSync(gguf)) {
-    log(`runtime-1b-q4_0: writing ${gguf}`);
-    await exportGguf(dir, gguf, { type: 'Q4_0', tokenizer: tok, overwrite: true });
+  for (const type of ggufTypes) {
+    const tag = `runtime-1b-${type.toLowerCase()}`;
+    // v2: written since the U+FEFF piece fix (an older cached file is ignored)
+    const gguf = path.join(os.tmpdir(), `lowbit-bench-${preset}-${type.toLowerCase()}-v2.gguf`);
+    if (!fs.existsSync(gguf)) {
+      log(`${tag}: writing ${gguf}`);
+      await exportGguf(dir, gguf, { type, tokenizer: tok, overwrite: true });
+    }
+    const rounds = o.quick ? 1 : 4;
+    const iv = await runInterleaved(gguf, tok, steps, rounds);
+    const summary = (r: Measured[]) => ({
+      prefillTps: median(r.map((x) => x.prefillTps)), perTok: median(r.map((x) => x.perTok)),
+      rounds: r.map((x) => ({ prefillTokensPerSecond: round(x.prefillTps), decodeTokensPerSecond: round(1 / x.perTok) })),
+    });
+    const ls = summary(iv.lowbit);
+    const ps = iv.peer ? summary(iv.peer) : null;
+    const ahead = iv.peer ? iv.lowbit.filter((x, i) => x.perTok < iv.peer![i].perTok).length : null;
+    const aheadPrefill = iv.peer ? iv.lowbit.filter((x, i) => x.prefillTps > iv.peer![i].prefillTps).length : null;
+    const comparison = {
+      interleavedRounds: rounds,
+      medianOf: 'rounds',
+      ...(ps ? {
+        decodeRatioVsPeer: round(ps.perTok / ls.perTok, 3), prefillRatioVsPeer: round(ls.prefillTps / ps.prefillTps, 3),
+        roundsLowbitDecodedFaster: ahead, roundsLowbitPrefilledFaster: aheadPrefill,
+      } : {}),
+    };
+    const rounded = `median of ${rounds} ${ps ? 'interleaved round(s) with node-llama-cpp' : 'round(s) (node-llama-cpp not installed)'}`;
+    push(tag, `${preset} GGUF ${type} written by lowbit, W4A8, ${rounded}`, gguf, ls, { ...comparison, peer: `${tag}-llamacpp-* (same rounds)` },
+      { rssBytesWhileLoaded: iv.rss }, '');
+    if (!ps) res.push({ name: `${tag}-llamacpp-decode`, skipped: true, reason: iv.peerReason });
+    else push(`${tag}-llamacpp`, `node-llama-cpp (llama.cpp CPU) on the same GGUF ${type} file, ${iv.threads} thread(s) (faster decode in round 0), ${rounded}`, gguf, ps,
+      { threads: iv.threads, firstRound: iv.firstRoundPeerThreads.map((f) => ({ threads: f.threads, prefillTokensPerSecond: round(f.r.prefillTps), decodeTokensPerSecond: round(1 / f.r.perTok) })), peer: null },
+      {}, '');
   }
-  const rounds = o.quick ? 1 : 4;
-  const iv = await runInterleaved(gguf, tok, steps, rounds);
-  const summary = (r: Measured[]) => ({
-    prefillTps: median(r.map((x) => x.prefillTps)), perTok: median(r.map((x) => x.perTok)),
-    rounds: r.map((x) => ({ prefillTokensPerSecond: round(x.prefillTps), decodeTokensPerSecond: round(1 / x.perTok) })),
-  });
-  const ls = summary(iv.lowbit);
-  const ps = iv.peer ? summary(iv.peer) : null;
-  const ahead = iv.peer ? iv.lowbit.filter((x, i) => x.perTok < iv.peer![i].perTok).length : null;
-  const aheadPrefill = iv.peer ? iv.lowbit.filter((x, i) => x.prefillTps > iv.peer![i].prefillTps).length : null;
-  const comparison = {
-    interleavedRounds: rounds,
-    medianOf: 'rounds',
-    ...(ps ? {
-      decodeRatioVsPeer: round(ps.perTok / ls.perTok, 3), prefillRatioVsPeer: round(ls.prefillTps / ps.prefillTps, 3),
-      roundsLowbitDecodedFaster: ahead, roundsLowbitPrefilledFaster: aheadPrefill,
-    } : {}),
-  };
-  const rounded = `median of ${rounds} ${ps ? 'interleaved round(s) with node-llama-cpp' : 'round(s) (node-llama-cpp not installed)'}`;
-  push('runtime-1b-q4_0', `${preset} GGUF Q4_0 written by lowbit, W4A8, ${rounded}`, gguf, ls, { ...comparison, peer: 'runtime-1b-q4_0-llamacpp-* (same rounds)' },
-    { rssBytesWhileLoaded: iv.rss }, '');
-  if (!ps) res.push({ name: 'runtime-1b-q4_0-llamacpp-decode', skipped: true, reason: iv.peerReason });
-  else push('runtime-1b-q4_0-llamacpp', `node-llama-cpp (llama.cpp CPU) on the same GGUF Q4_0 file, ${iv.threads} thread(s) (faster decode in round 0), ${rounded}`, gguf, ps,
-    { threads: iv.threads, firstRound: iv.firstRoundPeerThreads.map((f) => ({ threads: f.threads, prefillTokensPerSecond: round(f.r.prefillTps), decodeTokensPerSecond: round(1 / f.r.perTok) })), peer: null },
-    {}, '');
   return res;
 }

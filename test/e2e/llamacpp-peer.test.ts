@@ -3,7 +3,8 @@
  * Q4_0), loaded by node-llama-cpp (llama.cpp's CPU build) and by lowbit's runtime. Same greedy
  * continuation (every token for F16/Q8_0; for Q4_0 llama.cpp also quantizes activations to 8 bits
  * inside its q4_0 products, so only the opening is required to agree) and the same perplexity on
- * the first two dev windows (0.5%; Q4_0 3%). Runs when node-llama-cpp is installed
+ * the first two dev windows (0.5%; Q4_0 3%); and a demo-shaped model as Q4_K, whose next-token
+ * distributions must agree (KL, top-1). Runs when node-llama-cpp is installed
  * (`npm run test:peer` installs it without saving); skips with the reason otherwise.
  */
 import { strict as assert } from 'node:assert';
@@ -101,6 +102,49 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       }
     });
   }
+
+  it('Q4_K (a demo-shaped model: every linear in 256-value super-blocks): llama.cpp and lowbit give the same next-token distributions (KL < 0.005 nats; top-1 ≥ 85%: random weights give flat distributions, and each quantizes activations its own way)', async function () {
+    const dir = await writeSyntheticModel(path.join(root, 'demo'), { shape: { ...SYNTHETIC_PRESETS.demo, vocabSize: 512 }, dtype: 'F16' });
+    const file = path.join(root, 'demo-q4k.gguf');
+    const tok = path.join(fx, 'stories260K', 'tok512.bin');
+    await exportGguf(dir, file, { type: 'Q4_K', tokenizer: tok });
+    const ours = await loadModel(file);
+    type LModel = { createContext(o: object): Promise<{ getSequence(): { controlledEvaluate(t: unknown[]): Promise<{ next?: { logits?: Map<number, number> } }[]> }; dispose(): Promise<void> }>; dispose(): Promise<void> };
+    const llama = await (nlc!.getLlama as (o: object) => Promise<{ loadModel(o: object): Promise<LModel>; dispose(): Promise<void> }>)({ gpu: false, build: 'never', skipDownload: true });
+    const model = await llama.loadModel({ modelPath: file });
+    try {
+      const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
+      const win = [1, ...ours.tokenizer!.encode(text, { bos: false }).slice(0, 255)];
+      const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+      const res = await ctx.getSequence().controlledEvaluate(win.map((t) => [t, { generateNext: { logits: true } }]));
+      await ctx.dispose();
+      const mine = await ours.forward(Int32Array.from(win), 0, win.length);
+      const V = 512;
+      let kl = 0, agree = 0;
+      for (let j = 0; j < win.length; j++) {
+        const theirs = res[j].next!.logits!;
+        const p = new Float64Array(V), q = new Float64Array(V);
+        for (const [id, v] of theirs) p[id] = v;
+        for (let i = 0; i < V; i++) q[i] = mine[j * V + i];
+        const lse = (a: Float64Array) => { let m = -Infinity; for (const v of a) m = Math.max(m, v); let z = 0; for (const v of a) z += Math.exp(v - m); return m + Math.log(z); };
+        const lp = lse(p), lq = lse(q);
+        let k = 0, ap = 0, aq = 0;
+        for (let i = 0; i < V; i++) {
+          k += Math.exp(p[i] - lp) * ((p[i] - lp) - (q[i] - lq));
+          if (p[i] > p[ap]) ap = i;
+          if (q[i] > q[aq]) aq = i;
+        }
+        kl += k;
+        if (ap === aq) agree++;
+      }
+      kl /= win.length;
+      assert.ok(kl < 0.005 && agree / win.length >= 0.85, `KL ${kl}, top-1 ${agree}/${win.length}`);
+    } finally {
+      ours.dispose();
+      await model.dispose();
+      await llama.dispose();
+    }
+  });
 
   it('a vocabulary written from tokenizer.json (the Llama 2 vocabulary, converted as Hugging Face does): llama.cpp tokenizes the dev text as lowbit does', async function () {
     const dir = await writeSyntheticModel(path.join(root, 'hf32k'), { shape: { ...SYNTHETIC_PRESETS.tiny, vocabSize: 32000 }, dtype: 'F16' });
