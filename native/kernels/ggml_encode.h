@@ -19,4 +19,8 @@ size_t ggml_encode_block_bytes(int type);
 // encoder names the element).
 bool ggml_encode(int type, const float* x, size_t n, uint8_t* out);
 
+// Q4_K's per-sub-block search (make_qkx2_quants) for the 8 sub-blocks of one super-block at once,
+// bit-identical to the scalar code: scales, −mins and codes L (256). AVX2 (x86-64 builds).
+void q4k_search_avx2(const float* x, float* scales, float* neg_mins, uint8_t* L);
+
 }  // namespace lowbit

@@ -31,6 +31,8 @@ describe('native ggml block encoders (Q8_0, Q4_0, Q4_1, Q4_K)', function () {
           for (let j = 64; j < 96; j++) x[j] = j - 80;
           x[96] = 127; for (let j = 97; j < 128; j++) x[j] = (j - 112) + 0.5;
           for (let j = 128; j < 160; j++) x[j] = 1e-6 * (j - 140);  // scales far below fp16's normal range
+          x.fill(0.5, 160, 192);  // constant sub-blocks: positive (min clamps to 0) and negative (max == min)
+          x.fill(-2, 192, 224);
           const out = encodeGgml(type, x, 't');
           const ref = REF[type](x, 't');
           assert.equal(out.length, ref.length);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/dispatch.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
 
@@ -147,12 +148,19 @@ bool block_q4_k(const float* x, uint8_t* o) {
     if (!std::isfinite(x[i])) return false;
   uint8_t L[256];
   float w[32], scales[8], mins[8], max_scale = 0, max_min = 0;
+  const Isa isa = active_isa();
+  if (isa == ISA_AVX2 || isa == ISA_AVX512) {
+    q4k_search_avx2(x, scales, mins, L);  // the eight sub-blocks at once, the same results
+  } else {
+    for (int j = 0; j < 8; j++) {
+      float sum_x2 = 0;
+      for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+      const float av_x = std::sqrt(sum_x2 / 32);
+      for (int l = 0; l < 32; l++) w[l] = av_x + std::fabs(x[32 * j + l]);
+      scales[j] = make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
+    }
+  }
   for (int j = 0; j < 8; j++) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; l++) w[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -189,6 +197,10 @@ bool block_q4_k(const float* x, uint8_t* o) {
 }
 
 }  // namespace
+
+#if !defined(LOWBIT_HAVE_X86_VARIANTS)
+void q4k_search_avx2(const float*, float*, float*, uint8_t*) {}  // never called: the dispatcher picks no x86 variant here
+#endif
 
 size_t ggml_encode_block_values(int type) { return type == GGML_ENCODE_Q4_K ? 256 : ggml_encode_block_bytes(type) ? QK : 0; }
 size_t ggml_encode_block_bytes(int type) {
