@@ -471,10 +471,9 @@ const NATIVE_MIN = 4096;
 /**
  * Encode f32 values as ggml type `type` (little-endian bytes along `ne[0]`): F32 (copy), F16
  * (nearest-even; |x| ≥ 65520 is LOWBIT_NUMERICAL naming `name`), BF16, or a block type
- * (`x.length` a multiple of 32) with the same bytes as the reference encoders above: natively and
+ * (`x.length` a multiple of its block: 32, or 256 for Q4_K) with the same bytes as the reference encoders above: natively and
  * multi-threaded from 4096 values when the addon is loaded, else by the references themselves.
  */
-
 export function encodeGgml(type: GgmlEncodeType, x: Float32Array, name = 'x'): Uint8Array {
   switch (type) {
     case 'F32':

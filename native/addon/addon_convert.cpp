@@ -1,5 +1,5 @@
 // convert / convertSync: f32 <-> f16 <-> bf16 over typed arrays (see kernels/convert.h).
-// ggmlEncodeSync(type, x, out): ggml's Q8_0 / Q4_0 / Q4_1 block encoders (kernels/ggml_encode.h).
+// ggmlEncodeSync(type, x, out): ggml's Q8_0 / Q4_0 / Q4_1 / Q4_K block encoders (kernels/ggml_encode.h).
 #include "addon/task.h"
 #include "kernels/convert.h"
 #include "kernels/ggml_encode.h"

@@ -86,10 +86,21 @@ struct QActs {
 const char* qblock_check(int bits, int kb, size_t in);
 int qblock_code(const QBlockMatrix& w, size_t n, size_t k);
 inline size_t qblock_sidx(const QBlockMatrix& w, size_t n, size_t b) { return ((n / 8) * w.blocks() + b) * 8 + n % 8; }
-// The super-block index of scale index si (two-level arrays d and mh; si itself when sbk is 1).
+// Super-block indexing of the two-level arrays d and mh, set up once per matrix: at(T, b) is the first
+// of tile T's 8 values for block b (a shift, not a division: the kernels' epilogues run once per
+// block and tile). sbk is a power of two.
+struct QblockSupers {
+  size_t per_tile;
+  unsigned shift = 0;
+  explicit QblockSupers(const QBlockMatrix& w) : per_tile(w.blocks() / (size_t)w.sbk) {
+    while ((1u << shift) < (unsigned)w.sbk) shift++;
+  }
+  size_t at(size_t T, size_t b) const { return (T * per_tile + (b >> shift)) * 8; }
+};
+// The super-block index of scale index si (si itself when sbk is 1).
 inline size_t qblock_supidx(const QBlockMatrix& w, size_t si) {
-  const size_t B = w.blocks(), tb = si / 8, T = tb / B, b = tb % B, S = (size_t)w.sbk;
-  return (T * (B / S) + b / S) * 8 + si % 8;
+  const size_t tb = si / 8;
+  return QblockSupers(w).at(tb / w.blocks(), tb % w.blocks()) + si % 8;
 }
 float qblock_scale(const QBlockMatrix& w, size_t si);   // fp16 d[si], or f32(d[super]) · ds[si]
 float qblock_offset(const QBlockMatrix& w, size_t si);  // m[si], −f32(mh[super]) · ms[si], or −zero_fixed · scale

@@ -107,6 +107,16 @@ function alive(pid: number): boolean {
   }
 }
 
+/** ../shared/fixtures beside the checkout (or LOWBIT_FIXTURES): where the benchmarks find real data. */
+export function benchFixtures(): string {
+  return process.env.LOWBIT_FIXTURES ?? path.resolve(packageRoot(), '..', 'shared', 'fixtures');
+}
+
+/** The Llama 2 vocabulary (llama2.c tokenizer.bin), which GGUF files of the 32000-token presets need. */
+export function llama2Tokenizer(): string {
+  return path.join(benchFixtures(), 'llama2-tokenizer', 'tokenizer.bin');
+}
+
 /** The cached synthetic checkpoint, generated (into a temp dir, then renamed) when missing. */
 export async function ensureCheckpoint(preset: string): Promise<{ dir: string; generatedSeconds: number | null }> {
   const dir = path.join(os.tmpdir(), `lowbit-bench-${preset}`);
@@ -211,8 +221,7 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
     });
   }
   if (o.want('checkpoint-1b-gguf')) {
-    const tok = process.env.LOWBIT_FIXTURES ? path.join(process.env.LOWBIT_FIXTURES, 'llama2-tokenizer', 'tokenizer.bin')
-      : path.resolve(packageRoot(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.bin');
+    const tok = llama2Tokenizer();
     if (o.quick || !fs.existsSync(tok)) {
       const reason = o.quick ? "skipped in --quick (the quick preset's vocabulary is not the Llama 2 tokenizer's)" : `the Llama 2 tokenizer.bin (GGUF vocabulary) not found at ${tok}`;
       entries.push({ name: 'checkpoint-1b-gguf', skipped: true, reason } as unknown as CheckpointEntry);

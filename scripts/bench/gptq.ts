@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { addon } from '../../lib/native';
-import { ensureCheckpoint } from './checkpoint';
+import { benchFixtures, ensureCheckpoint, llama2Tokenizer } from './checkpoint';
 import { gptqLayer } from '../../lib/gptq';
 import { measure, log, round, type Timing } from './timing';
 import type { Limits } from './limits';
@@ -92,8 +92,8 @@ export async function benchGptq(o: { quick: boolean; limits: Limits; want: (name
 
 /** GPTQ of a whole synthetic TinyLlama-1.1B-shaped model in a child process (peak RSS of its own). */
 export async function benchGptqPipeline(o: { quick: boolean }): Promise<Record<string, unknown>> {
-  const fx = process.env.LOWBIT_FIXTURES ?? path.resolve(__dirname, '..', '..', '..', '..', 'shared', 'fixtures');
-  const tok = path.join(fx, 'llama2-tokenizer', 'tokenizer.bin'), text = path.join(fx, 'text', 'tinystories-calib.txt');
+  const fx = benchFixtures();
+  const tok = llama2Tokenizer(), text = path.join(fx, 'text', 'tinystories-calib.txt');
   if (!fs.existsSync(tok) || !fs.existsSync(text)) return { name: 'gptq-pipeline-1b', skipped: true, reason: `fixtures not found at ${fx}` };
   const preset = o.quick ? 'demo' : 'tinyllama-1.1b';
   if (o.quick) return { name: 'gptq-pipeline-1b', skipped: true, reason: '--quick: the demo model has a 2048-token vocabulary, not the Llama 2 one' };

@@ -16,8 +16,7 @@ import * as path from 'node:path';
 import { quantize } from '../../lib/pipeline/quantize';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
 import { loadModel } from '../../lib/runtime/model';
-import { packageRoot } from '../../lib/native';
-import { ensureCheckpoint } from './checkpoint';
+import { ensureCheckpoint, llama2Tokenizer } from './checkpoint';
 import { log, median, round } from './timing';
 import type { Limits } from './limits';
 
@@ -190,8 +189,7 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: 
   }
   const ggufTypes = (['Q4_0', 'Q4_K'] as const).filter((t) => want(`runtime-1b-${t.toLowerCase()}-prefill`) || want(`runtime-1b-${t.toLowerCase()}-decode`));
   if (ggufTypes.length === 0) return res;
-  const tok = process.env.LOWBIT_FIXTURES ? path.join(process.env.LOWBIT_FIXTURES, 'llama2-tokenizer', 'tokenizer.bin')
-    : path.resolve(packageRoot(), '..', 'shared', 'fixtures', 'llama2-tokenizer', 'tokenizer.bin');
+  const tok = llama2Tokenizer();
   if (o.quick || !fs.existsSync(tok)) {
     const reason = o.quick ? 'skipped in --quick' : `the Llama 2 tokenizer.bin (GGUF vocabulary) not found at ${tok}`;
     for (const t of ggufTypes) res.push({ name: `runtime-1b-${t.toLowerCase()}-decode`, skipped: true, reason });

@@ -8,7 +8,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { decodeGgml, encodeGgml, encodeQ4_0, encodeQ4_1, encodeQ4_K, encodeQ8_0 } from '../../lib/formats/ggml-blocks';
-import { ggmlEncodeNative, hasAddon } from '../../lib/native';
+import { addon, ggmlEncodeNative, hasAddon } from '../../lib/native';
+import { runnableIsas } from '../helpers/isa';
 import { isLowbitError } from '../../lib/errors';
 import { testSeed, withSeed } from '../helpers/rng';
 
@@ -33,13 +34,22 @@ describe('native ggml block encoders (Q8_0, Q4_0, Q4_1, Q4_K)', function () {
           for (let j = 128; j < 160; j++) x[j] = 1e-6 * (j - 140);  // scales far below fp16's normal range
           x.fill(0.5, 160, 192);  // constant sub-blocks: positive (min clamps to 0) and negative (max == min)
           x.fill(-2, 192, 224);
-          const out = encodeGgml(type, x, 't');
           const ref = REF[type](x, 't');
-          assert.equal(out.length, ref.length);
-          const direct = new Uint8Array(ref.length);
-          assert.ok(ggmlEncodeNative(type, x, direct), 'the native path ran');
           const bb = type === 'Q4_K' ? 144 : ref.length / blocks;
-          for (let i = 0; i < ref.length; i++) if (direct[i] !== ref[i] || out[i] !== ref[i]) assert.fail(`${type} blocks ${blocks}: byte ${i} (block ${Math.floor(i / bb)}): native ${direct[i]} vs reference ${ref[i]}`);
+          // every variant this CPU runs (Q4_K's search: scalar C++ under generic, AVX2 lanes otherwise)
+          const best = addon().info().isa;
+          try {
+            for (const isa of runnableIsas()) {
+              addon().setIsa(isa);
+              const out = encodeGgml(type, x, 't');
+              assert.equal(out.length, ref.length);
+              const direct = new Uint8Array(ref.length);
+              assert.ok(ggmlEncodeNative(type, x, direct), 'the native path ran');
+              for (let i = 0; i < ref.length; i++) if (direct[i] !== ref[i] || out[i] !== ref[i]) assert.fail(`${type} [${isa}] blocks ${blocks}: byte ${i} (block ${Math.floor(i / bb)}): native ${direct[i]} vs reference ${ref[i]}`);
+            }
+          } finally {
+            addon().setIsa(best);
+          }
         }
       });
     });

@@ -23,8 +23,7 @@ static inline int8x16_t bcast4(const int8_t* p) {
 template <class Dot, int NT>
 static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, size_t ncols, float* y, size_t ldy) {
   const size_t in = w.in, B = w.blocks(), kb = (size_t)w.kb;
-  const size_t Bs = B / (size_t)w.sbk;                            // two-level scales: super-blocks per row,
-  const unsigned sshift = (unsigned)__builtin_ctz((unsigned)w.sbk);  // log2 blocks per super-block
+  const QblockSupers sups(w);  // two-level scales: where block b finds d and mh
   const int8_t* xr[NT];
   float32x4_t acc[NT][2];
   for (int t = 0; t < NT; t++) xr[t] = a.xq + (t0 + t) * in, acc[t][0] = acc[t][1] = vdupq_n_f32(0.0f);
@@ -91,7 +90,7 @@ static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, siz
     }
     // epilogue: acc += cvt(Σ) · d·sx + (m or d) · zs, lanes = columns
     // two-level scales: d = f32(d[super]) · ds, m = −f32(mh[super]) · ms (see kernels/qdot.h)
-    const size_t si = (T * B + b) * 8, sup = w.ds ? (T * Bs + (b >> sshift)) * 8 : 0;
+    const size_t si = (T * B + b) * 8, sup = w.ds ? sups.at(T, b) : 0;
     const auto f16x4 = [](const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); };
     float32x4_t d0, d1, m0, m1;
     if (w.ds) {

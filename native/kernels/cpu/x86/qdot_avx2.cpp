@@ -84,8 +84,8 @@ template <int NT>
 static inline void epilogue(const Ctx& c, size_t T, size_t t0, size_t b, const __m256i (&s32)[NT], __m256 (&acc)[NT]) {
   const QBlockMatrix& w = c.w;
   const size_t si = (T * c.B + b) * 8;
-  const __m256 dv = w.ds ? _mm256_mul_ps(f16x8(w.d + c.sup(T, b)), i8x8(w.ds + si)) : f16x8(w.d + si);
-  const __m256 mv = w.ms ? _mm256_xor_ps(_mm256_mul_ps(f16x8(w.mh + c.sup(T, b)), i8x8(w.ms + si)), _mm256_set1_ps(-0.0f))
+  const __m256 dv = w.ds ? _mm256_mul_ps(f16x8(w.d + c.sups.at(T, b)), i8x8(w.ds + si)) : f16x8(w.d + si);
+  const __m256 mv = w.ms ? _mm256_xor_ps(_mm256_mul_ps(f16x8(w.mh + c.sups.at(T, b)), i8x8(w.ms + si)), _mm256_set1_ps(-0.0f))
                   : w.m  ? _mm256_loadu_ps(w.m + si)
                          : dv;
   for (int t = 0; t < NT; t++) {

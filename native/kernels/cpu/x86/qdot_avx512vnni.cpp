@@ -57,7 +57,7 @@ template <int NT, bool BIAS128>
 inline void epilogue(const Ctx& c, size_t T, size_t t0, size_t b, __m512i (&s32)[NT], __m512 (&acc)[NT]) {
   const QBlockMatrix& w = c.w;
   const size_t s0 = (T * c.B + b) * 8, s1 = ((T + 1) * c.B + b) * 8;
-  const size_t p0 = c.sup(T, b), p1 = c.sup(T + 1, b);
+  const size_t p0 = c.sups.at(T, b), p1 = c.sups.at(T + 1, b);
   const __m512 dv = w.ds ? _mm512_mul_ps(load_pair_f16(w.d, p0, p1), load_pair_i8(w.ds, s0, s1)) : load_pair_f16(w.d, s0, s1);
   const __m512 mv = w.ms ? _mm512_xor_ps(_mm512_mul_ps(load_pair_f16(w.mh, p0, p1), load_pair_i8(w.ms, s0, s1)), _mm512_set1_ps(-0.0f))
                   : w.m  ? load_pair_f32(w.m, s0, s1)

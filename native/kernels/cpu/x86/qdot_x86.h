@@ -28,11 +28,7 @@ struct Ctx {
   const QActs& a;
   size_t B;
   const float* zs;  // (rows, B): sx·Σxq (asymmetric: times m) or −z·sx·Σxq (fixed zero: times d)
-  // two-level scales: super-blocks per tile row and log2 of the blocks per super-block (a power of
-  // two: the epilogue runs once per block and tile, where an integer division would cost ~40 cycles)
-  size_t Bs = B / (size_t)w.sbk;
-  unsigned sshift = (unsigned)__builtin_ctz((unsigned)w.sbk);
-  size_t sup(size_t T, size_t b) const { return (T * Bs + (b >> sshift)) * 8; }
+  QblockSupers sups{w};  // two-level scales: where tile T's block b finds d and mh
 };
 
 }  // namespace
