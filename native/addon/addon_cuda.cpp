@@ -1,5 +1,5 @@
 // The CUDA variant's extra exports (built only with LOWBIT_CUDA), each an async task over the
-// host entries of kernels/cuda/cuda_api.h:
+// host entries of kernels/cuda/cuda_api.h (kernels) and quant/cuda/gptq_cuda.h (GPTQ's steps):
 //   cudaInfo()                       device/driver report (sync, microseconds)
 //   cudaDequantInt4(job)             GPTQ int4 → f32 W
 //   cudaQgemm(job)                   y = x·Wᵀ from GPTQ 4/8-bit words (GEMV or tensor cores)
@@ -17,6 +17,7 @@
 #include "addon/gptq_js.h"
 #include "addon/task.h"
 #include "kernels/cuda/cuda_api.h"
+#include "quant/cuda/gptq_cuda.h"
 
 namespace lowbit {
 

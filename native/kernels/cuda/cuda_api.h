@@ -7,17 +7,15 @@
 // `*_cuda_dev(...)` take device pointers and a stream (`void*` = cudaStream_t, null = the legacy
 // default stream) for a pipeline that keeps its data on the device. Host entries check their
 // arguments before touching the device, so those checks can be tested on a machine without one.
+// This header declares the kernels' entries; the algorithms built on them (Hessian, inverse
+// factor, GPTQ layer) declare theirs in quant/cuda/gptq_cuda.h, beside their CPU twins.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "quant/gptq.h"
-
 namespace lowbit {
-
-struct TaskContext;
 
 struct CudaDeviceInfo {
   std::string name;
@@ -108,34 +106,5 @@ size_t gemm_f16_cuda_workspace_floats(int m, int in, int out);
 
 // Device-to-device copy of `bytes` (read + write = 2·bytes of traffic): per-repeat milliseconds.
 std::vector<float> copy_bench_cuda(size_t bytes, int repeats);
-
-// ---- GPTQ on the device (kernels/cuda/linalg_cuda.cu, gptq_cuda.cu) ----
-// H (cols, cols) = beta·H + alpha·XᵀX, X (n, cols) f32 row-major; H full symmetric (both halves
-// written). GPTQ's running mean is beta = n_old/n_new, alpha = 2/n_new.
-CudaRunStats hessian_accumulate_cuda(const float* x, size_t n, size_t cols, float* H, float alpha, float beta);
-void hessian_accumulate_cuda_launch(const float* x, int n, int cols, float* H, float alpha, float beta, void* stream);
-
-// U (n, n) upper triangular with Uᵀ U = H⁻¹ (quant/linalg.h's gptq_inverse_factor on the device).
-// Returns false when H is not positive definite (U is then unspecified).
-bool gptq_inverse_factor_cuda(const float* H, size_t n, float* U, CudaRunStats* stats);
-
-struct GptqCudaStats {
-  // wall milliseconds on the host: total = prepare + factor + sweep (device work, synchronized at
-  // each phase end); copy = host↔device transfers of the host entry (not in total)
-  double ms_total = 0, ms_prepare = 0, ms_factor = 0, ms_sweep = 0, ms_copy = 0;
-  size_t device_bytes = 0;                                          // peak of the buffers it allocated
-  int factor_attempts = 0;                                          // Cholesky tries (damping raised in between)
-};
-// gptq_quantize (quant/gptq.h) on the device: same spec, same outputs (codes, scales, zeros,
-// g_idx, dequant, loss, damp_used). Supports clip = CLIP_MINMAX and block_size ≤ 128 only
-// (LOWBIT_UNSUPPORTED otherwise, before any device call). ctx (may be null) is polled between
-// column blocks.
-void gptq_quantize_cuda(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out,
-                        TaskContext* ctx, GptqCudaStats* stats);
-// Device-pointer form: W (rows, cols) and H (cols, cols) on the device are consumed (overwritten);
-// outputs are device pointers of GptqOutput's shapes (dequant may be null), except g_idx, which is
-// written on the host (it is known there: the permutation is sorted on the host).
-void gptq_quantize_cuda_dev(float* W, float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& dev_out, int32_t* host_g_idx,
-                            TaskContext* ctx, GptqCudaStats* stats);
 
 }  // namespace lowbit

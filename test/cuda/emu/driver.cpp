@@ -1,8 +1,9 @@
 // lowbit's CUDA kernels, run by the host emulation (shim/emu.h), against the CPU core through
-// their host entries (cuda_api.h): packed-int GEMV/MMA (4/8-bit, f32/f16 activations, act-order,
-// odd shapes), the fp16 GEMM, the Hessian, the inverse factor (vs the CPU reference, and failure
-// on an indefinite matrix), and GPTQ layers (vs gptq_quantize: codes, params, g_idx, error, loss,
-// damping). Bounds as in test/cuda/*.test.ts. Prints one line per case; exit 1 on any failure.
+// their host entries (kernels/cuda/cuda_api.h, quant/cuda/gptq_cuda.h): packed-int GEMV/MMA
+// (4/8-bit, f32/f16 activations, act-order, odd shapes), the fp16 GEMM, the Hessian, the inverse
+// factor (vs the CPU reference, and failure on an indefinite matrix), and GPTQ layers (vs
+// gptq_quantize: codes, params, g_idx, error, loss, damping). Bounds as in test/cuda/*.test.ts.
+// Prints one line per case; exit 1 on any failure.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -10,6 +11,7 @@
 #include "core/half.h"
 #include "core/error.h"
 #include "kernels/cuda/cuda_api.h"
+#include "quant/cuda/gptq_cuda.h"
 #include "quant/gptq.h"
 #include "quant/linalg.h"
 #include "quant/hessian.h"

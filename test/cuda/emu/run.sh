@@ -16,8 +16,14 @@ HERE="$ROOT/test/cuda/emu"
 EMU="$ROOT/build-emu"
 NICE="nice -n ${EMU_NICE:-19}"
 CXX=${CXX:-g++}
+# The CUDA sources live in two folders: the kernels (native/kernels/cuda) and the algorithms' twins
+# (native/quant/cuda). src/ and kobj/ are rebuilt every run, so a moved or deleted .cu leaves nothing behind.
+CUDA_DIRS=(kernels/cuda quant/cuda)
+rm -rf "$EMU/src" "$EMU/kobj"
 mkdir -p "$EMU/obj" "$EMU/kobj"
-python3 "$HERE/transform.py" "$ROOT/native/kernels/cuda" "$EMU/src/kernels/cuda"
+for d in "${CUDA_DIRS[@]}"; do
+  python3 "$HERE/transform.py" "$ROOT/native/$d" "$EMU/src/$d"
+done
 
 # 1. the CPU core (no addon glue), as CMakeLists builds it: -ffp-contract=off, ISA groups with their flags
 node -e '
@@ -34,8 +40,10 @@ done
 
 # 2. the kernels, emulated
 FL=(-std=c++17 -O1 -ffp-contract=off -fPIC -I "$HERE/shim" -I "$EMU/src" -I "$ROOT/native" -w)
-for f in "$EMU"/src/kernels/cuda/*.cu.cpp; do
-  $NICE "$CXX" "${FL[@]}" -c "$f" -o "$EMU/kobj/$(basename "$f" .cu.cpp).o"
+for d in "${CUDA_DIRS[@]}"; do
+  for f in "$EMU/src/$d"/*.cu.cpp; do
+    $NICE "$CXX" "${FL[@]}" -c "$f" -o "$EMU/kobj/$(echo "$d" | tr / _)_$(basename "$f" .cu.cpp).o"
+  done
 done
 $NICE "$CXX" "${FL[@]}" -c "$HERE/shim/emu.cpp" -o "$EMU/kobj/emu.o"
 

@@ -1,8 +1,10 @@
-"""Copy native/kernels/cuda into the emulation's source tree, rewritten for g++ (see shim/emu.h):
+"""Copy one folder of CUDA sources (native/kernels/cuda, native/quant/cuda) into the emulation's
+source tree, rewritten for g++ (see shim/emu.h):
    k<<<grid, block[, smem[, stream]]>>>(args)  ->  emu_launch(k, grid, block[, smem[, stream]])(args)
    extern __shared__ float Us[];               ->  float* Us = (float*)emu_dyn_smem();
    the inline-PTX body of mma_16816            ->  emu_mma(...)
-usage: python3 transform.py <native/kernels/cuda> <out dir>   (.cu files become .cu.cpp)"""
+usage: python3 transform.py <native/kernels/cuda> <out dir>   (.cu files become .cu.cpp; run.sh calls
+       it once per folder)"""
 import glob, os, re, sys
 
 src, dst = sys.argv[1], sys.argv[2]

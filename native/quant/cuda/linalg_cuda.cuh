@@ -1,5 +1,5 @@
 // Device-pointer building blocks of GPTQ on the device (internal to the .cu files; the addon sees
-// only cuda_api.h). All matrices are row-major f32 with a leading dimension; all calls are
+// only gptq_cuda.h). All matrices are row-major f32 with a leading dimension; all calls are
 // asynchronous on `s` unless stated.
 #pragma once
 #include <cuda_runtime.h>

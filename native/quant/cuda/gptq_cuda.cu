@@ -34,8 +34,9 @@
 #include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_util.cuh"
-#include "kernels/cuda/linalg_cuda.cuh"
 #include "kernels/cuda/quant_grid.cuh"
+#include "quant/cuda/gptq_cuda.h"
+#include "quant/cuda/linalg_cuda.cuh"
 
 namespace lowbit {
 

@@ -1,6 +1,6 @@
 // Dense SPD linear algebra for GPTQ on the device, the same route as quant/linalg.cpp:
-//   Hessian:   H = beta·H + alpha·XᵀX  — a SYRK: only tiles on and above the diagonal are
-//              computed, each written to both halves.
+//   GEMM:      C = beta·C + alpha·op(A)·op(B), optionally one triangle only (also the Hessian's
+//              SYRK, hessian_cuda.cu).
 //   Cholesky:  right-looking, 64-wide panels: (1) the diagonal block factored by one thread block
 //              in shared memory with double sums, in cholesky_lower_ref's order; (2) the panel
 //              below it L21 = A21·L11⁻ᵀ as a GEMM against the inverted diagonal block (what the CPU
@@ -22,7 +22,8 @@
 #include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_util.cuh"
-#include "kernels/cuda/linalg_cuda.cuh"
+#include "quant/cuda/gptq_cuda.h"
+#include "quant/cuda/linalg_cuda.cuh"
 
 namespace lowbit {
 
@@ -257,30 +258,6 @@ bool gptq_inverse_factor_dev(const float* H, int n, float damp_add, float* U, co
   unreverse_upper_kernel<<<blocks_for((size_t)n * n, 256), 256, 0, s>>>(w.lt, n, U);
   CUDA_CHECK_LAUNCH();
   return true;
-}
-
-void hessian_accumulate_cuda_launch(const float* x, int n, int cols, float* H, float alpha, float beta, void* stream) {
-  // H[i][j] = beta·H[i][j] + alpha·Σ_t X[t][i]·X[t][j]: a(i, t) = X[t·cols + i] (transposed), b(t, j) = X[t·cols + j]
-  gemm_f32_cuda(true, false, cols, cols, n, alpha, x, cols, x, cols, beta, H, cols, GEMM_TRI_UPPER_MIRROR, static_cast<cudaStream_t>(stream));
-}
-
-CudaRunStats hessian_accumulate_cuda(const float* x, size_t n, size_t cols, float* H, float alpha, float beta) {
-  if (n < 1 || cols < 1 || n > (size_t)INT32_MAX || cols > 65536)
-    throw Error("LOWBIT_SHAPE_MISMATCH", "hessian CUDA: expected 1 ≤ tokens < 2^31 and 1 ≤ cols ≤ 65536, got " + std::to_string(n) + " × " +
-                                             std::to_string(cols));
-  cuda_require_device();
-  CudaRunStats st;
-  DevMemCounter mem;
-  DevBuf<float> dx(n * cols, &mem), dh(cols * cols, &mem);
-  dx.upload(x, n * cols);
-  dh.upload(H, cols * cols);
-  EventTimer timer;
-  timer.start();
-  hessian_accumulate_cuda_launch(dx.get(), (int)n, (int)cols, dh.get(), alpha, beta, nullptr);
-  st.ms.push_back(timer.stop());
-  dh.download(H, cols * cols);
-  st.device_bytes = mem.peak;
-  return st;
 }
 
 bool gptq_inverse_factor_cuda(const float* H, size_t n, float* U, CudaRunStats* stats) {
