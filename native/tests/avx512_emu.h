@@ -150,6 +150,9 @@ static inline int reduce_add_epi32(__m512i v) {
 
 }  // namespace lowbit_emu
 
+// Not clang-formatted: one intrinsic per line, as a table; clang-format 14 also misreads `(k) & x`
+// in a macro body as a cast and writes `(k)&x`.
+// clang-format off
 #define _mm512_maskz_loadu_ps(k, p) ::lowbit_emu::maskz_loadu_ps((k), (p))
 #define _mm512_mask_storeu_ps(p, k, v) ::lowbit_emu::mask_storeu_ps((p), (k), (v))
 #define _mm256_maskz_loadu_epi16(k, p) ::lowbit_emu::maskz_loadu_epi16((k), (p))
@@ -168,3 +171,4 @@ static inline int reduce_add_epi32(__m512i v) {
 #define _mm512_reduce_max_ps(v) ::lowbit_emu::reduce_max_ps(v)
 #define _mm512_reduce_min_ps(v) ::lowbit_emu::reduce_min_ps(v)
 #define _mm512_reduce_add_epi32(v) ::lowbit_emu::reduce_add_epi32(v)
+// clang-format on

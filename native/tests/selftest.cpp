@@ -43,11 +43,14 @@ void fail(const std::string& what) {
 }
 
 void check_gemm(const char* isa) {
+  // Not clang-formatted: a table laid out in rows and columns
+  // clang-format off
   struct S { size_t m, k, n; };
   const S shapes[] = {{1, 1, 1}, {1, 7, 5}, {1, 64, 33}, {2, 3, 4}, {5, 17, 9}, {7, 31, 13}, {8, 8, 8}, {9, 256, 17},
                       {13, 300, 40}, {33, 257, 70}, {64, 512, 96}, {100, 129, 257}, {1, 1000, 3},
                       // past the AVX-512 tile's blocks: 12-row tiles, 32-wide panels, KC 128, NC 512
                       {65, 200, 600}, {97, 129, 65}, {3, 1025, 40}, {25, 64, 31}};
+  // clang-format on
   for (const S& s : shapes) {
     for (int acc = 0; acc < 2; acc++) {
       std::vector<float> x(s.m * s.k), w(s.n * s.k), y(s.m * s.n), r(s.m * s.n);
@@ -126,6 +129,8 @@ void check_quantize_acts(const char* isa) {
 }
 
 void check_qdot(const char* isa) {
+  // Not clang-formatted: a table laid out in rows and columns
+  // clang-format off
   struct S { int bits, kb; size_t out, in, rows; bool asym, two; };
   const S shapes[] = {{4, 32, 1, 32, 1, false, false},   {4, 32, 13, 64, 1, true, false},   {4, 64, 8, 128, 5, false, false},
                       {4, 128, 37, 256, 7, true, false},  {4, 256, 24, 512, 4, false, false}, {8, 32, 1, 32, 1, false, false},
@@ -136,6 +141,7 @@ void check_qdot(const char* isa) {
                       // 2- and 3-bit codes (units of 16 channels)
                       {2, 32, 13, 64, 1, false, false},   {2, 128, 37, 256, 5, true, false},  {2, 256, 8, 512, 4, false, false},
                       {3, 32, 13, 64, 1, false, false},   {3, 128, 37, 256, 5, true, false},  {3, 64, 8, 512, 4, false, false}};
+  // clang-format on
   for (const S& s : shapes) {
     QBlockMatrix w;
     w.bits = s.bits;
@@ -228,10 +234,13 @@ void check_convert(const char* isa) {
 // Uniform and NF4 quantization of whole tensors (MinMax clipping): codes, scales, zeros and
 // dequantized values bit-exact with the reference, the error statistics within 1e-5 relative.
 void check_quant(const char* isa) {
+  // Not clang-formatted: a table laid out in rows and columns
+  // clang-format off
   struct S { size_t rows, cols; int bits, group; bool sym; int codebook; };
   const S specs[] = {{3, 128, 4, 32, true, CODEBOOK_UNIFORM}, {5, 200, 4, 40, false, CODEBOOK_UNIFORM}, {2, 257, 3, 257, false, CODEBOOK_UNIFORM},
                      {4, 96, 8, 32, true, CODEBOOK_UNIFORM},  {1, 33, 2, 11, false, CODEBOOK_UNIFORM},  {7, 64, 5, 16, true, CODEBOOK_UNIFORM},
                      {3, 130, 4, 65, true, CODEBOOK_NF4},     {1, 1, 4, 1, false, CODEBOOK_UNIFORM}};
+  // clang-format on
   for (const S& s : specs) {
     QuantSpec q;
     q.bits = s.bits;

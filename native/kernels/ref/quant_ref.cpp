@@ -9,11 +9,14 @@
 namespace lowbit {
 
 // NF4 (QLoRA, Dettmers et al. 2023): quantiles of N(0,1) normalised to [-1, 1], with an exact 0.
+// Not clang-formatted: four constants a line (clang-format 14 gives each its own line).
+// clang-format off
 static const float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
                                -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
                                0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
                                0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                                0.7229568362236023f, 1.0f};
+// clang-format on
 
 // log2 grid with b bits: 0 and ±2^-k for k = 0 … 2^(b−1) − 2 (2^b − 1 levels; one code unused).
 static std::vector<float> make_log2(int bits) {

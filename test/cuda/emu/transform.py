@@ -11,7 +11,8 @@ src, dst = sys.argv[1], sys.argv[2]
 os.makedirs(dst, exist_ok=True)
 for f in glob.glob(os.path.join(src, '*')):
     s = open(f).read()
-    s = re.sub(r'([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(', lambda m: 'emu_launch(%s, %s)(' % (m.group(1), m.group(2)), s, flags=re.S)
+    # clang-format may break a long launch between the kernel's template arguments and <<<
+    s = re.sub(r'([A-Za-z_]\w*(?:<[^<>;()]*>)?)\s*<<<(.*?)>>>\s*\(', lambda m: 'emu_launch(%s, %s)(' % (m.group(1), m.group(2)), s, flags=re.S)
     s = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = (\1*)emu_dyn_smem();', s)
     s = re.sub(r'#if defined\(__CUDA_ARCH__\) && __CUDA_ARCH__ >= 800.*?#endif', 'emu_mma(d, a0, a1, a2, a3, b0, b1);', s, flags=re.S)
     out = os.path.join(dst, os.path.basename(f))

@@ -62,6 +62,8 @@ inline void kernel_8x8(size_t kc, const float* A, const float* B, float* C, size
   for (size_t p = 0; p < kc; p++) {
     const float32x4_t b0 = vld1q_f32(B + p * NR), b1 = vld1q_f32(B + p * NR + 4);
     const float32x4_t a0 = vld1q_f32(A + p * MR), a1 = vld1q_f32(A + p * MR + 4);
+    // Not clang-formatted: one row of the 8×8 register tile per line
+    // clang-format off
     c[0][0] = vfmaq_laneq_f32(c[0][0], b0, a0, 0); c[0][1] = vfmaq_laneq_f32(c[0][1], b1, a0, 0);
     c[1][0] = vfmaq_laneq_f32(c[1][0], b0, a0, 1); c[1][1] = vfmaq_laneq_f32(c[1][1], b1, a0, 1);
     c[2][0] = vfmaq_laneq_f32(c[2][0], b0, a0, 2); c[2][1] = vfmaq_laneq_f32(c[2][1], b1, a0, 2);
@@ -70,6 +72,7 @@ inline void kernel_8x8(size_t kc, const float* A, const float* B, float* C, size
     c[5][0] = vfmaq_laneq_f32(c[5][0], b0, a1, 1); c[5][1] = vfmaq_laneq_f32(c[5][1], b1, a1, 1);
     c[6][0] = vfmaq_laneq_f32(c[6][0], b0, a1, 2); c[6][1] = vfmaq_laneq_f32(c[6][1], b1, a1, 2);
     c[7][0] = vfmaq_laneq_f32(c[7][0], b0, a1, 3); c[7][1] = vfmaq_laneq_f32(c[7][1], b1, a1, 3);
+    // clang-format on
   }
   if (mr == MR && nr == NR) {
     for (size_t i = 0; i < MR; i++) {

@@ -79,6 +79,8 @@ inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, siz
   for (size_t p = 0; p < kc; p++) {
     const __m256 b0 = _mm256_load_ps(B + p * NR), b1 = _mm256_load_ps(B + p * NR + 8);
     const float* a = A + p * MR;
+    // Not clang-formatted: one row of the 6×16 register tile per line
+    // clang-format off
     __m256 av = _mm256_broadcast_ss(a + 0);
     c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
     av = _mm256_broadcast_ss(a + 1);
@@ -91,6 +93,7 @@ inline void kernel_6x16(size_t kc, const float* A, const float* B, float* C, siz
     c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
     av = _mm256_broadcast_ss(a + 5);
     c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    // clang-format on
   }
   const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   if (mr == MR && nr == NR) {
@@ -176,6 +179,8 @@ inline void kernel_swapped_6x16(size_t kc, const float* w, size_t k, size_t rows
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
   for (size_t p = 0; p < kc; p++) {
     const __m256 x0 = _mm256_load_ps(xp + p * 16), x1 = _mm256_load_ps(xp + p * 16 + 8);
+    // Not clang-formatted: one row of w (two 8-token halves) per line
+    // clang-format off
     __m256 v = _mm256_broadcast_ss(w0 + p);
     a0 = _mm256_fmadd_ps(v, x0, a0); a1 = _mm256_fmadd_ps(v, x1, a1);
     v = _mm256_broadcast_ss(w1 + p);
@@ -188,6 +193,7 @@ inline void kernel_swapped_6x16(size_t kc, const float* w, size_t k, size_t rows
     a8 = _mm256_fmadd_ps(v, x0, a8); a9 = _mm256_fmadd_ps(v, x1, a9);
     v = _mm256_broadcast_ss(w5 + p);
     a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11);
+    // clang-format on
   }
   const __m256 out[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
   store_transposed(out, y, ldy, mt, rows, overwrite);
