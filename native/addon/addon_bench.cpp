@@ -10,13 +10,13 @@
 
 namespace lowbit {
 
-static double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+static double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 struct ThreadsGuard {
   int saved;
-  explicit ThreadsGuard(int n) : saved(get_threads()) { if (n > 0) set_threads(n); }
+  explicit ThreadsGuard(int n) : saved(get_threads()) {
+    if (n > 0) set_threads(n);
+  }
   ~ThreadsGuard() { set_threads(saved); }
 };
 
@@ -31,7 +31,11 @@ static Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
         ThreadsGuard g(threads);
         uint8_t* a = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
         uint8_t* b = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
-        if (!a || !b) { std::free(a); std::free(b); throw Error("LOWBIT_INTERNAL", "benchCopy: out of memory"); }
+        if (!a || !b) {
+          std::free(a);
+          std::free(b);
+          throw Error("LOWBIT_INTERNAL", "benchCopy: out of memory");
+        }
         const size_t chunk = 1 << 20;
         const size_t nchunks = (bytes + chunk - 1) / chunk;
         // first touch from the threads that will copy
@@ -133,7 +137,10 @@ const Blas& blas() {
       if (!h) continue;
       r.sgemm = reinterpret_cast<sgemm_fn>(dlsym(h, "cblas_sgemm"));
       r.set_threads = reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads"));
-      if (r.sgemm) { r.lib = n; return r; }
+      if (r.sgemm) {
+        r.lib = n;
+        return r;
+      }
     }
     r.error = "no OpenBLAS found (apt-get install libopenblas0-pthread)";
     return r;
@@ -164,8 +171,8 @@ static Napi::Value PeerSgemm(const Napi::CallbackInfo& info) {
         // One pool at a time: lowbit's pool is idle while this runs (regions are serialized).
         if (blas().set_threads) blas().set_threads(threads);
         const int RowMajor = 101, NoTrans = 111, Trans = 112;
-        blas().sgemm(RowMajor, NoTrans, Trans, m, n, k, 1.0f, reinterpret_cast<const float*>(x.data), k,
-                     reinterpret_cast<const float*>(w.data), k, 0.0f, reinterpret_cast<float*>(y.data), n);
+        blas().sgemm(RowMajor, NoTrans, Trans, m, n, k, 1.0f, reinterpret_cast<const float*>(x.data), k, reinterpret_cast<const float*>(w.data), k,
+                     0.0f, reinterpret_cast<float*>(y.data), n);
       },
       [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[5]});
 }

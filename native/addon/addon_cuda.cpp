@@ -112,8 +112,9 @@ static Napi::Value CudaQgemm(const Napi::CallbackInfo& info) {
   // (LOWBIT_UNSUPPORTED / LOWBIT_SHAPE_MISMATCH), raised before qweight is read
   const size_t xb = (size_t)a.m * a.in * (a.x_dtype == CUDA_F16 ? 2 : 4);
   const size_t wb = a.bits == 4 || a.bits == 8 ? (size_t)a.in * a.bits / 32 * a.out * 4 : 0;
-  need(env, x.bytes >= xb && q.bytes >= wb && s.bytes >= (size_t)a.groups * a.out * 4 && z.bytes >= (size_t)a.groups * a.out &&
-                g.bytes >= (size_t)a.in * 4 && y.bytes >= (size_t)a.m * a.out * 4,
+  need(env,
+       x.bytes >= xb && q.bytes >= wb && s.bytes >= (size_t)a.groups * a.out * 4 && z.bytes >= (size_t)a.groups * a.out &&
+           g.bytes >= (size_t)a.in * 4 && y.bytes >= (size_t)a.m * a.out * 4,
        "cudaQgemm: buffer sizes disagree with m/in/out/groups/bits");
   a.x = x.data;
   a.qweight = reinterpret_cast<const int32_t*>(q.data);
@@ -159,7 +160,9 @@ static Napi::Value CudaHessian(const Napi::CallbackInfo& info) {
   auto st = std::make_shared<CudaRunStats>();
   return Task::Start(
       env, "lowbit.cudaHessian",
-      [=](TaskContext&) { *st = hessian_accumulate_cuda(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data), alpha, beta); },
+      [=](TaskContext&) {
+        *st = hessian_accumulate_cuda(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data), alpha, beta);
+      },
       [st](Napi::Env e) { return run_stats(e, *st); }, {job.Get("x"), job.Get("H")});
 }
 
@@ -197,8 +200,9 @@ static Napi::Value CudaGptqLayer(const Napi::CallbackInfo& info) {
   const Napi::Value dqv = job.Get("dequant");
   const bool has_dq = !dqv.IsNull() && !dqv.IsUndefined();
   View dq = has_dq ? view_of(dqv, "dequant") : View{};
-  need(env, W.bytes >= rows * cols * 4 && H.bytes >= cols * cols * 4 && codes.bytes >= rows * cols && sc.bytes >= rows * G * 4 &&
-                ze.bytes >= rows * G && gi.bytes >= cols * 4 && (!has_dq || dq.bytes >= rows * cols * 4),
+  need(env,
+       W.bytes >= rows * cols * 4 && H.bytes >= cols * cols * 4 && codes.bytes >= rows * cols && sc.bytes >= rows * G * 4 && ze.bytes >= rows * G &&
+           gi.bytes >= cols * 4 && (!has_dq || dq.bytes >= rows * cols * 4),
        "cudaGptqLayer: buffer sizes disagree with rows/cols/groupSize");
   auto res = std::make_shared<GptqOutput>();
   res->codes = codes.data;
@@ -225,8 +229,8 @@ static Napi::Value CudaGptqLayer(const Napi::CallbackInfo& info) {
         o.Set("factorAttempts", st->factor_attempts);
         return o;
       },
-      {job.Get("weight"), job.Get("hessian"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), dqv},
-      job.Get("onProgress"), (double)cols);
+      {job.Get("weight"), job.Get("hessian"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), dqv}, job.Get("onProgress"),
+      (double)cols);
 }
 
 // cudaBenchCopy(bytes, repeats) -> {ms}

@@ -36,14 +36,15 @@ static Napi::Value MapFile(const Napi::CallbackInfo& info) {
           double off = ci[0].As<Napi::Number>().DoubleValue(), len = ci[1].As<Napi::Number>().DoubleValue();
           const double size = (double)holder->file->size();
           if (off < 0 || len < 0 || off + len > size)
-            throw_js(e, "LOWBIT_BAD_FORMAT", holder->file->path() + ": range [" + std::to_string((size_t)off) + ", " +
-                                                std::to_string((size_t)(off + len)) + ") is outside the file (" +
-                                                std::to_string((size_t)size) + " bytes)");
+            throw_js(e, "LOWBIT_BAD_FORMAT",
+                     holder->file->path() + ": range [" + std::to_string((size_t)off) + ", " + std::to_string((size_t)(off + len)) +
+                         ") is outside the file (" + std::to_string((size_t)size) + " bytes)");
           if (len == 0) return Napi::ArrayBuffer::New(e, 0);
           uint8_t* p = holder->file->mutable_data() + (size_t)off;
           auto* keep = new std::shared_ptr<MappedFile>(holder->file);
           try {
-            return Napi::ArrayBuffer::New(e, p, (size_t)len, [](Napi::Env, void*, std::shared_ptr<MappedFile>* k) { delete k; }, keep);
+            return Napi::ArrayBuffer::New(
+                e, p, (size_t)len, [](Napi::Env, void*, std::shared_ptr<MappedFile>* k) { delete k; }, keep);
           } catch (const Napi::Error&) {
             delete keep;  // external buffers not allowed here: copy
             Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(e, (size_t)len);

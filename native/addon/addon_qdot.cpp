@@ -49,9 +49,13 @@ struct HugePageAlloc {
   }
   void deallocate(T* p, size_t) { std::free(p); }
   template <typename U>
-  bool operator==(const HugePageAlloc<U>&) const { return true; }
+  bool operator==(const HugePageAlloc<U>&) const {
+    return true;
+  }
   template <typename U>
-  bool operator!=(const HugePageAlloc<U>&) const { return false; }
+  bool operator!=(const HugePageAlloc<U>&) const {
+    return false;
+  }
 };
 using CodeBuffer = std::vector<uint8_t, HugePageAlloc<uint8_t>>;
 
@@ -75,7 +79,8 @@ Napi::Value external(Napi::Env env, std::unique_ptr<Vec>& v) {
   auto* owned = v.release();
   const size_t n = owned->size();
   Napi::ArrayBuffer ab = n == 0 ? Napi::ArrayBuffer::New(env, 0)
-                                : Napi::ArrayBuffer::New(env, owned->data(), n * sizeof(T), [](Napi::Env, void*, Vec* p) { delete p; }, owned);
+                                : Napi::ArrayBuffer::New(
+                                      env, owned->data(), n * sizeof(T), [](Napi::Env, void*, Vec* p) { delete p; }, owned);
   if (n == 0) delete owned;
   return Arr::New(env, n, ab, 0);
 }
@@ -155,7 +160,9 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
   const GgmlQInfo gi = qblock_ggml_info(type);
   if (!gi.block_bytes) throw_js(env, "LOWBIT_UNSUPPORTED", "qblockFromGgml: only Q4_0, Q4_1, Q8_0, Q4_K and Q6_K run packed");
   if (in == 0 || in % gi.block_values)
-    throw_js(env, "LOWBIT_UNSUPPORTED", "the integer-dot layout needs rows of a multiple of " + std::to_string(gi.block_values) + " channels for this type, got " + std::to_string(in));
+    throw_js(env, "LOWBIT_UNSUPPORTED",
+             "the integer-dot layout needs rows of a multiple of " + std::to_string(gi.block_values) + " channels for this type, got " +
+                 std::to_string(in));
   if (src.bytes < out * (in / gi.block_values) * gi.block_bytes) throw_js(env, "LOWBIT_INTERNAL", "qblockFromGgml: data too small");
   auto r = std::make_shared<Repacked>();
   r->bits = gi.bits;
@@ -211,9 +218,11 @@ Napi::Value QdotLinear(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < count; i++) {
     qblock_from_js(env, wa.Get(i).As<Napi::Object>(), (*ws)[i], keep);
     ys[i] = view_of(ya.Get(i), "y");
-    if (x.bytes < rows * (*ws)[i].in * 4 || ys[i].bytes < rows * (*ws)[i].out * 4) throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: buffer sizes disagree");
+    if (x.bytes < rows * (*ws)[i].in * 4 || ys[i].bytes < rows * (*ws)[i].out * 4)
+      throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: buffer sizes disagree");
     if (!qdot_can_share_acts((*ws)[0], (*ws)[i]))
-      throw_js(env, "LOWBIT_INVALID_OPTION", "qdotLinear: matrix " + std::to_string(i) + " needs another quantization of x than matrix 0 (in, block size or channel order differ)");
+      throw_js(env, "LOWBIT_INVALID_OPTION",
+               "qdotLinear: matrix " + std::to_string(i) + " needs another quantization of x than matrix 0 (in, block size or channel order differ)");
     keep.push_back(ya.Get(i));
   }
   keep.push_back(info[1]);
@@ -267,10 +276,15 @@ void qblock_from_js(Napi::Env env, const Napi::Object& o, QBlockMatrix& w, std::
   if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", std::string("qblock: ") + why);
   const Napi::Value sbk = o.Get("sbk");
   w.sbk = sbk.IsNumber() ? sbk.As<Napi::Number>().Int32Value() : 1;
-  if (w.sbk < 1 || (w.sbk & (w.sbk - 1)) || w.blocks() % (size_t)w.sbk) throw_js(env, "LOWBIT_INTERNAL", "qblock: sbk must be a power of two dividing the blocks");
-  const auto present = [&](const char* k) { const Napi::Value v = o.Get(k); return !v.IsNull() && !v.IsUndefined(); };
+  if (w.sbk < 1 || (w.sbk & (w.sbk - 1)) || w.blocks() % (size_t)w.sbk)
+    throw_js(env, "LOWBIT_INTERNAL", "qblock: sbk must be a power of two dividing the blocks");
+  const auto present = [&](const char* k) {
+    const Napi::Value v = o.Get(k);
+    return !v.IsNull() && !v.IsUndefined();
+  };
   const bool two = present("ds"), offs = present("ms");
-  if ((w.sbk > 1) != two || offs != present("mh") || (offs && !two)) throw_js(env, "LOWBIT_INTERNAL", "qblock: two-level scales need sbk > 1, ds (and mh with ms)");
+  if ((w.sbk > 1) != two || offs != present("mh") || (offs && !two))
+    throw_js(env, "LOWBIT_INTERNAL", "qblock: two-level scales need sbk > 1, ds (and mh with ms)");
   View q = view_of(o.Get("q"), "q"), d = view_of(o.Get("d"), "d");
   if (q.bytes < w.q_bytes() || d.bytes < (two ? w.super_count() : w.d_count()) * 2) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
   w.q = q.data;

@@ -50,8 +50,8 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
       env, "lowbit.quantize",
       [=](TaskContext& ctx) {
         if (qw.data)  // fused: codes go straight into the GPTQ qweight layout
-          quantize_pack_gptq(src.data, sdt, rows, cols, q, reinterpret_cast<int32_t*>(qw.data), reinterpret_cast<float*>(scales.data),
-                             zeros.data, mode, st.get(), &ctx);
+          quantize_pack_gptq(src.data, sdt, rows, cols, q, reinterpret_cast<int32_t*>(qw.data), reinterpret_cast<float*>(scales.data), zeros.data,
+                             mode, st.get(), &ctx);
         else
           quantize_tensor(src.data, sdt, rows, cols, q, codes.data, reinterpret_cast<float*>(scales.data), zeros.data,
                           reinterpret_cast<float*>(deq.data), mode, st.get(), &ctx);

@@ -113,7 +113,8 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           View tok = view_of(ci[0], "tokens");
           const size_t n = tok.bytes / 4;
           const double pos0d = ci[1].As<Napi::Number>().DoubleValue();
-          if (!(pos0d >= 0) || pos0d > 1e15 || pos0d != std::floor(pos0d)) throw_js(e, "LOWBIT_INVALID_OPTION", "pos0: expected a non-negative integer");
+          if (!(pos0d >= 0) || pos0d > 1e15 || pos0d != std::floor(pos0d))
+            throw_js(e, "LOWBIT_INVALID_OPTION", "pos0: expected a non-negative integer");
           const size_t pos0 = (size_t)pos0d;
           View lg;
           size_t rows = 0;
@@ -130,7 +131,10 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           return Task::Start(
               e, "lowbit.forward",
               [h, tok, n, pos0, lg, rows, mode](TaskContext& ctx) {
-                struct Release { ModelHolder* h; ~Release() { h->busy.store(false); } } rel{h};
+                struct Release {
+                  ModelHolder* h;
+                  ~Release() { h->busy.store(false); }
+                } rel{h};
                 h->model->forward(reinterpret_cast<const int32_t*>(tok.data), n, pos0, reinterpret_cast<float*>(lg.data), rows, mode, &ctx);
               },
               [](Napi::Env env2) { return env2.Undefined(); }, {ci[0], ci[2]});
@@ -147,7 +151,8 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           const int mode = ci[4].As<Napi::Number>().Int32Value();
           const LlamaConfig& c = h->model->config();
           const size_t dim = c.dim, qd = (size_t)c.n_heads * c.head_dim;
-          if (layer < 0 || layer >= c.n_layers || T == 0 || hid.bytes % (T * dim * 4)) throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: bad arguments");
+          if (layer < 0 || layer >= c.n_layers || T == 0 || hid.bytes % (T * dim * 4))
+            throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: bad arguments");
           struct Obs : Observer {
             float* H[LIN_COUNT] = {};
             float* sa[LIN_COUNT] = {};
@@ -169,7 +174,8 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
             if (sv.IsUndefined() || sv.IsNull()) continue;
             Napi::Object so = sv.As<Napi::Object>();
             View Hv = view_of(so.Get("H"), "H"), sav = view_of(so.Get("sumAbs"), "sumAbs"), mav = view_of(so.Get("maxAbs"), "maxAbs");
-            if (Hv.bytes < widths[i] * widths[i] * 4 || sav.bytes < widths[i] * 4 || mav.bytes < widths[i] * 4) throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: stats sizes");
+            if (Hv.bytes < widths[i] * widths[i] * 4 || sav.bytes < widths[i] * 4 || mav.bytes < widths[i] * 4)
+              throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: stats sizes");
             obs->H[kinds[i]] = reinterpret_cast<float*>(Hv.data);
             obs->sa[kinds[i]] = reinterpret_cast<float*>(sav.data);
             obs->ma[kinds[i]] = reinterpret_cast<float*>(mav.data);
@@ -183,7 +189,10 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           return Task::Start(
               e, "lowbit.calibrateBlock",
               [h, obs, layer, hid, T, S, dim, mode](TaskContext& ctx) {
-                struct Release { ModelHolder* h; ~Release() { h->busy.store(false); } } rel{h};
+                struct Release {
+                  ModelHolder* h;
+                  ~Release() { h->busy.store(false); }
+                } rel{h};
                 obs->ctx = &ctx;
                 float* x = reinterpret_cast<float*>(hid.data);
                 for (size_t s = 0; s < S; s++) {
@@ -238,8 +247,8 @@ static Napi::Value Hessian(const Napi::CallbackInfo& info) {
   return Task::Start(
       env, "lowbit.hessian",
       [=](TaskContext& ctx) {
-        hessian_accumulate(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data),
-                           reinterpret_cast<float*>(sa.data), reinterpret_cast<float*>(ma.data), mode, &ctx);
+        hessian_accumulate(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data), reinterpret_cast<float*>(sa.data),
+                           reinterpret_cast<float*>(ma.data), mode, &ctx);
       },
       [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[4], info[5]});
 }
@@ -261,15 +270,17 @@ static Napi::Value QGemm(const Napi::CallbackInfo& info) {
     throw_js(env, "LOWBIT_INTERNAL", "qgemmGptq4: buffer sizes disagree");
   const int32_t* gi = reinterpret_cast<const int32_t*>(g.data);
   for (size_t k = 0; k < a.in; k++)
-    if (gi[k] < 0 || (size_t)gi[k] >= a.groups) throw_js(env, "LOWBIT_BAD_FORMAT", "g_idx[" + std::to_string(k) + "] = " + std::to_string(gi[k]) + " is outside [0, groups)");
+    if (gi[k] < 0 || (size_t)gi[k] >= a.groups)
+      throw_js(env, "LOWBIT_BAD_FORMAT", "g_idx[" + std::to_string(k) + "] = " + std::to_string(gi[k]) + " is outside [0, groups)");
   a.x = reinterpret_cast<const float*>(x.data);
   a.qweight = reinterpret_cast<const int32_t*>(q.data);
   a.scales = reinterpret_cast<const float*>(s.data);
   a.zeros = z.data;
   a.g_idx = gi;
   a.y = reinterpret_cast<float*>(y.data);
-  return Task::Start(env, "lowbit.qgemm", [a, mode](TaskContext&) { qgemm_gptq4(a, mode); }, [](Napi::Env e) { return e.Undefined(); },
-                     {j.Get("x"), j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx"), j.Get("y")});
+  return Task::Start(
+      env, "lowbit.qgemm", [a, mode](TaskContext&) { qgemm_gptq4(a, mode); }, [](Napi::Env e) { return e.Undefined(); },
+      {j.Get("x"), j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx"), j.Get("y")});
 }
 
 void register_runtime(Napi::Env env, Napi::Object exports) {

@@ -12,8 +12,8 @@ Task::Task(Napi::Env env, const char* name, Work work, Result result)
       result_(std::move(result)),
       ctx_(std::make_shared<TaskContext>()) {}
 
-Napi::Object Task::Start(Napi::Env env, const char* name, Work work, Result result, const std::vector<Napi::Value>& keep,
-                         Napi::Value on_progress, double total) {
+Napi::Object Task::Start(Napi::Env env, const char* name, Work work, Result result, const std::vector<Napi::Value>& keep, Napi::Value on_progress,
+                         double total) {
   Task* t = new Task(env, name, std::move(work), std::move(result));
   for (const auto& v : keep)
     if (!v.IsEmpty() && !v.IsUndefined() && !v.IsNull()) t->refs_.push_back(Napi::Persistent(v));
@@ -36,8 +36,7 @@ void Task::Execute(const ExecutionProgress& progress) {
       // Throttle: at most one report per 100 ms reaches JS.
       auto last = std::make_shared<std::atomic<int64_t>>(0);
       ctx_->on_progress = [&progress, last](double done) {
-        int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch()).count();
+        int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
         int64_t prev = last->load();
         if (now - prev >= 100 && last->compare_exchange_strong(prev, now)) progress.Send(&done, 1);
       };
@@ -90,9 +89,7 @@ View view_of(const Napi::Value& v, const char* what) {
   return r;
 }
 
-void throw_js(Napi::Env env, const std::string& code, const std::string& msg) {
-  throw Napi::Error::New(env, code + ": " + msg);
-}
+void throw_js(Napi::Env env, const std::string& code, const std::string& msg) { throw Napi::Error::New(env, code + ": " + msg); }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_info(env, exports);

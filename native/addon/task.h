@@ -25,9 +25,8 @@ class Task : public Napi::AsyncProgressWorker<double> {
   using Result = std::function<Napi::Value(Napi::Env)>;
 
   // Creates, queues and returns {promise, cancel}. `keep` are JS values to hold until settled.
-  static Napi::Object Start(Napi::Env env, const char* name, Work work, Result result,
-                            const std::vector<Napi::Value>& keep, Napi::Value on_progress = Napi::Value(),
-                            double total = 0.0);
+  static Napi::Object Start(Napi::Env env, const char* name, Work work, Result result, const std::vector<Napi::Value>& keep,
+                            Napi::Value on_progress = Napi::Value(), double total = 0.0);
 
   void Execute(const ExecutionProgress& progress) override;
   void OnOK() override;

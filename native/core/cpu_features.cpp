@@ -104,10 +104,24 @@ CpuFeatures detect() {
 }  // namespace
 
 std::vector<std::pair<std::string, bool>> CpuFeatures::list() const {
-  return {{"sse4_2", sse42}, {"avx", avx}, {"avx2", avx2}, {"fma", fma}, {"f16c", f16c}, {"bmi2", bmi2},
-          {"avx512f", avx512f}, {"avx512bw", avx512bw}, {"avx512vl", avx512vl}, {"avx512dq", avx512dq},
-          {"avx512_vnni", avx512vnni}, {"avx512_bf16", avx512bf16}, {"avx512_fp16", avx512fp16},
-          {"avx_vnni", avxvnni}, {"amx", amx}, {"neon", neon}, {"dotprod", dotprod}, {"asimdhp", asimdhp}};
+  return {{"sse4_2", sse42},
+          {"avx", avx},
+          {"avx2", avx2},
+          {"fma", fma},
+          {"f16c", f16c},
+          {"bmi2", bmi2},
+          {"avx512f", avx512f},
+          {"avx512bw", avx512bw},
+          {"avx512vl", avx512vl},
+          {"avx512dq", avx512dq},
+          {"avx512_vnni", avx512vnni},
+          {"avx512_bf16", avx512bf16},
+          {"avx512_fp16", avx512fp16},
+          {"avx_vnni", avxvnni},
+          {"amx", amx},
+          {"neon", neon},
+          {"dotprod", dotprod},
+          {"asimdhp", asimdhp}};
 }
 
 const CpuFeatures& cpu_features() {

@@ -13,10 +13,9 @@ struct Error : std::runtime_error {
 };
 
 // Internal invariant violated: a bug in lowbit, not a user error (TS validates user input first).
-#define LOWBIT_CHECK(cond, msg)                                                                   \
-  do {                                                                                          \
-    if (!(cond)) throw ::lowbit::Error("LOWBIT_INTERNAL", std::string(msg) + " (" #cond ") at " \
-                                       + __FILE__ + ":" + std::to_string(__LINE__));            \
+#define LOWBIT_CHECK(cond, msg)                                                                                                               \
+  do {                                                                                                                                        \
+    if (!(cond)) throw ::lowbit::Error("LOWBIT_INTERNAL", std::string(msg) + " (" #cond ") at " + __FILE__ + ":" + std::to_string(__LINE__)); \
   } while (0)
 
 }  // namespace lowbit

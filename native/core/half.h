@@ -8,8 +8,16 @@
 
 namespace lowbit {
 
-inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float bits_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 inline float f16_to_f32(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -30,8 +38,8 @@ inline uint16_t f32_to_f16(float f, bool saturate, bool* overflow) {
   uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
   uint32_t a = u & 0x7fffffffu;
   if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((a >> 13) & 0x3ff));  // NaN, quiet
-  if (a == 0x7f800000u) return (uint16_t)(sign | 0x7c00);                          // inf
-  if (a >= 0x477ff000u) {  // |x| >= 65520 rounds to inf
+  if (a == 0x7f800000u) return (uint16_t)(sign | 0x7c00);                       // inf
+  if (a >= 0x477ff000u) {                                                       // |x| >= 65520 rounds to inf
     if (saturate) return (uint16_t)(sign | 0x7bff);
     if (overflow) *overflow = true;
     return (uint16_t)(sign | 0x7c00);

@@ -13,7 +13,7 @@ struct TaskContext;
 enum Dtype { DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2 };
 
 struct ConvertResult {
-  size_t overflow = 0;             // finite inputs that became ±inf (f32 -> f16 without saturate)
+  size_t overflow = 0;               // finite inputs that became ±inf (f32 -> f16 without saturate)
   size_t first_overflow = SIZE_MAX;  // index of the first one
 };
 
@@ -30,8 +30,7 @@ void convert_range_avx512(const void* src, int sdt, void* dst, int ddt, size_t n
 void convert_range_neon(const void* src, int sdt, void* dst, int ddt, size_t n, bool saturate, size_t base, ConvertResult* r);
 
 // Driver: picks the ISA variant, splits across the thread pool. mode: MODE_FAST or MODE_REF.
-void convert(const void* src, int src_dtype, void* dst, int dst_dtype, size_t n, bool saturate, int mode,
-             ConvertResult* r, TaskContext* ctx);
+void convert(const void* src, int src_dtype, void* dst, int dst_dtype, size_t n, bool saturate, int mode, ConvertResult* r, TaskContext* ctx);
 // Single-threaded fast conversion for use inside already-parallel kernels.
 void convert_range(const void* src, int sdt, void* dst, int ddt, size_t n);
 

@@ -34,9 +34,7 @@ void pack_ref(int layout, int bits, const uint8_t* values, size_t rows, size_t c
 void unpack_ref(int layout, int bits, const int32_t* packed, size_t rows, size_t cols, int offset, uint8_t* values);
 
 // Fast (threaded, specialised per bit width); bit-identical to the reference.
-void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t cols, int offset, int32_t* packed,
-               TaskContext* ctx);
-void unpack_fast(int layout, int bits, const int32_t* packed, size_t rows, size_t cols, int offset, uint8_t* values,
-                 TaskContext* ctx);
+void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t cols, int offset, int32_t* packed, TaskContext* ctx);
+void unpack_fast(int layout, int bits, const int32_t* packed, size_t rows, size_t cols, int offset, uint8_t* values, TaskContext* ctx);
 
 }  // namespace lowbit

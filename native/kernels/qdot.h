@@ -59,14 +59,14 @@ struct QBlockMatrix {
   const int8_t* ds = nullptr;    // two-level scales: per-block multipliers of d
   const uint16_t* mh = nullptr;  // two-level offsets: −f32(mh) · ms
   const int8_t* ms = nullptr;
-  int sbk = 1;                   // blocks per super-block (1 unless two-level; a power of two)
+  int sbk = 1;  // blocks per super-block (1 unless two-level; a power of two)
   float zero_fixed = 0.0f;
   const int32_t* perm = nullptr;
   size_t out8() const { return (out + 7) / 8 * 8; }
   size_t row_bytes() const { return bits == 2 ? in / 4 : bits == 3 ? in / 16 * 6 : bits == 4 ? in / 2 : in; }  // per output row
   size_t q_bytes() const { return out8() * row_bytes(); }
   size_t blocks() const { return in / (size_t)kb; }
-  size_t d_count() const { return out8() * blocks(); }  // per-block arrays: d (one level), m, ds, ms
+  size_t d_count() const { return out8() * blocks(); }                      // per-block arrays: d (one level), m, ds, ms
   size_t super_count() const { return out8() * (blocks() / (size_t)sbk); }  // d and mh when two-level
   bool asym() const { return m || ms; }
 };
@@ -166,12 +166,19 @@ void qblock_repack_gptq(const GptqSource& s, int bits, int kb, uint8_t* q, uint1
 // in % 256 == 0) — the values ggml's own dequantization computes, exactly. Outputs zero-filled as
 // above; d holds super_count() values for the k-quants.
 enum GgmlQType { GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8, GGML_Q4_K = 12, GGML_Q6_K = 14 };
-void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, int8_t* ds = nullptr, uint16_t* mh = nullptr,
-                        int8_t* ms = nullptr);
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, int8_t* ds = nullptr,
+                        uint16_t* mh = nullptr, int8_t* ms = nullptr);
 // Geometry of a ggml type in the layout: bytes per ggml block, values per ggml block, bits, kb
 // (0 bytes: not supported).
 // (sbk > 1: two-level scales, with offsets when has_ms.)
-struct GgmlQInfo { size_t block_bytes, block_values; int bits, kb; bool has_m; int sbk; bool has_ms; float zero_fixed; };
+struct GgmlQInfo {
+  size_t block_bytes, block_values;
+  int bits, kb;
+  bool has_m;
+  int sbk;
+  bool has_ms;
+  float zero_fixed;
+};
 GgmlQInfo qblock_ggml_info(int type);
 
 }  // namespace lowbit

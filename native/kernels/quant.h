@@ -32,11 +32,11 @@ enum Clip { CLIP_MINMAX = 0, CLIP_MSE = 1 };
 
 struct QuantSpec {
   int bits = 4;
-  int group_size = 128;   // columns per group (>= 1); == cols for per-channel
+  int group_size = 128;  // columns per group (>= 1); == cols for per-channel
   bool sym = true;
   int codebook = CODEBOOK_UNIFORM;
   int clip = CLIP_MINMAX;
-  int clip_grid = 100;         // shrink factors p = 1 − i/grid ...
+  int clip_grid = 100;           // shrink factors p = 1 − i/grid ...
   float clip_max_shrink = 0.8f;  // ... for i < max_shrink · grid
   float clip_norm = 2.4f;        // error Σ|x̂ − x|^norm
   int zero_min = 0;
@@ -138,24 +138,21 @@ float codebook_scale_mse(const float* x, size_t n, float absmax, const QuantSpec
 uint8_t codebook_code(float x, float scale, const float* levels, int n);
 
 // One row. stats accumulates; first_non_finite is a column index.
-void quant_row_ref(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
-                   float* deq, QuantStats* st);
-void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
-                    float* deq, QuantStats* st);
-void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
-                      float* deq, QuantStats* st);
+void quant_row_ref(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros, float* deq, QuantStats* st);
+void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros, float* deq, QuantStats* st);
+void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros, float* deq, QuantStats* st);
 
 using QuantRowFn = void (*)(const float*, size_t, const QuantSpec&, uint8_t*, float*, uint8_t*, float*, QuantStats*);
 
 // One row from an f32/f16/bf16 source (f16/bf16 converted into `buf`, ≥ cols floats, first).
 // first_non_finite in `st` is a column index.
-void quant_row_any(QuantRowFn row_kernel, const uint8_t* src, int src_dtype, size_t cols, const QuantSpec& q, uint8_t* codes,
-                   float* scales, uint8_t* zeros, float* deq, QuantStats* st, float* buf);
+void quant_row_any(QuantRowFn row_kernel, const uint8_t* src, int src_dtype, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales,
+                   uint8_t* zeros, float* deq, QuantStats* st, float* buf);
 
 struct TaskContext;
 // Whole tensor (rows, cols) from f32/f16/bf16 `src`. Outputs as above with rows × (cols | G)
 // extents. mode: MODE_FAST (threads + ISA variant) or MODE_REF (reference, one thread).
-void quantize_tensor(const void* src, int src_dtype, size_t rows, size_t cols, const QuantSpec& q, uint8_t* codes,
-                     float* scales, uint8_t* zeros, float* deq, int mode, QuantStats* st, TaskContext* ctx);
+void quantize_tensor(const void* src, int src_dtype, size_t rows, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
+                     float* deq, int mode, QuantStats* st, TaskContext* ctx);
 
 }  // namespace lowbit

@@ -35,17 +35,18 @@ std::string fmt(float v) {
 
 }  // namespace
 
-void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out, int mode,
-                   TaskContext* ctx) {
+void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out, int mode, TaskContext* ctx) {
   const QuantSpec& q = spec.q;
   const size_t gs = std::min((size_t)q.group_size, cols);
   const bool groups = gs < cols;
   const size_t G = groups ? (cols + gs - 1) / gs : 1;
   const float maxqf = (float)quant_maxq(q.bits);
   for (size_t i = 0; i < rows * cols; i++)
-    if (!std::isfinite(W[i])) throw Error("LOWBIT_NUMERICAL", "non-finite weight at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
+    if (!std::isfinite(W[i]))
+      throw Error("LOWBIT_NUMERICAL", "non-finite weight at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
   for (size_t i = 0; i < cols * cols; i++)
-    if (!std::isfinite(H[i])) throw Error("LOWBIT_NUMERICAL", "non-finite Hessian entry at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
+    if (!std::isfinite(H[i]))
+      throw Error("LOWBIT_NUMERICAL", "non-finite Hessian entry at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
 
   std::vector<float> Wk(W, W + rows * cols), Hk(H, H + cols * cols);
   // 1. per-row params on the original W when there are no groups
@@ -94,8 +95,8 @@ void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, con
     if (gptq_inverse_factor(Hd.data(), cols, U.data(), mode, ctx)) break;
     const float next = damp + spec.damp_step;
     if (next > spec.damp_max + 1e-6f)
-      throw Error("LOWBIT_NUMERICAL", "Hessian not positive definite after damping raised " + fmt(spec.damp) + " → " + fmt(damp) +
-                                          " (the bound is " + fmt(spec.damp_max) + " of the mean diagonal)");
+      throw Error("LOWBIT_NUMERICAL", "Hessian not positive definite after damping raised " + fmt(spec.damp) + " → " + fmt(damp) + " (the bound is " +
+                                          fmt(spec.damp_max) + " of the mean diagonal)");
     damp = next;
   }
   out.damp_used = damp;

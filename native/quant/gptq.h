@@ -25,26 +25,25 @@ namespace lowbit {
 struct TaskContext;
 
 struct GptqSpec {
-  QuantSpec q;             // bits, group_size (≥ cols: one group per row), sym, clip, zero_min, scale_f16
+  QuantSpec q;  // bits, group_size (≥ cols: one group per row), sym, clip, zero_min, scale_f16
   bool act_order = false;
   bool static_groups = false;
-  float damp = 0.01f;      // fraction of mean(diag H)
+  float damp = 0.01f;  // fraction of mean(diag H)
   float damp_step = 0.01f;
-  float damp_max = 1.0f;   // give up (LOWBIT_NUMERICAL) past this
+  float damp_max = 1.0f;  // give up (LOWBIT_NUMERICAL) past this
   int block_size = 128;
 };
 
 struct GptqOutput {
-  uint8_t* codes = nullptr;   // (rows × cols), original column order
-  float* scales = nullptr;    // (rows × G): group order as stored (processing order for act-order)
-  uint8_t* zeros = nullptr;   // (rows × G)
-  int32_t* g_idx = nullptr;   // (cols)
-  float* dequant = nullptr;   // (rows × cols) or null
-  double loss = 0;            // Σ (w − q)² / U_jj² / 2, as the reference reports it
+  uint8_t* codes = nullptr;  // (rows × cols), original column order
+  float* scales = nullptr;   // (rows × G): group order as stored (processing order for act-order)
+  uint8_t* zeros = nullptr;  // (rows × G)
+  int32_t* g_idx = nullptr;  // (cols)
+  float* dequant = nullptr;  // (rows × cols) or null
+  double loss = 0;           // Σ (w − q)² / U_jj² / 2, as the reference reports it
   float damp_used = 0;
 };
 
-void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out, int mode,
-                   TaskContext* ctx);
+void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out, int mode, TaskContext* ctx);
 
 }  // namespace lowbit

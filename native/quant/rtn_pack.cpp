@@ -27,8 +27,8 @@ void advise_huge_pages(void* p, size_t bytes) {
 #endif
 }
 
-void quantize_pack_gptq(const void* src, int sdt, size_t rows, size_t cols, const QuantSpec& q, int32_t* qweight,
-                        float* scales, uint8_t* zeros, int mode, QuantStats* st, TaskContext* ctx) {
+void quantize_pack_gptq(const void* src, int sdt, size_t rows, size_t cols, const QuantSpec& q, int32_t* qweight, float* scales, uint8_t* zeros,
+                        int mode, QuantStats* st, TaskContext* ctx) {
   const int bits = q.bits;
   LOWBIT_CHECK(cols % 32 == 0 && (bits == 2 || bits == 3 || bits == 4 || bits == 8), "quantize_pack_gptq: layout");
   if (mode == MODE_REF) {
@@ -62,8 +62,7 @@ void quantize_pack_gptq(const void* src, int sdt, size_t rows, size_t cols, cons
       for (size_t i = 0; i < nr; i++) {
         const size_t r = r0 + i;
         QuantStats rs;
-        quant_row_any(row_kernel, s + r * cols * ss, sdt, cols, q, codes.data() + i * cols, scales + r * G, zeros + r * G, nullptr,
-                      &rs, buf.data());
+        quant_row_any(row_kernel, s + r * cols * ss, sdt, cols, q, codes.data() + i * cols, scales + r * G, zeros + r * G, nullptr, &rs, buf.data());
         local.merge(rs, r * cols);
       }
       // codes are already in [0, 2^bits): pack each 32-run of each row into its column of qweight

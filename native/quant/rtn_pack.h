@@ -12,8 +12,8 @@
 
 namespace lowbit {
 
-void quantize_pack_gptq(const void* src, int src_dtype, size_t rows, size_t cols, const QuantSpec& q, int32_t* qweight,
-                        float* scales, uint8_t* zeros, int mode, QuantStats* st, TaskContext* ctx);
+void quantize_pack_gptq(const void* src, int src_dtype, size_t rows, size_t cols, const QuantSpec& q, int32_t* qweight, float* scales, uint8_t* zeros,
+                        int mode, QuantStats* st, TaskContext* ctx);
 
 // Ask the kernel to back [p, p + bytes) with transparent huge pages before it is first written
 // (fewer page faults on large fresh outputs; a no-op where THP is unavailable).

@@ -15,8 +15,7 @@
 namespace lowbit {
 
 Llama::Llama(const LlamaConfig& c, const LlamaWeights& w) : cfg_(c), w_(w) {
-  LOWBIT_CHECK(c.dim > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.head_dim > 0 && c.head_dim % 2 == 0,
-               "llama: bad config");
+  LOWBIT_CHECK(c.dim > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.head_dim > 0 && c.head_dim % 2 == 0, "llama: bad config");
   LOWBIT_CHECK((int)w.layers.size() == c.n_layers, "llama: layer count");
   const size_t kv_dim = (size_t)c.n_kv_heads * c.head_dim;
   kcache_.assign((size_t)c.n_layers * c.seq_len * kv_dim, 0.0f);
@@ -215,8 +214,8 @@ void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* o
 void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* obs) {
   const LlamaConfig& c = cfg_;
   if (pos0 > (size_t)c.seq_len || n > (size_t)c.seq_len - pos0)
-    throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
-                                             " exceed the context of " + std::to_string(c.seq_len) + " tokens");
+    throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) + " exceed the context of " +
+                                             std::to_string(c.seq_len) + " tokens");
   const size_t dim = c.dim, hd = c.head_dim, qd = (size_t)c.n_heads * hd, kvd = (size_t)c.n_kv_heads * hd, hid = c.hidden_dim;
   std::vector<float> xn(n * dim), q(n * qd), k(n * kvd), v(n * kvd), att(n * qd), h1(n * hid), h3(n * hid);
   std::vector<float> tmp(n * std::max(dim, qd));
@@ -240,18 +239,18 @@ void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* ob
   for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
 }
 
-void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx,
-                    Observer* obs) {
+void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx, Observer* obs) {
   const LlamaConfig& c = cfg_;
   if (n == 0) return;
   if (pos0 > (size_t)c.seq_len || n > (size_t)c.seq_len - pos0)
-    throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) +
-                                             " exceed the context of " + std::to_string(c.seq_len) + " tokens");
+    throw Error("LOWBIT_INVALID_OPTION", "positions " + std::to_string(pos0) + "…" + std::to_string(pos0 + n - 1) + " exceed the context of " +
+                                             std::to_string(c.seq_len) + " tokens");
   const size_t dim = c.dim;
   std::vector<float> x(n * dim), xn;
   for (size_t t = 0; t < n; t++) {
     const int32_t tok = tokens[t];
-    if (tok < 0 || tok >= c.vocab) throw Error("LOWBIT_INVALID_OPTION", "token id " + std::to_string(tok) + " is outside the vocabulary (" + std::to_string(c.vocab) + ")");
+    if (tok < 0 || tok >= c.vocab)
+      throw Error("LOWBIT_INVALID_OPTION", "token id " + std::to_string(tok) + " is outside the vocabulary (" + std::to_string(c.vocab) + ")");
     std::memcpy(&x[t * dim], w_.embed + (size_t)tok * dim, dim * 4);
   }
   for (int l = 0; l < c.n_layers; l++) {

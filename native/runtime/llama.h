@@ -48,10 +48,10 @@ struct PackedLinear {
 struct LayerWeights {
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
-  const float* w[LIN_COUNT] = {};      // (out, in) each, or null when packed[kind] / qblock[kind] is set
+  const float* w[LIN_COUNT] = {};  // (out, in) each, or null when packed[kind] / qblock[kind] is set
   PackedLinear packed[LIN_COUNT];
-  QBlockMatrix qblock[LIN_COUNT];      // integer-dot layout (int8 activations) when .q is set
-  const float* bias[LIN_COUNT] = {};   // q/k/v biases (Qwen2) or null
+  QBlockMatrix qblock[LIN_COUNT];     // integer-dot layout (int8 activations) when .q is set
+  const float* bias[LIN_COUNT] = {};  // q/k/v biases (Qwen2) or null
 };
 
 struct LlamaWeights {
@@ -76,8 +76,7 @@ class Llama {
 
   // Runs `n` tokens at positions pos0 … pos0 + n − 1 (the KV cache must hold 0 … pos0 − 1).
   // Writes logits (rows × vocab) for the last `logit_rows` positions (0: none).
-  void forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx,
-               Observer* obs = nullptr);
+  void forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx, Observer* obs = nullptr);
   size_t kv_capacity() const { return (size_t)cfg_.seq_len; }
   // One decoder layer on hidden states x (n × dim, in place) at positions pos0 …, writing that
   // layer's KV cache: the unit the sequential calibration driver (and GPTQ) runs block by block.

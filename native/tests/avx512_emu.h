@@ -27,8 +27,16 @@ using v16sf = float __attribute__((vector_size(64)));
 using v16si = int32_t __attribute__((vector_size(64)));
 using v32hi = int16_t __attribute__((vector_size(64)));
 
-static inline __m256 lo256(__m512 v) { __m256 r; std::memcpy(&r, &v, 32); return r; }
-static inline __m256 hi256(__m512 v) { __m256 r; std::memcpy(&r, reinterpret_cast<const char*>(&v) + 32, 32); return r; }
+static inline __m256 lo256(__m512 v) {
+  __m256 r;
+  std::memcpy(&r, &v, 32);
+  return r;
+}
+static inline __m256 hi256(__m512 v) {
+  __m256 r;
+  std::memcpy(&r, reinterpret_cast<const char*>(&v) + 32, 32);
+  return r;
+}
 static inline __m512 join256(__m256 lo, __m256 hi) {
   __m512 r;
   std::memcpy(&r, &lo, 32);
@@ -114,14 +122,14 @@ static inline uint16_t cmp_epu32_mask(__m512i a, __m512i b, int pred) {
     const uint32_t u = (uint32_t)x[i], v = (uint32_t)y[i];
     bool c = false;
     switch (pred & 7) {
-      case 0: c = u == v; break;   // EQ
-      case 1: c = u < v; break;    // LT
-      case 2: c = u <= v; break;   // LE
-      case 3: c = false; break;    // FALSE
-      case 4: c = u != v; break;   // NE
-      case 5: c = u >= v; break;   // NLT
-      case 6: c = u > v; break;    // NLE
-      default: c = true; break;    // TRUE
+      case 0: c = u == v; break;  // EQ
+      case 1: c = u < v; break;   // LT
+      case 2: c = u <= v; break;  // LE
+      case 3: c = false; break;   // FALSE
+      case 4: c = u != v; break;  // NE
+      case 5: c = u >= v; break;  // NLT
+      case 6: c = u > v; break;   // NLE
+      default: c = true; break;   // TRUE
     }
     if (c) r = (uint16_t)(r | 1u << i);
   }
@@ -137,10 +145,16 @@ static inline float reduce_ps(__m512 v, Op op) {
   for (int i = 0; i < 2; i++) c[i] = op(b[i], b[2 + i]);
   return op(c[0], c[1]);
 }
-static inline float reduce_add_ps(__m512 v) { return reduce_ps(v, [](float p, float q) { return p + q; }); }
+static inline float reduce_add_ps(__m512 v) {
+  return reduce_ps(v, [](float p, float q) { return p + q; });
+}
 // maxps/minps semantics (the second operand when either is NaN or both are zero): as GCC's intrinsic
-static inline float reduce_max_ps(__m512 v) { return reduce_ps(v, [](float p, float q) { return p > q ? p : q; }); }
-static inline float reduce_min_ps(__m512 v) { return reduce_ps(v, [](float p, float q) { return p < q ? p : q; }); }
+static inline float reduce_max_ps(__m512 v) {
+  return reduce_ps(v, [](float p, float q) { return p > q ? p : q; });
+}
+static inline float reduce_min_ps(__m512 v) {
+  return reduce_ps(v, [](float p, float q) { return p < q ? p : q; });
+}
 static inline int reduce_add_epi32(__m512i v) {
   const v16si x = (v16si)v;
   uint32_t s = 0;

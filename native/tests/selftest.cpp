@@ -195,8 +195,9 @@ void check_qdot(const char* isa) {
         const double bound = (double)(B + 4) * std::ldexp(1.0, -23) * mag + 1e-30;
         if (std::fabs((double)y[t * s.out + n] - r[t * s.out + n]) > bound) {
           char b[200];
-          std::snprintf(b, sizeof b, "[%s] qdot %d-bit kb %d %zux%zu rows %zu%s%s: y[%zu,%zu] %.9g vs ref %.9g (bound %.3g)", isa, s.bits, s.kb, s.out,
-                        s.in, s.rows, s.asym ? " asym" : "", s.two ? " two-level scales" : "", t, n, y[t * s.out + n], r[t * s.out + n], bound);
+          std::snprintf(b, sizeof b, "[%s] qdot %d-bit kb %d %zux%zu rows %zu%s%s: y[%zu,%zu] %.9g vs ref %.9g (bound %.3g)", isa, s.bits, s.kb,
+                        s.out, s.in, s.rows, s.asym ? " asym" : "", s.two ? " two-level scales" : "", t, n, y[t * s.out + n], r[t * s.out + n],
+                        bound);
           fail(b);
           t = s.rows;
           break;
@@ -220,7 +221,8 @@ void check_convert(const char* isa) {
       convert(f.data(), DTYPE_F32, a.data(), ddt, n, sat, MODE_FAST, &ra, nullptr);
       convert_ref(f.data(), DTYPE_F32, b.data(), ddt, n, sat, &rb);
       checks++;
-      if (a != b || ra.overflow != rb.overflow || ra.first_overflow != rb.first_overflow) fail(std::string("[") + isa + "] convert f32 -> " + (ddt == DTYPE_F16 ? "f16" : "bf16"));
+      if (a != b || ra.overflow != rb.overflow || ra.first_overflow != rb.first_overflow)
+        fail(std::string("[") + isa + "] convert f32 -> " + (ddt == DTYPE_F16 ? "f16" : "bf16"));
     }
     std::vector<uint32_t> a(n), b(n);
     convert(h.data(), ddt, a.data(), DTYPE_F32, n, false, MODE_FAST, nullptr, nullptr);
@@ -256,8 +258,9 @@ void check_quant(const char* isa) {
     quantize_tensor(x.data(), DTYPE_F32, s.rows, s.cols, q, c1.data(), s1.data(), z1.data(), d1.data(), MODE_FAST, &t1, nullptr);
     quantize_tensor(x.data(), DTYPE_F32, s.rows, s.cols, q, c2.data(), s2.data(), z2.data(), d2.data(), MODE_REF, &t2, nullptr);
     checks++;
-    const bool same = c1 == c2 && z1 == z2 && !std::memcmp(s1.data(), s2.data(), s1.size() * 4) && !std::memcmp(d1.data(), d2.data(), d1.size() * 4) &&
-                      std::fabs(t1.sum_sq_err - t2.sum_sq_err) <= 1e-5 * t2.sum_sq_err + 1e-30 && t1.max_abs_err == t2.max_abs_err;
+    const bool same = c1 == c2 && z1 == z2 && !std::memcmp(s1.data(), s2.data(), s1.size() * 4) &&
+                      !std::memcmp(d1.data(), d2.data(), d1.size() * 4) && std::fabs(t1.sum_sq_err - t2.sum_sq_err) <= 1e-5 * t2.sum_sq_err + 1e-30 &&
+                      t1.max_abs_err == t2.max_abs_err;
     if (!same) {
       char m[160];
       std::snprintf(m, sizeof m, "[%s] quantize %zux%zu %d-bit group %d %s%s: differs from the reference", isa, s.rows, s.cols, s.bits, s.group,

@@ -14,11 +14,18 @@ void convert_range_generic(const void* src, int sdt, void* dst, int ddt, size_t 
   // Same scalar arithmetic as the reference, in a tight loop per (src, dst) pair.
   const uint8_t* s = static_cast<const uint8_t*>(src);
   uint8_t* d = static_cast<uint8_t*>(dst);
-  if (sdt == ddt) { std::memcpy(d, s, n * dtype_size(sdt)); return; }
+  if (sdt == ddt) {
+    std::memcpy(d, s, n * dtype_size(sdt));
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     float f;
     if (sdt == DTYPE_F32) std::memcpy(&f, s + 4 * i, 4);
-    else { uint16_t h; std::memcpy(&h, s + 2 * i, 2); f = sdt == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h); }
+    else {
+      uint16_t h;
+      std::memcpy(&h, s + 2 * i, 2);
+      f = sdt == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
     if (ddt == DTYPE_F32) std::memcpy(d + 4 * i, &f, 4);
     else {
       bool of = false;
@@ -30,11 +37,17 @@ void convert_range_generic(const void* src, int sdt, void* dst, int ddt, size_t 
 }
 
 #if !defined(LOWBIT_HAVE_X86_VARIANTS)
-void convert_range_avx2(const void* s, int a, void* d, int b, size_t n, bool sat, size_t base, ConvertResult* r) { convert_range_generic(s, a, d, b, n, sat, base, r); }
-void convert_range_avx512(const void* s, int a, void* d, int b, size_t n, bool sat, size_t base, ConvertResult* r) { convert_range_generic(s, a, d, b, n, sat, base, r); }
+void convert_range_avx2(const void* s, int a, void* d, int b, size_t n, bool sat, size_t base, ConvertResult* r) {
+  convert_range_generic(s, a, d, b, n, sat, base, r);
+}
+void convert_range_avx512(const void* s, int a, void* d, int b, size_t n, bool sat, size_t base, ConvertResult* r) {
+  convert_range_generic(s, a, d, b, n, sat, base, r);
+}
 #endif
 #if !defined(LOWBIT_HAVE_NEON_VARIANTS)
-void convert_range_neon(const void* s, int a, void* d, int b, size_t n, bool sat, size_t base, ConvertResult* r) { convert_range_generic(s, a, d, b, n, sat, base, r); }
+void convert_range_neon(const void* s, int a, void* d, int b, size_t n, bool sat, size_t base, ConvertResult* r) {
+  convert_range_generic(s, a, d, b, n, sat, base, r);
+}
 #endif
 
 static void convert_range_dispatch(const void* src, int sdt, void* dst, int ddt, size_t n, bool saturate, size_t base, ConvertResult* r) {
@@ -62,8 +75,7 @@ void convert(const void* src, int sdt, void* dst, int ddt, size_t n, bool satura
   parallel_for(n, 1 << 16, [&](size_t b, size_t e) {
     if (ctx) ctx->check("convert");
     ConvertResult local;
-    convert_range_dispatch(static_cast<const uint8_t*>(src) + b * ss, sdt, static_cast<uint8_t*>(dst) + b * ds, ddt, e - b,
-                           saturate, b, &local);
+    convert_range_dispatch(static_cast<const uint8_t*>(src) + b * ss, sdt, static_cast<uint8_t*>(dst) + b * ds, ddt, e - b, saturate, b, &local);
     if (local.overflow) {
       std::lock_guard<std::mutex> lk(mu);
       r->overflow += local.overflow;

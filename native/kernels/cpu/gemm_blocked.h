@@ -44,10 +44,14 @@ inline void store_edge_tile(const float (&tile)[MR][NR], float* C, size_t ldc, s
 // tile starting at row `row` (a multiple of MR) sits at apre + packed_a_offset(mpad, kc0, kc, row).
 // pack_a_all packs tiles [t0, t1) (the driver splits them across threads).
 template <size_t MR>
-inline size_t padded_rows(size_t m) { return (m + MR - 1) / MR * MR; }
+inline size_t padded_rows(size_t m) {
+  return (m + MR - 1) / MR * MR;
+}
 inline size_t packed_a_offset(size_t mpad, size_t kc0, size_t kc, size_t row) { return kc0 * mpad + row * kc; }
 template <size_t MR>
-inline size_t packed_a_floats(size_t m, size_t k) { return padded_rows<MR>(m) * k; }
+inline size_t packed_a_floats(size_t m, size_t k) {
+  return padded_rows<MR>(m) * k;
+}
 template <size_t MR, size_t KC>
 inline void pack_a_all(const float* x, size_t m, size_t k, float* apre, size_t t0, size_t t1) {
   const size_t mpad = padded_rows<MR>(m);
@@ -58,8 +62,8 @@ inline void pack_a_all(const float* x, size_t m, size_t k, float* apre, size_t t
 }
 
 template <size_t MR, size_t NR, size_t KC, size_t MC, size_t NC, class Kernel, class PackB>
-inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1,
-                         float* Ap, float* Bp, Kernel kernel, PackB pack_b, const float* apre = nullptr) {
+inline void gemm_blocked(const float* x, size_t m, size_t k, const float* w, float* y, size_t ldy, bool accumulate, size_t n0, size_t n1, float* Ap,
+                         float* Bp, Kernel kernel, PackB pack_b, const float* apre = nullptr) {
   static_assert(MC % MR == 0, "MC is whole tiles");
   const size_t mpad = padded_rows<MR>(m);
   for (size_t nc0 = n0; nc0 < n1; nc0 += NC) {

@@ -27,8 +27,17 @@ void gemm_generic_range(const float* x, size_t m, size_t k, const float* w, size
         s3 += xi[t] * w3[t];
       }
       float* yi = y + i * ldy + j;
-      if (accumulate) { yi[0] += s0; yi[1] += s1; yi[2] += s2; yi[3] += s3; }
-      else { yi[0] = s0; yi[1] = s1; yi[2] = s2; yi[3] = s3; }
+      if (accumulate) {
+        yi[0] += s0;
+        yi[1] += s1;
+        yi[2] += s2;
+        yi[3] += s3;
+      } else {
+        yi[0] = s0;
+        yi[1] = s1;
+        yi[2] = s2;
+        yi[3] = s3;
+      }
     }
     for (; j < n1; j++) {
       float s = 0;
@@ -43,7 +52,8 @@ void gemm_generic(const float* x, size_t m, size_t k, const float* w, size_t n, 
 }
 
 #if !defined(LOWBIT_HAVE_X86_VARIANTS)
-void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1, const float*) {
+void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1,
+                     const float*) {
   gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
 }
 size_t gemm_avx2_packed_a_floats(size_t, size_t) { return 0; }
@@ -54,7 +64,8 @@ void gemm_small_pack_x_avx2(const float*, size_t, size_t, float*) { throw Error(
 void gemm_small_avx2_range(const float*, size_t, size_t, const float*, float*, size_t, bool, size_t, size_t) {
   throw Error("LOWBIT_INTERNAL", "gemm: no AVX2 variant in this build");
 }
-void gemm_avx512_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1, const float*) {
+void gemm_avx512_range(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool acc, size_t n0, size_t n1,
+                       const float*) {
   gemm_generic_range(x, m, k, w, n, y, ldy, acc, n0, n1);
 }
 size_t gemm_avx512_packed_a_floats(size_t, size_t) { return 0; }

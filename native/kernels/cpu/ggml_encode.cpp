@@ -210,7 +210,10 @@ size_t ggml_encode_block_bytes(int type) {
 bool ggml_encode(int type, const float* x, size_t n, uint8_t* out) {
   const size_t bb = ggml_encode_block_bytes(type), bv = ggml_encode_block_values(type);
   if (!bb || n % bv) return false;
-  bool (*block)(const float*, uint8_t*) = type == GGML_ENCODE_Q8_0 ? block_q8_0 : type == GGML_ENCODE_Q4_0 ? block_q4_0 : type == GGML_ENCODE_Q4_1 ? block_q4_1 : block_q4_k;
+  bool (*block)(const float*, uint8_t*) = type == GGML_ENCODE_Q8_0 ? block_q8_0
+                                        : type == GGML_ENCODE_Q4_0 ? block_q4_0
+                                        : type == GGML_ENCODE_Q4_1 ? block_q4_1
+                                                                   : block_q4_k;
   std::atomic<bool> ok{true};
   parallel_for(n / bv, bv == QK ? 4096 : 64, [&](size_t b0, size_t b1) {
     for (size_t b = b0; b < b1 && ok.load(std::memory_order_relaxed); b++)

@@ -41,8 +41,7 @@ static inline bool prepare_run(const uint8_t* src, int offset, int bits, uint8_t
   return mn >= offset && (int)mx - offset <= maxq;
 }
 
-void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t cols, int offset, int32_t* packed,
-               TaskContext* ctx) {
+void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t cols, int offset, int32_t* packed, TaskContext* ctx) {
   pack_words(layout, bits, rows, cols);
   uint32_t* P = reinterpret_cast<uint32_t*>(packed);
   std::atomic<bool> bad{false};
@@ -54,7 +53,10 @@ void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t 
       uint32_t w[8];
       for (size_t blk = b0; blk < b1; blk++) {
         for (size_t r = 0; r < rows; r++) {
-          if (!prepare_run(values + r * cols + blk * 32, offset, bits, tmp)) { bad = true; return; }
+          if (!prepare_run(values + r * cols + blk * 32, offset, bits, tmp)) {
+            bad = true;
+            return;
+          }
           pack_run(tmp, bits, w);
           for (int t = 0; t < bits; t++) P[(blk * bits + t) * rows + r] = w[t];
         }
@@ -66,7 +68,10 @@ void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t 
       uint8_t tmp[32];
       for (size_t r = r0; r < r1; r++)
         for (size_t k = 0; k < runs; k++) {
-          if (!prepare_run(values + r * cols + k * 32, offset, bits, tmp)) { bad = true; return; }
+          if (!prepare_run(values + r * cols + k * 32, offset, bits, tmp)) {
+            bad = true;
+            return;
+          }
           pack_run(tmp, bits, P + r * (cols * bits / 32) + k * bits);
         }
     });
@@ -80,7 +85,10 @@ void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t 
           uint32_t word = 0;
           for (int i = 0; i < 8; i++) {
             int v = (int)src[i][c] - offset;
-            if (v < 0 || v > 15) { bad = true; return; }
+            if (v < 0 || v > 15) {
+              bad = true;
+              return;
+            }
             word |= (uint32_t)v << (4 * i);
           }
           P[c * ow + w] = word;
@@ -95,8 +103,7 @@ void pack_fast(int layout, int bits, const uint8_t* values, size_t rows, size_t 
   if (bad) pack_ref(layout, bits, values, rows, cols, offset, packed);  // throws the precise error
 }
 
-void unpack_fast(int layout, int bits, const int32_t* packed, size_t rows, size_t cols, int offset, uint8_t* values,
-                 TaskContext* ctx) {
+void unpack_fast(int layout, int bits, const int32_t* packed, size_t rows, size_t cols, int offset, uint8_t* values, TaskContext* ctx) {
   pack_words(layout, bits, rows, cols);
   const uint32_t* P = reinterpret_cast<const uint32_t*>(packed);
   std::atomic<bool> bad{false};

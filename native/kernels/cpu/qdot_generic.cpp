@@ -90,7 +90,8 @@ void qdot_linear_multi(const QdotPart* parts, size_t count, const float* x, size
   if (count == 0) return;
   const QBlockMatrix& w0 = *parts[0].w;
   for (size_t p = 1; p < count; p++)
-    if (!qdot_can_share_acts(w0, *parts[p].w)) throw Error("LOWBIT_INTERNAL", "qdot_linear_multi: the matrices need different activation quantizations");
+    if (!qdot_can_share_acts(w0, *parts[p].w))
+      throw Error("LOWBIT_INTERNAL", "qdot_linear_multi: the matrices need different activation quantizations");
   const size_t B = w0.blocks();
   thread_local std::vector<int8_t> xq;
   thread_local std::vector<float> sx, zs;

@@ -13,13 +13,19 @@
 namespace lowbit {
 
 #if !defined(LOWBIT_HAVE_X86_VARIANTS)
-GroupParams uniform_params_mse_avx2(const float* x, size_t n, float xmin, float xmax, const QuantSpec& q) { return uniform_params_mse(x, n, xmin, xmax, q); }
-void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* c, float* s, uint8_t* z, float* d, QuantStats* st) { quant_row_ref(x, cols, q, c, s, z, d, st); }
-void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* c, float* s, uint8_t* z, float* d, QuantStats* st) { quant_row_ref(x, cols, q, c, s, z, d, st); }
+GroupParams uniform_params_mse_avx2(const float* x, size_t n, float xmin, float xmax, const QuantSpec& q) {
+  return uniform_params_mse(x, n, xmin, xmax, q);
+}
+void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* c, float* s, uint8_t* z, float* d, QuantStats* st) {
+  quant_row_ref(x, cols, q, c, s, z, d, st);
+}
+void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* c, float* s, uint8_t* z, float* d, QuantStats* st) {
+  quant_row_ref(x, cols, q, c, s, z, d, st);
+}
 #endif
 
-void quant_row_any(QuantRowFn row_kernel, const uint8_t* src, int sdt, size_t cols, const QuantSpec& q, uint8_t* codes,
-                   float* scales, uint8_t* zeros, float* deq, QuantStats* st, float* buf) {
+void quant_row_any(QuantRowFn row_kernel, const uint8_t* src, int sdt, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
+                   float* deq, QuantStats* st, float* buf) {
   if (sdt == DTYPE_F32) {
     row_kernel(reinterpret_cast<const float*>(src), cols, q, codes, scales, zeros, deq, st);
     return;
@@ -30,8 +36,8 @@ void quant_row_any(QuantRowFn row_kernel, const uint8_t* src, int sdt, size_t co
   row_kernel(buf, cols, q, codes, scales, zeros, deq, st);
 }
 
-void quantize_tensor(const void* src, int src_dtype, size_t rows, size_t cols, const QuantSpec& q, uint8_t* codes,
-                     float* scales, uint8_t* zeros, float* deq, int mode, QuantStats* st, TaskContext* ctx) {
+void quantize_tensor(const void* src, int src_dtype, size_t rows, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
+                     float* deq, int mode, QuantStats* st, TaskContext* ctx) {
   const size_t G = (cols + (size_t)q.group_size - 1) / (size_t)q.group_size;
   const size_t ss = dtype_size(src_dtype);
   const uint8_t* s = static_cast<const uint8_t*>(src);

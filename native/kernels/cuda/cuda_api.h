@@ -37,8 +37,8 @@ CudaStatus cuda_status();
 // qweight: (cols/8, rows) int32, 8 codes per word along the input dim, low nibble first;
 // scales: (groups, rows) f32; zeros: (groups, rows) uint8 (true zeros); g_idx: (cols) int32;
 // out: (rows, cols) f32. All host pointers; returns the kernel time in milliseconds.
-float dequant_gptq_int4_cuda(const int32_t* qweight, const float* scales, const uint8_t* zeros, const int32_t* g_idx,
-                             int rows, int cols, int groups, float* out);
+float dequant_gptq_int4_cuda(const int32_t* qweight, const float* scales, const uint8_t* zeros, const int32_t* g_idx, int rows, int cols, int groups,
+                             float* out);
 
 enum CudaDtype { CUDA_F32 = 0, CUDA_F16 = 1 };
 enum QgemmKernel { QGEMM_AUTO = 0, QGEMM_GEMV = 1, QGEMM_MMA = 2 };  // auto: GEMV for m == 1, else MMA
@@ -100,8 +100,8 @@ int qgemm_cuda_group_size(const int32_t* g_idx, int in, int groups);
 // fp16 GEMM of the same shape, for the benchmark's speed-up: y (m, out) f32 = x · Wᵀ with x and
 // W (out, in) rounded to f16 on the device (nearest even), f32 accumulation; in % 8 == 0.
 CudaRunStats gemm_f16_cuda(const float* x, const float* w, int m, int in, int out, float* y, int warmup, int repeats, bool cold = false);
-void gemm_f16_cuda_launch(const void* x_f16, const void* w_f16, int m, int in, int out, float* y, float* workspace,
-                          size_t workspace_floats, void* stream);
+void gemm_f16_cuda_launch(const void* x_f16, const void* w_f16, int m, int in, int out, float* y, float* workspace, size_t workspace_floats,
+                          void* stream);
 size_t gemm_f16_cuda_workspace_floats(int m, int in, int out);
 
 // Device-to-device copy of `bytes` (read + write = 2·bytes of traffic): per-repeat milliseconds.

@@ -16,9 +16,8 @@ namespace {
 constexpr int TILE_N = 32;  // output channels per block (one warp's worth of coalesced loads)
 constexpr int TILE_W = 8;   // packed words per block along k (= 64 input channels)
 
-__global__ void dequant_gptq_int4_kernel(const int32_t* __restrict__ qweight, const float* __restrict__ scales,
-                                         const uint8_t* __restrict__ zeros, const int32_t* __restrict__ g_idx,
-                                         int rows, int cols, float* __restrict__ out) {
+__global__ void dequant_gptq_int4_kernel(const int32_t* __restrict__ qweight, const float* __restrict__ scales, const uint8_t* __restrict__ zeros,
+                                         const int32_t* __restrict__ g_idx, int rows, int cols, float* __restrict__ out) {
   __shared__ float tile[TILE_N][TILE_W * 8 + 1];  // +1: no bank conflicts on the transposed read
   const int n0 = blockIdx.x * TILE_N, w0 = blockIdx.y * TILE_W;
   const int tx = threadIdx.x, ty = threadIdx.y;  // tx: output channel in tile, ty: word in tile
@@ -46,8 +45,8 @@ __global__ void dequant_gptq_int4_kernel(const int32_t* __restrict__ qweight, co
 
 }  // namespace
 
-float dequant_gptq_int4_cuda(const int32_t* qweight, const float* scales, const uint8_t* zeros, const int32_t* g_idx,
-                             int rows, int cols, int groups, float* out) {
+float dequant_gptq_int4_cuda(const int32_t* qweight, const float* scales, const uint8_t* zeros, const int32_t* g_idx, int rows, int cols, int groups,
+                             float* out) {
   int32_t *d_q = nullptr, *d_g = nullptr;
   float *d_s = nullptr, *d_out = nullptr;
   uint8_t* d_z = nullptr;
@@ -76,12 +75,20 @@ float dequant_gptq_int4_cuda(const int32_t* qweight, const float* scales, const 
     CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
     CUDA_CHECK(cudaMemcpy(out, d_out, nw * 4, cudaMemcpyDeviceToHost));
   } catch (...) {
-    cudaFree(d_q); cudaFree(d_s); cudaFree(d_z); cudaFree(d_g); cudaFree(d_out);
+    cudaFree(d_q);
+    cudaFree(d_s);
+    cudaFree(d_z);
+    cudaFree(d_g);
+    cudaFree(d_out);
     if (a) cudaEventDestroy(a);
     if (b) cudaEventDestroy(b);
     throw;
   }
-  cudaFree(d_q); cudaFree(d_s); cudaFree(d_z); cudaFree(d_g); cudaFree(d_out);
+  cudaFree(d_q);
+  cudaFree(d_s);
+  cudaFree(d_z);
+  cudaFree(d_g);
+  cudaFree(d_out);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return ms;

@@ -26,13 +26,18 @@ namespace lowbit {
 
 __device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 #else
   // Never built: CMakeLists compiles sm_80 and newer only. Trap so a wrong build cannot pass.
-  (void)d; (void)a0; (void)a1; (void)a2; (void)a3; (void)b0; (void)b1;
+  (void)d;
+  (void)a0;
+  (void)a1;
+  (void)a2;
+  (void)a3;
+  (void)b0;
+  (void)b1;
   __trap();
 #endif
 }
@@ -72,7 +77,10 @@ __device__ __forceinline__ void load_x8(const float* __restrict__ row, int k0, i
     const int k = k0 + 4 * h;
     if (row && k < in) {
       const float4 f = __ldg(reinterpret_cast<const float4*>(row + k));
-      v[4 * h] = f.x; v[4 * h + 1] = f.y; v[4 * h + 2] = f.z; v[4 * h + 3] = f.w;
+      v[4 * h] = f.x;
+      v[4 * h + 1] = f.y;
+      v[4 * h + 2] = f.z;
+      v[4 * h + 3] = f.w;
     } else {
       v[4 * h] = v[4 * h + 1] = v[4 * h + 2] = v[4 * h + 3] = 0.0f;
     }
@@ -85,7 +93,10 @@ __device__ __forceinline__ void load_x8(const __half* __restrict__ row, int k0, 
     if (row && k < in) {
       const uint2 u = __ldg(reinterpret_cast<const uint2*>(row + k));
       const float2 a = __half22float2(bits_h2(u.x)), b = __half22float2(bits_h2(u.y));
-      v[4 * h] = a.x; v[4 * h + 1] = a.y; v[4 * h + 2] = b.x; v[4 * h + 3] = b.y;
+      v[4 * h] = a.x;
+      v[4 * h + 1] = a.y;
+      v[4 * h + 2] = b.x;
+      v[4 * h + 3] = b.y;
     } else {
       v[4 * h] = v[4 * h + 1] = v[4 * h + 2] = v[4 * h + 3] = 0.0f;
     }

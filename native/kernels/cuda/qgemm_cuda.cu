@@ -42,10 +42,10 @@ namespace lowbit {
 
 namespace {
 
-constexpr int MMA_WARPS = 4;               // per block; warp w owns columns [32w, 32w + 32) of the block's 128
+constexpr int MMA_WARPS = 4;  // per block; warp w owns columns [32w, 32w + 32) of the block's 128
 constexpr int MMA_COLS = 32 * MMA_WARPS;
-constexpr int GEMV_WARPS = 8;              // per block; they split the block's k range
-constexpr int GEMV_COLS = 128;             // 32 lanes × 4 columns (one 128-bit load each)
+constexpr int GEMV_WARPS = 8;   // per block; they split the block's k range
+constexpr int GEMV_COLS = 128;  // 32 lanes × 4 columns (one 128-bit load each)
 
 // The words of one lane for physical k [k0, k0 + 8) of its 4 columns.
 template <int BITS>
@@ -68,9 +68,7 @@ __device__ __forceinline__ void load_words(const uint32_t* __restrict__ qw, int 
 }
 
 // f16x2 bits of (1024 + q) for register pair p of column i (pairs: mma.cuh).
-__device__ __forceinline__ uint32_t pair_bits(const Words<4>& w, int i, int p) {
-  return ((u4_get(w.a, i) >> (4 * p)) & 0x000F000Fu) | 0x64006400u;
-}
+__device__ __forceinline__ uint32_t pair_bits(const Words<4>& w, int i, int p) { return ((u4_get(w.a, i) >> (4 * p)) & 0x000F000Fu) | 0x64006400u; }
 __device__ __forceinline__ uint32_t pair_bits(const Words<8>& w, int i, int p) {
   const uint32_t word = p < 2 ? u4_get(w.a, i) : u4_get(w.b, i);
   return ((word >> (8 * (p & 1))) & 0x00FF00FFu) | 0x64006400u;
@@ -98,8 +96,7 @@ struct PairsOf<8> {
 __device__ __forceinline__ uint32_t zero_h2(uint32_t z0, uint32_t z1) { return (0x6400u | z0) | ((0x6400u | z1) << 16); }
 
 // Store one warp's 16 × 32 accumulator tile: tile i, logical column l ↔ physical n0 + 4l + i.
-__device__ __forceinline__ void store_tile(const float (&acc)[4][4], float* __restrict__ dst, int m, int out, int m0, int n0, int g,
-                                           int t) {
+__device__ __forceinline__ void store_tile(const float (&acc)[4][4], float* __restrict__ dst, int m, int out, int m0, int n0, int g, int t) {
 #pragma unroll
   for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -117,8 +114,7 @@ __device__ __forceinline__ void store_tile(const float (&acc)[4][4], float* __re
 template <int BITS, typename XT, bool CONTIG>
 __global__ void __launch_bounds__(32 * MMA_WARPS)
     qgemm_mma_kernel(const XT* __restrict__ x, int m, int in, int out, const uint32_t* __restrict__ qw, const float* __restrict__ scales,
-                     const uint8_t* __restrict__ zeros, const int32_t* __restrict__ g_idx, int gs, int chunks_per_split,
-                     float* __restrict__ dst) {
+                     const uint8_t* __restrict__ zeros, const int32_t* __restrict__ g_idx, int gs, int chunks_per_split, float* __restrict__ dst) {
   using P = typename PairsOf<BITS>::type;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -212,8 +208,7 @@ __global__ void __launch_bounds__(32 * MMA_WARPS)
 template <int BITS, typename XT, bool CONTIG>
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
     qgemv_kernel(const XT* __restrict__ x, int m, int in, int out, const uint32_t* __restrict__ qw, const float* __restrict__ scales,
-                 const uint8_t* __restrict__ zeros, const int32_t* __restrict__ g_idx, int gs, int kgroups_per_split,
-                 float* __restrict__ dst) {
+                 const uint8_t* __restrict__ zeros, const int32_t* __restrict__ g_idx, int gs, int kgroups_per_split, float* __restrict__ dst) {
   __shared__ float red[GEMV_WARPS][GEMV_COLS];
   const int lane = threadIdx.x, wy = threadIdx.y;
   const int n = blockIdx.x * GEMV_COLS + 4 * lane;
@@ -392,13 +387,12 @@ void launch_q(const QgemmCudaArgs& a, const Plan& p, float* dst, cudaStream_t s)
   if (p.kernel == QGEMM_GEMV) {
     if (a.group_size > 0)
       qgemv_kernel<BITS, XT, true><<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, a.group_size, p.per_split, dst);
-    else
-      qgemv_kernel<BITS, XT, false><<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, 0, p.per_split, dst);
+    else qgemv_kernel<BITS, XT, false><<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, 0, p.per_split, dst);
   } else {
     if (a.group_size > 0)
-      qgemm_mma_kernel<BITS, XT, true><<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, a.group_size, p.per_split, dst);
-    else
-      qgemm_mma_kernel<BITS, XT, false><<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, 0, p.per_split, dst);
+      qgemm_mma_kernel<BITS, XT, true>
+          <<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, a.group_size, p.per_split, dst);
+    else qgemm_mma_kernel<BITS, XT, false><<<p.grid, p.block, 0, s>>>(x, a.m, a.in, a.out, qw, a.scales, a.zeros, a.g_idx, 0, p.per_split, dst);
   }
   CUDA_CHECK_LAUNCH();
 }
@@ -417,13 +411,15 @@ void check_qgemm_shape(int m, int in, int out, int bits, int x_dtype, int groups
                                              std::to_string(in) + ", out " + std::to_string(out) + ", groups " + std::to_string(groups));
   const int word = 32 / bits;
   if (in % word != 0 || in % 4 != 0)
-    throw Error("LOWBIT_SHAPE_MISMATCH", "qgemm CUDA: in_features " + std::to_string(in) + " is not a multiple of " + std::to_string(std::max(word, 4)));
+    throw Error("LOWBIT_SHAPE_MISMATCH",
+                "qgemm CUDA: in_features " + std::to_string(in) + " is not a multiple of " + std::to_string(std::max(word, 4)));
   if (x_dtype != CUDA_F32 && x_dtype != CUDA_F16) throw Error("LOWBIT_INTERNAL", "qgemm CUDA: x dtype must be 0 (f32) or 1 (f16)");
   if (kernel < QGEMM_AUTO || kernel > QGEMM_MMA) throw Error("LOWBIT_INTERNAL", "qgemm CUDA: kernel must be 0 (auto), 1 (gemv) or 2 (mma)");
   // grid.z carries the tokens (GEMV: one each; MMA: 16 each) and is limited to 65535
   const bool gemv = kernel == QGEMM_GEMV || (kernel == QGEMM_AUTO && m == 1);
   if (gemv ? m > 65535 : (m + 15) / 16 > 65535)
-    throw Error("LOWBIT_UNSUPPORTED", "qgemm CUDA: " + std::to_string(m) + " tokens is above the " + (gemv ? "GEMV kernel's 65535" : "MMA kernel's 1048560") + "; split the batch");
+    throw Error("LOWBIT_UNSUPPORTED", "qgemm CUDA: " + std::to_string(m) + " tokens is above the " +
+                                          (gemv ? "GEMV kernel's 65535" : "MMA kernel's 1048560") + "; split the batch");
 }
 
 }  // namespace
@@ -431,8 +427,8 @@ void check_qgemm_shape(int m, int in, int out, int bits, int x_dtype, int groups
 int qgemm_cuda_group_size(const int32_t* g_idx, int in, int groups) {
   for (int k = 0; k < in; k++)
     if (g_idx[k] < 0 || g_idx[k] >= groups)
-      throw Error("LOWBIT_BAD_FORMAT", "g_idx[" + std::to_string(k) + "] = " + std::to_string(g_idx[k]) + " is outside [0, " +
-                                           std::to_string(groups) + ")");
+      throw Error("LOWBIT_BAD_FORMAT",
+                  "g_idx[" + std::to_string(k) + "] = " + std::to_string(g_idx[k]) + " is outside [0, " + std::to_string(groups) + ")");
   int gs = 0;
   while (gs < in && g_idx[gs] == 0) gs++;
   if (gs == 0 || gs % 8 != 0) return 0;
@@ -475,8 +471,7 @@ size_t gemm_f16_cuda_workspace_floats(int m, int in, int out) {
   return p.splits > 1 ? (size_t)p.splits * m * out : 0;
 }
 
-void gemm_f16_cuda_launch(const void* x, const void* w, int m, int in, int out, float* y, float* workspace, size_t workspace_floats,
-                          void* stream) {
+void gemm_f16_cuda_launch(const void* x, const void* w, int m, int in, int out, float* y, float* workspace, size_t workspace_floats, void* stream) {
   LOWBIT_CHECK(m >= 1 && out >= 1 && in >= 8 && in % 8 == 0, "gemm f16 CUDA: in must be a positive multiple of 8");
   check_aligned(x, 16, "x");
   check_aligned(w, 16, "w");
@@ -550,8 +545,8 @@ CudaRunStats qgemm_gptq_cuda(const QgemmHostArgs& a, int kernel, int warmup, int
 
 CudaRunStats gemm_f16_cuda(const float* x, const float* w, int m, int in, int out, float* y, int warmup, int repeats, bool cold) {
   if (m < 1 || out < 1 || in < 8 || in % 8 != 0)
-    throw Error("LOWBIT_SHAPE_MISMATCH", "gemm f16 CUDA: expected m, out ≥ 1 and in a positive multiple of 8, got m " + std::to_string(m) +
-                                             ", in " + std::to_string(in) + ", out " + std::to_string(out));
+    throw Error("LOWBIT_SHAPE_MISMATCH", "gemm f16 CUDA: expected m, out ≥ 1 and in a positive multiple of 8, got m " + std::to_string(m) + ", in " +
+                                             std::to_string(in) + ", out " + std::to_string(out));
   if (repeats < 1 || warmup < 0) throw Error("LOWBIT_INTERNAL", "gemm f16 CUDA: repeats must be ≥ 1 and warmup ≥ 0");
   cuda_require_device();
   CudaRunStats st;

@@ -79,8 +79,6 @@ __device__ __forceinline__ uint8_t dev_uniform_code(float x, DevGroupParams p, f
   return (uint8_t)v;
 }
 
-__device__ __forceinline__ float dev_uniform_dequant(uint8_t c, DevGroupParams p) {
-  return __fmul_rn(p.scale, __fsub_rn((float)c, (float)p.zero));
-}
+__device__ __forceinline__ float dev_uniform_dequant(uint8_t c, DevGroupParams p) { return __fmul_rn(p.scale, __fsub_rn((float)c, (float)p.zero)); }
 
 }  // namespace lowbit

@@ -7,8 +7,13 @@
 namespace lowbit {
 
 static inline float load_as_f32(const uint8_t* p, int dt) {
-  if (dt == DTYPE_F32) { float f; std::memcpy(&f, p, 4); return f; }
-  uint16_t h; std::memcpy(&h, p, 2);
+  if (dt == DTYPE_F32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, p, 2);
   return dt == DTYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
@@ -23,7 +28,9 @@ void convert_ref(const void* src, int sdt, void* dst, int ddt, size_t n, bool sa
     } else if (ddt == DTYPE_F16) {
       bool of = false;
       uint16_t h = f32_to_f16(f, saturate, &of);
-      if (of) { if (r->overflow++ == 0) r->first_overflow = i; }
+      if (of) {
+        if (r->overflow++ == 0) r->first_overflow = i;
+      }
       std::memcpy(d + i * 2, &h, 2);
     } else {
       uint16_t h = f32_to_bf16(f);

@@ -25,17 +25,16 @@ size_t pack_words(int layout, int bits, size_t rows, size_t cols) {
       if (bits != 4) throw Error("LOWBIT_INVALID_OPTION", "bits: the AWQ GEMM layout is 4-bit only, received " + std::to_string(bits));
       if (cols % 8) throw Error("LOWBIT_SHAPE_MISMATCH", "AWQ packing needs out % 8 == 0, got " + std::to_string(cols));
       return rows * cols / 8;
-    default:
-      throw Error("LOWBIT_INVALID_OPTION", "layout: unknown packing layout " + std::to_string(layout));
+    default: throw Error("LOWBIT_INVALID_OPTION", "layout: unknown packing layout " + std::to_string(layout));
   }
 }
 
 static uint32_t checked(uint8_t v, int offset, int bits, size_t r, size_t c) {
   int x = (int)v - offset;
   if (x < 0 || x > (1 << bits) - 1)
-    throw Error("LOWBIT_INVALID_OPTION", "value " + std::to_string(v) + " at (" + std::to_string(r) + ", " + std::to_string(c) +
-                                             ") is outside [" + std::to_string(offset) + ", " +
-                                             std::to_string(offset + (1 << bits) - 1) + "] for " + std::to_string(bits) + "-bit packing");
+    throw Error("LOWBIT_INVALID_OPTION", "value " + std::to_string(v) + " at (" + std::to_string(r) + ", " + std::to_string(c) + ") is outside [" +
+                                             std::to_string(offset) + ", " + std::to_string(offset + (1 << bits) - 1) + "] for " +
+                                             std::to_string(bits) + "-bit packing");
   return (uint32_t)x;
 }
 

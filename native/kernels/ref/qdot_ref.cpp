@@ -23,9 +23,7 @@ const char* qblock_check(int bits, int kb, size_t in) {
   return nullptr;
 }
 
-float qblock_scale(const QBlockMatrix& w, size_t si) {
-  return w.ds ? f16_to_f32(w.d[qblock_supidx(w, si)]) * (float)w.ds[si] : f16_to_f32(w.d[si]);
-}
+float qblock_scale(const QBlockMatrix& w, size_t si) { return w.ds ? f16_to_f32(w.d[qblock_supidx(w, si)]) * (float)w.ds[si] : f16_to_f32(w.d[si]); }
 float qblock_offset(const QBlockMatrix& w, size_t si) {
   if (w.ms) return -(f16_to_f32(w.mh[qblock_supidx(w, si)]) * (float)w.ms[si]);
   return w.m ? w.m[si] : -w.zero_fixed * qblock_scale(w, si);
@@ -69,7 +67,8 @@ static void put_row(const QBlockMatrix& w, uint8_t* q, size_t n, const int8_t* c
       for (size_t i = 0; i < 4; i++) {
         du[j * 4 + i] = crumb_byte(cu, i);
         const size_t p = j * 4 + i, shift = 4 * (p / 16);
-        const unsigned nib = (unsigned)(((cu[i] >> 2) & 1) | ((cu[4 + i] >> 2) & 1) << 1 | ((cu[8 + i] >> 2) & 1) << 2 | ((cu[12 + i] >> 2) & 1) << 3);
+        const unsigned nib = (unsigned)(((cu[i] >> 2) & 1) | ((cu[4 + i] >> 2) & 1) << 1 | ((cu[8 + i] >> 2) & 1) << 2 |
+                                        ((cu[12 + i] >> 2) & 1) << 3);
         du[32 + p % 16] = (uint8_t)((du[32 + p % 16] & ~(15u << shift)) | nib << shift);
       }
     }
@@ -214,7 +213,8 @@ static void q4k_scale_min(const uint8_t* s, int j, int* sc, int* mn) {
   }
 }
 
-void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, int8_t* ds, uint16_t* mh, int8_t* ms) {
+void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uint8_t* q, uint16_t* d, float* m, int8_t* ds, uint16_t* mh,
+                        int8_t* ms) {
   const GgmlQInfo gi = qblock_ggml_info(type);
   if (!gi.block_bytes) throw std::runtime_error("LOWBIT_INTERNAL: qblock_repack_ggml: type");
   const size_t B = in / gi.block_values, bsz = gi.block_bytes;
@@ -285,7 +285,7 @@ void qblock_repack_ggml(int type, const uint8_t* src, size_t out, size_t in, uin
         std::memcpy(&w2, qs + 8, 4);
         std::memcpy(&w3, qs + 12, 4);
         const uint32_t L = 0x0F0F0F0Fu, H = 0xF0F0F0F0u;
-        const uint32_t units[4] = {(w0 & L) | ((w1 & L) << 4), (w2 & L) | ((w3 & L) << 4),  // channels 0–15: low nibbles
+        const uint32_t units[4] = {(w0 & L) | ((w1 & L) << 4), (w2 & L) | ((w3 & L) << 4),   // channels 0–15: low nibbles
                                    ((w0 >> 4) & L) | (w1 & H), ((w2 >> 4) & L) | (w3 & H)};  // 16–31: high nibbles
         uint8_t* dst = q + (T * (in / 8) + 4 * b) * 32 + col * 4;
         for (size_t u = 0; u < 4; u++) std::memcpy(dst + u * 32, &units[u], 4);

@@ -29,9 +29,12 @@ static std::vector<float> make_log2(int bits) {
 }
 
 const float* codebook_levels(int codebook, int bits, int* n) {
-  static const std::vector<float> log2_tables[9] = {{}, {}, make_log2(2), make_log2(3), make_log2(4),
+  static const std::vector<float> log2_tables[9] = {{},           {},           make_log2(2), make_log2(3), make_log2(4),
                                                     make_log2(5), make_log2(6), make_log2(7), make_log2(8)};
-  if (codebook == CODEBOOK_NF4) { *n = 16; return kNf4; }
+  if (codebook == CODEBOOK_NF4) {
+    *n = 16;
+    return kNf4;
+  }
   const std::vector<float>& t = log2_tables[bits];
   *n = (int)t.size();
   return t.data();
@@ -43,7 +46,10 @@ uint8_t codebook_code(float x, float scale, const float* levels, int n) {
   float bd = std::fabs(v - levels[0]);
   for (int k = 1; k < n; k++) {
     float d = std::fabs(v - levels[k]);
-    if (d < bd) { bd = d; best = k; }  // ties keep the lower level
+    if (d < bd) {
+      bd = d;
+      best = k;
+    }  // ties keep the lower level
   }
   return (uint8_t)best;
 }
@@ -63,7 +69,10 @@ GroupParams uniform_params_mse(const float* x, size_t n, float xmin, float xmax,
     GroupParams c = uniform_params(p * xmin, p * xmax, q);
     double err = 0;
     for (size_t j = 0; j < n; j++) err += err_pow((double)uniform_dequant(uniform_code(x[j], c, maxqf), c) - (double)x[j], q.clip_norm);
-    if (err < best_err) { best_err = err; best = c; }
+    if (err < best_err) {
+      best_err = err;
+      best = c;
+    }
   }
   return best;
 }
@@ -81,13 +90,15 @@ float codebook_scale_mse(const float* x, size_t n, float absmax, const QuantSpec
     if (!(s > 0.0f)) continue;
     double err = 0;
     for (size_t j = 0; j < n; j++) err += err_pow((double)(s * lv[codebook_code(x[j], s, lv, nl)]) - (double)x[j], q.clip_norm);
-    if (err < best_err) { best_err = err; best = s; }
+    if (err < best_err) {
+      best_err = err;
+      best = s;
+    }
   }
   return best;
 }
 
-void quant_row_ref(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
-                   float* deq, QuantStats* st) {
+void quant_row_ref(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros, float* deq, QuantStats* st) {
   const size_t gs = (size_t)q.group_size;
   const float maxqf = (float)quant_maxq(q.bits);
   for (size_t g0 = 0, gi = 0; g0 < cols; g0 += gs, gi++) {

@@ -104,8 +104,8 @@ __global__ void permute_sym_kernel(const float* __restrict__ H, int n, const int
   out[e] = H[(size_t)perm[i] * n + perm[j]];
 }
 
-__device__ __forceinline__ DevGroupParams params_at(int mode, int r, int j, int gs, int G, const DevGroupParams* prow,
-                                                    const DevGroupParams* pstatic, const DevGroupParams* pdyn, const int* perm) {
+__device__ __forceinline__ DevGroupParams params_at(int mode, int r, int j, int gs, int G, const DevGroupParams* prow, const DevGroupParams* pstatic,
+                                                    const DevGroupParams* pdyn, const int* perm) {
   if (mode == PARAMS_ROW) return prow[r];
   if (mode == PARAMS_STATIC) return pstatic[(size_t)r * G + perm[j] / gs];
   return pdyn[(size_t)r * G + j / gs];
@@ -118,8 +118,7 @@ __device__ __forceinline__ DevGroupParams params_at(int mode, int r, int j, int 
 __global__ void __launch_bounds__(32 * SWEEP_WARPS)
     gptq_sweep_kernel(const float* __restrict__ W, const float* __restrict__ U, int rows, int cols, int b0, int bs, int mode, int gs, int G,
                       const DevGroupParams* __restrict__ prow, const DevGroupParams* __restrict__ pstatic, DevGroupParams* pdyn,
-                      const int* __restrict__ perm, GridSpec q, uint8_t* __restrict__ codes_p, float* __restrict__ E,
-                      double* __restrict__ row_loss) {
+                      const int* __restrict__ perm, GridSpec q, uint8_t* __restrict__ codes_p, float* __restrict__ E, double* __restrict__ row_loss) {
   extern __shared__ float Us[];  // Us[t·bs + u] = U[b0 + t][b0 + u]
   for (int e = threadIdx.x; e < bs * bs; e += blockDim.x) Us[e] = U[(size_t)(b0 + e / bs) * cols + b0 + e % bs];
   __syncthreads();
@@ -136,7 +135,7 @@ __global__ void __launch_bounds__(32 * SWEEP_WARPS)
     DevGroupParams P{1.f, 0};
     if (mode == PARAMS_ROW) P = prow[r];
     else if (mode == PARAMS_DYNAMIC && b0 % gs != 0) P = pdyn[(size_t)r * G + b0 / gs];  // group started in an earlier block
-    double loss = lane == 0 ? row_loss[r] : 0.0;  // continued in the CPU's order: column by column
+    double loss = lane == 0 ? row_loss[r] : 0.0;                                         // continued in the CPU's order: column by column
 #pragma unroll
     for (int i = 0; i < 4; i++) {
       for (int tl = 0; tl < 32; tl++) {
@@ -176,8 +175,8 @@ __global__ void __launch_bounds__(32 * SWEEP_WARPS)
 
 // Original column order: codes[r][perm[j]] = codes_p[r][j], dequant likewise (may be null).
 __global__ void finalize_kernel(const uint8_t* __restrict__ codes_p, int rows, int cols, const int* __restrict__ perm, int mode, int gs, int G,
-                                const DevGroupParams* prow, const DevGroupParams* pstatic, const DevGroupParams* pdyn,
-                                uint8_t* __restrict__ codes, float* __restrict__ dequant) {
+                                const DevGroupParams* prow, const DevGroupParams* pstatic, const DevGroupParams* pdyn, uint8_t* __restrict__ codes,
+                                float* __restrict__ dequant) {
   const size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)rows * cols) return;
   const int r = (int)(e / cols), j = (int)(e % cols);
@@ -187,8 +186,8 @@ __global__ void finalize_kernel(const uint8_t* __restrict__ codes_p, int rows, i
   if (dequant) dequant[dst] = dev_uniform_dequant(c, params_at(mode, r, j, gs, G, prow, pstatic, pdyn, perm));
 }
 
-__global__ void params_out_kernel(int rows, int G, int mode, const DevGroupParams* prow, const DevGroupParams* pstatic,
-                                  const DevGroupParams* pdyn, float* __restrict__ scales, uint8_t* __restrict__ zeros) {
+__global__ void params_out_kernel(int rows, int G, int mode, const DevGroupParams* prow, const DevGroupParams* pstatic, const DevGroupParams* pdyn,
+                                  float* __restrict__ scales, uint8_t* __restrict__ zeros) {
   const size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= (size_t)rows * G) return;
   const DevGroupParams P = mode == PARAMS_ROW ? prow[e / G] : mode == PARAMS_STATIC ? pstatic[e] : pdyn[e];
@@ -204,9 +203,7 @@ std::string fmt(float v) {
   return b;
 }
 
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_ms() { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // What the device path supports; LOWBIT_UNSUPPORTED before any device call otherwise.
 void check_spec(const GptqSpec& spec, size_t rows, size_t cols) {
@@ -340,19 +337,19 @@ void gptq_quantize_cuda_dev(float* W, float* H, size_t rows_, size_t cols_, cons
   CUDA_CHECK(cudaFuncSetAttribute(gptq_sweep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_max));
   int per_sm = 0;
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gptq_sweep_kernel, 32 * SWEEP_WARPS, smem_max));
-  if (per_sm < 1) throw Error("LOWBIT_INTERNAL", "GPTQ on CUDA: the sweep kernel does not fit on this device (" + std::to_string(smem_max) + " B shared memory)");
+  if (per_sm < 1)
+    throw Error("LOWBIT_INTERNAL", "GPTQ on CUDA: the sweep kernel does not fit on this device (" + std::to_string(smem_max) + " B shared memory)");
   const unsigned sweep_blocks = (unsigned)std::min<size_t>((rows + SWEEP_WARPS - 1) / SWEEP_WARPS, (size_t)per_sm * cuda_sm_count());
   for (int b0 = 0; b0 < cols; b0 += B) {
     if (ctx) ctx->check("gptq");
     const int b1 = std::min(cols, b0 + B), bs = b1 - b0;
-    gptq_sweep_kernel<<<sweep_blocks, 32 * SWEEP_WARPS, (size_t)bs * bs * sizeof(float), s>>>(
-        W, U.get(), rows, cols, b0, bs, mode, gs, G, prow.get(), pstatic.get(), pdyn.get(), dperm.get(), q, codes_p.get(), E.get(),
-        row_loss.get());
+    gptq_sweep_kernel<<<sweep_blocks, 32 * SWEEP_WARPS, (size_t)bs * bs * sizeof(float), s>>>(W, U.get(), rows, cols, b0, bs, mode, gs, G, prow.get(),
+                                                                                              pstatic.get(), pdyn.get(), dperm.get(), q,
+                                                                                              codes_p.get(), E.get(), row_loss.get());
     CUDA_CHECK_LAUNCH();
     if (b1 < cols) {
       // W[:, b1:] −= E · U[b0:b1, b1:]
-      gemm_f32_cuda(false, false, rows, cols - b1, bs, -1.f, E.get(), bs, U.get() + (size_t)b0 * cols + b1, cols, 1.f, W + b1, cols,
-                    GEMM_TRI_ALL, s);
+      gemm_f32_cuda(false, false, rows, cols - b1, bs, -1.f, E.get(), bs, U.get() + (size_t)b0 * cols + b1, cols, 1.f, W + b1, cols, GEMM_TRI_ALL, s);
     }
     if (ctx) {
       CUDA_CHECK(cudaStreamSynchronize(s));  // progress means done, and cancellation stops within a block
@@ -360,11 +357,10 @@ void gptq_quantize_cuda_dev(float* W, float* H, size_t rows_, size_t cols_, cons
     }
   }
   // 8. outputs in the original column order
-  finalize_kernel<<<blocks_for(nw, 256), 256, 0, s>>>(codes_p.get(), rows, cols, dperm.get(), mode, gs, G, prow.get(), pstatic.get(),
-                                                    pdyn.get(), out.codes, out.dequant);
+  finalize_kernel<<<blocks_for(nw, 256), 256, 0, s>>>(codes_p.get(), rows, cols, dperm.get(), mode, gs, G, prow.get(), pstatic.get(), pdyn.get(),
+                                                      out.codes, out.dequant);
   CUDA_CHECK_LAUNCH();
-  params_out_kernel<<<blocks_for((size_t)rows * G, 256), 256, 0, s>>>(rows, G, mode, prow.get(), pstatic.get(), pdyn.get(), out.scales,
-                                                                      out.zeros);
+  params_out_kernel<<<blocks_for((size_t)rows * G, 256), 256, 0, s>>>(rows, G, mode, prow.get(), pstatic.get(), pdyn.get(), out.scales, out.zeros);
   CUDA_CHECK_LAUNCH();
   std::vector<double> rl(rows);
   row_loss.download(rl.data(), rows);  // synchronizes
@@ -395,9 +391,11 @@ void gptq_quantize_cuda(const float* W, const float* H, size_t rows, size_t cols
   // host checks first (testable without a device), with the CPU path's messages
   check_spec(spec, rows, cols);
   for (size_t i = 0; i < rows * cols; i++)
-    if (!std::isfinite(W[i])) throw Error("LOWBIT_NUMERICAL", "non-finite weight at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
+    if (!std::isfinite(W[i]))
+      throw Error("LOWBIT_NUMERICAL", "non-finite weight at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
   for (size_t i = 0; i < cols * cols; i++)
-    if (!std::isfinite(H[i])) throw Error("LOWBIT_NUMERICAL", "non-finite Hessian entry at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
+    if (!std::isfinite(H[i]))
+      throw Error("LOWBIT_NUMERICAL", "non-finite Hessian entry at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
   cuda_require_device();
   const double t0 = now_ms();
   const size_t gs = std::min((size_t)spec.q.group_size, cols);

@@ -32,15 +32,15 @@ struct GptqCudaStats {
   // wall milliseconds on the host: total = prepare + factor + sweep (device work, synchronized at
   // each phase end); copy = host↔device transfers of the host entry (not in total)
   double ms_total = 0, ms_prepare = 0, ms_factor = 0, ms_sweep = 0, ms_copy = 0;
-  size_t device_bytes = 0;                                          // peak of the buffers it allocated
-  int factor_attempts = 0;                                          // Cholesky tries (damping raised in between)
+  size_t device_bytes = 0;  // peak of the buffers it allocated
+  int factor_attempts = 0;  // Cholesky tries (damping raised in between)
 };
 // gptq_quantize (quant/gptq.h) on the device: same spec, same outputs (codes, scales, zeros,
 // g_idx, dequant, loss, damp_used). Supports clip = CLIP_MINMAX and block_size ≤ 128 only
 // (LOWBIT_UNSUPPORTED otherwise, before any device call). ctx (may be null) is polled between
 // column blocks.
-void gptq_quantize_cuda(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out,
-                        TaskContext* ctx, GptqCudaStats* stats);
+void gptq_quantize_cuda(const float* W, const float* H, size_t rows, size_t cols, const GptqSpec& spec, GptqOutput& out, TaskContext* ctx,
+                        GptqCudaStats* stats);
 // Device-pointer form: W (rows, cols) and H (cols, cols) on the device are consumed (overwritten);
 // outputs are device pointers of GptqOutput's shapes (dequant may be null), except g_idx, which is
 // written on the host (it is known there: the permutation is sorted on the host).

@@ -23,8 +23,8 @@ void hessian_accumulate_cuda_launch(const float* x, int n, int cols, float* H, f
 
 CudaRunStats hessian_accumulate_cuda(const float* x, size_t n, size_t cols, float* H, float alpha, float beta) {
   if (n < 1 || cols < 1 || n > (size_t)INT32_MAX || cols > 65536)
-    throw Error("LOWBIT_SHAPE_MISMATCH", "hessian CUDA: expected 1 ≤ tokens < 2^31 and 1 ≤ cols ≤ 65536, got " + std::to_string(n) + " × " +
-                                             std::to_string(cols));
+    throw Error("LOWBIT_SHAPE_MISMATCH",
+                "hessian CUDA: expected 1 ≤ tokens < 2^31 and 1 ≤ cols ≤ 65536, got " + std::to_string(n) + " × " + std::to_string(cols));
   cuda_require_device();
   CudaRunStats st;
   DevMemCounter mem;

@@ -29,14 +29,13 @@ namespace lowbit {
 
 namespace {
 
-constexpr int TB = 64;   // GEMM tile (rows and columns)
-constexpr int TK = 16;   // GEMM depth per shared-memory stage
-constexpr int NB = 64;   // Cholesky / inverse diagonal block
+constexpr int TB = 64;  // GEMM tile (rows and columns)
+constexpr int TK = 16;  // GEMM depth per shared-memory stage
+constexpr int NB = 64;  // Cholesky / inverse diagonal block
 
 template <bool AT, bool BT>
 __global__ void __launch_bounds__(256) gemm_f32_kernel(int M, int N, int K, float alpha, const float* __restrict__ A, int lda,
-                                                       const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc,
-                                                       int tri) {
+                                                       const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc, int tri) {
   __shared__ float As[TK][TB + 4];  // As[k][i]; +4 keeps rows 16-byte aligned and spreads banks
   __shared__ float Bs[TK][TB + 4];  // Bs[k][j]
   const int i0 = blockIdx.y * TB, j0 = blockIdx.x * TB;
@@ -193,8 +192,8 @@ unsigned blocks_for(size_t n, int per) { return (unsigned)((n + per - 1) / per);
 void tri_inverse_rec(float* L, int n, int ld, float* T, cudaStream_t s) {
   if (n <= NB) return;  // a diagonal block: already inverted
   const int n1 = (n / 2 + NB - 1) / NB * NB, n2 = n - n1;
-  float* B = L + (size_t)n1 * ld;        // (n2 × n1)
-  float* C = L + (size_t)n1 * ld + n1;   // (n2 × n2)
+  float* B = L + (size_t)n1 * ld;       // (n2 × n1)
+  float* C = L + (size_t)n1 * ld + n1;  // (n2 × n2)
   tri_inverse_rec(L, n1, ld, T, s);
   tri_inverse_rec(C, n2, ld, T, s);
   // T (n2 × n1) = C⁻¹ · B ;  B ← −T · A⁻¹   (C⁻¹, A⁻¹ lower with zeros above the diagonal)
@@ -204,8 +203,8 @@ void tri_inverse_rec(float* L, int n, int ld, float* T, cudaStream_t s) {
 
 }  // namespace
 
-void gemm_f32_cuda(bool a_t, bool b_t, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
-                   float* C, int ldc, int tri, cudaStream_t s) {
+void gemm_f32_cuda(bool a_t, bool b_t, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                   int ldc, int tri, cudaStream_t s) {
   if (M <= 0 || N <= 0) return;
   const dim3 grid((N + TB - 1) / TB, (M + TB - 1) / TB);
   if (a_t && b_t) gemm_f32_kernel<true, true><<<grid, 256, 0, s>>>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, tri);
@@ -229,8 +228,8 @@ bool cholesky_lower_dev(float* A, int n, int lda, const InverseFactorWork& w, cu
     // L21 = A21 · L11⁻ᵀ: y = P · Linvᵀ with P a copy of A21 (the GEMM cannot write its input)
     trinv_diag_kernel<<<1, NB, 0, s>>>(Akk, lda, w.linv, NB, nb);
     CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpy2DAsync(w.panel, (size_t)nb * 4, A + (size_t)k1 * lda + k0, (size_t)lda * 4, (size_t)nb * 4, m,
-                                 cudaMemcpyDeviceToDevice, s));
+    CUDA_CHECK(
+        cudaMemcpy2DAsync(w.panel, (size_t)nb * 4, A + (size_t)k1 * lda + k0, (size_t)lda * 4, (size_t)nb * 4, m, cudaMemcpyDeviceToDevice, s));
     gemm_f32_cuda(false, true, m, nb, nb, 1.f, w.panel, nb, w.linv, NB, 0.f, A + (size_t)k1 * lda + k0, lda, GEMM_TRI_ALL, s);
     // A22 −= L21 · L21ᵀ (lower triangle)
     const float* L21 = A + (size_t)k1 * lda + k0;
@@ -264,8 +263,7 @@ bool gptq_inverse_factor_cuda(const float* H, size_t n, float* U, CudaRunStats* 
   if (n < 1 || n > 65536) throw Error("LOWBIT_SHAPE_MISMATCH", "inverse factor CUDA: expected 1 ≤ n ≤ 65536, got " + std::to_string(n));
   cuda_require_device();
   DevMemCounter mem;
-  DevBuf<float> dh(n * n, &mem), du(n * n, &mem), lt(n * n, &mem), t(inverse_factor_t_floats(n), &mem), panel(n * 64, &mem),
-      linv(64 * 64, &mem);
+  DevBuf<float> dh(n * n, &mem), du(n * n, &mem), lt(n * n, &mem), t(inverse_factor_t_floats(n), &mem), panel(n * 64, &mem), linv(64 * 64, &mem);
   DevBuf<int> info(1, &mem);
   dh.upload(H, n * n);
   InverseFactorWork w{lt.get(), t.get(), panel.get(), linv.get(), info.get()};

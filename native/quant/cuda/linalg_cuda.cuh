@@ -14,16 +14,16 @@ enum GemmTri { GEMM_TRI_ALL = 0, GEMM_TRI_LOWER = 1, GEMM_TRI_UPPER_MIRROR = 2 }
 //   a(i, k) = a_t ? A[k·lda + i] : A[i·lda + k],   b(k, j) = b_t ? B[j·ldb + k] : B[k·ldb + j].
 // tri: GEMM_TRI_LOWER writes only i ≥ j; GEMM_TRI_UPPER_MIRROR computes i ≤ j and writes C[i][j]
 // and C[j][i] (square symmetric results). beta == 0 never reads C. C must not overlap A or B.
-void gemm_f32_cuda(bool a_t, bool b_t, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
-                   float* C, int ldc, int tri, cudaStream_t s);
+void gemm_f32_cuda(bool a_t, bool b_t, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                   int ldc, int tri, cudaStream_t s);
 
 // Scratch for gptq_inverse_factor_dev on an n × n matrix.
 struct InverseFactorWork {
-  float* lt = nullptr;    // n·n
-  float* t = nullptr;     // inverse_factor_t_floats(n)
+  float* lt = nullptr;     // n·n
+  float* t = nullptr;      // inverse_factor_t_floats(n)
   float* panel = nullptr;  // n·64
-  float* linv = nullptr;  // 64·64
-  int* info = nullptr;    // 1
+  float* linv = nullptr;   // 64·64
+  int* info = nullptr;     // 1
 };
 size_t inverse_factor_t_floats(size_t n);
 

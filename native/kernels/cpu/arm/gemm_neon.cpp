@@ -41,8 +41,17 @@ void gemv(const float* x, size_t k, const float* w, float* y, bool accumulate, s
       s2 += x[t] * w2[t];
       s3 += x[t] * w3[t];
     }
-    if (accumulate) { y[j] += s0; y[j + 1] += s1; y[j + 2] += s2; y[j + 3] += s3; }
-    else { y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3; }
+    if (accumulate) {
+      y[j] += s0;
+      y[j + 1] += s1;
+      y[j + 2] += s2;
+      y[j + 3] += s3;
+    } else {
+      y[j] = s0;
+      y[j + 1] = s1;
+      y[j + 2] = s2;
+      y[j + 3] = s3;
+    }
   }
   for (; j < n1; j++) {
     const float* wj = w + j * k;
@@ -124,16 +133,20 @@ void gemm_neon_range(const float* x, size_t m, size_t k, const float* w, size_t 
     return;
   }
   if (k == 0) {
-    if (!accumulate) for (size_t i = 0; i < m; i++) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
+    if (!accumulate)
+      for (size_t i = 0; i < m; i++) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
     return;
   }
   thread_local std::vector<float> abuf, bbuf;
   if (abuf.size() < MC * KC) abuf.resize(MC * KC);
   if (bbuf.size() < NC * KC) bbuf.resize(NC * KC);
-  gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, abuf.data(), bbuf.data(),
-                                   // lambdas (one type each): direct, inlinable calls
-                                   [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_8x8(kc, A, B, C, ldc, mr, nr, ow); },
-                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel(w_, k_, r0, re, k0, kc, dst); });
+  gemm_blocked<MR, NR, KC, MC, NC>(
+      x, m, k, w, y, ldy, accumulate, n0, n1, abuf.data(), bbuf.data(),
+      // lambdas (one type each): direct, inlinable calls
+      [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) {
+        kernel_8x8(kc, A, B, C, ldc, mr, nr, ow);
+      },
+      [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel(w_, k_, r0, re, k0, kc, dst); });
 }
 
 }  // namespace lowbit

@@ -61,8 +61,10 @@ static void tile(const QBlockMatrix& w, const QActs& a, size_t T, size_t t0, siz
         q0[3] = vreinterpretq_s8_u8(vshrq_n_u8(v0, 6)), q1[3] = vreinterpretq_s8_u8(vshrq_n_u8(v1, 6));
         if (w.bits == 3) {
           const uint8x16_t h = vld1q_u8(p + 32), h0 = vandq_u8(h, vdupq_n_u8(15)), h1 = vshrq_n_u8(h, 4);
-          const uint8x16_t b0[4] = {vandq_u8(vshlq_n_u8(h0, 2), four), vandq_u8(vshlq_n_u8(h0, 1), four), vandq_u8(h0, four), vandq_u8(vshrq_n_u8(h0, 1), four)};
-          const uint8x16_t b1[4] = {vandq_u8(vshlq_n_u8(h1, 2), four), vandq_u8(vshlq_n_u8(h1, 1), four), vandq_u8(h1, four), vandq_u8(vshrq_n_u8(h1, 1), four)};
+          const uint8x16_t b0[4] = {vandq_u8(vshlq_n_u8(h0, 2), four), vandq_u8(vshlq_n_u8(h0, 1), four), vandq_u8(h0, four),
+                                    vandq_u8(vshrq_n_u8(h0, 1), four)};
+          const uint8x16_t b1[4] = {vandq_u8(vshlq_n_u8(h1, 2), four), vandq_u8(vshlq_n_u8(h1, 1), four), vandq_u8(h1, four),
+                                    vandq_u8(vshrq_n_u8(h1, 1), four)};
           for (int c = 0; c < 4; c++) {
             q0[c] = vorrq_s8(q0[c], vreinterpretq_s8_u8(b0[c]));
             q1[c] = vorrq_s8(q1[c], vreinterpretq_s8_u8(b1[c]));

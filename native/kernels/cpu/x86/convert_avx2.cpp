@@ -26,7 +26,8 @@ void convert_range_avx2(const void* src, int sdt, void* dst, int ddt, size_t n, 
         const __m256i nan = _mm256_andnot_si256(_mm256_cmpeq_epi32(mn, _mm256_setzero_si256()),
                                                 _mm256_cmpeq_epi32(_mm256_and_si256(hw, _mm256_set1_epi32(0x7c00)), _mm256_set1_epi32(0x7c00)));
         if (!_mm256_testz_si256(nan, nan)) {
-          const __m256i bits = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(hw, _mm256_set1_epi32(0x8000)), 16), _mm256_set1_epi32(0x7f800000)),
+          const __m256i bits = _mm256_or_si256(_mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(hw, _mm256_set1_epi32(0x8000)), 16),
+                                                               _mm256_set1_epi32(0x7f800000)),
                                                _mm256_slli_epi32(mn, 13));
           x = _mm256_blendv_ps(x, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(nan));
         }

@@ -18,7 +18,8 @@ static inline __m512 load16(const uint8_t* s, int sdt, __mmask16 m) {
     const __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(hw, _mm512_set1_epi32(0x7c00)), _mm512_set1_epi32(0x7c00)) &
                           _mm512_test_epi32_mask(mn, mn);
     if (!nan) return x;
-    const __m512i bits = _mm512_or_si512(_mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(hw, _mm512_set1_epi32(0x8000)), 16), _mm512_set1_epi32(0x7f800000)),
+    const __m512i bits = _mm512_or_si512(_mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(hw, _mm512_set1_epi32(0x8000)), 16),
+                                                         _mm512_set1_epi32(0x7f800000)),
                                          _mm512_slli_epi32(mn, 13));
     return _mm512_mask_mov_ps(x, nan, _mm512_castsi512_ps(bits));
   }

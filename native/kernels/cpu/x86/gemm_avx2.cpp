@@ -51,8 +51,17 @@ void gemv(const float* x, size_t k, const float* w, float* y, bool accumulate, s
       s2 += x[t] * w2[t];
       s3 += x[t] * w3[t];
     }
-    if (accumulate) { y[j] += s0; y[j + 1] += s1; y[j + 2] += s2; y[j + 3] += s3; }
-    else { y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3; }
+    if (accumulate) {
+      y[j] += s0;
+      y[j + 1] += s1;
+      y[j + 2] += s2;
+      y[j + 3] += s3;
+    } else {
+      y[j] = s0;
+      y[j + 1] = s1;
+      y[j + 2] = s2;
+      y[j + 3] = s3;
+    }
   }
   for (; j < n1; j++) {
     const float* wj = w + j * k;
@@ -238,7 +247,8 @@ void gemm_small_avx2_range(const float* xp, size_t m, size_t k, const float* w, 
     for (size_t j = n0; j < n1;) {
       const size_t rows = std::min<size_t>(6, n1 - j);
       for (size_t tb = 0; tb < tbs; tb++)
-        kernel_swapped_6x16(kc, w + j * k + c0, k, rows, xp + packed_a_offset(mpad, c0, kc, tb * 16), y + tb * 16 * ldy + j, ldy, std::min<size_t>(16, m - tb * 16), overwrite);
+        kernel_swapped_6x16(kc, w + j * k + c0, k, rows, xp + packed_a_offset(mpad, c0, kc, tb * 16), y + tb * 16 * ldy + j, ldy,
+                            std::min<size_t>(16, m - tb * 16), overwrite);
       j += rows;
     }
   }
@@ -257,15 +267,19 @@ void gemm_avx2_range(const float* x, size_t m, size_t k, const float* w, size_t 
     return;
   }
   if (k == 0) {
-    if (!accumulate) for (size_t i = 0; i < m; i++) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
+    if (!accumulate)
+      for (size_t i = 0; i < m; i++) std::fill(y + i * ldy + n0, y + i * ldy + n1, 0.0f);
     return;
   }
   thread_local PackBuf pa, pb;
-  gemm_blocked<MR, NR, KC, MC, NC>(x, m, k, w, y, ldy, accumulate, n0, n1, pa.get(MC * KC), pb.get(NC * KC),
-                                   // lambdas (one type each): direct, inlinable calls
-                                   [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_6x16(kc, A, B, C, ldc, mr, nr, ow); },
-                                   [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); },
-                                   apre);
+  gemm_blocked<MR, NR, KC, MC, NC>(
+      x, m, k, w, y, ldy, accumulate, n0, n1, pa.get(MC * KC), pb.get(NC * KC),
+      // lambdas (one type each): direct, inlinable calls
+      [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) {
+        kernel_6x16(kc, A, B, C, ldc, mr, nr, ow);
+      },
+      [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); },
+      apre);
 }
 
 void gemm_avx2(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, bool accumulate) {

@@ -82,8 +82,11 @@ void gemm_avx512_range(const float* x, size_t m, size_t k, const float* w, size_
   thread_local PackBuf pa, pb;
   gemm_blocked<MR, NR, KC, MC, NC>(
       x, m, k, w, y, ldy, accumulate, n0, n1, pa.get(MC * KC), pb.get(NC * KC),
-      [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) { kernel_12x32(kc, A, B, C, ldc, mr, nr, ow); },
-      [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); }, apre);
+      [](size_t kc, const float* A, const float* B, float* C, size_t ldc, size_t mr, size_t nr, bool ow) {
+        kernel_12x32(kc, A, B, C, ldc, mr, nr, ow);
+      },
+      [](const float* w_, size_t k_, size_t r0, size_t re, size_t k0, size_t kc, float* dst) { pack_b_panel_avx<NR>(w_, k_, r0, re, k0, kc, dst); },
+      apre);
 }
 
 }  // namespace lowbit

@@ -143,7 +143,9 @@ static inline void tile_packed(const Ctx& c, size_t T, size_t t0, size_t ncols, 
 // 4-bit: a mask and a shift give channels 8u … 8u+3 and 8u+4 … 8u+7 of all 8 columns.
 struct Unit4 {
   __m256i lo4 = _mm256_set1_epi8(0x0F);
-  struct D { __m256i lo, hi; };
+  struct D {
+    __m256i lo, hi;
+  };
   D decode(const uint8_t* p) const {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     return {_mm256_and_si256(v, lo4), _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4)};
@@ -161,7 +163,9 @@ template <bool HIGH>
 struct UnitLow {
   __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
   __m128i m15 = _mm_set1_epi8(15);
-  struct D { __m256i q[4]; };
+  struct D {
+    __m256i q[4];
+  };
   D decode(const uint8_t* p) const {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     D d{{_mm256_and_si256(v, m3), _mm256_and_si256(_mm256_srli_epi16(v, 2), m3), _mm256_and_si256(_mm256_srli_epi16(v, 4), m3),

@@ -109,7 +109,9 @@ inline void tile_pair(const Ctx& c, size_t T, size_t t0, size_t ncols, float* y,
 
 struct Unit4 {  // 8 channels per unit: nibbles i (low) and 4 + i (high) of byte i
   __m512i lo4 = _mm512_set1_epi8(0x0F);
-  struct D { __m512i lo, hi; };
+  struct D {
+    __m512i lo, hi;
+  };
   D decode(const uint8_t* p0, const uint8_t* p1) const {
     const __m512i v = load_pair(p0, p1);
     return {_mm512_and_si512(v, lo4), _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4)};
@@ -126,7 +128,9 @@ template <bool HIGH>
 struct UnitLow {
   __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
   __m128i m15 = _mm_set1_epi8(15);
-  struct D { __m512i q[4]; };
+  struct D {
+    __m512i q[4];
+  };
   __m256i spread(const uint8_t* h) const {  // 16 bytes of nibbles → 32 bytes, one per crumb byte
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));
     return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, m15)), _mm_and_si128(_mm_srli_epi16(v, 4), m15), 1);

@@ -27,7 +27,7 @@ struct Ctx {
   const QBlockMatrix& w;
   const QActs& a;
   size_t B;
-  const float* zs;  // (rows, B): sx·Σxq (asymmetric: times m) or −z·sx·Σxq (fixed zero: times d)
+  const float* zs;       // (rows, B): sx·Σxq (asymmetric: times m) or −z·sx·Σxq (fixed zero: times d)
   QblockSupers sups{w};  // two-level scales: where tile T's block b finds d and mh
 };
 

@@ -80,13 +80,15 @@ GroupParams uniform_params_mse_avx2(const float* x, size_t n, float xmin, float 
       double e = std::fabs((double)uniform_dequant(uniform_code(x[j], c, maxqf), c) - (double)x[j]);
       err += sq ? e * e : std::pow(e, (double)q.clip_norm);
     }
-    if (err < best_err) { best_err = err; best = c; }
+    if (err < best_err) {
+      best_err = err;
+      best = c;
+    }
   }
   return best;
 }
 
-void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
-                    float* deq, QuantStats* st) {
+void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros, float* deq, QuantStats* st) {
   if (q.codebook != CODEBOOK_UNIFORM) {
     quant_row_ref(x, cols, q, codes, scales, zeros, deq, st);
     return;
@@ -128,7 +130,10 @@ void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* co
     alignas(32) float tl[8], th[8];
     _mm256_store_ps(tl, vlo);
     _mm256_store_ps(th, vhi);
-    for (int t = 0; t < 8; t++) { lo = std::min(lo, tl[t]); hi = std::max(hi, th[t]); }
+    for (int t = 0; t < 8; t++) {
+      lo = std::min(lo, tl[t]);
+      hi = std::max(hi, th[t]);
+    }
     GroupParams p = q.clip == CLIP_MSE ? uniform_params_mse_avx2(xg, n, lo, hi, q) : uniform_params(lo, hi, q);
     scales[gi] = p.scale;
     zeros[gi] = (uint8_t)p.zero;
@@ -174,7 +179,10 @@ void quant_row_avx2(const float* x, size_t cols, const QuantSpec& q, uint8_t* co
     _mm256_store_ps(b, _mm256_add_ps(ar0, ar1));
     _mm256_store_ps(me, vmax_err);
     double se = tail_e, sr = tail_r;
-    for (int t = 0; t < 8; t++) { se += a[t]; sr += b[t]; }
+    for (int t = 0; t < 8; t++) {
+      se += a[t];
+      sr += b[t];
+    }
     st->sum_sq_err += se;
     st->sum_sq_ref += sr;
     for (int t = 0; t < 8; t++) max_err = std::max(max_err, (double)me[t]);

@@ -11,8 +11,7 @@
 
 namespace lowbit {
 
-void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros,
-                      float* deq, QuantStats* st) {
+void quant_row_avx512(const float* x, size_t cols, const QuantSpec& q, uint8_t* codes, float* scales, uint8_t* zeros, float* deq, QuantStats* st) {
   if (q.codebook != CODEBOOK_UNIFORM) {
     quant_row_ref(x, cols, q, codes, scales, zeros, deq, st);
     return;
