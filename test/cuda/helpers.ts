@@ -2,10 +2,23 @@
  * Shared pieces of the CUDA tests: the skip-with-reason guard, GPTQ word packing for 4/8 bits,
  * random packed layers, f16 rounding through the CPU converter. Not a test file itself.
  */
-import { cudaStatus } from '../../lib/cuda';
+import { strict as assert } from 'node:assert';
+import { cudaStatus } from '../../lib/ops/cuda';
 import { addon, cudaAddonPath, type NativeAddon } from '../../lib/native';
-import type { GptqPackedLinear } from '../../lib/cuda';
+import type { GptqPackedLinear } from '../../lib/ops/cuda';
 import type { Rng } from '../helpers/rng';
+
+/** The CUDA variant's own entries, which NativeAddon types optional (the CPU build has none of them). */
+const CUDA_ENTRIES = ['cudaInfo', 'cudaDequantInt4', 'cudaQgemm', 'cudaGemmF16', 'cudaHessian', 'cudaInverseFactor', 'cudaGptqLayer', 'cudaBenchCopy'] as const;
+
+/** The CUDA variant of the addon: every CUDA entry present. */
+export type CudaAddon = NativeAddon & Required<Pick<NativeAddon, (typeof CUDA_ENTRIES)[number]>>;
+
+/** `a` as the CUDA variant, after asserting that it has every CUDA entry. */
+export function asCudaAddon(a: NativeAddon): CudaAddon {
+  for (const k of CUDA_ENTRIES) assert.equal(typeof a[k], 'function', `the CUDA variant has no ${k}()`);
+  return a as CudaAddon;
+}
 
 let announced = false;
 
@@ -13,15 +26,13 @@ let announced = false;
 export function requireCuda(ctx: Mocha.Context): void {
   const s = cudaStatus();
   if (!s.available) {
-    // eslint-disable-next-line no-console
     console.log(`      no CUDA device: ${s.reason}`);
     ctx.skip();
   }
   if (!announced) {
     announced = true;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const info = (require(cudaAddonPath()) as NativeAddon).cudaInfo!();
-    // eslint-disable-next-line no-console
+    const info = asCudaAddon(require(cudaAddonPath()) as NativeAddon).cudaInfo();
     console.log(`      CUDA device: ${info.devices.map((d) => `${d.name} sm_${d.major}${d.minor}`).join(', ')}, driver ${info.driverVersion}, runtime ${info.runtimeVersion}`);
   }
 }

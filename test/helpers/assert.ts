@@ -32,3 +32,9 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
   if (count) assert.fail(`${what}: ${count} outside atol ${atol} + rtol ${rtol}; max abs ${maxAbs}, max rel ${maxRel}; first: ${bad.join(', ')}`);
 }
+
+/** `x`, after asserting that it is neither null nor undefined (`what` names it in the failure). */
+export function must<T>(x: T, what: string): NonNullable<T> {
+  assert.ok(x !== null && x !== undefined, `${what}: expected a value, got ${String(x)}`);
+  return x;
+}

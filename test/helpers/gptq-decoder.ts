@@ -98,7 +98,7 @@ export function plainDecodeGptq(p: PlainGptqInput): PlainDecoded {
       zeros.push(p.format === 'gptq' ? stored + 1 : stored);
     }
   }
-  const codes: number[] = new Array(rows * cols);
+  const codes = new Array<number>(rows * cols);
   const weight = new Float32Array(rows * cols);
   for (let n = 0; n < rows; n++) {
     for (let k = 0; k < cols; k++) {
@@ -130,7 +130,7 @@ export function plainDecodeAwq(p: PlainAwqInput): PlainDecoded {
   };
   const zeros: number[] = [];
   for (let grp = 0; grp < groups; grp++) for (let n = 0; n < rows; n++) zeros.push(nibble(p.qzeros, grp, n));
-  const codes: number[] = new Array(rows * cols);
+  const codes = new Array<number>(rows * cols);
   const weight = new Float32Array(rows * cols);
   for (let n = 0; n < rows; n++) {
     for (let k = 0; k < cols; k++) {

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { writeSafetensors, type TensorEntry } from '../../lib/formats/safetensors';
 import type { Rng } from './rng';
 import type { SlowConfig } from './slow-forward';
+import { must } from './assert';
 
 export interface TinyShape {
   dim: number;
@@ -54,8 +55,8 @@ export function randomTinyModel(rng: Rng, s: TinyShape): TinyModel {
     weights.set(name, a);
     shapes.set(name, shape);
   };
-  const mat = (name: string, out: number, inp: number) => add(name, [out, inp], () => rng.normal() / Math.sqrt(inp));
-  const norm = (name: string) => add(name, [s.dim], () => 1 + 0.2 * rng.normal());
+  const mat = (name: string, out: number, inp: number) => { add(name, [out, inp], () => rng.normal() / Math.sqrt(inp)); };
+  const norm = (name: string) => { add(name, [s.dim], () => 1 + 0.2 * rng.normal()); };
   const qd = s.nHeads * s.headDim, kvd = s.nKvHeads * s.headDim;
   add('model.embed_tokens.weight', [s.vocabSize, s.dim], () => rng.normal());
   for (let l = 0; l < s.nLayers; l++) {
@@ -185,7 +186,7 @@ export async function writeHfDir(dir: string, m: TinyModel, opts: HfWriteOptions
   let entries: TensorEntry[] = [];
   for (const [name, t] of half) {
     if (opts.omit?.includes(name)) continue;
-    entries.push({ name, dtype: 'F32', shape: m.shapes.get(name)!, data: f32Bytes(t) });
+    entries.push({ name, dtype: 'F32', shape: must(m.shapes.get(name), `shape of ${name}`), data: f32Bytes(t) });
   }
   if (opts.edit) entries = opts.edit(entries);
   await writeSafetensors(dir, entries);

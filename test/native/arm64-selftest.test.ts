@@ -20,7 +20,6 @@ describe('NEON kernels under qemu-aarch64 (native self-test)', function () {
   before(function () {
     const missing = ['aarch64-linux-gnu-g++', 'qemu-aarch64'].filter((t) => !has(t));
     if (missing.length) {
-      // eslint-disable-next-line no-console
       console.log(`      ${missing.join(', ')} not installed (apt-get install g++-aarch64-linux-gnu qemu-user): NEON kernels not checked`);
       this.skip();
     }

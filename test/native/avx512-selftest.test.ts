@@ -22,7 +22,6 @@ describe('AVX-512 kernels with emulated intrinsics (native self-test)', function
   before(function () {
     const why = process.arch !== 'x64' ? `not x86-64 (${process.arch})` : !hasSimde() ? 'SIMDe headers not installed (apt-get install libsimde-dev)' : '';
     if (why) {
-      // eslint-disable-next-line no-console
       console.log(`      ${why}: AVX-512 kernels not checked`);
       this.skip();
     }

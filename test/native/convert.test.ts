@@ -33,7 +33,7 @@ describe('native conversion', function () {
           const tsBits = new Uint16Array(n);
           let overflow = 0;
           for (let i = 0; i < n; i++) {
-            try { tsBits[i] = (toBits as (v: number) => number)(x[i]); } catch { overflow++; tsBits[i] = x[i] > 0 ? 0x7c00 : 0xfc00; }
+            try { tsBits[i] = toBits(x[i]); } catch { overflow++; tsBits[i] = x[i] > 0 ? 0x7c00 : 0xfc00; }
           }
           for (const mode of [1, 0]) {
             for (const isa of mode === 1 ? ['ref'] : isas) {

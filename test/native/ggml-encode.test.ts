@@ -23,7 +23,7 @@ describe('native ggml block encoders (Q8_0, Q4_0, Q4_1, Q4_K)', function () {
 
   for (const type of TYPES) {
     it(`${type}: the same bytes as the reference encoder on fresh random tensors and edge blocks`, async function () {
-      await withSeed(testSeed(type.charCodeAt(1) * 7 + type.length), async (rng) => {
+      await withSeed(testSeed(type.charCodeAt(1) * 7 + type.length), (rng) => {
         for (const blocks of [128, 1000, 4104]) {  // blocks of 32 values; multiples of 8 for Q4_K's 256
           const x = Float32Array.from({ length: blocks * 32 }, () => rng.normal() * (rng.next() < 0.01 ? 30 : 1));
           // edge blocks: all zero; one nonzero; negative extreme; ties (x·id = k + 0.5 for Q8_0's id = 127/amax = 1)
@@ -56,7 +56,7 @@ describe('native ggml block encoders (Q8_0, Q4_0, Q4_1, Q4_K)', function () {
 
     if (type === 'Q4_K') {
       it('Q4_K: decodes closer to the input than Q4_0 and Q4_1 (its fitted scales and mins at 4.5 bits per weight)', async function () {
-        await withSeed(testSeed(91), async (rng) => {
+        await withSeed(testSeed(91), (rng) => {
           const x = Float32Array.from({ length: 256 * 64 }, () => rng.normal());
           const mse = (t: 'Q4_K' | 'Q4_0' | 'Q4_1') => {
             const d = decodeGgml(t, encodeGgml(t, x, 'x'), x.length);

@@ -6,12 +6,13 @@
  * below RTN's. Also: fast vs native reference, the inverse factor, damping, dead inputs, g_idx.
  */
 import { strict as assert } from 'node:assert';
-import { gptqLayer } from '../../lib/gptq';
-import { quantizeTensor } from '../../lib/quantize-tensor';
+import { gptqLayer } from '../../lib/ops/gptq';
+import { quantizeTensor } from '../../lib/ops/quantize';
 import { addon, setKernelMode } from '../../lib/native';
 import { isLowbitError } from '../../lib/errors';
 import { Rng, testSeed, withSeed } from '../helpers/rng';
 import { plainGptq, layerError, makeHessian } from '../helpers/gptq-plain';
+import { must } from '../helpers/assert';
 
 const ROWS = 48, COLS = 256;
 
@@ -32,7 +33,7 @@ describe('GPTQ layer', function () {
             const gs = groupSize === -1 ? COLS : groupSize;
             const plain = plainGptq(W, H, ROWS, COLS, { bits, groupSize: gs, sym, actOrder, staticGroups: false, damp: 0.01, blockSize: 128, zeroMin: 0 });
             const rtn = await quantizeTensor(W, [ROWS, COLS], { bits, groupSize, sym });
-            const eL = layerError(W, r.dequantized, H, ROWS, COLS), eP = layerError(W, plain, H, ROWS, COLS), eR = layerError(W, rtn.dequantized!, H, ROWS, COLS);
+            const eL = layerError(W, r.dequantized, H, ROWS, COLS), eP = layerError(W, plain, H, ROWS, COLS), eR = layerError(W, must(rtn.dequantized, 'rtn.dequantized'), H, ROWS, COLS);
             assert.ok(eL <= eP * 1.002 + 1e-12, `lowbit ${eL} > plain ${eP}`);
             assert.ok(eL < eR * (bits === 8 ? 1 : 0.9), `lowbit ${eL} not well below RTN ${eR}`);
             // the dequantized values are exactly scale·(code − zero) through g_idx

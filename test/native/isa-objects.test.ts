@@ -28,7 +28,6 @@ describe('ISA objects define no weak symbols (node-gyp build)', function () {
   before(function () {
     const why = objs.length === 0 ? `no ISA objects under ${root} (not an x86-64 node-gyp build)` : spawnSync('nm', ['--version']).status !== 0 ? 'nm not installed' : '';
     if (why) {
-      // eslint-disable-next-line no-console
       console.log(`      ${why}: not checked`);
       this.skip();
     }

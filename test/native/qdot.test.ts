@@ -18,12 +18,13 @@
 import { strict as assert } from 'node:assert';
 import { addon } from '../../lib/native';
 import { isLowbitError } from '../../lib/errors';
-import { packValues } from '../../lib/pack';
+import { packValues } from '../../lib/ops/pack';
 import { f16BitsToF32, f32ToF16Bits } from '../../lib/formats/dtype';
 import { decodeGgml, encodeQ4_0, encodeQ4_1, encodeQ8_0 } from '../../lib/formats/ggml-blocks';
-import { qblockCodeBytes, qblockFromGgml, qblockFromGptq, qblockScale, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/qdot';
+import { qblockCodeBytes, qblockFromGgml, qblockFromGptq, qblockScale, qblockWeight, qdotLinear, qdotLinearMulti, quantizeActivations, type QBlock } from '../../lib/ops/qdot';
 import { testSeed, withSeed, type Rng } from '../helpers/rng';
 import { runnableIsas } from '../helpers/isa';
+import { must } from '../helpers/assert';
 
 function halfEven(v: number): number {
   const r = Math.round(v);
@@ -305,7 +306,7 @@ describe('integer-dot matmul (W4A8 / W8A8)', function () {
           const out8 = Math.ceil(out / 8) * 8;
           assert.equal(qb.sbk, 256 / qb.kb);
           assert.equal(qb.d.length, out8 * (inF / 256));
-          assert.equal(qb.ds!.length, out8 * (inF / qb.kb));
+          assert.equal(must(qb.ds, 'qb.ds').length, out8 * (inF / qb.kb));
           assert.equal(qb.ms ? qb.ms.length : 0, type === 'Q4_K' ? out8 * (inF / qb.kb) : 0);
           assert.deepEqual([qb.bits, qb.kb], type === 'Q4_K' ? [4, 32] : [8, 16]);
           for (let n = 0; n < out; n++) for (let k = 0; k < inF; k++) {

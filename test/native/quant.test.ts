@@ -6,14 +6,14 @@
  * float per group, in independent chains, then fold into double; the reference sums in double).
  */
 import { strict as assert } from 'node:assert';
-import { quantizeTensor } from '../../lib/quantize-tensor';
+import { quantizeTensor } from '../../lib/ops/quantize';
 import { addon, setKernelMode } from '../../lib/native';
 import { fromFloat32 } from '../../lib/formats/dtype';
 import { QUANT_SHAPES } from '../helpers/shapes';
 import { Rng, testSeed, withSeed } from '../helpers/rng';
-import { assertArraysEqual } from '../helpers/assert';
+import { assertArraysEqual, must } from '../helpers/assert';
 import { refQuantize } from '../helpers/ref-quant';
-import { isLowbitError } from '../../lib/errors';
+import { isLowbitError, type ErrorCode } from '../../lib/errors';
 import { runnableIsas } from '../helpers/isa';
 
 async function inMode<T>(mode: 'ref' | 'fast', isa: string | null, fn: () => Promise<T>): Promise<T> {
@@ -31,7 +31,6 @@ async function inMode<T>(mode: 'ref' | 'fast', isa: string | null, fn: () => Pro
 describe('native quantizer', function () {
   const isas = runnableIsas();
   before(function () {
-    // eslint-disable-next-line no-console
     console.log(`      fast variants under test on this CPU: ${isas.join(', ')}`);
   });
 
@@ -49,13 +48,13 @@ describe('native quantizer', function () {
             assertArraysEqual(ref.codes, ts.codes, 'native ref codes vs TS ref');
             assertArraysEqual(ref.scales, ts.scales, 'native ref scales vs TS ref');
             assertArraysEqual(ref.zeros, ts.zeros, 'native ref zeros vs TS ref');
-            assertArraysEqual(ref.dequantized!, ts.deq, 'native ref dequant vs TS ref');
+            assertArraysEqual(must(ref.dequantized, 'ref.dequantized'), ts.deq, 'native ref dequant vs TS ref');
             for (const isa of isas) {
               const fast = await inMode('fast', isa, () => quantizeTensor(w, [sh.rows, sh.cols], opts));
               assertArraysEqual(fast.codes, ref.codes, `${isa} codes`);
               assertArraysEqual(fast.scales, ref.scales, `${isa} scales`);
               assertArraysEqual(fast.zeros, ref.zeros, `${isa} zeros`);
-              assertArraysEqual(fast.dequantized!, ref.dequantized!, `${isa} dequant`);
+              assertArraysEqual(must(fast.dequantized, 'fast.dequantized'), must(ref.dequantized, 'ref.dequantized'), `${isa} dequant`);
               assert.ok(Math.abs(fast.stats.mse - ref.stats.mse) <= 1e-5 * ref.stats.mse + 1e-30, `${isa} mse ${fast.stats.mse} vs ${ref.stats.mse}`);
               assert.equal(fast.stats.maxAbsError, ref.stats.maxAbsError, `${isa} maxAbsError`);
             }
@@ -86,7 +85,7 @@ describe('native quantizer', function () {
           const a = await inMode(mode, null, () => quantizeTensor({ dtype, bytes }, [rows, cols], { bits: 4, groupSize: 64, sym: false }));
           const b = await inMode(mode, null, () => quantizeTensor(wq, [rows, cols], { bits: 4, groupSize: 64, sym: false }));
           assertArraysEqual(a.codes, b.codes, `${dtype} ${mode} codes`);
-          assertArraysEqual(a.dequantized!, b.dequantized!, `${dtype} ${mode} dequant`);
+          assertArraysEqual(must(a.dequantized, 'a.dequantized'), must(b.dequantized, 'b.dequantized'), `${dtype} ${mode} dequant`);
         }
       }
     });
@@ -112,15 +111,15 @@ describe('native quantizer', function () {
         for (const clipNorm of [2, 2.4]) {
           const opts = { bits: 3, groupSize: gs, sym, clip: 'mse' as const, clipNorm };
           const ref = await inMode('ref', null, () => quantizeTensor(w, [rows, cols], opts));
-          const refErr = groupErr(ref.dequantized!, clipNorm);
+          const refErr = groupErr(must(ref.dequantized, 'ref.dequantized'), clipNorm);
           for (const isa of isas) {
             const fast = await inMode('fast', isa, () => quantizeTensor(w, [rows, cols], opts));
-            const fe = groupErr(fast.dequantized!, clipNorm);
-            fe.forEach((e, i) => assert.ok(e <= refErr[i] * (1 + 1e-5) + 1e-30, `${isa} p=${clipNorm} group ${i}: ${e} vs ref ${refErr[i]}`));
+            const fe = groupErr(must(fast.dequantized, 'fast.dequantized'), clipNorm);
+            fe.forEach((e, i) => { assert.ok(e <= refErr[i] * (1 + 1e-5) + 1e-30, `${isa} p=${clipNorm} group ${i}: ${e} vs ref ${refErr[i]}`); });
           }
           const mm = await quantizeTensor(w, [rows, cols], { bits: 3, groupSize: gs, sym });
-          const mmErr = groupErr(mm.dequantized!, clipNorm);
-          refErr.forEach((e, i) => assert.ok(e <= mmErr[i] * (1 + 1e-12), `group ${i}: mse clip ${e} > minmax ${mmErr[i]}`));
+          const mmErr = groupErr(must(mm.dequantized, 'mm.dequantized'), clipNorm);
+          refErr.forEach((e, i) => { assert.ok(e <= mmErr[i] * (1 + 1e-12), `group ${i}: mse clip ${e} > minmax ${mmErr[i]}`); });
         }
       }
     });
@@ -135,7 +134,7 @@ describe('native quantizer', function () {
         const ref = await inMode('ref', null, () => quantizeTensor(w, [rows, cols], opts));
         const fast = await quantizeTensor(w, [rows, cols], opts);
         assertArraysEqual(fast.codes, ref.codes, 'codes');
-        assertArraysEqual(fast.dequantized!, ref.dequantized!, 'dequant');
+        assertArraysEqual(must(fast.dequantized, 'fast.dequantized'), must(ref.dequantized, 'ref.dequantized'), 'dequant');
         assert.equal(ref.groups, 3);
         // every dequantized value lies within the group's absmax and the error beats 3-bit RTN-ish levels
         assert.ok(ref.stats.relError < 0.2, `relError ${ref.stats.relError}`);
@@ -176,7 +175,7 @@ describe('native quantizer', function () {
 
   it('bad options are LOWBIT_INVALID_OPTION / LOWBIT_SHAPE_MISMATCH', async function () {
     const w = new Float32Array(4 * 96);
-    const bad: [object, string, RegExp][] = [
+    const bad: [object, ErrorCode, RegExp][] = [
       [{ bits: 9 }, 'LOWBIT_INVALID_OPTION', /bits: expected an integer in \[2, 8\], received 9/],
       [{ bits: 1 }, 'LOWBIT_INVALID_OPTION', /bits/],
       [{ groupSize: 0 }, 'LOWBIT_INVALID_OPTION', /groupSize/],
@@ -186,7 +185,7 @@ describe('native quantizer', function () {
       [{ groupsize: 32 }, 'LOWBIT_INVALID_OPTION', /unknown option "groupsize"/],
     ];
     for (const [opts, code, re] of bad) {
-      await assert.rejects(quantizeTensor(w, [4, 96], opts as never), (e: unknown) => isLowbitError(e, code as never) && re.test((e as Error).message), JSON.stringify(opts));
+      await assert.rejects(quantizeTensor(w, [4, 96], opts), (e: unknown) => isLowbitError(e, code) && re.test(e.message), JSON.stringify(opts));
     }
     await assert.rejects(quantizeTensor(new Float32Array(10), [4, 96]), (e: unknown) => isLowbitError(e, 'LOWBIT_SHAPE_MISMATCH'));
     await assert.rejects(quantizeTensor(w, [4, 0] as never), (e: unknown) => isLowbitError(e, 'LOWBIT_INVALID_OPTION'));
@@ -200,7 +199,7 @@ describe('native quantizer', function () {
     // aborted mid-run: at the first progress report (a timer of a few ms raced the whole run when
     // the machine was busy and the event loop late)
     const ac2 = new AbortController();
-    const p = quantizeTensor(w, [2048, 1024], { signal: ac2.signal, clip: 'mse', clipNorm: 2, onProgress: () => ac2.abort() });
+    const p = quantizeTensor(w, [2048, 1024], { signal: ac2.signal, clip: 'mse', clipNorm: 2, onProgress: () => { ac2.abort(); } });
     await assert.rejects(p, (e: unknown) => isLowbitError(e, 'LOWBIT_ABORTED'));
     let last = { done: 0, total: 0 };
     await quantizeTensor(w, [2048, 1024], { clip: 'mse', clipGrid: 20, clipNorm: 2, onProgress: (pr) => { last = pr; } });

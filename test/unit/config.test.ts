@@ -3,17 +3,17 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { normalizeQuantizer, effectiveGroupSize } from '../../lib/config/quant';
-import { normalizeRtnConfig } from '../../lib/config/rtn';
-import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, checkSignal, checkString, invalidOption } from '../../lib/validate';
-import { isLowbitError, toLowbitError, LowbitError } from '../../lib/errors';
+import { normalizeQuantizeConfig } from '../../lib/config/quantize';
+import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, checkSignal, checkString, invalidOption } from '../../lib/config/validate';
+import { toLowbitError, LowbitError } from '../../lib/errors';
 import { LOWBIT_VERSION } from '../../lib/version';
+import { throwsCode } from '../helpers/errors';
 
-const rejects = (fn: () => unknown, code: string, re: RegExp) =>
-  assert.throws(fn, (e: unknown) => isLowbitError(e) && e.code === code && re.test(e.message));
+const rejects = throwsCode;
 
 describe('validation and config', function () {
   it('version matches package.json', function () {
-    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8'));
+    const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
     assert.equal(LOWBIT_VERSION, pkg.version);
   });
 
@@ -29,7 +29,7 @@ describe('validation and config', function () {
     rejects(() => checkEnum('e', 'c', ['a', 'b'] as const), 'LOWBIT_INVALID_OPTION', /e: expected one of "a", "b", received "c"/);
     assert.equal(checkString('s', 'x'), 'x');
     rejects(() => checkString('s', ''), 'LOWBIT_INVALID_OPTION', /non-empty string/);
-    rejects(() => checkKnownKeys('opts', { bitz: 1 }, ['bits']), 'LOWBIT_INVALID_OPTION', /unknown option "bitz"/);
+    rejects(() => { checkKnownKeys('opts', { bitz: 1 }, ['bits']); }, 'LOWBIT_INVALID_OPTION', /unknown option "bitz"/);
     assert.equal(checkSignal(undefined), undefined);
     rejects(() => checkSignal({}), 'LOWBIT_INVALID_OPTION', /signal: expected an AbortSignal/);
     assert.match(invalidOption('o', 'x', null).message, /received null/);
@@ -66,14 +66,14 @@ describe('validation and config', function () {
   });
 
   it('RTN config: GPTQ v1 asym quantizes with zeroMin 1; format rules', function () {
-    assert.equal(normalizeRtnConfig({ method: 'rtn', sym: false }).quantizer.zeroMin, 1);
-    assert.equal(normalizeRtnConfig({ method: 'rtn', sym: false, format: 'gptq-v2' }).quantizer.zeroMin, 0);
-    assert.equal(normalizeRtnConfig({ method: 'rtn', format: 'dequant' }).quantizer.raggedLastGroup, true);
-    rejects(() => normalizeRtnConfig({ method: 'rtn', perTensor: true }), 'LOWBIT_INVALID_OPTION', /perTensor/);
-    rejects(() => normalizeRtnConfig({ method: 'rtn', raggedLastGroup: true }), 'LOWBIT_INVALID_OPTION', /raggedLastGroup/);
-    rejects(() => normalizeRtnConfig({ method: 'rtn', lmHead: true }), 'LOWBIT_UNSUPPORTED', /lmHead/);
-    rejects(() => normalizeRtnConfig({ method: 'rtn', include: ['a', 3] as never }), 'LOWBIT_INVALID_OPTION', /include/);
-    rejects(() => normalizeRtnConfig({ method: 'rtn', maxShardBytes: 10 }), 'LOWBIT_INVALID_OPTION', /maxShardBytes/);
-    assert.equal(normalizeRtnConfig({ method: 'rtn', bits: 6, format: 'dequant' }).quantizer.bits, 6);
+    assert.equal(normalizeQuantizeConfig({ method: 'rtn', sym: false }).quantizer.zeroMin, 1);
+    assert.equal(normalizeQuantizeConfig({ method: 'rtn', sym: false, format: 'gptq-v2' }).quantizer.zeroMin, 0);
+    assert.equal(normalizeQuantizeConfig({ method: 'rtn', format: 'dequant' }).quantizer.raggedLastGroup, true);
+    rejects(() => normalizeQuantizeConfig({ method: 'rtn', perTensor: true }), 'LOWBIT_INVALID_OPTION', /perTensor/);
+    rejects(() => normalizeQuantizeConfig({ method: 'rtn', raggedLastGroup: true }), 'LOWBIT_INVALID_OPTION', /raggedLastGroup/);
+    rejects(() => normalizeQuantizeConfig({ method: 'rtn', lmHead: true }), 'LOWBIT_UNSUPPORTED', /lmHead/);
+    rejects(() => normalizeQuantizeConfig({ method: 'rtn', include: ['a', 3] as never }), 'LOWBIT_INVALID_OPTION', /include/);
+    rejects(() => normalizeQuantizeConfig({ method: 'rtn', maxShardBytes: 10 }), 'LOWBIT_INVALID_OPTION', /maxShardBytes/);
+    assert.equal(normalizeQuantizeConfig({ method: 'rtn', bits: 6, format: 'dequant' }).quantizer.bits, 6);
   });
 });

@@ -8,8 +8,8 @@ import {
   DTYPES, DTYPE_SIZES, byteLengthOf, bf16BitsToF32, dtypeSize, f16BitsToF32, f16BitsToF32Bits, f32Bits, f32BitsToBf16Bits,
   f32FromBits, f32ToBf16Bits, f32ToF16Bits, fromFloat32, isDtype, numelOf, toFloat32, type Dtype,
 } from '../../lib/formats/dtype';
-import { LowbitError } from '../../lib/errors';
 import * as native from '../../lib/native';
+import { isCode } from '../helpers/errors';
 
 function hex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex').replace(/(..)(?!$)/g, '$1 ');
@@ -25,15 +25,6 @@ function lcg(seed: number): () => number {
   return () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     return s;
-  };
-}
-
-function isCode(code: string, fragment?: string) {
-  return (e: unknown) => {
-    assert.ok(e instanceof LowbitError, `expected a LowbitError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (fragment !== undefined) assert.ok(e.message.includes(fragment), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(fragment)}`);
-    return true;
   };
 }
 

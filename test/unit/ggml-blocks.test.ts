@@ -11,21 +11,12 @@ import {
 } from '../../lib/formats/ggml-blocks';
 import { GGML_TYPES } from '../../lib/formats/gguf';
 import { f16BitsToF32, f32ToF16Bits } from '../../lib/formats/dtype';
-import { LowbitError } from '../../lib/errors';
 import { Rng, withSeed } from '../helpers/rng';
+import { isCode } from '../helpers/errors';
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 const fromHex = (s: string) => Uint8Array.from(s.split(/\s+/).filter(Boolean).map((h) => parseInt(h, 16)));
 const f32FromBits = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
-
-function isCode(code: string, ...fragments: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof LowbitError, `expected a LowbitError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
 
 /** §9's input: x[i] = (i − 16)/16. */
 const ramp = () => Float32Array.from({ length: 32 }, (_, i) => (i - 16) / 16);

@@ -16,19 +16,12 @@ import { readLlama2cModel, readLlama2cTokenizer } from '../../lib/formats/llama2
 import { adjacentToHalf } from '../../lib/formats/convert';
 import { fromFloat32, toFloat32 } from '../../lib/formats/dtype';
 import { loadModel } from '../../lib/runtime/model';
-import type { Vocab } from '../../lib/tokenizer';
-import { LowbitError, isLowbitError } from '../../lib/errors';
-import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import type { Vocab } from '../../lib/runtime/tokenizer';
+import { isLowbitError, type ErrorCode } from '../../lib/errors';
+import { fixturesDir, NO_FIXTURES, readExpected, type ExpectedGeneration } from '../helpers/fixtures';
+import { must } from '../helpers/assert';
 import { Rng } from '../helpers/rng';
-
-function isCode(code: string, ...fragments: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof LowbitError, `expected a LowbitError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
+import { isCode } from '../helpers/errors';
 
 const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
 
@@ -119,7 +112,7 @@ describe('formats/gguf-write', () => {
         assert.deepEqual(m('t.i64'), { type: 'INT64', value: -(2n ** 63n) });
         assert.deepEqual(m('t.i64_num'), { type: 'INT64', value: -5n });
         assert.deepEqual(m('t.f64'), { type: 'FLOAT64', value: Math.PI });
-        const arr = (k: string) => { const x = m(k); assert.equal(x.type, 'ARRAY'); return x as Extract<GgufValue, { type: 'ARRAY' }>; };
+        const arr = (k: string) => { const x = m(k); assert.equal(x.type, 'ARRAY'); return x; };
         assert.deepEqual([arr('t.arr_str').itemType, arr('t.arr_str').value], ['STRING', ['a', '', '▁b', '<0x0A>']]);
         assert.deepEqual([arr('t.arr_f32').itemType, Array.from(arr('t.arr_f32').value as Float32Array)], ['FLOAT32', [1.5, -2, Math.fround(0.1)]]);
         assert.deepEqual([arr('t.arr_i32').itemType, Array.from(arr('t.arr_i32').value as Int32Array)], ['INT32', [-1, 2, 3]]);
@@ -187,7 +180,7 @@ describe('formats/gguf-write', () => {
         assert.deepEqual((g.metadata.get('tokenizer.ggml.tokens') as { value: string[] }).value, pieces);
         assert.deepEqual(Array.from((g.metadata.get('tokenizer.ggml.scores') as { value: ArrayLike<number> }).value), Array.from(scores));
         assert.deepEqual(Array.from((g.metadata.get('tokenizer.ggml.token_type') as { value: ArrayLike<number> }).value), Array.from(types));
-        assert.equal(g.metadata.get('t.after')!.value, 1n << 40n);
+        assert.equal(must(g.metadata.get('t.after'), 't.after').value, 1n << 40n);
       } finally {
         g.close();
       }
@@ -204,7 +197,7 @@ describe('formats/gguf-write', () => {
     });
 
     it('validates the spec before creating anything', async () => {
-      const bad: [Partial<GgufWriteSpec>, string, ...string[]][] = [
+      const bad: [Partial<GgufWriteSpec>, ErrorCode, ...string[]][] = [
         [{ alignment: 4 }, 'LOWBIT_INVALID_OPTION', 'alignment'],
         [{ alignment: 48 }, 'LOWBIT_INVALID_OPTION', 'alignment'],
         [{ alignment: 0 }, 'LOWBIT_INVALID_OPTION', 'alignment'],
@@ -236,7 +229,7 @@ describe('formats/gguf-write', () => {
       ];
       for (const [patch, code, ...frags] of bad) {
         const file = fresh();
-        await assert.rejects(writeGguf(file, { metadata: [], tensors: [], ...patch }), isCode(code, ...frags), JSON.stringify(patch, (_k, x) => (typeof x === 'bigint' ? String(x) : x)));
+        await assert.rejects(writeGguf(file, { metadata: [], tensors: [], ...patch }), isCode(code, ...frags), JSON.stringify(patch, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : x)));
         assert.deepEqual(listDir(path.dirname(file)), []);
       }
       await assert.rejects(writeGguf('', { metadata: [], tensors: [] }), isCode('LOWBIT_INVALID_OPTION', 'file'));
@@ -321,7 +314,7 @@ describe('formats/gguf-write', () => {
           'tokenizer.ggml.bos_token_id': 'UINT32', 'tokenizer.ggml.eos_token_id': 'UINT32', 'tokenizer.ggml.unknown_token_id': 'UINT32', 'tokenizer.ggml.add_bos_token': 'BOOL',
         };
         for (const [k, t] of Object.entries(types)) assert.equal(g.metadata.get(k)?.type, t, k);
-        const val = (k: string) => g.metadata.get(k)!.value;
+        const val = (k: string) => must(g.metadata.get(k), k).value;
         assert.equal(val('general.file_type'), 2);
         assert.equal(val('general.quantization_version'), 2);
         assert.equal(val('llama.rope.dimension_count'), 16);
@@ -363,9 +356,9 @@ describe('formats/gguf-write', () => {
       await writeGguf(a, buildLlamaGgufSpec(cfg, vocab, hf, { type: 'F32', ropeOrder: 'adjacent' }));
       await writeGguf(b, buildLlamaGgufSpec(cfg, vocab, half, { type: 'F32', ropeOrder: 'half' }));
       assert.deepEqual(fs.readFileSync(a), fs.readFileSync(b));
-      assert.notDeepEqual(half.get('model.layers.0.self_attn.q_proj.weight')!.data, hf.get('model.layers.0.self_attn.q_proj.weight')!.data);
+      assert.notDeepEqual(must(half.get('model.layers.0.self_attn.q_proj.weight'), 'half q_proj').data, must(hf.get('model.layers.0.self_attn.q_proj.weight'), 'hf q_proj').data);
       // §3.3 on one explicit row: gguf_row(h, 2i + t) = hf_row(h, t·hd/2 + i); h = 1, i = 3, t = 1 → row 16+7 from row 16+8+3
-      const hq = half.get('model.layers.0.self_attn.q_proj.weight')!.data;
+      const hq = must(half.get('model.layers.0.self_attn.q_proj.weight'), 'half q_proj').data;
       const adj = halfToAdjacentRows(hq, 4, 16, 64);
       assert.deepEqual(adj.subarray(23 * 64, 24 * 64), hq.subarray(27 * 64, 28 * 64));
     });
@@ -399,7 +392,7 @@ describe('formats/gguf-write', () => {
       assert.deepEqual(['F32', 'F16', 'Q4_0', 'Q4_1', 'Q8_0', 'BF16'].map((t) => key(ft(t as never), 'general.file_type')), [0, 1, 2, 3, 7, 32]);
       assert.equal(key(ft('F16'), 'general.quantization_version'), undefined);
       assert.equal(key(ft('Q8_0'), 'general.quantization_version'), 2);
-      assert.equal(ft('F16').tensors.at(-1)!.name, 'output.weight');
+      assert.equal(must(ft('F16').tensors.at(-1), 'last tensor').name, 'output.weight');
       assert.deepEqual(ft('F16').fallbacks, []);
     });
 
@@ -426,7 +419,7 @@ describe('formats/gguf-write', () => {
     let cfg: LlamaGgufConfig;
     let vocab: Vocab;
     let tensors: Map<string, { data: Float32Array; shape: number[] }>;
-    let expected: { expected_text: string; expected_ids: number[] };
+    let expected: ExpectedGeneration;
 
     before(function () {
       const F = fixturesDir();
@@ -434,17 +427,17 @@ describe('formats/gguf-write', () => {
         console.log(`      skipped: ${NO_FIXTURES}`);
         this.skip();
       }
-      dir = path.join(F!, 'stories260K');
+      dir = path.join(F, 'stories260K');
       const m = readLlama2cModel(path.join(dir, 'stories260K.bin'));
       const c = m.config;
       cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize,
         contextLength: c.seqLen, rmsEps: 1e-5, ropeTheta: 10000, name: 'stories260K' };
       vocab = readLlama2cTokenizer(path.join(dir, 'tok512.bin'), c.vocabSize);
-      tensors = new Map([...m.tensors].map(([k, t]) => [k, { data: t, shape: m.shapes.get(k)! }]));
+      tensors = new Map([...m.tensors].map(([k, t]) => [k, { data: t, shape: must(m.shapes.get(k), `shape of ${k}`) }]));
       fixture = readGguf(path.join(dir, 'stories260K.gguf'));
-      expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')).generate[0];
+      expected = readExpected(dir).generate[0];
     });
-    after(() => fixture?.close());
+    after(() => { (fixture as GgufFile | undefined)?.close(); }); // unassigned when before() skipped
 
     it("F32: tensors and vocabulary equal the fixture's llama.cpp GGUF; §6.3 keys typed; lowbit's runtime reproduces run.c's greedy text", async () => {
       const spec = buildLlamaGgufSpec(cfg, vocab, tensors, { type: 'F32', ropeOrder: 'adjacent' });

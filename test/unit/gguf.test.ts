@@ -11,21 +11,14 @@ import {
   readGguf, ggufLlamaConfig, ggufVocab, ggufLlamaTensorName, llamaTensorNameToGguf, ggmlTypeName, type GgufFile,
 } from '../../lib/formats/gguf';
 import { readLlama2cTokenizer } from '../../lib/formats/llama2c';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/runtime/tokenizer';
 import { f32ToBf16Bits, f32ToF16Bits } from '../../lib/formats/dtype';
-import { LowbitError } from '../../lib/errors';
+import { LowbitError, type ErrorCode } from '../../lib/errors';
 import * as native from '../../lib/native';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 import { Rng } from '../helpers/rng';
-
-function isCode(code: string, ...fragments: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof LowbitError, `expected a LowbitError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
+import { isCode } from '../helpers/errors';
+import { must } from '../helpers/assert';
 
 // ---- a tiny GGUF builder (little-endian) ----------------------------------------------------
 
@@ -121,10 +114,10 @@ describe('formats/gguf', () => {
         console.log(`      (skipped: ${NO_FIXTURES})`);
         this.skip();
       }
-      dir = path.join(f!, 'stories260K');
+      dir = path.join(f, 'stories260K');
       g = readGguf(path.join(dir, 'stories260K.gguf'));
     });
-    after(() => g?.close());
+    after(() => { (g as GgufFile | undefined)?.close(); }); // unassigned when before() skipped
 
     it('has the README metadata: v3, 48 F32 tensors, context 2048, rope dimension 8', () => {
       assert.equal(g.version, 3);
@@ -135,12 +128,10 @@ describe('formats/gguf', () => {
       assert.deepEqual(g.metadata.get('llama.context_length'), { type: 'UINT32', value: 2048 });
       assert.deepEqual(g.metadata.get('llama.rope.dimension_count'), { type: 'UINT32', value: 8 });
       assert.deepEqual(g.metadata.get('general.architecture'), { type: 'STRING', value: 'llama' });
-      const toks = g.metadata.get('tokenizer.ggml.tokens')!;
+      const toks = must(g.metadata.get('tokenizer.ggml.tokens'), 'tokenizer.ggml.tokens');
       assert.equal(toks.type, 'ARRAY');
-      if (toks.type === 'ARRAY') {
-        assert.equal(toks.itemType, 'STRING');
-        assert.equal(toks.value.length, 512);
-      }
+      assert.equal(toks.itemType, 'STRING');
+      assert.equal(toks.value.length, 512);
       const emb = g.tensor('token_embd.weight');
       assert.deepEqual(emb.ne, [64, 512]);
       assert.deepEqual(emb.shape, [512, 64]);
@@ -170,9 +161,10 @@ describe('formats/gguf', () => {
         assert.ok(Object.is(v.scores[i], ref.scores[i]), `score ${i}: ${v.scores[i]} vs ${ref.scores[i]}`);
       }
       assert.equal(v.maxTokenLength, ref.maxTokenLength);
-      assert.equal(v.tokenTypes![0], 2);
-      assert.equal(v.tokenTypes![1], 3);
-      assert.equal(v.tokenTypes![3], 6);
+      const tokenTypes = must(v.tokenTypes, 'tokenTypes');
+      assert.equal(tokenTypes[0], 2);
+      assert.equal(tokenTypes[1], 3);
+      assert.equal(tokenTypes[3], 6);
     });
 
     it('maps every tensor name to the HF-style names and back', () => {
@@ -181,7 +173,7 @@ describe('formats/gguf', () => {
       assert.equal(new Set(names).size, 48);
       assert.ok(names.includes('lm_head.weight'));
       assert.ok(names.includes('model.layers.4.mlp.down_proj.weight'));
-      for (const t of g.tensors) assert.equal(llamaTensorNameToGguf(ggufLlamaTensorName(t.name)!), t.name);
+      for (const t of g.tensors) assert.equal(llamaTensorNameToGguf(must(ggufLlamaTensorName(t.name), t.name)), t.name);
       assert.equal(ggufLlamaTensorName('blk.3.attn_q.weight'), 'model.layers.3.self_attn.q_proj.weight');
       assert.equal(ggufLlamaTensorName('blk.0.ffn_gate.weight'), 'model.layers.0.mlp.gate_proj.weight');
       assert.equal(ggufLlamaTensorName('rope_freqs.weight'), null);
@@ -274,7 +266,7 @@ describe('formats/gguf', () => {
               try { ggufLlamaConfig(g2); } catch (e) { if (!(e instanceof LowbitError)) throw e; }
               try { Tokenizer.fromGguf(g2).encode('Once upon a time'); } catch (e) { if (!(e instanceof LowbitError)) throw e; }
               if (g2.tensors.length > 0) {
-                try { g2.tensorF32(g2.tensors[0].name)[0]; } catch (e) { if (!(e instanceof LowbitError)) throw e; }
+                try { g2.tensorF32(g2.tensors[0].name); } catch (e) { if (!(e instanceof LowbitError)) throw e; }
               }
             } finally {
               g2.close();
@@ -282,7 +274,7 @@ describe('formats/gguf', () => {
             loaded++;
           } catch (e) {
             if (!(e instanceof LowbitError)) {
-              assert.fail(`[seed ${seed}] mutation ${k} (${desc}) threw ${(e as Error)?.name}: ${(e as Error)?.message}`);
+              assert.fail(`[seed ${seed}] mutation ${k} (${desc}) threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
             }
             assert.ok(e.message.includes(file), `[seed ${seed}] mutation ${k} (${desc}): message does not name the file: ${e.message}`);
             rejected++;
@@ -328,7 +320,7 @@ describe('formats/gguf', () => {
         assert.equal(g.version, 3);
         assert.deepEqual(g.metadata.get('x.flag'), { type: 'BOOL', value: true }); // any nonzero byte is true
         assert.deepEqual(g.metadata.get('x.big'), { type: 'UINT64', value: 5n });
-        const ints = g.metadata.get('x.ints')!;
+        const ints = must(g.metadata.get('x.ints'), 'x.ints');
         assert.ok(ints.type === 'ARRAY' && ints.value instanceof Int32Array && ints.value[0] === -1);
         assert.deepEqual(g.tensors.map((t) => t.name), ['a', 'b', 'h', 'bf', 'q', 'scalar']);
         const a = g.tensor('a');
@@ -374,7 +366,7 @@ describe('formats/gguf', () => {
       g1.close();
     });
 
-    const cases: [string, () => Buffer, string, string[]][] = [
+    const cases: [string, () => Buffer, ErrorCode, string[]][] = [
       ['bad magic', () => build({ ...ok(), magic: Buffer.from('GGUG') }), 'LOWBIT_BAD_FORMAT', ['magic']],
       ['version 1', () => build({ ...ok(), version: 1 }), 'LOWBIT_UNSUPPORTED', ['version 1']],
       ['version 4', () => build({ ...ok(), version: 4 }), 'LOWBIT_BAD_FORMAT', ['version 4']],

@@ -24,20 +24,16 @@ import {
   type TensorByteSource,
 } from '../../lib/formats/gptq';
 import { plainDecodeAwq, plainDecodeGptq, type PlainDecoded } from '../helpers/gptq-decoder';
+import { Rng } from '../helpers/rng';
+import { must } from '../helpers/assert';
 
 // ---------------------------------------------------------------------------------------------
 // test plumbing
 
-/** mulberry32: small seeded RNG, values in [0, 1). */
+/** The tests' one seeded generator (test/helpers/rng.ts) as a function of no arguments, values in [0, 1). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 interface Stored {
@@ -247,11 +243,11 @@ describe('GPTQ format: §9 test vectors', () => {
   it('3-bit 0x88FAC688/0xC688FAC6/0xFAC688FA = codes i mod 8 (values 10 and 21 straddle words)', () => {
     const words = [0x88fac688, 0xc688fac6, 0xfac688fa];
     // sym 3-bit zeros: stored 3 (v1) in all 32 fields; the test packer makes the 3 words
-    const zeroPk = packGptq({ bits: 3, rows: 32, cols: 32, groups: 1, codes: new Array(1024).fill(0), zeros: new Array(32).fill(4), scales: new Array(32).fill(ONE), gIdx: new Array(32).fill(0), format: 'gptq' });
+    const zeroPk = packGptq({ bits: 3, rows: 32, cols: 32, groups: 1, codes: new Array<number>(1024).fill(0), zeros: new Array<number>(32).fill(4), scales: new Array<number>(32).fill(ONE), gIdx: new Array<number>(32).fill(0), format: 'gptq' });
     const zw = wordsOf(zeroPk.qzeros);
     const qw = new Array<number>(3 * 32).fill(0);
     words.forEach((w, j) => (qw[j * 32 + 7] = w));
-    const pk: Packed = { qweight: i32Bytes(qw), qzeros: zeroPk.qzeros, scales: f16Bytes(new Array(32).fill(ONE)), gIdx: i32Bytes(new Array(32).fill(0)) };
+    const pk: Packed = { qweight: i32Bytes(qw), qzeros: zeroPk.qzeros, scales: f16Bytes(new Array<number>(32).fill(ONE)), gIdx: i32Bytes(new Array<number>(32).fill(0)) };
     const reader = addGptq(new MemReader(), P, pk, 3, 32, 32, 1);
     const lib = decodeGptqModule(reader, P, cfgOf(3, -1, true, 'gptq'));
     assertSameDecode(lib, plainOf(pk, 3, 32, 32, 1, 'gptq'), '3-bit vector');
@@ -259,9 +255,9 @@ describe('GPTQ format: §9 test vectors', () => {
     assert.ok(Array.from(lib.zeros).every((z) => z === 4));
     assert.equal(zw.length, 3);
     // the test packer reproduces the vector words too
-    const codes = new Array(1024).fill(0);
+    const codes = new Array<number>(1024).fill(0);
     for (let k = 0; k < 32; k++) codes[k] = k % 8;
-    const again = packGptq({ bits: 3, rows: 32, cols: 32, groups: 1, codes, zeros: new Array(32).fill(4), scales: new Array(32).fill(ONE), gIdx: new Array(32).fill(0), format: 'gptq' });
+    const again = packGptq({ bits: 3, rows: 32, cols: 32, groups: 1, codes, zeros: new Array<number>(32).fill(4), scales: new Array<number>(32).fill(ONE), gIdx: new Array<number>(32).fill(0), format: 'gptq' });
     const w = wordsOf(again.qweight);
     assert.deepEqual([w[0], w[32], w[64]], words);
   });
@@ -272,7 +268,7 @@ describe('GPTQ format: §9 test vectors', () => {
     const qw = new Array<number>(cols * 2).fill(0);
     qw[0] = 0x86427531; // k = 0, channels 0..7
     qw[2 * 2 + 1] = 0x86427531; // k = 2, channels 8..15
-    const pk = { qweight: i32Bytes(qw), qzeros: i32Bytes([0x86427531, 0]), scales: f16Bytes(new Array(rows).fill(ONE)) };
+    const pk = { qweight: i32Bytes(qw), qzeros: i32Bytes([0x86427531, 0]), scales: f16Bytes(new Array<number>(rows).fill(ONE)) };
     const reader = new MemReader()
       .add(`${P}.qweight`, 'I32', [cols, rows / 8], pk.qweight)
       .add(`${P}.qzeros`, 'I32', [1, rows / 8], pk.qzeros)
@@ -374,7 +370,7 @@ describe('GPTQ format: §4.5 reader validation', () => {
       groups,
       codes: Array.from({ length: rows * cols }, () => Math.floor(r() * 16)),
       zeros: opts.zeros ?? Array.from({ length: groups * rows }, () => 1 + Math.floor(r() * 14)),
-      scales: new Array(groups * rows).fill(ONE),
+      scales: new Array<number>(groups * rows).fill(ONE),
       gIdx: opts.gIdx ?? Array.from({ length: cols }, (_, k) => Math.floor(k / g)),
       format: 'gptq_v2',
     });
@@ -399,7 +395,7 @@ describe('GPTQ format: §4.5 reader validation', () => {
   for (const [t, dtype] of [['qweight', 'F32'], ['qzeros', 'U32'], ['scales', 'BF16'], ['g_idx', 'I64']] as const) {
     it(`${t} with dtype ${dtype} → LOWBIT_BAD_FORMAT`, () => {
       const reader = addGptq(new MemReader(), P, valid(), bits, rows, cols, groups);
-      const s = reader.t.get(`${P}.${t}`)!;
+      const s = must(reader.t.get(`${P}.${t}`), `${P}.${t}`);
       s.dtype = dtype;
       throwsLowbit(() => decodeGptqModule(reader, P, cfg), 'LOWBIT_BAD_FORMAT', `${P}.${t}`, `dtype`, dtype);
     });
@@ -415,12 +411,12 @@ describe('GPTQ format: §4.5 reader validation', () => {
     ];
     for (const [t, shape, expected] of cases) {
       const reader = addGptq(new MemReader(), P, valid(), bits, rows, cols, groups);
-      reader.t.get(`${P}.${t}`)!.shape = shape;
+      must(reader.t.get(`${P}.${t}`), `${P}.${t}`).shape = shape;
       throwsLowbit(() => decodeGptqModule(reader, P, cfg), 'LOWBIT_SHAPE_MISMATCH', `${P}.${t}`, expected, `[${shape.join(', ')}]`);
     }
     // g_idx with a length that cannot be packed
     const r2 = addGptq(new MemReader(), P, valid(), bits, rows, cols, groups);
-    r2.t.get(`${P}.g_idx`)!.shape = [65];
+    must(r2.t.get(`${P}.g_idx`), `${P}.g_idx`).shape = [65];
     throwsLowbit(() => decodeGptqModule(r2, P, cfg), 'LOWBIT_SHAPE_MISMATCH', P);
     // an explicit shape the tensors do not have
     const r3 = addGptq(new MemReader(), P, valid(), bits, rows, cols, groups);
@@ -432,7 +428,7 @@ describe('GPTQ format: §4.5 reader validation', () => {
 
   it('byte length that disagrees with the shape → LOWBIT_BAD_FORMAT', () => {
     const reader = addGptq(new MemReader(), P, valid(), bits, rows, cols, groups);
-    const s = reader.t.get(`${P}.scales`)!;
+    const s = must(reader.t.get(`${P}.scales`), `${P}.scales`);
     s.bytes = s.bytes.subarray(2);
     throwsLowbit(() => decodeGptqModule(reader, P, cfg), 'LOWBIT_BAD_FORMAT', `${P}.scales`, 'bytes');
   });
@@ -449,9 +445,9 @@ describe('GPTQ format: §4.5 reader validation', () => {
   it('all-ones v1 qzeros field → LOWBIT_BAD_FORMAT naming module, group and output channel', () => {
     for (const b of [4, 3]) {
       const gs = 32;
-      const zeros = new Array(groups * rows).fill(3);
+      const zeros = new Array<number>(groups * rows).fill(3);
       zeros[1 * rows + 42] = 1 << b; // stored (v1) = 2^b − 1, all ones
-      const pk = packGptq({ bits: b, rows, cols, groups, codes: new Array(rows * cols).fill(0), zeros, scales: new Array(groups * rows).fill(ONE), gIdx: Array.from({ length: cols }, (_, k) => Math.floor(k / gs)), format: 'gptq' });
+      const pk = packGptq({ bits: b, rows, cols, groups, codes: new Array<number>(rows * cols).fill(0), zeros, scales: new Array<number>(groups * rows).fill(ONE), gIdx: Array.from({ length: cols }, (_, k) => Math.floor(k / gs)), format: 'gptq' });
       const reader = addGptq(new MemReader(), P, pk, b, rows, cols, groups);
       throwsLowbit(() => decodeGptqModule(reader, P, cfgOf(b, gs, false, 'gptq')), 'LOWBIT_BAD_FORMAT', `${P}.qzeros`, 'group 1, output channel 42', 'all-ones');
       // the same bits read as v2 are a legal zero 2^b − 1
@@ -461,12 +457,12 @@ describe('GPTQ format: §4.5 reader validation', () => {
   });
 
   it('sym with a zero other than 2^(b−1) → LOWBIT_BAD_FORMAT naming module, group and channel', () => {
-    const zeros = new Array(groups * rows).fill(8);
+    const zeros = new Array<number>(groups * rows).fill(8);
     zeros[0 * rows + 17] = 7;
     const reader = addGptq(new MemReader(), P, valid({ zeros }), bits, rows, cols, groups);
     throwsLowbit(() => decodeGptqModule(reader, P, cfgOf(bits, g, true, 'gptq_v2')), 'LOWBIT_BAD_FORMAT', `${P}.qzeros`, 'group 0, output channel 17', 'must be 8, got 7');
     // read as v1 the same stored fields are 8 → zero 9, so every channel fails; the first is named
-    const good = addGptq(new MemReader(), P, valid({ zeros: new Array(groups * rows).fill(8) }), bits, rows, cols, groups);
+    const good = addGptq(new MemReader(), P, valid({ zeros: new Array<number>(groups * rows).fill(8) }), bits, rows, cols, groups);
     throwsLowbit(() => decodeGptqModule(good, P, cfgOf(bits, g, true, 'gptq')), 'LOWBIT_BAD_FORMAT', 'group 0, output channel 0', 'got 9');
     assert.equal(decodeGptqModule(good, P, cfgOf(bits, g, true, 'gptq_v2')).zeros[5], 8);
   });
@@ -483,15 +479,15 @@ describe('GPTQ format: §4.5 reader validation', () => {
     const colsA = 64;
     const make = () =>
       new MemReader()
-        .add(`${P}.qweight`, 'I32', [colsA, 2], i32Bytes(new Array(colsA * 2).fill(0)))
-        .add(`${P}.qzeros`, 'I32', [2, 2], i32Bytes(new Array(4).fill(0)))
-        .add(`${P}.scales`, 'F16', [2, rowsA], f16Bytes(new Array(2 * rowsA).fill(ONE)));
+        .add(`${P}.qweight`, 'I32', [colsA, 2], i32Bytes(new Array<number>(colsA * 2).fill(0)))
+        .add(`${P}.qzeros`, 'I32', [2, 2], i32Bytes(new Array<number>(4).fill(0)))
+        .add(`${P}.scales`, 'F16', [2, rowsA], f16Bytes(new Array<number>(2 * rowsA).fill(ONE)));
     assert.equal(decodeAwqModule(make(), P, { groupSize: 32 }).rows, rowsA);
     const m = make();
     m.t.delete(`${P}.qzeros`);
     throwsLowbit(() => decodeAwqModule(m, P, { groupSize: 32 }), 'LOWBIT_BAD_FORMAT', P, 'qzeros');
     const d = make();
-    d.t.get(`${P}.scales`)!.dtype = 'F32';
+    must(d.t.get(`${P}.scales`), `${P}.scales`).dtype = 'F32';
     throwsLowbit(() => decodeAwqModule(d, P, { groupSize: 32 }), 'LOWBIT_BAD_FORMAT', `${P}.scales`, 'F16');
     throwsLowbit(() => decodeAwqModule(make(), P, { groupSize: 16 }), 'LOWBIT_SHAPE_MISMATCH', `${P}.qzeros`, '[4, 2]');
     throwsLowbit(() => decodeAwqModule(make(), P, { groupSize: 48 }), 'LOWBIT_SHAPE_MISMATCH', P, 'does not divide');
@@ -504,18 +500,18 @@ describe('GPTQ format: layout problems', () => {
   it('gptqLayoutProblem', () => {
     assert.equal(gptqLayoutProblem(4096, 4096, 4, 128), null);
     assert.equal(gptqLayoutProblem(11008, 4096, 3, -1), null);
-    assert.match(gptqLayoutProblem(4096, 4095, 4, 128)!, /in_features 4095 is not a multiple of 32/);
-    assert.match(gptqLayoutProblem(100, 4096, 4, 128)!, /out_features 100 is not a multiple of 32/);
-    assert.match(gptqLayoutProblem(64, 64, 5, 32)!, /bits 5/);
-    assert.match(gptqLayoutProblem(64, 96, 4, 64)!, /group size 64 does not divide in_features 96/);
-    assert.match(gptqLayoutProblem(64, 96, 4, 0)!, /group size 0/);
+    assert.match(must(gptqLayoutProblem(4096, 4095, 4, 128), 'a problem'), /in_features 4095 is not a multiple of 32/);
+    assert.match(must(gptqLayoutProblem(100, 4096, 4, 128), 'a problem'), /out_features 100 is not a multiple of 32/);
+    assert.match(must(gptqLayoutProblem(64, 64, 5, 32), 'a problem'), /bits 5/);
+    assert.match(must(gptqLayoutProblem(64, 96, 4, 64), 'a problem'), /group size 64 does not divide in_features 96/);
+    assert.match(must(gptqLayoutProblem(64, 96, 4, 0), 'a problem'), /group size 0/);
   });
   it('awqLayoutProblem', () => {
     assert.equal(awqLayoutProblem(24, 64, 4, 32), null);
     assert.equal(awqLayoutProblem(24, 63, 4, -1), null);
-    assert.match(awqLayoutProblem(20, 64, 4, 32)!, /multiple of 8/);
-    assert.match(awqLayoutProblem(24, 64, 3, 32)!, /bits 3/);
-    assert.match(awqLayoutProblem(24, 64, 4, 48)!, /does not divide/);
+    assert.match(must(awqLayoutProblem(20, 64, 4, 32), 'a problem'), /multiple of 8/);
+    assert.match(must(awqLayoutProblem(24, 64, 3, 32), 'a problem'), /bits 3/);
+    assert.match(must(awqLayoutProblem(24, 64, 4, 48), 'a problem'), /does not divide/);
   });
 });
 
@@ -614,10 +610,10 @@ describe('GPTQ format: configuration (§4.4)', () => {
       'cfg.json',
     );
     assert.equal(resolveGptqModuleConfig(cfg, 'model.layers.0.mlp.down_proj'), null);
-    const l0 = resolveGptqModuleConfig(cfg, 'model.layers.0.self_attn.q_proj')!;
+    const l0 = must(resolveGptqModuleConfig(cfg, 'model.layers.0.self_attn.q_proj'), 'layer 0 q_proj config');
     assert.equal(l0.bits, 8);
     assert.equal(l0.groupSize, 32);
-    assert.equal(resolveGptqModuleConfig(cfg, 'model.layers.1.self_attn.q_proj')!.bits, 4); // not anchored at "layers"
+    assert.equal(must(resolveGptqModuleConfig(cfg, 'model.layers.1.self_attn.q_proj'), 'layer 1 q_proj config').bits, 4); // not anchored at "layers"
     assert.equal(resolveGptqModuleConfig(cfg, 'model.layers.2.self_attn.q_proj'), cfg);
     const py = parseGptqConfig({ bits: 4, group_size: 128, dynamic: { '(?P<x>a)': {} } }, 'cfg.json');
     throwsLowbit(() => resolveGptqModuleConfig(py, 'a'), 'LOWBIT_UNSUPPORTED', 'dynamic', '(?P<x>a)');
@@ -675,7 +671,7 @@ describe('GPTQ format: v1 ↔ v2 zero conversion (field by field)', () => {
     for (const seed of [1, 2, 3]) {
       const r = rng(seed);
       const zeros = Array.from({ length: groups * rows }, () => (seed === 1 ? 4 : 1 + Math.floor(r() * 7)));
-      const parts = { bits: 3, rows, cols: 32, groups, codes: new Array(rows * 32).fill(0), zeros, scales: new Array(groups * rows).fill(ONE), gIdx: Array.from({ length: 32 }, (_, k) => k % groups) };
+      const parts = { bits: 3, rows, cols: 32, groups, codes: new Array<number>(rows * 32).fill(0), zeros, scales: new Array<number>(groups * rows).fill(ONE), gIdx: Array.from({ length: 32 }, (_, k) => k % groups) };
       const pv1 = packGptq({ ...parts, format: 'gptq' });
       const pv2 = packGptq({ ...parts, format: 'gptq_v2' });
       const w1 = Int32Array.from(wordsOf(pv1.qzeros), (w) => w | 0);
@@ -686,9 +682,9 @@ describe('GPTQ format: v1 ↔ v2 zero conversion (field by field)', () => {
       assert.deepEqual(plainDecodeGptq({ ...pv1, qzeros: conv, bits: 3, rows, cols: 32, groups, format: 'gptq_v2' }).zeros, zeros);
     }
     // a v2 zero 0 in field 21 (straddling w1/w2) cannot go to v1
-    const zeros = new Array(32).fill(5);
+    const zeros = new Array<number>(32).fill(5);
     zeros[21] = 0;
-    const pk = packGptq({ bits: 3, rows: 32, cols: 32, groups: 1, codes: new Array(1024).fill(0), zeros, scales: new Array(32).fill(ONE), gIdx: new Array(32).fill(0), format: 'gptq_v2' });
+    const pk = packGptq({ bits: 3, rows: 32, cols: 32, groups: 1, codes: new Array<number>(1024).fill(0), zeros, scales: new Array<number>(32).fill(ONE), gIdx: new Array<number>(32).fill(0), format: 'gptq_v2' });
     throwsLowbit(() => convertZerosV1V2(Int32Array.from(wordsOf(pk.qzeros), (w) => w | 0), 1, 32, 3, 'v2-to-v1'), 'LOWBIT_UNSUPPORTED', 'output channel 21');
   });
 

@@ -77,7 +77,7 @@ describe('hf-config: readHfConfig', () => {
   after(() => {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
-  function writeDir(name: string, content: unknown | string): string {
+  function writeDir(name: string, content: unknown): string {
     const dir = path.join(tmp, name);
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'config.json'), typeof content === 'string' ? content : JSON.stringify(content, null, 2));
@@ -162,8 +162,7 @@ describe('hf-config: readHfConfig', () => {
 
   it('missing or invalid fields → LOWBIT_BAD_FORMAT naming the field', () => {
     for (const key of ['hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'vocab_size', 'max_position_embeddings']) {
-      const missing: Record<string, unknown> = { ...LLAMA };
-      delete missing[key];
+      const missing: Record<string, unknown> = Object.fromEntries(Object.entries(LLAMA).filter(([k]) => k !== key));
       throwsLowbit(() => parseHfConfig(missing, 'x/config.json'), 'LOWBIT_BAD_FORMAT', 'x/config.json', key);
       for (const v of [0, -4, 2.5, '64', null]) {
         throwsLowbit(() => parseHfConfig({ ...LLAMA, [key]: v }), 'LOWBIT_BAD_FORMAT', key, 'positive integer');
@@ -327,19 +326,19 @@ describe('hf-model: listLinearModules / checkNonLinearTensors', () => {
     tiedWithHead.t.set('lm_head.weight', { dtype: 'F32', shape: [64, 48] });
     checkNonLinearTensors(qwen, tiedWithHead); // a kept duplicate of the right shape is fine
     tiedWithHead.t.set('lm_head.weight', { dtype: 'F32', shape: [48, 64] });
-    throwsLowbit(() => checkNonLinearTensors(qwen, tiedWithHead), 'LOWBIT_SHAPE_MISMATCH', 'lm_head.weight');
+    throwsLowbit(() => { checkNonLinearTensors(qwen, tiedWithHead); }, 'LOWBIT_SHAPE_MISMATCH', 'lm_head.weight');
 
     const noHead = new FakeTensors(llama);
     noHead.t.delete('lm_head.weight');
-    throwsLowbit(() => checkNonLinearTensors(llama, noHead), 'LOWBIT_BAD_FORMAT', 'lm_head.weight', 'tie_word_embeddings');
+    throwsLowbit(() => { checkNonLinearTensors(llama, noHead); }, 'LOWBIT_BAD_FORMAT', 'lm_head.weight', 'tie_word_embeddings');
     const badEmb = new FakeTensors(llama);
     badEmb.t.set('model.embed_tokens.weight', { dtype: 'BF16', shape: [101, 64] });
-    throwsLowbit(() => checkNonLinearTensors(llama, badEmb), 'LOWBIT_SHAPE_MISMATCH', 'model.embed_tokens.weight', '[100, 64]', '[101, 64]');
+    throwsLowbit(() => { checkNonLinearTensors(llama, badEmb); }, 'LOWBIT_SHAPE_MISMATCH', 'model.embed_tokens.weight', '[100, 64]', '[101, 64]');
     const badNorm = new FakeTensors(llama);
     badNorm.t.set('model.layers.1.post_attention_layernorm.weight', { dtype: 'BF16', shape: [1, 64] });
-    throwsLowbit(() => checkNonLinearTensors(llama, badNorm), 'LOWBIT_SHAPE_MISMATCH', 'model.layers.1.post_attention_layernorm.weight', '[64]');
+    throwsLowbit(() => { checkNonLinearTensors(llama, badNorm); }, 'LOWBIT_SHAPE_MISMATCH', 'model.layers.1.post_attention_layernorm.weight', '[64]');
     const noNorm = new FakeTensors(llama);
     noNorm.t.delete('model.norm.weight');
-    throwsLowbit(() => checkNonLinearTensors(llama, noNorm), 'LOWBIT_BAD_FORMAT', 'model.norm.weight');
+    throwsLowbit(() => { checkNonLinearTensors(llama, noNorm); }, 'LOWBIT_BAD_FORMAT', 'model.norm.weight');
   });
 });

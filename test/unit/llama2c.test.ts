@@ -9,18 +9,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { readLlama2cModel, readLlama2cTokenizer, type Llama2cConfig, type Llama2cModel } from '../../lib/formats/llama2c';
 import { readGguf, ggufLlamaTensorName } from '../../lib/formats/gguf';
-import { LowbitError } from '../../lib/errors';
+import type { ErrorCode } from '../../lib/errors';
 import * as native from '../../lib/native';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
-
-function isCode(code: string, ...fragments: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof LowbitError, `expected a LowbitError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
-}
+import { isCode } from '../helpers/errors';
+import { must } from '../helpers/assert';
 
 function bitsEqual(a: Float32Array, b: Float32Array): boolean {
   return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -83,7 +76,7 @@ describe('formats/llama2c', () => {
         console.log(`      (skipped: ${NO_FIXTURES})`);
         this.skip();
       }
-      dir = path.join(f!, 'stories260K');
+      dir = path.join(f, 'stories260K');
       v0 = readLlama2cModel(path.join(dir, 'stories260K.bin'));
       v1 = readLlama2cModel(path.join(dir, 'stories260K.v1.bin'));
     });
@@ -109,7 +102,7 @@ describe('formats/llama2c', () => {
     });
 
     it('v0 and v1 tensors are bit-identical', () => {
-      for (const [name, t] of v0.tensors) assert.ok(bitsEqual(t, v1.tensors.get(name)!), name);
+      for (const [name, t] of v0.tensors) assert.ok(bitsEqual(t, must(v1.tensors.get(name), `v1 ${name}`)), name);
     });
 
     it('the GGUF copy is bit-identical (names mapped; output.weight = the shared embedding)', () => {
@@ -119,7 +112,7 @@ describe('formats/llama2c', () => {
         for (const ti of g.tensors) {
           const name = ggufLlamaTensorName(ti.name);
           assert.ok(name, ti.name);
-          const ref = name === 'lm_head.weight' ? v0.tensors.get('model.embed_tokens.weight')! : v0.tensors.get(name)!;
+          const ref = name === 'lm_head.weight' ? v0.tensors.get('model.embed_tokens.weight') : v0.tensors.get(name);
           assert.ok(ref, `${ti.name} → ${name}`);
           assert.deepEqual(ti.shape, name === 'lm_head.weight' ? v0.shapes.get('model.embed_tokens.weight') : v0.shapes.get(name), ti.name);
           assert.ok(bitsEqual(g.tensorF32(ti.name), ref), ti.name);
@@ -137,13 +130,13 @@ describe('formats/llama2c', () => {
         this.skip();
       }
       const size = fs.statSync(v0.file).size;
-      const emb = v0.tensors.get('model.embed_tokens.weight')!;
+      const emb = must(v0.tensors.get('model.embed_tokens.weight'), 'model.embed_tokens.weight');
       assert.equal(emb.byteOffset, 28);
       for (const t of v0.tensors.values()) {
         assert.equal(t.buffer, emb.buffer);
         assert.equal(t.buffer.byteLength, size);
       }
-      assert.equal(v1.tensors.get('model.layers.0.input_layernorm.weight')!.byteOffset, 256);
+      assert.equal(must(v1.tensors.get('model.layers.0.input_layernorm.weight'), 'input_layernorm').byteOffset, 256);
     });
 
     describe('malformed model files', () => {
@@ -159,7 +152,7 @@ describe('formats/llama2c', () => {
         return c;
       };
 
-      const cases: [string, () => Buffer, string, string[]][] = [
+      const cases: [string, () => Buffer, ErrorCode, string[]][] = [
         ['truncated v0', () => bin.subarray(0, bin.length - 4), 'LOWBIT_BAD_FORMAT', ['expected 1056540 bytes', 'found 1056536']],
         ['truncated v1', () => bin1.subarray(0, 100_000), 'LOWBIT_BAD_FORMAT', ['expected 1040384 bytes']],
         ['v0 with trailing bytes', () => Buffer.concat([bin, Buffer.alloc(4)]), 'LOWBIT_BAD_FORMAT', ['expected 1056540 bytes', 'found 1056544']],
@@ -255,7 +248,7 @@ describe('formats/llama2c', () => {
       const idx = new Map(v0Order.map(([name], i) => [name ?? `rope${i}`, i]));
       const parts = order.map(([name, numel], j) => {
         const a = new Float32Array(numel);
-        const id = name === null ? -1 : idx.get(name)!;
+        const id = name === null ? -1 : must(idx.get(name), name);
         for (let i = 0; i < numel; i++) a[i] = name === null ? -1 - j : id * 1000 + i;
         return Buffer.from(a.buffer);
       });
@@ -286,12 +279,12 @@ describe('formats/llama2c', () => {
       }
       v0Order.forEach(([name], i) => {
         if (name === null) return;
-        const t = m0.tensors.get(name)!;
+        const t = must(m0.tensors.get(name), name);
         assert.equal(t[0], i * 1000, name);
         assert.equal(t[t.length - 1], i * 1000 + t.length - 1, name);
-        assert.ok(bitsEqual(t, m1.tensors.get(name)!), name);
+        assert.ok(bitsEqual(t, must(m1.tensors.get(name), `m1 ${name}`)), name);
       });
-      const lm = m0.tensors.get('lm_head.weight')!;
+      const lm = must(m0.tensors.get('lm_head.weight'), 'lm_head.weight');
       assert.equal(lm[0], (v0Order.length - 1) * 1000);
     });
 

@@ -8,8 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openSafetensors, readSafetensorsHeader, writeSafetensors, type TensorEntry } from '../../lib/formats/safetensors';
 import { DTYPES, DTYPE_SIZES, type Dtype } from '../../lib/formats/dtype';
-import { LowbitError } from '../../lib/errors';
 import * as native from '../../lib/native';
+import { isCode } from '../helpers/errors';
 
 const VECTOR_HEADER = '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
 
@@ -21,15 +21,6 @@ function seq(n: number, start = 0): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (start + i * 7) & 0xff;
   return b;
-}
-
-function isCode(code: string, ...fragments: string[]) {
-  return (e: unknown) => {
-    assert.ok(e instanceof LowbitError, `expected a LowbitError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    for (const f of fragments) assert.ok(e.message.includes(f), `message ${JSON.stringify(e.message)} lacks ${JSON.stringify(f)}`);
-    return true;
-  };
 }
 
 describe('formats/safetensors', () => {
@@ -144,7 +135,7 @@ describe('formats/safetensors', () => {
       assert.equal(r.index, path.join(dir, 'model.safetensors.index.json'));
       assert.equal(r.totalBytes, 82);
       assert.deepEqual(fs.readdirSync(dir).sort(), [...names, 'model.safetensors.index.json'].sort());
-      const index = JSON.parse(fs.readFileSync(r.index!, 'utf8'));
+      const index: unknown = JSON.parse(fs.readFileSync(r.index, 'utf8'));
       assert.deepEqual(index, {
         metadata: { total_size: 82 },
         weight_map: { 'w.a': names[0], 'w.b': names[0], 'w.big': names[1], 'w.c': names[2] },
@@ -152,7 +143,7 @@ describe('formats/safetensors', () => {
       // Each shard is a complete safetensors file on its own.
       assert.deepEqual(readSafetensorsHeader(r.files[0]).tensors.map((t) => t.name), ['w.a', 'w.b']);
       assert.deepEqual(readSafetensorsHeader(r.files[1]).tensors.map((t) => t.name), ['w.big']);
-      for (const where of [dir, r.index!]) {
+      for (const where of [dir, r.index]) {
         const rd = openSafetensors(where);
         try {
           assert.deepEqual(rd.files, r.files);
@@ -447,8 +438,8 @@ describe('formats/safetensors', () => {
     /** Two valid shards + an index whose weight_map is `map`. */
     function shardedDir(map: Record<string, string>, extra?: (dir: string) => void): string {
       const dir = fresh();
-      const s1 = `{${'"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}'}}`;
-      const s2 = `{${'"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"c":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}'}}`;
+      const s1 = '{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}';
+      const s2 = '{"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"c":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}';
       for (const [f, h] of [['s-1.safetensors', s1], ['s-2.safetensors', s2]]) {
         const l = Buffer.alloc(8);
         l.writeBigUInt64LE(BigInt(Buffer.byteLength(h)));
@@ -487,7 +478,7 @@ describe('formats/safetensors', () => {
         const l = Buffer.alloc(8);
         l.writeBigUInt64LE(BigInt(h.length));
         fs.writeFileSync(path.join(dir, 's-3.safetensors'), Buffer.concat([l, Buffer.from(h), Buffer.from([9])]));
-        const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+        const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
         idx.weight_map.z = 's-3.safetensors';
         fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify(idx));
       });
@@ -497,13 +488,13 @@ describe('formats/safetensors', () => {
     });
 
     it('rejects a malformed index and shard paths outside the directory', () => {
-      const notJson = shardedDir({}, (dir) => fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map": '));
+      const notJson = shardedDir({}, (dir) => { fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map": '); });
       assert.throws(() => openSafetensors(notJson), isCode('LOWBIT_BAD_FORMAT', 'model.safetensors.index.json', 'JSON'));
-      const noMap = shardedDir({}, (dir) => fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"metadata":{}}'));
+      const noMap = shardedDir({}, (dir) => { fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"metadata":{}}'); });
       assert.throws(() => openSafetensors(noMap), isCode('LOWBIT_BAD_FORMAT', 'weight_map'));
       const escape = shardedDir({ a: '../s-1.safetensors' });
       assert.throws(() => openSafetensors(escape), isCode('LOWBIT_BAD_FORMAT', '"a"', '../s-1.safetensors'));
-      const twice = shardedDir({}, (dir) => fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map":{"a":"s-1.safetensors","a":"s-2.safetensors"}}'));
+      const twice = shardedDir({}, (dir) => { fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map":{"a":"s-1.safetensors","a":"s-2.safetensors"}}'); });
       assert.throws(() => openSafetensors(twice), isCode('LOWBIT_BAD_FORMAT', '"a"', 'twice'));
     });
   });

@@ -7,11 +7,12 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tokenizer, type Vocab } from '../../lib/tokenizer';
+import { Tokenizer, type Vocab } from '../../lib/runtime/tokenizer';
 import { readGguf } from '../../lib/formats/gguf';
 import { LowbitError } from '../../lib/errors';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 import { Rng } from '../helpers/rng';
+import { must } from '../helpers/assert';
 
 interface EncodeCase { text: string; bos: boolean; expected_ids: number[] }
 interface GenerateCase { id: string; expected_text: string; expected_ids: number[]; prompt: string; prompt_ids: number[] }
@@ -27,7 +28,7 @@ function runcEncode(v: Vocab, text: string, bos: boolean, eos = false): number[]
   const bytes = Buffer.from(text, 'utf8');
   const tokens: number[] = [];
   if (bos) tokens.push(1);
-  if (bytes.length > 0) tokens.push(lookup.get(' ')!);
+  if (bytes.length > 0) tokens.push(must(lookup.get(' '), 'the " " piece'));
   let buf: number[] = [];
   for (let i = 0; i < bytes.length; i++) {
     if ((bytes[i] & 0xc0) !== 0x80) buf = [];
@@ -86,7 +87,7 @@ describe('tokenizer', () => {
         console.log(`      (skipped: ${NO_FIXTURES})`);
         this.skip();
       }
-      dir = path.join(f!, 'stories260K');
+      dir = path.join(f, 'stories260K');
       tok = Tokenizer.fromLlama2c(path.join(dir, 'tok512.bin'), 512);
       expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as Expected;
     });
@@ -272,12 +273,12 @@ describe('tokenizer', () => {
     before(function () {
       const d = fixturesDir();
       const file = d ? path.join(d, 'llama2-tokenizer', 'tokenizer.bin') : null;
-      if (!file || !fs.existsSync(file)) {
+      if (!d || !file || !fs.existsSync(file)) {
         console.log(`      (skipped: ${d ? 'llama2-tokenizer/tokenizer.bin not found' : NO_FIXTURES})`);
         this.skip();
       }
-      f = d!;
-      tok = Tokenizer.fromLlama2c(file!, 32000);
+      f = d;
+      tok = Tokenizer.fromLlama2c(file, 32000);
     });
 
     it('loads with max_token_length 27 and the usual specials', () => {
