@@ -4,10 +4,11 @@
  * Skips with the reason when no CUDA device is usable (CI and development machines have none).
  */
 import { strict as assert } from 'node:assert';
-import { cudaAddon, type NativeAddon } from '../../lib/native';
-import { unpackValues, packValues } from '../../lib/pack';
+import { cudaAddon } from '../../lib/native';
+import { unpackValues, packValues } from '../../lib/ops/pack';
 import { testSeed, withSeed } from '../helpers/rng';
 import { assertArraysEqual } from '../helpers/assert';
+import { asCudaAddon, type CudaAddon } from './helpers';
 
 /** rows = out, cols = in; groupSize -1 = per channel; actOrder = a permuted g_idx. */
 export const CUDA_DEQUANT_SHAPES = [
@@ -19,17 +20,15 @@ export const CUDA_DEQUANT_SHAPES = [
 ];
 
 describe('CUDA dequant int4 (GPTQ layout)', function () {
-  let cuda: NativeAddon | null = null;
+  let cuda: CudaAddon;
   before(function () {
     const r = cudaAddon();
     if (!r.addon) {
-      // eslint-disable-next-line no-console
       console.log(`      no CUDA device: ${r.reason}`);
       this.skip();
     }
-    cuda = r.addon;
-    const info = cuda!.cudaInfo!();
-    // eslint-disable-next-line no-console
+    cuda = asCudaAddon(r.addon);
+    const info = cuda.cudaInfo();
     console.log(`      CUDA device: ${info.devices.map((d) => `${d.name} sm_${d.major}${d.minor}`).join(', ')}, driver ${info.driverVersion}, runtime ${info.runtimeVersion}`);
   });
 
@@ -46,7 +45,7 @@ describe('CUDA dequant int4 (GPTQ layout)', function () {
         if (sh.actOrder) for (let k = cols - 1; k > 0; k--) { const j = rng.int(0, k); [gIdx[k], gIdx[j]] = [gIdx[j], gIdx[k]]; }
         const qweight = await packValues('gptq-qweight', 4, codes, rows, cols);
         const out = new Float32Array(rows * cols);
-        const r = await cuda!.cudaDequantInt4!({ qweight, scales, zeros, gIdx, rows, cols, groups, out }).promise;
+        const r = await cuda.cudaDequantInt4({ qweight, scales, zeros, gIdx, rows, cols, groups, out }).promise;
         // CPU reference: unpack, then the formula
         const c2 = await unpackValues('gptq-qweight', 4, qweight, rows, cols);
         const ref = new Float32Array(rows * cols);

@@ -8,11 +8,11 @@
  *      child-process probe loaded it), where everything past those checks is LOWBIT_NO_CUDA.
  */
 import { strict as assert } from 'node:assert';
-import { cudaBenchCopy, cudaGemmF16, cudaGptqLayer, cudaHessian, cudaInverseFactor, cudaQmatmul, cudaStatus } from '../../lib/cuda';
+import { cudaBenchCopy, cudaGemmF16, cudaGptqLayer, cudaHessian, cudaInverseFactor, cudaQmatmul, cudaStatus } from '../../lib/ops/cuda';
 import { runTask, type NativeAddon } from '../../lib/native';
 import { isLowbitError, type ErrorCode } from '../../lib/errors';
 import { Rng } from '../helpers/rng';
-import { cudaVariantForHostChecks, randomPackedLinear } from './helpers';
+import { asCudaAddon, cudaVariantForHostChecks, randomPackedLinear, type CudaAddon } from './helpers';
 
 const code = (c: ErrorCode, re?: RegExp) => (e: unknown) => isLowbitError(e, c) && (!re || re.test((e as Error).message));
 
@@ -64,15 +64,14 @@ describe('CUDA host-side checks (no device needed)', function () {
 });
 
 describe('CUDA native host entries, loaded without a device', function () {
-  let a: NativeAddon;
+  let a: CudaAddon;
   before(function () {
     const r = cudaVariantForHostChecks();
     if (!r.addon) {
-      // eslint-disable-next-line no-console
       console.log(`      skipped: ${r.reason}`);
       this.skip();
     }
-    a = r.addon!;
+    a = asCudaAddon(r.addon);
   });
 
   const rng = new Rng(2);
@@ -83,13 +82,13 @@ describe('CUDA native host entries, loaded without a device', function () {
   }) as Parameters<NonNullable<NativeAddon['cudaQgemm']>>[0];
 
   it('cudaQgemm: buffer sizes (sync), g_idx, bits, in_features, grid limits before the device; then LOWBIT_NO_CUDA', async function () {
-    assert.throws(() => a.cudaQgemm!(q({ y: new Float32Array(7) })), /LOWBIT_INTERNAL: cudaQgemm: buffer sizes/);
-    await assert.rejects(runTask(() => a.cudaQgemm!(q({ gIdx: new Int32Array(32).fill(-1) })), undefined, 't'), code('LOWBIT_BAD_FORMAT', /g_idx\[0\] = -1/));
-    await assert.rejects(runTask(() => a.cudaQgemm!(q({ bits: 3 })), undefined, 't'), code('LOWBIT_UNSUPPORTED', /bits must be 4 or 8/));
-    await assert.rejects(runTask(() => a.cudaQgemm!(q({ inFeatures: 28, x: new Float32Array(28), gIdx: new Int32Array(28) })), undefined, 't'), code('LOWBIT_SHAPE_MISMATCH', /not a multiple of 8/));
-    await assert.rejects(runTask(() => a.cudaQgemm!(q({ m: 65536, kernel: 1, x: new Float32Array(65536 * 32), y: new Float32Array(65536 * 8) })), undefined, 't'),
+    assert.throws(() => a.cudaQgemm(q({ y: new Float32Array(7) })), /LOWBIT_INTERNAL: cudaQgemm: buffer sizes/);
+    await assert.rejects(runTask(() => a.cudaQgemm(q({ gIdx: new Int32Array(32).fill(-1) })), undefined, 't'), code('LOWBIT_BAD_FORMAT', /g_idx\[0\] = -1/));
+    await assert.rejects(runTask(() => a.cudaQgemm(q({ bits: 3 })), undefined, 't'), code('LOWBIT_UNSUPPORTED', /bits must be 4 or 8/));
+    await assert.rejects(runTask(() => a.cudaQgemm(q({ inFeatures: 28, x: new Float32Array(28), gIdx: new Int32Array(28) })), undefined, 't'), code('LOWBIT_SHAPE_MISMATCH', /not a multiple of 8/));
+    await assert.rejects(runTask(() => a.cudaQgemm(q({ m: 65536, kernel: 1, x: new Float32Array(65536 * 32), y: new Float32Array(65536 * 8) })), undefined, 't'),
       code('LOWBIT_UNSUPPORTED', /65536 tokens is above the GEMV kernel's 65535/));
-    await assert.rejects(runTask(() => a.cudaQgemm!(q({})), undefined, 't'), code('LOWBIT_NO_CUDA'));
+    await assert.rejects(runTask(() => a.cudaQgemm(q({})), undefined, 't'), code('LOWBIT_NO_CUDA'));
   });
 
   it('cudaGptqLayer: unsupported options and non-finite inputs before the device (the CPU messages); then LOWBIT_NO_CUDA', async function () {
@@ -101,24 +100,24 @@ describe('CUDA native host entries, loaded without a device', function () {
       weight: new Float32Array(rows * cols), hessian: H, codes: new Uint8Array(rows * cols), scales: new Float32Array(rows), zeros: new Uint8Array(rows),
       gIdx: new Int32Array(cols), dequant: new Float32Array(rows * cols), ...over,
     });
-    assert.throws(() => a.cudaGptqLayer!(job({ codes: new Uint8Array(3) })), /LOWBIT_INTERNAL: cudaGptqLayer: buffer sizes/);
-    await assert.rejects(runTask(() => a.cudaGptqLayer!(job({ blockSize: 129 })), undefined, 't'), code('LOWBIT_UNSUPPORTED', /blockSize/));
-    await assert.rejects(runTask(() => a.cudaGptqLayer!(job({ clip: 1 })), undefined, 't'), code('LOWBIT_UNSUPPORTED', /clip/));
+    assert.throws(() => a.cudaGptqLayer(job({ codes: new Uint8Array(3) })), /LOWBIT_INTERNAL: cudaGptqLayer: buffer sizes/);
+    await assert.rejects(runTask(() => a.cudaGptqLayer(job({ blockSize: 129 })), undefined, 't'), code('LOWBIT_UNSUPPORTED', /blockSize/));
+    await assert.rejects(runTask(() => a.cudaGptqLayer(job({ clip: 1 })), undefined, 't'), code('LOWBIT_UNSUPPORTED', /clip/));
     const wn = new Float32Array(rows * cols);
     wn[cols + 6] = NaN;
-    await assert.rejects(runTask(() => a.cudaGptqLayer!(job({ weight: wn })), undefined, 't'), code('LOWBIT_NUMERICAL', /non-finite weight at \[1, 6\]/));
+    await assert.rejects(runTask(() => a.cudaGptqLayer(job({ weight: wn })), undefined, 't'), code('LOWBIT_NUMERICAL', /non-finite weight at \[1, 6\]/));
     const hn = Float32Array.from(H);
     hn[5] = Infinity;
-    await assert.rejects(runTask(() => a.cudaGptqLayer!(job({ hessian: hn })), undefined, 't'), code('LOWBIT_NUMERICAL', /non-finite Hessian entry at \[0, 5\]/));
-    await assert.rejects(runTask(() => a.cudaGptqLayer!(job({})), undefined, 't'), code('LOWBIT_NO_CUDA'));
+    await assert.rejects(runTask(() => a.cudaGptqLayer(job({ hessian: hn })), undefined, 't'), code('LOWBIT_NUMERICAL', /non-finite Hessian entry at \[0, 5\]/));
+    await assert.rejects(runTask(() => a.cudaGptqLayer(job({})), undefined, 't'), code('LOWBIT_NO_CUDA'));
   });
 
   it('cudaHessian, cudaInverseFactor, cudaGemmF16, cudaBenchCopy: sizes (sync), shapes, then LOWBIT_NO_CUDA', async function () {
-    assert.throws(() => a.cudaHessian!({ x: new Float32Array(3), n: 2, cols: 2, H: new Float32Array(4), alpha: 1, beta: 1 }), /LOWBIT_INTERNAL/);
-    await assert.rejects(runTask(() => a.cudaHessian!({ x: new Float32Array(4), n: 2, cols: 2, H: new Float32Array(4), alpha: 1, beta: 1 }), undefined, 't'), code('LOWBIT_NO_CUDA'));
-    await assert.rejects(runTask(() => a.cudaInverseFactor!({ H: new Float32Array(4), n: 2, U: new Float32Array(4) }), undefined, 't'), code('LOWBIT_NO_CUDA'));
-    await assert.rejects(runTask(() => a.cudaGemmF16!({ x: new Float32Array(12), w: new Float32Array(24), m: 1, inFeatures: 12, outFeatures: 2, y: new Float32Array(2), warmup: 0, repeats: 1 }), undefined, 't'),
+    assert.throws(() => a.cudaHessian({ x: new Float32Array(3), n: 2, cols: 2, H: new Float32Array(4), alpha: 1, beta: 1 }), /LOWBIT_INTERNAL/);
+    await assert.rejects(runTask(() => a.cudaHessian({ x: new Float32Array(4), n: 2, cols: 2, H: new Float32Array(4), alpha: 1, beta: 1 }), undefined, 't'), code('LOWBIT_NO_CUDA'));
+    await assert.rejects(runTask(() => a.cudaInverseFactor({ H: new Float32Array(4), n: 2, U: new Float32Array(4) }), undefined, 't'), code('LOWBIT_NO_CUDA'));
+    await assert.rejects(runTask(() => a.cudaGemmF16({ x: new Float32Array(12), w: new Float32Array(24), m: 1, inFeatures: 12, outFeatures: 2, y: new Float32Array(2), warmup: 0, repeats: 1 }), undefined, 't'),
       code('LOWBIT_SHAPE_MISMATCH', /multiple of 8/));
-    await assert.rejects(runTask(() => a.cudaBenchCopy!(1024, 1), undefined, 't'), code('LOWBIT_NO_CUDA'));
+    await assert.rejects(runTask(() => a.cudaBenchCopy(1024, 1), undefined, 't'), code('LOWBIT_NO_CUDA'));
   });
 });

@@ -7,24 +7,24 @@ import { calibrate } from '../../lib/runtime/calibrate';
 import { readLlama2cModel } from '../../lib/formats/llama2c';
 import { isLowbitError } from '../../lib/errors';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { must } from '../helpers/assert';
 
 describe('calibration (stories260K)', function () {
   let m: LanguageModel;
   let text: string;
   let dir: string;
-  before(async function () {
+  before(async function (this: Mocha.Context) {
     const fx = fixturesDir();
     if (!fx) {
-      // eslint-disable-next-line no-console
       console.log(`      ${NO_FIXTURES}`);
       this.skip();
     }
-    dir = fx!;
+    dir = fx;
     m = await loadModel(path.join(dir, 'stories260K', 'stories260K.bin'), { tokenizer: path.join(dir, 'stories260K', 'tok512.bin') });
     text = fs.readFileSync(path.join(dir, 'text', 'tinystories-calib.txt'), 'utf8');
   });
   after(function () {
-    m?.dispose();
+    (m as LanguageModel | undefined)?.dispose(); // unassigned when before() skipped
   });
 
   it('layer 0 attention-input Hessian, mean|x| and max|x| equal a float64 recomputation (rel < 1e-5)', async function () {
@@ -34,9 +34,9 @@ describe('calibration (stories260K)', function () {
     assert.equal(r.windows.length, 8);
     assert.match(r.textSha256, /^[0-9a-f]{64}$/);
     const w = readLlama2cModel(path.join(dir, 'stories260K', 'stories260K.bin'));
-    const norm = w.tensors.get('model.layers.0.input_layernorm.weight')!;
-    const E = w.tensors.get('model.embed_tokens.weight')!;
-    const ids = m.tokenizer!.encode(text, { bos: false });
+    const norm = must(w.tensors.get('model.layers.0.input_layernorm.weight'), 'input_layernorm');
+    const E = must(w.tensors.get('model.embed_tokens.weight'), 'embed_tokens');
+    const ids = must(m.tokenizer, 'tokenizer').encode(text, { bos: false });
     const dim = 64;
     const H = new Float64Array(dim * dim), sa = new Float64Array(dim), ma = new Float64Array(dim);
     for (const s of r.windows) for (let t = 0; t < 128; t++) {
@@ -52,9 +52,10 @@ describe('calibration (stories260K)', function () {
       }
     }
     const L = r.layers[0].attn;
+    const hessian = must(L.hessian, 'layer 0 attention-input Hessian (keepHessians)');
     let maxd = 0, maxv = 0;
     for (let i = 0; i < H.length; i++) {
-      maxd = Math.max(maxd, Math.abs((2 / 1024) * H[i] - L.hessian![i]));
+      maxd = Math.max(maxd, Math.abs((2 / 1024) * H[i] - hessian[i]));
       maxv = Math.max(maxv, Math.abs((2 / 1024) * H[i]));
     }
     assert.ok(maxd / maxv < 1e-5, `H rel err ${maxd / maxv}`);

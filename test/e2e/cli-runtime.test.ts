@@ -3,17 +3,34 @@
  * without them): run.c's greedy test output, the fixture perplexity, and a missing --text file.
  */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { packageRoot } from '../../lib/native';
-import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { fixturesDir, NO_FIXTURES, readExpected } from '../helpers/fixtures';
+import { lowbit } from '../helpers/cli';
 
-const BIN = path.join(packageRoot(), 'bin', 'lowbit.js');
+/** What `lowbit generate --json` prints (the fields read here). */
+interface GenerateJson {
+  ok: boolean;
+  text: string;
+  ids: number[];
+  stoppedBy: string;
+  promptTokens: number;
+  generatedTokens: number;
+}
 
-function lowbit(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+/** What `lowbit eval --json` prints (the fields read here). */
+interface EvalJson {
+  ok: boolean;
+  chunks: number;
+  tokens: number;
+  ctx: number;
+  ppl: number;
+  kl: number | null;
+}
+
+/** What a failing command prints with --json. */
+interface ErrorJson {
+  ok: false;
+  error: { code: string; message: string };
 }
 
 describe('lowbit generate / eval (e2e, stories260K)', function () {
@@ -26,17 +43,17 @@ describe('lowbit generate / eval (e2e, stories260K)', function () {
       console.log(`      skipped: ${NO_FIXTURES}`);
       this.skip();
     }
-    dir = path.join(F!, 'stories260K');
-    dev = path.join(F!, 'text', 'tinystories-dev.txt');
+    dir = path.join(F, 'stories260K');
+    dev = path.join(F, 'text', 'tinystories-dev.txt');
   });
 
   it("generate --temperature 0 --steps 200 --json reproduces llama2.c's test_all.py output", function () {
-    const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')).generate[0];
+    const expected = readExpected(dir).generate[0];
     assert.equal(expected.id, 'llama2c_test_all_greedy_n200');
     const r = lowbit('generate', path.join(dir, 'stories260K.bin'), '--tokenizer', path.join(dir, 'tok512.bin'),
       '--temperature', '0', '--steps', '200', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as GenerateJson;
     assert.equal(j.ok, true);
     assert.equal(j.text, expected.expected_text);
     assert.deepEqual(j.ids, expected.expected_ids);
@@ -46,7 +63,7 @@ describe('lowbit generate / eval (e2e, stories260K)', function () {
   });
 
   it('generate without --json prints the text itself', function () {
-    const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')).generate[0];
+    const expected = readExpected(dir).generate[0];
     const r = lowbit('generate', path.join(dir, 'stories260K.gguf'), '--temperature', '0', '--steps', '200');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, expected.expected_text + '\n');
@@ -56,7 +73,7 @@ describe('lowbit generate / eval (e2e, stories260K)', function () {
   it('eval <gguf> --text tinystories-dev.txt --max-chunks 8 --json gives ppl 6.142632', function () {
     const r = lowbit('eval', path.join(dir, 'stories260K.gguf'), '--text', dev, '--max-chunks', '8', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as EvalJson;
     assert.equal(j.ok, true);
     assert.equal(j.chunks, 8);
     assert.equal(j.tokens, 4088);
@@ -74,6 +91,6 @@ describe('lowbit generate / eval (e2e, stories260K)', function () {
     const j = lowbit('eval', path.join(dir, 'stories260K.gguf'), '--text', missing, '--json');
     assert.notEqual(j.code, 0);
     assert.match(j.stderr, /LOWBIT_NOT_FOUND/);
-    assert.equal(JSON.parse(j.stdout).error.code, 'LOWBIT_NOT_FOUND');
+    assert.equal((JSON.parse(j.stdout) as ErrorJson).error.code, 'LOWBIT_NOT_FOUND');
   });
 });

@@ -1,17 +1,54 @@
 /** The `lowbit` CLI as a user runs it: exit codes, --json output, errors with their codes. */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeSyntheticModel } from '../../lib/synthetic';
+import { writeSyntheticModel } from '../../lib/runtime/synthetic';
 import { packageRoot } from '../../lib/native';
+import { lowbit } from '../helpers/cli';
+import { must } from '../helpers/assert';
 
-const BIN = path.join(packageRoot(), 'bin', 'lowbit.js');
+/** What `lowbit inspect --json` prints (the fields read here). */
+interface InspectJson {
+  ok: boolean;
+  family: string;
+  layers: number;
+  dtypes: Record<string, number>;
+  parameters: number;
+  quantization: { bits: number; sym: boolean } | null;
+}
 
-function lowbit(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+/** What `lowbit quantize --json` prints (the fields read here). */
+interface QuantizeJson {
+  ok: boolean;
+  bits: number;
+  sym: boolean;
+  skippedModules: number;
+}
+
+/** What a failing command prints with --json. */
+interface ErrorJson {
+  ok: false;
+  error: { code: string; message: string };
+}
+
+/** What `lowbit doctor --json` prints (the fields read here; `cuda.reason`'s type is under test). */
+interface DoctorJson {
+  addonLoaded: boolean;
+  native: { isa: string; threads: number };
+  cuda: { reason: unknown };
+}
+
+/** The benchmark document `lowbit bench --out FILE` writes (the fields read here). */
+interface BenchJson {
+  schema: string;
+  limits: { copy: { gbps: number }; fmaPeakAll: { gflops: number } };
+  benchmarks: { name: string; hot: { gbps: number }; cold: { fractionOfReadBandwidth: number } }[];
+}
+
+/** What `lowbit demo --json` prints (the fields read here). */
+interface DemoJson {
+  results: { bits: number; meanRelError: number; outputBytes: number }[];
 }
 
 describe('lowbit CLI', function () {
@@ -31,13 +68,13 @@ describe('lowbit CLI', function () {
     for (const c of ['inspect', 'quantize', 'doctor', 'demo']) assert.match(h.stdout, new RegExp(c));
     const v = lowbit('--version');
     assert.equal(v.code, 0);
-    assert.equal(v.stdout.trim(), JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version);
+    assert.equal(v.stdout.trim(), (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version);
   });
 
   it('inspect --json describes the model', function () {
     const r = lowbit('inspect', model, '--json');
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as InspectJson;
     assert.equal(j.ok, true);
     assert.equal(j.family, 'llama');
     assert.equal(j.layers, 2);
@@ -52,14 +89,15 @@ describe('lowbit CLI', function () {
     const out = path.join(root, 'q');
     const r = lowbit('quantize', model, '--bits', '4', '--group-size', '32', '--asym', '--out', out, '--json', '--quiet');
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as QuantizeJson;
     assert.equal(j.ok, true);
     assert.equal(j.bits, 4);
     assert.equal(j.sym, false);
     assert.equal(j.skippedModules, 6);
-    const i = JSON.parse(lowbit('inspect', out, '--json').stdout);
-    assert.equal(i.quantization.bits, 4);
-    assert.equal(i.quantization.sym, false);
+    const i = JSON.parse(lowbit('inspect', out, '--json').stdout) as InspectJson;
+    const q = must(i.quantization, 'quantization of the checkpoint');
+    assert.equal(q.bits, 4);
+    assert.equal(q.sym, false);
     const human = lowbit('quantize', model, '--bits', '8', '--group-size', '-1', '--out', out, '--force');
     assert.equal(human.code, 0, human.stderr);
     assert.match(human.stdout, /modules quantized/);
@@ -72,7 +110,7 @@ describe('lowbit CLI', function () {
     assert.match(a.stderr, /LOWBIT_INVALID_OPTION: bits: expected an integer in \[2, 8\], received 9/);
     const b = lowbit('quantize', path.join(root, 'missing'), '--out', out, '--json');
     assert.equal(b.code, 1);
-    assert.equal(JSON.parse(b.stdout).error.code, 'LOWBIT_NOT_FOUND');
+    assert.equal((JSON.parse(b.stdout) as ErrorJson).error.code, 'LOWBIT_NOT_FOUND');
     const c = lowbit('quantize', model, '--group-size', '24', '--out', out);
     assert.equal(c.code, 1);
     assert.match(c.stderr, /LOWBIT_SHAPE_MISMATCH: .*q_proj\.weight/);
@@ -90,7 +128,7 @@ describe('lowbit CLI', function () {
   it('doctor --json reports the addon, ISA and CUDA state', function () {
     const r = lowbit('doctor', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as DoctorJson;
     assert.equal(j.addonLoaded, true);
     assert.ok(['generic', 'avx2', 'avx512', 'neon'].includes(j.native.isa));
     assert.ok(j.native.threads >= 1);
@@ -106,7 +144,7 @@ describe('lowbit CLI', function () {
     const r = lowbit('bench', '--quick', '--only', 'qgemv-w8a8-4096x4096', '--out', out);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '');
-    const doc = JSON.parse(fs.readFileSync(out, 'utf8'));
+    const doc = JSON.parse(fs.readFileSync(out, 'utf8')) as BenchJson;
     assert.equal(doc.schema, 'lowbit-bench/1');
     assert.ok(doc.limits.copy.gbps > 0 && doc.limits.fmaPeakAll.gflops > 0);
     assert.deepEqual(doc.benchmarks.map((b: { name: string }) => b.name), ['qgemv-w8a8-4096x4096']);
@@ -123,10 +161,10 @@ describe('lowbit CLI', function () {
   it('demo --json quantizes the built-in model with every setting', function () {
     const r = lowbit('demo', '--json');
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as DemoJson;
     assert.ok(j.results.length >= 6);
-    const int8 = j.results.find((x: { bits: number }) => x.bits === 8);
-    const int2 = j.results.find((x: { bits: number }) => x.bits === 2);
+    const int8 = must(j.results.find((x) => x.bits === 8), 'the 8-bit result');
+    const int2 = must(j.results.find((x) => x.bits === 2), 'the 2-bit result');
     assert.ok(int8.meanRelError < int2.meanRelError);
     for (const x of j.results) assert.ok(x.outputBytes > 0 && x.meanRelError > 0);
   });

@@ -10,25 +10,32 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/synthetic';
+import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/runtime/synthetic';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
 import { readGguf } from '../../lib/formats/gguf';
 import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { packageRoot } from '../../lib/native';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { must } from '../helpers/assert';
+
+/** What `lowbit quantize --format gguf:… --json` prints (the fields read here). */
+interface GgufExportJson {
+  type: string;
+  fallbacks: { name: string }[];
+  conversions: { how: string }[];
+}
 
 describe('GGUF export as Q4_K', function () {
   this.timeout(300000);
   let fx: string, root: string, model: string, tok: string;
-  before(async function () {
+  before(async function (this: Mocha.Context) {
     const d = fixturesDir();
     if (!d) {
-      // eslint-disable-next-line no-console
       console.log(`      ${NO_FIXTURES}`);
       this.skip();
     }
-    fx = d!;
+    fx = d;
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-q4k-'));
     // the demo shape (hidden 256, FFN 768: every linear fits 256-value super-blocks) with the
     // stories260K vocabulary (512 pieces)
@@ -46,12 +53,12 @@ describe('GGUF export as Q4_K', function () {
     const r = spawnSync(process.execPath, [path.join(packageRoot(), 'bin', 'lowbit.js'), 'quantize', model, '--format', 'gguf:q4_k', '--tokenizer', tok, '--out', q4k, '--json'],
       { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as GgufExportJson;
     assert.equal(j.type, 'Q4_K');
     assert.deepEqual(j.fallbacks, []);
     const g = readGguf(q4k);
     try {
-      assert.equal(g.metadata.get('general.file_type')!.value, 14);
+      assert.equal(must(g.metadata.get('general.file_type'), 'general.file_type').value, 14);
       for (const t of g.tensors) assert.equal(t.typeName, t.ne.length === 1 ? 'F32' : 'Q4_K', t.name);
     } finally {
       g.close();
@@ -61,8 +68,9 @@ describe('GGUF export as Q4_K', function () {
     try {
       const ek = await evaluate(a, { text, ctx: 128, maxChunks: 6, reference: ref });
       const e0 = await evaluate(b, { text, ctx: 128, maxChunks: 6, reference: ref });
-      assert.ok(ek.kl! > 0 && ek.kl! < e0.kl!, `KL Q4_K ${ek.kl} vs Q4_0 ${e0.kl}`);
-      assert.ok(ek.top1! >= e0.top1!, `top-1 Q4_K ${ek.top1} vs Q4_0 ${e0.top1}`);
+      const klK = must(ek.kl, 'Q4_K KL'), kl0 = must(e0.kl, 'Q4_0 KL');
+      assert.ok(klK > 0 && klK < kl0, `KL Q4_K ${ek.kl} vs Q4_0 ${e0.kl}`);
+      assert.ok(must(ek.top1, 'Q4_K top-1') >= must(e0.top1, 'Q4_0 top-1'), `top-1 Q4_K ${ek.top1} vs Q4_0 ${e0.top1}`);
     } finally {
       ref.dispose();
       a.dispose();

@@ -12,22 +12,29 @@ import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { readGguf } from '../../lib/formats/gguf';
 import { packageRoot } from '../../lib/native';
-import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { fixturesDir, NO_FIXTURES, readExpected } from '../helpers/fixtures';
+import { must } from '../helpers/assert';
 import { readLlama2cModel } from '../../lib/formats/llama2c';
 import { writeHfFromLlama2c } from '../../lib/formats/convert';
 import { quantize } from '../../lib/pipeline/quantize';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
+
+/** What `lowbit quantize --format gguf:… --json` prints (the fields read here). */
+interface GgufExportJson {
+  type: string;
+  fallbacks: { name: string }[];
+  conversions: { how: string }[];
+}
 
 describe('GGUF export (stories260K)', function () {
   let fx: string, root: string;
   before(function () {
     const d = fixturesDir();
     if (!d) {
-      // eslint-disable-next-line no-console
       console.log(`      ${NO_FIXTURES}`);
       this.skip();
     }
-    fx = d!;
+    fx = d;
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-gguf-'));
   });
   after(function () {
@@ -43,16 +50,16 @@ describe('GGUF export (stories260K)', function () {
       const bin = path.join(fx, 'stories260K', 'stories260K.bin'), tok = path.join(fx, 'stories260K', 'tok512.bin');
       const r = spawnSync(process.execPath, [path.join(packageRoot(), 'bin', 'lowbit.js'), 'quantize', bin, '--format', `gguf:${fmt}`, '--tokenizer', tok, '--out', out, '--json'], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      const j = JSON.parse(r.stdout);
+      const j = JSON.parse(r.stdout) as GgufExportJson;
       assert.equal(j.type, fmt.toUpperCase());
       if (fmt.startsWith('q')) assert.ok(j.fallbacks.length === 5 && j.fallbacks.every((f: { name: string }) => /ffn_down/.test(f.name)), 'the 172-wide down projections fall back to F16');
       const g = readGguf(out);
-      assert.equal(g.metadata.get('general.architecture')!.value, 'llama');
+      assert.equal(must(g.metadata.get('general.architecture'), 'general.architecture').value, 'llama');
       g.close();
       const m = await loadModel(out);
       try {
         if (fmt === 'f32' || fmt === 'f16') {
-          const exp = JSON.parse(fs.readFileSync(path.join(fx, 'stories260K', 'expected.json'), 'utf8')).generate[0];
+          const exp = readExpected(path.join(fx, 'stories260K')).generate[0];
           const gen = await m.generate({ prompt: exp.prompt, steps: exp.steps, temperature: 0 });
           if (fmt === 'f32') assert.equal(gen.text, exp.expected_text);
           else assert.ok(gen.text.slice(0, 60) === exp.expected_text.slice(0, 60), 'f16 weights keep the opening of the greedy text');
@@ -85,7 +92,7 @@ describe('GGUF export (stories260K)', function () {
     const r = lowbit('quantize', hf, '--method', 'gptq', '--format', 'gguf:q4_0', '--calib', path.join(fx, 'text', 'tinystories-calib.txt'),
       '--calib-samples', '32', '--calib-seqlen', '256', '--tokenizer', tok, '--out', out, '--json', '--quiet');
     assert.equal(r.status, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout) as GgufExportJson;
     // q, k, v, o of 5 layers; the MLP (172 features: 172·4 bits is no whole number of 32-bit words) stays F16
     assert.equal(j.conversions.length, 20);
     assert.ok(j.conversions.every((c: { how: string }) => c.how === 'exact'), JSON.stringify(j.conversions[0]));

@@ -8,13 +8,14 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeSyntheticModel } from '../../lib/synthetic';
+import { writeSyntheticModel } from '../../lib/runtime/synthetic';
 import { quantize } from '../../lib/pipeline/quantize';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
 import { loadModel } from '../../lib/runtime/model';
 import { readGguf, GGML_TYPES } from '../../lib/formats/gguf';
-import type { Vocab } from '../../lib/tokenizer';
+import type { Vocab } from '../../lib/runtime/tokenizer';
 import { writeLlamaTokenizerJson } from '../helpers/hf-tokenizer';
+import { must } from '../helpers/assert';
 
 const SHAPE = { hiddenSize: 128, intermediateSize: 256, layers: 2, heads: 4, kvHeads: 2, vocabSize: 96, maxPositions: 64 };
 
@@ -65,7 +66,7 @@ describe('GPTQ checkpoints → GGUF', function () {
       const r = await exportGguf(q, file, { type, overwrite: true });
       assert.equal(r.conversions.length, 14);
       assert.ok(r.conversions.every((c) => c.how === how || (how === 'rounded' && c.how === 'exact')), JSON.stringify(r.conversions.filter((c) => c.how !== how)));
-      if (how === 'rounded') assert.ok(r.conversions.some((c) => c.how === 'rounded' && /fp16/.test(c.detail!)));
+      if (how === 'rounded') assert.ok(r.conversions.some((c) => c.how === 'rounded' && /fp16/.test(c.detail ?? '')));
       const g = readGguf(file);
       const types = new Set(g.tensors.filter((t) => t.name.startsWith('blk.') && t.shape.length === 2).map((t) => t.type));
       g.close();
@@ -78,7 +79,7 @@ describe('GPTQ checkpoints → GGUF', function () {
   it('4-bit g32 signed-max (Q4_0\'s own grid, zeros 8 and 7) → Q4_0: every linear exact (zero 7 as d = −s, codes 15 − q), the same logits; the checkpoint says sym: false', async function () {
     const q = path.join(root, 'q-signed-max');
     await quantize(src, { method: 'rtn', bits: 4, groupSize: 32, sym: true, signedMax: true, format: 'gptq' }, { out: q });
-    const qc = JSON.parse(fs.readFileSync(path.join(q, 'quantize_config.json'), 'utf8'));
+    const qc = JSON.parse(fs.readFileSync(path.join(q, 'quantize_config.json'), 'utf8')) as { sym: boolean };
     assert.equal(qc.sym, false);
     const file = path.join(root, 'signed-max-Q4_0.gguf');
     const r = await exportGguf(q, file, { type: 'Q4_0', overwrite: true });
@@ -86,10 +87,13 @@ describe('GPTQ checkpoints → GGUF', function () {
     assert.ok(r.conversions.every((c) => c.how === 'exact'), JSON.stringify(r.conversions.filter((c) => c.how !== 'exact')));
     // both kinds of group occur: some Q4_0 scales are negative
     const g = readGguf(file);
-    const t = g.tensors.find((x) => x.name === 'blk.0.ffn_down.weight')!;
+    const t = must(g.tensors.find((x) => x.name === 'blk.0.ffn_down.weight'), 'blk.0.ffn_down.weight');
     const bytes = g.bytes(t.name);
     let neg = 0, pos = 0;
-    for (let o = 0; o < bytes.length; o += 18) (bytes[o + 1] & 0x80 ? neg++ : pos++);
+    for (let o = 0; o < bytes.length; o += 18) {
+      if (bytes[o + 1] & 0x80) neg++;
+      else pos++;
+    }
     g.close();
     assert.ok(neg > 0 && pos > 0, `negative ${neg}, positive ${pos} scales`);
     const rel = maxRel(await logits(file), await logits(q));
@@ -101,7 +105,7 @@ describe('GPTQ checkpoints → GGUF', function () {
     await quantize(src, { method: 'rtn', bits: 8, groupSize: -1, sym: true, format: 'gptq' }, { out: q });
     const file = path.join(root, 'pc.gguf');
     const r = await exportGguf(q, file, { type: 'Q4_0' });
-    assert.ok(r.conversions.every((c) => c.how === 'requantized' && /groups of (128|256) input channels, not 32: dequantized and re-encoded as Q4_0/.test(c.detail!)), JSON.stringify(r.conversions[0]));
+    assert.ok(r.conversions.every((c) => c.how === 'requantized' && /groups of (128|256) input channels, not 32: dequantized and re-encoded as Q4_0/.test(c.detail ?? '')), JSON.stringify(r.conversions[0]));
     const rel = maxRel(await logits(file), await logits(q));
     assert.ok(rel > 1e-6 && rel < 0.5, `re-encoded: logits rel ${rel}`);
   });

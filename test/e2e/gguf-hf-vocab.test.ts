@@ -11,16 +11,18 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { hfVocab, HfTokenizer } from '../../lib/tokenizer-hf';
-import { Tokenizer } from '../../lib/tokenizer';
+import { hfVocab, HfTokenizer } from '../../lib/runtime/tokenizer-hf';
+import { Tokenizer } from '../../lib/runtime/tokenizer';
 import { readLlama2cTokenizer } from '../../lib/formats/llama2c';
 import { readGguf, ggufVocab } from '../../lib/formats/gguf';
-import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/synthetic';
+import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/runtime/synthetic';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
 import { isLowbitError } from '../../lib/errors';
 import { packageRoot } from '../../lib/native';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 import { writeLlamaTokenizerJson } from '../helpers/hf-tokenizer';
+import { throwsCode } from '../helpers/errors';
+import { must } from '../helpers/assert';
 
 const TRICKY = ['', ' ', 'a', '  two  spaces  ', 'Once upon a time, there was a little girl named Lily.\nShe liked to play.',
   'naïve café — “quotes” ½ 日本語のテキスト 🙂🚀', 'tabs\tand\r\nCRLF', '<s> </s> <unk> <0x0A>', '1234567890 3.14159 x=y+z'];
@@ -30,11 +32,10 @@ describe('GGUF vocabulary from tokenizer.json', function () {
   before(function () {
     const d = fixturesDir();
     if (!d) {
-      // eslint-disable-next-line no-console
       console.log(`      ${NO_FIXTURES}`);
       this.skip();
     }
-    fx = d!;
+    fx = d;
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-hfvocab-'));
     dev = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8').slice(0, 60000);
   });
@@ -60,11 +61,12 @@ describe('GGUF vocabulary from tokenizer.json', function () {
         if (t !== '' && !t.includes('<s>')) assert.deepEqual(hf.encode(t, { bos: true }), want, `the converted tokenizer.json itself (HF): ${JSON.stringify(t.slice(0, 40))}`);
       }
       // types: unknown, control, bytes, normal
-      assert.deepEqual([v.tokenTypes![0], v.tokenTypes![1], v.tokenTypes![2], v.tokenTypes![3], v.tokenTypes![258], v.tokenTypes![300]], [2, 3, 3, 6, 6, 1]);
+      const types = must(v.tokenTypes, 'tokenTypes');
+      assert.deepEqual([types[0], types[1], types[2], types[3], types[258], types[300]], [2, 3, 3, 6, 6, 1]);
       // embedding rows past the tokenizer: [PADn], unused
       const padded = hfVocab(dir, n + 3);
       assert.deepEqual(padded.pieces.slice(n), [`[PAD${n}]`, `[PAD${n + 1}]`, `[PAD${n + 2}]`]);
-      assert.deepEqual(Array.from(padded.tokenTypes!.slice(n)), [5, 5, 5]);
+      assert.deepEqual(Array.from(must(padded.tokenTypes, 'padded tokenTypes').slice(n)), [5, 5, 5]);
     });
   }
 
@@ -79,7 +81,7 @@ describe('GGUF vocabulary from tokenizer.json', function () {
     const ga = readGguf(a), gb = readGguf(b);
     try {
       for (const k of ['tokenizer.ggml.model', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type', 'tokenizer.ggml.bos_token_id', 'tokenizer.ggml.eos_token_id', 'tokenizer.ggml.unknown_token_id']) {
-        assert.deepEqual(ga.metadata.get(k)!.value, gb.metadata.get(k)!.value, k);
+        assert.deepEqual(must(ga.metadata.get(k), `a: ${k}`).value, must(gb.metadata.get(k), `b: ${k}`).value, k);
       }
       const ta = new Tokenizer(ggufVocab(ga)), tb = new Tokenizer(ggufVocab(gb));
       for (const t of [dev.slice(0, 20000), ...TRICKY]) assert.deepEqual(ta.encode(t, { bos: true }), tb.encode(t, { bos: true }));
@@ -105,9 +107,7 @@ describe('tokenizer.json → GGUF vocabulary: bad input', function () {
     return dir;
   };
   const vocab = { '<unk>': 0, '<s>': 1, '</s>': 2, '\u2581': 3, a: 4, '\u2581a': 5 };
-  const expectError = (fn: () => unknown, code: string, re: RegExp) => {
-    assert.throws(fn, (e: unknown) => isLowbitError(e) && e.code === code && re.test(e.message), `${code} ${re}`);
-  };
+  const expectError = throwsCode;
 
   it('byte-level BPE, other model types, ids out of range, holes, unknown merges, no file', function () {
     expectError(() => hfVocab(write('l3', { type: 'BPE', byte_fallback: false, vocab, merges: [] }), 6), 'LOWBIT_UNSUPPORTED', /byte-level BPE.*--tokenizer/);

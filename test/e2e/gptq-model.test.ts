@@ -15,16 +15,27 @@ import { evaluate } from '../../lib/runtime/evaluate';
 import { isLowbitError } from '../../lib/errors';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 
+/** The parts of a GPTQ run's quant_log.json read here. */
+interface GptqQuantLogJson {
+  method: string;
+  calibration: { samples: number; tokens: number; textSha256: string };
+  modules: { gptqLoss: number; dampUsed: number; samples: number }[];
+}
+
+/** The parts of a GPTQ checkpoint's config.json read here. */
+interface GptqConfigJson {
+  quantization_config: { desc_act: boolean; dynamic: Record<string, unknown> };
+}
+
 describe('GPTQ pipeline on stories260K', function () {
   let fx: string, root: string, hf: string, tok: string, dev: string, calibFile: string;
-  before(async function () {
+  before(async function (this: Mocha.Context) {
     const d = fixturesDir();
     if (!d) {
-      // eslint-disable-next-line no-console
       console.log(`      ${NO_FIXTURES}`);
       this.skip();
     }
-    fx = d!;
+    fx = d;
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-gptq-'));
     hf = await writeHfFromLlama2c(readLlama2cModel(path.join(fx, 'stories260K', 'stories260K.bin')), path.join(root, 'hf'), 'F32');
     tok = path.join(fx, 'stories260K', 'tok512.bin');
@@ -50,7 +61,7 @@ describe('GPTQ pipeline on stories260K', function () {
     const r = await quantize(hf, { method: 'rtn', bits: 3, groupSize: 32, sym: false, format: 'dequant' }, { out: path.join(root, 'r3') });
     const pg = await ppl(g.out), pr = await ppl(r.out);
     assert.ok(pg < pr, `GPTQ ppl ${pg} not below RTN ${pr}`);
-    const log = JSON.parse(fs.readFileSync(path.join(g.out, 'quant_log.json'), 'utf8'));
+    const log = JSON.parse(fs.readFileSync(path.join(g.out, 'quant_log.json'), 'utf8')) as GptqQuantLogJson;
     assert.equal(log.method, 'gptq');
     assert.equal(log.calibration.samples, 32);
     assert.equal(log.calibration.tokens, 32 * 256);
@@ -64,7 +75,7 @@ describe('GPTQ pipeline on stories260K', function () {
     const packed = await quantize(hf, { ...cfg, format: 'gptq' }, { out: path.join(root, 'gp'), calibration: calib() });
     const deq = await quantize(hf, { ...cfg, format: 'dequant' }, { out: path.join(root, 'gd'), calibration: calib() });
     assert.equal(packed.quantizedModules, 20);
-    const cfgJson = JSON.parse(fs.readFileSync(path.join(packed.out, 'config.json'), 'utf8'));
+    const cfgJson = JSON.parse(fs.readFileSync(path.join(packed.out, 'config.json'), 'utf8')) as GptqConfigJson;
     assert.equal(cfgJson.quantization_config.desc_act, true);
     assert.ok(Object.keys(cfgJson.quantization_config.dynamic).some((k) => k.includes('mlp')));
     // the file decodes to exactly the same weights (dequantized at load) …

@@ -17,21 +17,22 @@ import { evaluate } from '../../lib/runtime/evaluate';
 import { packageRoot } from '../../lib/native';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 import { writeLlamaTokenizerJson } from '../helpers/hf-tokenizer';
-import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/synthetic';
+import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../../lib/runtime/synthetic';
 import { readLlama2cTokenizer } from '../../lib/formats/llama2c';
 import { readGguf, ggufVocab } from '../../lib/formats/gguf';
-import { Tokenizer } from '../../lib/tokenizer';
+import { Tokenizer } from '../../lib/runtime/tokenizer';
+import { must } from '../helpers/assert';
 
 // node-llama-cpp is ESM-only: keep a real dynamic import through the CommonJS build.
+// eslint-disable-next-line @typescript-eslint/no-implied-eval -- with "module": "commonjs" tsc turns import() into require(), which cannot load an ESM-only package
 const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<Record<string, unknown>>;
 
 describe('node-llama-cpp reads lowbit GGUF files', function () {
-  let nlc: Record<string, unknown> | null = null;
+  let nlc: Record<string, unknown>;
   let fx: string, root: string;
-  before(async function () {
+  before(async function (this: Mocha.Context) {
     const d = fixturesDir();
     if (!d) {
-      // eslint-disable-next-line no-console
       console.log(`      ${NO_FIXTURES}`);
       this.skip();
     }
@@ -39,11 +40,10 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       const entry = require.resolve('node-llama-cpp', { paths: [packageRoot()] });
       nlc = await importEsm(entry.startsWith('/') ? `file://${entry}` : entry);
     } catch (e) {
-      // eslint-disable-next-line no-console
       console.log(`      node-llama-cpp not installed (npm run test:peer installs it): ${(e as Error).message.split('\n')[0]}`);
       this.skip();
     }
-    fx = d!;
+    fx = d;
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-peer-'));
   });
   after(function () {
@@ -59,7 +59,7 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       type LModel = { createContext(o: object): Promise<Ctx>; dispose(): Promise<void>; tokens: { bos: number } };
       type Seq = { evaluate(t: number[], o: object): AsyncIterable<number>; controlledEvaluate(t: unknown[]): Promise<{ next?: { logits?: Map<number, number> } }[]> };
       type Ctx = { getSequence(): Seq; dispose(): Promise<void> };
-      const llama = await (nlc!.getLlama as (o: object) => Promise<Llama>)({ gpu: false, build: 'never', skipDownload: true });
+      const llama = await (nlc.getLlama as (o: object) => Promise<Llama>)({ gpu: false, build: 'never', skipDownload: true });
       const model = await llama.loadModel({ modelPath: file });
       try {
         // greedy, empty prompt: lowbit's run.c semantics give BOS + 199 tokens for 200 steps
@@ -75,19 +75,19 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
         assert.deepEqual(theirs.slice(0, agreeTokens), g.ids.slice(1, 1 + agreeTokens));
         // perplexity on the first two windows, from llama.cpp's raw logits
         const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
-        const ids = ours.tokenizer!.encode(text, { bos: false });
+        const ids = must(ours.tokenizer, 'tokenizer').encode(text, { bos: false });
         let nll = 0, n = 0;
         for (let c = 0; c < 2; c++) {
           const win = [1, ...ids.slice(c * 511, (c + 1) * 511)];
           const ctx2 = await model.createContext({ contextSize: 512, threads: 1 });
           const res = await ctx2.getSequence().controlledEvaluate(win.map((t) => [t, { generateNext: { logits: true } }]));
           for (let j = 0; j < 511; j++) {
-            const logits = res[j].next!.logits!;
+            const logits = must(res[j].next?.logits, `llama.cpp logits at ${j}`);
             let max = -Infinity;
             for (const v of logits.values()) max = Math.max(max, v);
             let sum = 0;
             for (const v of logits.values()) sum += Math.exp(v - max);
-            nll -= logits.get(win[j + 1])! - max - Math.log(sum);
+            nll -= must(logits.get(win[j + 1]), `llama.cpp logit of ${win[j + 1]}`) - max - Math.log(sum);
             n++;
           }
           await ctx2.dispose();
@@ -110,11 +110,11 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
     await exportGguf(dir, file, { type: 'Q4_K', tokenizer: tok });
     const ours = await loadModel(file);
     type LModel = { createContext(o: object): Promise<{ getSequence(): { controlledEvaluate(t: unknown[]): Promise<{ next?: { logits?: Map<number, number> } }[]> }; dispose(): Promise<void> }>; dispose(): Promise<void> };
-    const llama = await (nlc!.getLlama as (o: object) => Promise<{ loadModel(o: object): Promise<LModel>; dispose(): Promise<void> }>)({ gpu: false, build: 'never', skipDownload: true });
+    const llama = await (nlc.getLlama as (o: object) => Promise<{ loadModel(o: object): Promise<LModel>; dispose(): Promise<void> }>)({ gpu: false, build: 'never', skipDownload: true });
     const model = await llama.loadModel({ modelPath: file });
     try {
       const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
-      const win = [1, ...ours.tokenizer!.encode(text, { bos: false }).slice(0, 255)];
+      const win = [1, ...must(ours.tokenizer, 'tokenizer').encode(text, { bos: false }).slice(0, 255)];
       const ctx = await model.createContext({ contextSize: 256, threads: 1 });
       const res = await ctx.getSequence().controlledEvaluate(win.map((t) => [t, { generateNext: { logits: true } }]));
       await ctx.dispose();
@@ -122,7 +122,7 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       const V = 512;
       let kl = 0, agree = 0;
       for (let j = 0; j < win.length; j++) {
-        const theirs = res[j].next!.logits!;
+        const theirs = must(res[j].next?.logits, `llama.cpp logits at ${j}`);
         const p = new Float64Array(V), q = new Float64Array(V);
         for (const [id, v] of theirs) p[id] = v;
         for (let i = 0; i < V; i++) q[i] = mine[j * V + i];
@@ -155,7 +155,7 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
     const ours = new Tokenizer(ggufVocab(g));
     g.close();
     type LModel = { tokenize(text: string): number[]; dispose(): Promise<void> };
-    const llama = await (nlc!.getLlama as (o: object) => Promise<{ loadModel(o: object): Promise<LModel>; dispose(): Promise<void> }>)({ gpu: false, build: 'never', skipDownload: true });
+    const llama = await (nlc.getLlama as (o: object) => Promise<{ loadModel(o: object): Promise<LModel>; dispose(): Promise<void> }>)({ gpu: false, build: 'never', skipDownload: true });
     const model = await llama.loadModel({ modelPath: file });
     try {
       const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8').slice(0, 30000);

@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { quantize } from '../../lib/pipeline/quantize';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
-import { writeSyntheticModel } from '../../lib/synthetic';
+import { writeSyntheticModel } from '../../lib/runtime/synthetic';
 import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { readLlama2cModel } from '../../lib/formats/llama2c';
@@ -134,10 +134,10 @@ describe('runtime on packed int4 GPTQ weights', function () {
     it(`GGUF ${type} (stories260K) runs packed with int8 activations: perplexity within 1% of the dequantized file`, async function () {
       const fx = fixturesDir();
       if (!fx) this.skip();
-      const tok = path.join(fx!, 'stories260K', 'tok512.bin');
+      const tok = path.join(fx, 'stories260K', 'tok512.bin');
       const out = path.join(root, `s-${type}.gguf`);
-      await exportGguf(path.join(fx!, 'stories260K', 'stories260K.bin'), out, { type: type.toUpperCase() as 'Q4_0' | 'Q8_0', tokenizer: tok });
-      const text = fs.readFileSync(path.join(fx!, 'text', 'tinystories-dev.txt'), 'utf8');
+      await exportGguf(path.join(fx, 'stories260K', 'stories260K.bin'), out, { type: type.toUpperCase() as 'Q4_0' | 'Q8_0', tokenizer: tok });
+      const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
       const a = await loadModel(out, { tokenizer: tok }), b = await loadModel(out, { tokenizer: tok, packed: false });
       try {
         const pa = (await evaluate(a, { text, ctx: 512, maxChunks: 2 })).ppl, pb = (await evaluate(b, { text, ctx: 512, maxChunks: 2 })).ppl;
@@ -152,12 +152,12 @@ describe('runtime on packed int4 GPTQ weights', function () {
   it('GPTQ with act-order (stories260K attention layers): packed perplexity == dequantized', async function () {
     const fx = fixturesDir();
     if (!fx) this.skip();
-    const hf = await writeHfFromLlama2c(readLlama2cModel(path.join(fx!, 'stories260K', 'stories260K.bin')), path.join(root, 'hf'), 'F32');
-    const tok = path.join(fx!, 'stories260K', 'tok512.bin');
+    const hf = await writeHfFromLlama2c(readLlama2cModel(path.join(fx, 'stories260K', 'stories260K.bin')), path.join(root, 'hf'), 'F32');
+    const tok = path.join(fx, 'stories260K', 'tok512.bin');
     const out = path.join(root, 'g');
     await quantize(hf, { method: 'gptq', bits: 4, groupSize: 32, sym: false, actOrder: true, exclude: ['mlp.'] },
-      { out, calibration: { file: path.join(fx!, 'text', 'tinystories-calib.txt'), samples: 8, seqLen: 256, tokenizer: tok } });
-    const text = fs.readFileSync(path.join(fx!, 'text', 'tinystories-dev.txt'), 'utf8');
+      { out, calibration: { file: path.join(fx, 'text', 'tinystories-calib.txt'), samples: 8, seqLen: 256, tokenizer: tok } });
+    const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
     const a = await loadModel(out, { tokenizer: tok, activations: 'f32' }), b = await loadModel(out, { tokenizer: tok, packed: false });
     try {
       const pa = (await evaluate(a, { text, ctx: 512, maxChunks: 2 })).ppl, pb = (await evaluate(b, { text, ctx: 512, maxChunks: 2 })).ppl;

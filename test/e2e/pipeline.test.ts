@@ -9,15 +9,30 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { quantize, type QuantizeResult } from '../../lib/pipeline/quantize';
-import { writeSyntheticModel, type SyntheticShape } from '../../lib/synthetic';
+import { writeSyntheticModel, type SyntheticShape } from '../../lib/runtime/synthetic';
 import { openSafetensors, writeSafetensors } from '../../lib/formats/safetensors';
 import { toFloat32 } from '../../lib/formats/dtype';
-import { quantizeTensor } from '../../lib/quantize-tensor';
-import { inspectModel } from '../../lib/model';
+import { quantizeTensor } from '../../lib/ops/quantize';
+import { inspectModel } from '../../lib/formats/hf-dir';
 import { parseGptqConfig, decodeGptqModule } from '../../lib/formats/gptq';
-import { isLowbitError, type ErrorCode } from '../../lib/errors';
 import { plainDecodeGptq } from '../helpers/gptq-decoder';
-import { assertArraysEqual } from '../helpers/assert';
+import { assertArraysEqual, must } from '../helpers/assert';
+import { rejectsCode as expectError } from '../helpers/errors';
+
+/** The parts of a written config.json read here (lowbit keeps the source's fields and adds quantization_config). */
+interface ConfigJson {
+  architectures?: string[];
+  model_type?: string;
+  torch_dtype?: string;
+  quantization_config?: { bits: number; dynamic: Record<string, unknown> };
+}
+
+/** The parts of quant_log.json read here. */
+interface QuantLogJson {
+  method: string;
+  parameters: { bits: number };
+  modules: { module: string; storage: string; reason?: string; seconds: number; stats?: { relError: number } }[];
+}
 
 const SMALL: SyntheticShape = { hiddenSize: 128, intermediateSize: 256, layers: 1, heads: 4, kvHeads: 2, vocabSize: 64, maxPositions: 64 };
 
@@ -30,14 +45,6 @@ function assertNoOutput(out: string): void {
   assert.ok(!fs.existsSync(out), `${out} exists after a failed run`);
   const leftovers = fs.readdirSync(path.dirname(out)).filter((f) => f.includes(`${path.basename(out)}.tmp-`));
   assert.deepEqual(leftovers, [], 'temporary directories left behind');
-}
-
-async function expectError(p: Promise<unknown>, code: ErrorCode, re: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    if (!isLowbitError(e, code)) { assert.fail(`expected ${code}, got ${(e as { code?: string }).code}: ${(e as Error).message}`); }
-    assert.match((e as Error).message, re);
-    return true;
-  });
 }
 
 describe('quantize pipeline (e2e)', function () {
@@ -63,7 +70,7 @@ describe('quantize pipeline (e2e)', function () {
           const r = await quantize(small, { method: 'rtn', bits, groupSize, sym, format }, { out });
           assert.equal(r.skippedModules, 0);
           assert.equal(r.quantizedModules, 7);
-          const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+          const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as ConfigJson;
           const qc = parseGptqConfig(cfg.quantization_config, 'config.json');
           assert.equal(qc.bits, bits);
           assert.equal(qc.groupSize, groupSize);
@@ -81,10 +88,10 @@ describe('quantize pipeline (e2e)', function () {
                 qweight: dst.bytes(`${mod.module}.qweight`), qzeros: dst.bytes(`${mod.module}.qzeros`), scales: dst.bytes(`${mod.module}.scales`),
                 gIdx: dst.bytes(`${mod.module}.g_idx`), bits, rows: mod.rows, cols: mod.cols, groups: mod.cols / gs, format: format === 'gptq' ? 'gptq' : 'gptq_v2',
               });
-              assertArraysEqual(plain.weight, expected.dequantized!, `${mod.module} decoded by the test decoder`);
+              assertArraysEqual(plain.weight, must(expected.dequantized, 'expected.dequantized'), `${mod.module} decoded by the test decoder`);
               const lib = decodeGptqModule(dst, mod.module, qc);
-              assertArraysEqual(lib.weight, expected.dequantized!, `${mod.module} decoded by lib/formats/gptq`);
-              assert.ok(Math.abs(mod.stats!.mse - expected.stats.mse) <= 1e-12 + 1e-5 * expected.stats.mse);
+              assertArraysEqual(lib.weight, must(expected.dequantized, 'expected.dequantized'), `${mod.module} decoded by lib/formats/gptq`);
+              assert.ok(Math.abs(must(mod.stats, `${mod.module} stats`).mse - expected.stats.mse) <= 1e-12 + 1e-5 * expected.stats.mse);
             }
             // everything else is carried over unchanged
             for (const name of src.names()) {
@@ -107,17 +114,18 @@ describe('quantize pipeline (e2e)', function () {
     const skipped = r.modules.filter((m) => m.storage === 'fp16').map((m) => m.module);
     assert.deepEqual(skipped.sort(), ['model.layers.0.mlp.down_proj', 'model.layers.0.mlp.gate_proj', 'model.layers.0.mlp.up_proj',
       'model.layers.1.mlp.down_proj', 'model.layers.1.mlp.gate_proj', 'model.layers.1.mlp.up_proj'].sort());
-    const log = JSON.parse(fs.readFileSync(path.join(out, 'quant_log.json'), 'utf8'));
+    const log = JSON.parse(fs.readFileSync(path.join(out, 'quant_log.json'), 'utf8')) as QuantLogJson;
     assert.equal(log.method, 'rtn');
     assert.equal(log.parameters.bits, 4);
-    const down = log.modules.find((m: { module: string }) => m.module === 'model.layers.0.mlp.down_proj');
+    const down = must(log.modules.find((m) => m.module === 'model.layers.0.mlp.down_proj'), 'down_proj in quant_log.json');
     assert.equal(down.storage, 'fp16');
-    assert.match(down.reason, /32/);
-    const q = log.modules.find((m: { module: string }) => m.module === 'model.layers.0.self_attn.q_proj');
+    assert.match(must(down.reason, 'down_proj reason'), /32/);
+    const q = must(log.modules.find((m) => m.module === 'model.layers.0.self_attn.q_proj'), 'q_proj in quant_log.json');
     assert.equal(q.storage, 'packed');
-    assert.ok(q.stats.relError > 0 && q.stats.relError < 0.3 && q.seconds >= 0);
-    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
-    assert.ok('-:^model\\.layers\\.0\\.mlp\\.down_proj$' in cfg.quantization_config.dynamic);
+    const qStats = must(q.stats, 'q_proj stats');
+    assert.ok(qStats.relError > 0 && qStats.relError < 0.3 && q.seconds >= 0);
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as ConfigJson;
+    assert.ok('-:^model\\.layers\\.0\\.mlp\\.down_proj$' in must(cfg.quantization_config, 'quantization_config').dynamic);
     assert.equal(cfg.torch_dtype, 'float32'); // unquantized tensors keep the source's type
     const st = openSafetensors(out);
     try {
@@ -126,7 +134,7 @@ describe('quantize pipeline (e2e)', function () {
       assert.ok(!st.has('model.layers.0.self_attn.q_proj.weight'));
     } finally { st.close(); }
     const s = inspectModel(out);
-    assert.equal(s.quantization!.bits, 4);
+    assert.equal(must(s.quantization, 'quantization').bits, 4);
   });
 
   it('dequant format: every linear quantized (any width, shorter last group), same architecture', async function () {
@@ -140,9 +148,9 @@ describe('quantize pipeline (e2e)', function () {
       assert.deepEqual(dst.names().sort(), src.names().sort());
       const w = src.toFloat32('model.layers.1.mlp.down_proj.weight');
       const exp = await quantizeTensor(w, [64, 100], { bits: 3, groupSize: 32, sym: false, raggedLastGroup: true });
-      assertArraysEqual(dst.toFloat32('model.layers.1.mlp.down_proj.weight'), exp.dequantized!, 'dequantized down_proj (F32 model)');
+      assertArraysEqual(dst.toFloat32('model.layers.1.mlp.down_proj.weight'), must(exp.dequantized, 'exp.dequantized'), 'dequantized down_proj (F32 model)');
     } finally { src.close(); dst.close(); }
-    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as ConfigJson;
     assert.equal(cfg.quantization_config, undefined);
     assert.equal(cfg.torch_dtype, 'float32');
   });
@@ -161,7 +169,7 @@ describe('quantize pipeline (e2e)', function () {
     await expectError(quantize(small, { method: 'rtn' }, { out }), 'LOWBIT_IO', /not empty/);
     const r2: QuantizeResult = await quantize(small, { method: 'rtn', bits: 8 }, { out, overwrite: true });
     assert.equal(r2.bits, 8);
-    assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).quantization_config.bits, 8);
+    assert.equal(must((JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as ConfigJson).quantization_config, 'quantization_config').bits, 8);
     fs.rmSync(path.join(small, 'tokenizer.json'));
   });
 
@@ -179,7 +187,7 @@ describe('quantize pipeline (e2e)', function () {
     it('unsupported architecture → LOWBIT_UNSUPPORTED', async function () {
       const d = path.join(root, 'gpt2');
       fs.cpSync(small, d, { recursive: true });
-      const cfg = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8'));
+      const cfg = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')) as ConfigJson;
       cfg.architectures = ['GPT2LMHeadModel'];
       cfg.model_type = 'gpt2';
       fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify(cfg));
@@ -233,10 +241,9 @@ describe('quantize pipeline (e2e)', function () {
         const info = src.info(n);
         let data = src.bytes(n);
         if (n === bad) {
-          const f = toFloat32(data, 'F16');
+          toFloat32(data, 'F16');
           data = Buffer.from(data);
           new DataView(data.buffer, data.byteOffset).setUint16(2 * (5 * 128 + 7), 0x7e00, true); // NaN at [5, 7]
-          void f;
         }
         return { name: n, dtype: info.dtype, shape: info.shape, data };
       }));
@@ -276,12 +283,12 @@ describe('quantize pipeline: include / exclude', function () {
       const src = await writeSyntheticModel(path.join(root, 'm'), { shape: SMALL, dtype: 'F16' });
       const out = path.join(root, 'q');
       const r = await quantize(src, { method: 'rtn', exclude: ['mlp.down_proj'], include: ['model.layers.0.'] }, { out });
-      const down = r.modules.find((m) => m.module === 'model.layers.0.mlp.down_proj')!;
+      const down = must(r.modules.find((m) => m.module === 'model.layers.0.mlp.down_proj'), 'down_proj module');
       assert.equal(down.storage, 'fp16');
-      assert.match(down.reason!, /excluded/);
+      assert.match(must(down.reason, 'down_proj reason'), /excluded/);
       assert.equal(r.quantizedModules, 6);
-      const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
-      assert.ok('-:^model\\.layers\\.0\\.mlp\\.down_proj$' in cfg.quantization_config.dynamic);
+      const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as ConfigJson;
+      assert.ok('-:^model\\.layers\\.0\\.mlp\\.down_proj$' in must(cfg.quantization_config, 'quantization_config').dynamic);
       const st = openSafetensors(out);
       try { assert.ok(st.has('model.layers.0.mlp.down_proj.weight') && !st.has('model.layers.0.mlp.down_proj.qweight')); } finally { st.close(); }
     } finally {

@@ -25,27 +25,21 @@ import { evaluate } from '../../lib/runtime/evaluate';
 import { setKernelMode, getKernelMode } from '../../lib/native';
 import { readLlama2cModel } from '../../lib/formats/llama2c';
 import { writeHfFromLlama2c } from '../../lib/formats/convert';
-import { isLowbitError, LowbitError, type ErrorCode } from '../../lib/errors';
-import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { isLowbitError, LowbitError } from '../../lib/errors';
+import { fixturesDir, NO_FIXTURES, readExpected, type ExpectedJson } from '../helpers/fixtures';
 import { Rng, testSeed, withSeed } from '../helpers/rng';
 import { slowForward, maxRelError } from '../helpers/slow-forward';
 import {
   randomTinyModel, slowConfig, toRotateHalf, writeLlama2cV0, writeHfDir, writeTinyTokenizer, f32Bytes,
   type TinyModel, type TinyShape,
 } from '../helpers/tiny-llama';
+import { rejectsCode as expectError } from '../helpers/errors';
+import { must } from '../helpers/assert';
 
 const LOGIT_RTOL = 1e-5;
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-runtime-'));
-}
-
-async function expectError(p: Promise<unknown>, code: ErrorCode, re: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    if (!isLowbitError(e, code)) assert.fail(`expected ${code}, got ${(e as { code?: string }).code}: ${(e as Error).message}`);
-    assert.match((e as Error).message, re);
-    return true;
-  });
 }
 
 function assertRel(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = LOGIT_RTOL): number {
@@ -131,7 +125,7 @@ describe('runtime (e2e)', function () {
       });
       after(function () {
         bin?.dispose();
-        hf?.dispose();
+        (hf as LanguageModel | undefined)?.dispose(); // unassigned if before() failed
       });
 
       it('loads the config each format describes', function () {
@@ -160,7 +154,7 @@ describe('runtime (e2e)', function () {
       if (variant.llama2c) {
         it('llama2.c v0: logits of all positions match the float64 reference', function () {
           return withSeed(seed, async () => {
-            const got = await bin!.forward(tokens, 0, tokens.length);
+            const got = await must(bin, 'the llama2.c model').forward(tokens, 0, tokens.length);
             assert.equal(got.length, tokens.length * variant.shape.vocabSize);
             assertRel(got, refAdjacent, 'llama2.c runtime vs reference');
           });
@@ -178,7 +172,7 @@ describe('runtime (e2e)', function () {
       if (variant.llama2c) {
         it('the HF and llama2.c runtimes agree', function () {
           return withSeed(seed, async () => {
-            const a = await bin!.forward(tokens, 0, tokens.length);
+            const a = await must(bin, 'the llama2.c model').forward(tokens, 0, tokens.length);
             const b = await hf.forward(tokens, 0, tokens.length);
             assertRel(b, a, 'HF vs llama2.c runtime');
           });
@@ -248,12 +242,12 @@ describe('runtime (e2e)', function () {
       m = await loadModel(path.join(dir, 'model.bin'), { tokenizer: path.join(dir, 'tok.bin') });
     });
     after(function () {
-      m?.dispose();
+      (m as LanguageModel | undefined)?.dispose(); // unassigned if before() failed
     });
 
     it('perplexity follows the protocol (BOS + chunk windows) and matches the float64 reference', function () {
       return withSeed(seed, async () => {
-        const ids = m.tokenizer!.encode(TEXT, { bos: false });
+        const ids = must(m.tokenizer, 'tokenizer').encode(TEXT, { bos: false });
         assert.ok(ids.length > 40, `${ids.length} tokens`);
         for (const ctx of [8, 16]) {
           const span = ctx - 1, chunks = Math.floor(ids.length / span);
@@ -299,18 +293,16 @@ describe('runtime (e2e)', function () {
     const F = fixturesDir();
     let dir: string;
     let textDir: string;
-    let expected: {
-      generate: { id: string; prompt: string; steps: number; temperature: number; topp: number; seed: number; expected_text: string; expected_ids: number[]; stopped_by: string }[];
-    };
+    let expected: ExpectedJson;
     const models = new Map<string, LanguageModel>();
     before(async function () {
       if (!F) {
         console.log(`      skipped: ${NO_FIXTURES}`);
         this.skip();
       }
-      dir = path.join(F!, 'stories260K');
-      textDir = path.join(F!, 'text');
-      expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8'));
+      dir = path.join(F, 'stories260K');
+      textDir = path.join(F, 'text');
+      expected = readExpected(dir);
       const tok = path.join(dir, 'tok512.bin');
       models.set('stories260K.bin', await loadModel(path.join(dir, 'stories260K.bin'), { tokenizer: tok }));
       models.set('stories260K.v1.bin', await loadModel(path.join(dir, 'stories260K.v1.bin'), { tokenizer: tok }));
@@ -332,14 +324,14 @@ describe('runtime (e2e)', function () {
 
     for (const file of ['stories260K.bin', 'stories260K.v1.bin', 'stories260K.gguf']) {
       it(`${file}: all six run.c generations reproduce text and ids byte for byte`, async function () {
-        const m = models.get(file)!;
+        const m = must(models.get(file), file);
         for (const g of expected.generate) {
           const r = await m.generate({ prompt: g.prompt, steps: g.steps, temperature: g.temperature, topP: g.topp, seed: g.seed });
           assert.equal(Buffer.from(r.text, 'utf8').toString('hex') === Buffer.from(g.expected_text, 'utf8').toString('hex'), true,
             `${file} ${g.id}: text differs\n got: ${JSON.stringify(r.text)}\nwant: ${JSON.stringify(g.expected_text)}`);
           assert.deepEqual(r.ids, g.expected_ids, `${file} ${g.id}: ids`);
           assert.equal(r.stoppedBy, g.stopped_by, `${file} ${g.id}: stoppedBy`);
-          const nPrompt = m.tokenizer!.encode(g.prompt, { bos: true }).length;
+          const nPrompt = must(m.tokenizer, 'tokenizer').encode(g.prompt, { bos: true }).length;
           assert.equal(r.promptTokens, nPrompt, `${file} ${g.id}: promptTokens`);
           assert.equal(r.generatedTokens, g.expected_ids.length - nPrompt, `${file} ${g.id}: generatedTokens`);
         }
@@ -348,7 +340,7 @@ describe('runtime (e2e)', function () {
 
     for (const file of ['stories260K.bin', 'stories260K.gguf']) {
       it(`${file}: perplexity on tinystories-dev.txt at ctx 512 is 6.823566 (all chunks) and 6.142632 (first 8)`, async function () {
-        const m = models.get(file)!;
+        const m = must(models.get(file), file);
         const text = fs.readFileSync(path.join(textDir, 'tinystories-dev.txt'), 'utf8');
         const all = await evaluate(m, { text, ctx: 512 });
         assert.equal(all.chunks, 90);
@@ -369,7 +361,7 @@ describe('runtime (e2e)', function () {
       try {
         assert.equal(hfm.config.rope, 'half');
         assert.equal(hfm.config.seqLen, 512);
-        const bin = models.get('stories260K.bin')!;
+        const bin = must(models.get('stories260K.bin'), 'stories260K.bin');
         const g = expected.generate[0];
         const a = await hfm.generate({ prompt: g.prompt, steps: g.steps, temperature: 0 });
         const b = await bin.generate({ prompt: g.prompt, steps: g.steps, temperature: 0 });
@@ -387,12 +379,12 @@ describe('runtime (e2e)', function () {
 
     it('evaluate with reference = the same model: KL ≈ 0, top-1 = 1', async function () {
       const text = fs.readFileSync(path.join(textDir, 'tinystories-dev.txt'), 'utf8');
-      const bin = models.get('stories260K.bin')!;
-      for (const [what, ref] of [['itself', bin], ['the v1 file', models.get('stories260K.v1.bin')!]] as const) {
+      const bin = must(models.get('stories260K.bin'), 'stories260K.bin');
+      for (const [what, ref] of [['itself', bin], ['the v1 file', must(models.get('stories260K.v1.bin'), 'stories260K.v1.bin')]] as const) {
         const r = await evaluate(bin, { text, ctx: 512, maxChunks: 4, reference: ref });
         assert.ok(r.kl !== null && Math.abs(r.kl) < 1e-9, `${what}: kl ${r.kl}`);
         assert.equal(r.top1, 1, what);
-        assert.ok(Math.abs(r.referencePpl! / r.ppl - 1) < 1e-12, `${what}: referencePpl ${r.referencePpl} vs ppl ${r.ppl}`);
+        assert.ok(Math.abs(must(r.referencePpl, 'referencePpl') / r.ppl - 1) < 1e-12, `${what}: referencePpl ${r.referencePpl} vs ppl ${r.ppl}`);
       }
     });
   });
@@ -411,7 +403,7 @@ describe('runtime (e2e)', function () {
       m = await loadModel(path.join(dir, 'model.bin'), { tokenizer: path.join(dir, 'tok.bin') });
     });
     after(function () {
-      m?.dispose();
+      (m as LanguageModel | undefined)?.dispose(); // unassigned if before() failed
     });
 
     it('a tokenizer whose vocabulary disagrees with the embedding', async function () {
@@ -424,7 +416,7 @@ describe('runtime (e2e)', function () {
       }
       // The Llama 2 tokenizer (32000 pieces) read for stories260K's 512-row embedding.
       await assert.rejects(loadModel(path.join(F, 'stories260K', 'stories260K.bin'), { tokenizer: path.join(F, 'llama2-tokenizer', 'tokenizer.bin') }), (e: unknown) => {
-        assert.ok(e instanceof LowbitError, `not a LowbitError: ${e}`);
+        assert.ok(e instanceof LowbitError, `not a LowbitError: ${String(e)}`);
         assert.ok(e.code === 'LOWBIT_BAD_FORMAT' || e.code === 'LOWBIT_SHAPE_MISMATCH', e.code);
         assert.equal(e.code, 'LOWBIT_BAD_FORMAT'); // what the code gives today: 512 records read, the rest trailing
         assert.match(e.message, /512 records/);
@@ -480,7 +472,7 @@ describe('runtime (e2e)', function () {
       await expectError(evaluate(m, { text: '' }), 'LOWBIT_INVALID_OPTION', /text: the text is empty/);
       await expectError(evaluate(m, { text: 'the cat.' }), 'LOWBIT_INVALID_OPTION', /shorter than one window of 15 tokens \(ctx 16\)/);
       const short = 'the cat sat.';
-      const ids = m.tokenizer!.encode(short, { bos: false }).length; // 9 tokens
+      const ids = must(m.tokenizer, 'tokenizer').encode(short, { bos: false }).length; // 9 tokens
       await expectError(evaluate(m, { text: short, ctx: ids + 2 }), 'LOWBIT_INVALID_OPTION', new RegExp(`${ids} tokens is shorter than one window of ${ids + 1} tokens`));
       assert.equal((await evaluate(m, { text: short, ctx: ids + 1 })).chunks, 1, 'exactly one window');
     });
