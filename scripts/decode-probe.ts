@@ -30,6 +30,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`decode-probe: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.stderr.write(`decode-probe: ${(e instanceof Error ? e.stack : undefined) ?? String(e)}\n`);
   process.exitCode = 1;
 });

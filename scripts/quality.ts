@@ -14,8 +14,27 @@ import { writeHfFromLlama2c } from '../lib/formats/convert';
 import { quantize } from '../lib/pipeline/quantize';
 import { exportGguf } from '../lib/pipeline/gguf-export';
 import { loadModel } from '../lib/runtime/model';
-import { evaluate } from '../lib/runtime/evaluate';
-import type { RtnConfig } from '../lib/config/rtn';
+import { evaluate, type EvaluateResult } from '../lib/runtime/evaluate';
+import type { RtnConfig } from '../lib/config/quantize';
+
+/** One row of the table on stdout and of the JSON file. */
+interface Row {
+  method: string;
+  bits: number;
+  group: number | string;
+  sym: string;
+  ppl: number;
+  kl: number;
+  top1: number;
+  tokens: number;
+  bytes?: number;
+}
+
+/** KL and top-1 agreement of an evaluation against the reference (evaluate fills both when given one). */
+function againstReference(r: EvaluateResult): { kl: number; top1: number } {
+  if (r.kl === null || r.top1 === null) throw new Error('evaluate with a reference returned no KL / top-1');
+  return { kl: r.kl, top1: r.top1 };
+}
 
 const fixtures = process.env.LOWBIT_FIXTURES ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'fixtures');
 
@@ -28,7 +47,7 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-quality-'));
   const hf = await writeHfFromLlama2c(readLlama2cModel(bin), path.join(work, 'fp32'), 'F32');
   const ref = await loadModel(bin, { tokenizer: tok });
-  const rows: Record<string, unknown>[] = [];
+  const rows: Row[] = [];
   const fp = await evaluate(ref, { text, ctx: 512 });
   rows.push({ method: 'FP32', bits: 32, group: '-', sym: '-', ppl: fp.ppl, kl: 0, top1: 1, tokens: fp.tokens });
   process.stderr.write(`FP32 ppl ${fp.ppl.toFixed(6)}\n`);
@@ -53,9 +72,10 @@ async function main(): Promise<void> {
     const r = await evaluate(m, { text, ctx: 512, reference: ref });
     m.dispose();
     fs.rmSync(out, { recursive: true, force: true });
+    const { kl, top1 } = againstReference(r);
     const label = method === 'gptq' ? `GPTQ${act ? ' act-order' : ''}` : `RTN${clip === 'mse' ? ' + MSE clip' : ''}`;
-    rows.push({ method: label, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens });
-    process.stderr.write(`${label} ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}\n`);
+    rows.push({ method: label, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl, top1, tokens: r.tokens });
+    process.stderr.write(`${label} ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${kl.toExponential(3)} top1 ${top1.toFixed(4)}\n`);
   }
   if (!only || only === 'gguf') {
     // GGUF files: GPTQ and RTN on the grids of Q4_0 (4-bit sym g32) and Q4_1 (4-bit asym g32) through
@@ -73,7 +93,7 @@ async function main(): Promise<void> {
       if (method === 'ggml') await exportGguf(hf, file, { type, tokenizer: tok, embeddingType: 'F32', exclude: ['mlp.'] });
       else {
         const out = path.join(work, `${method}-${type}`);
-        await quantize(hf, { method, bits: 4, groupSize: 32, sym, ...(signedMax ? { signedMax } : {}), format: 'gptq' } as RtnConfig, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
+        await quantize(hf, { method, bits: 4, groupSize: 32, sym, ...(signedMax ? { signedMax } : {}), format: 'gptq' }, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
         const r = await exportGguf(out, file, { type, tokenizer: tok });
         conv = ` (${r.conversions.filter((c) => c.how === 'exact').length} exact, ${r.conversions.filter((c) => c.how === 'rounded').length} rounded once)`;
         fs.rmSync(out, { recursive: true, force: true });
@@ -81,20 +101,21 @@ async function main(): Promise<void> {
       const m = await loadModel(file, { tokenizer: tok, activations: 'f32' });
       const r = await evaluate(m, { text, ctx: 512, reference: ref });
       m.dispose();
-      rows.push({ method: label, bits: 4, group: 32, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl: r.kl, top1: r.top1, tokens: r.tokens, bytes: fs.statSync(file).size });
-      process.stderr.write(`${label}${conv}: ppl ${r.ppl.toFixed(4)} KL ${r.kl!.toExponential(3)} top1 ${r.top1!.toFixed(4)}, ${fs.statSync(file).size} bytes\n`);
+      const { kl, top1 } = againstReference(r);
+      rows.push({ method: label, bits: 4, group: 32, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl, top1, tokens: r.tokens, bytes: fs.statSync(file).size });
+      process.stderr.write(`${label}${conv}: ppl ${r.ppl.toFixed(4)} KL ${kl.toExponential(3)} top1 ${top1.toFixed(4)}, ${fs.statSync(file).size} bytes\n`);
     }
   }
   ref.dispose();
   fs.rmSync(work, { recursive: true, force: true });
   const md = ['| method | bits | group | mode | ppl | KL (nats/token) | top-1 agree |', '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.method} | ${r.bits} | ${r.group} | ${r.sym} | ${(r.ppl as number).toFixed(4)} | ${(r.kl as number).toExponential(3)} | ${(100 * (r.top1 as number)).toFixed(2)}% |`)].join('\n');
+    ...rows.map((r) => `| ${r.method} | ${r.bits} | ${r.group} | ${r.sym} | ${r.ppl.toFixed(4)} | ${r.kl.toExponential(3)} | ${(100 * r.top1).toFixed(2)}% |`)].join('\n');
   process.stdout.write(md + '\n');
   fs.mkdirSync('bench-results', { recursive: true });
   fs.writeFileSync(path.join('bench-results', `quality-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ command: 'npm run quality', rows }, null, 2));
 }
 
-main().catch((e) => {
-  process.stderr.write(`${e && (e as Error).stack ? (e as Error).stack : e}\n`);
+main().catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error && e.stack ? e.stack : String(e)}\n`);
   process.exitCode = 1;
 });

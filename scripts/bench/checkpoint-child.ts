@@ -16,7 +16,7 @@
  */
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { inspectModel, quantize, setThreads, hasAddon } from '../../lib/index';
+import { inspectModel, quantize, setThreads, hasAddon } from '../../lib';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
 
 async function main(): Promise<Record<string, unknown>> {
@@ -63,6 +63,6 @@ main().then((r) => {
   // maxRSS: getrusage ru_maxrss in KiB (inherits the forking parent's RSS on Linux, see above).
   process.stdout.write(`${JSON.stringify({ ...r, maxRssKiB: process.resourceUsage().maxRSS, vmHwmKiB: vmHwmKiB() })}\n`);
 }, (e: unknown) => {
-  process.stderr.write(`checkpoint-child: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.stderr.write(`checkpoint-child: ${(e instanceof Error ? e.stack : undefined) ?? String(e)}\n`);
   process.exitCode = 1;
 });

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { writeSyntheticModel, inspectModel, SYNTHETIC_PRESETS } from '../../lib/index';
+import { writeSyntheticModel, inspectModel, SYNTHETIC_PRESETS } from '../../lib';
 import { log, median, round } from './timing';
 import type { Limits } from './limits';
 import { packageRoot } from '../../lib/native';
@@ -173,7 +173,7 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
     wallSeconds: walls.map((s) => round(s)), peakRssBytes: Math.max(...rss), peakRssSource: rssSource,
     peakRssFractionOfCheckpoint: round(Math.max(...rss) / checkpointBytes, 3),
     maxRssBytes: maxRss, parentRssAtSpawnBytes: parentRss, baselineRssBytes, notes,
-    peer: null as null, peerReason: CHECKPOINT_PEER_REASON,
+    peer: null, peerReason: CHECKPOINT_PEER_REASON,
   });
   const parameters = inspectModel(dir).parameters; // headers only; cheap
   // `reps` child processes running one operation each: their times, wall times and peak RSS.
@@ -227,7 +227,7 @@ export async function benchCheckpoint(o: CheckpointOpts): Promise<{ entries: Che
       entries.push({ name: 'checkpoint-1b-gguf', skipped: true, reason } as unknown as CheckpointEntry);
     } else {
       const out = path.join(os.tmpdir(), `lowbit-bench-out-${preset}-${process.pid}.gguf`);
-      const reps = o.quick ? 1 : 2;
+      const reps = 2; // --quick skipped this task above
       let run: ReturnType<typeof repeat>;
       try {
         run = repeat(reps, (i) => `checkpoint-1b-gguf (${preset}): exportGguf Q4_0 in a child process, ${o.threads} thread(s), ${i + 1}/${reps}`,

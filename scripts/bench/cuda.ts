@@ -18,7 +18,7 @@
  * Without a usable device it prints {"skipped": true, "reason": …} and exits 0.
  */
 import * as fs from 'node:fs';
-import { cudaBenchCopy, cudaGemmF16, cudaGptqLayer, cudaHessian, cudaQmatmul, cudaStatus, type GptqPackedLinear } from '../../lib/cuda';
+import { cudaBenchCopy, cudaGemmF16, cudaGptqLayer, cudaHessian, cudaQmatmul, cudaStatus, type GptqPackedLinear } from '../../lib/ops/cuda';
 import { cudaAddonPath, type NativeAddon } from '../../lib/native';
 import { commandLine, gitInfo, nvccVersion } from './env';
 import { log, median, round } from './timing';
@@ -71,7 +71,9 @@ async function main(): Promise<void> {
     return;
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const info = (require(cudaAddonPath()) as NativeAddon).cudaInfo!();
+  const cuda = require(cudaAddonPath()) as NativeAddon;
+  if (!cuda.cudaInfo) throw new Error(`${cudaAddonPath()} has no cudaInfo()`);
+  const info = cuda.cudaInfo();
   const device = { ...info.devices[0], driverVersion: info.driverVersion, runtimeVersion: info.runtimeVersion, deviceCount: info.deviceCount };
   log(`cuda bench on ${device.name} (sm_${device.major}${device.minor}, driver ${info.driverVersion})`);
 
@@ -157,7 +159,7 @@ async function main(): Promise<void> {
     ] });
 }
 
-main().catch((e) => {
-  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e instanceof Error ? e.stack : undefined) ?? String(e)}\n`);
   process.exit(1);
 });

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { spawnSync } from 'node:child_process';
 import { addon } from '../../lib/native';
-import { gemm } from '../../lib/index';
+import { gemm } from '../../lib';
 import type { Limits } from './limits';
 import { log, median, round, settle, summarize, type Timing } from './timing';
 
@@ -105,6 +105,7 @@ const TOLERANCE = 1e-4;
 /** The Debian package version of the OpenBLAS the addon opens (dpkg), or null. */
 export function openblasVersion(): string | null {
   const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Version}\\n', 'libopenblas0-pthread', 'libopenblas0-openmp', 'libopenblas0-serial'], { encoding: 'utf8', timeout: 10000 });
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stdout is null when dpkg-query cannot be spawned (ENOENT), though @types/node types it string
   const lines = (r.stdout ?? '').split('\n').map((l) => l.trim()).filter((l) => /\s\S+$/.test(l));
   return lines.length ? lines.join(', ') : null;
 }

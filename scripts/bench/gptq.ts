@@ -13,9 +13,10 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { addon } from '../../lib/native';
 import { benchFixtures, ensureCheckpoint, llama2Tokenizer } from './checkpoint';
-import { gptqLayer } from '../../lib/gptq';
+import { gptqLayer } from '../../lib/ops/gptq';
 import { measure, log, round, type Timing } from './timing';
 import type { Limits } from './limits';
+import type { PipelineChildResult } from './gptq-pipeline-child';
 
 export const GPTQ_PEER_REASON =
   'the published GPTQ (PyTorch) is not installable on this machine (no PyTorch wheels offline); ' +
@@ -90,8 +91,27 @@ export async function benchGptq(o: { quick: boolean; limits: Limits; want: (name
   return out;
 }
 
+/** gptq-pipeline-1b: the child's figures, the checkpoint's size and the child's peak RSS. */
+export interface GptqPipelineEntry extends PipelineChildResult {
+  name: 'gptq-pipeline-1b';
+  skipped?: undefined;
+  description: string;
+  checkpointBytes: number;
+  peakRssBytes: number;
+  note: string;
+  peer: null;
+  peerReason: string;
+}
+
+/** gptq-pipeline-1b when it could not run. */
+export interface GptqPipelineSkipped {
+  name: 'gptq-pipeline-1b';
+  skipped: true;
+  reason: string;
+}
+
 /** GPTQ of a whole synthetic TinyLlama-1.1B-shaped model in a child process (peak RSS of its own). */
-export async function benchGptqPipeline(o: { quick: boolean }): Promise<Record<string, unknown>> {
+export async function benchGptqPipeline(o: { quick: boolean }): Promise<GptqPipelineEntry | GptqPipelineSkipped> {
   const fx = benchFixtures();
   const tok = llama2Tokenizer(), text = path.join(fx, 'text', 'tinystories-calib.txt');
   if (!fs.existsSync(tok) || !fs.existsSync(text)) return { name: 'gptq-pipeline-1b', skipped: true, reason: `fixtures not found at ${fx}` };
@@ -104,12 +124,12 @@ export async function benchGptqPipeline(o: { quick: boolean }): Promise<Record<s
   const child = path.join(__dirname, 'gptq-pipeline-child.js');
   const r = spawnSync(process.execPath, [child, dir, out, text, tok, String(samples), String(seqLen)], { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) return { name: 'gptq-pipeline-1b', skipped: true, reason: `child failed: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
-  const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  const j = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as PipelineChildResult;
   let ckpt = 0;
   for (const f of fs.readdirSync(dir)) ckpt += fs.statSync(path.join(dir, f)).size;
   return {
     name: 'gptq-pipeline-1b', description: `GPTQ 4-bit g128 of the whole synthetic ${preset} (F16 checkpoint ${(ckpt / 1e9).toFixed(2)} GB): load in f32, calibrate ${samples}×${seqLen} tokens block by block in true-sequential stages, quantize 154 linear layers, write the GPTQ checkpoint`,
-    ...j, checkpointBytes: ckpt, peakRssBytes: j.vmHwmKiB * 1024,
+    ...j, checkpointBytes: ckpt, peakRssBytes: Number(j.vmHwmKiB) * 1024,
     note: 'the runtime holds the model in f32 (4.4 GB) plus the mmapped source; calibration runs 5 passes per block (statistics, 3 true-sequential re-collections, forward)',
     peer: null, peerReason: GPTQ_PEER_REASON,
   };

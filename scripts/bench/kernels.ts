@@ -4,7 +4,7 @@
  * of input bytes (the reference measured in the same run).
  */
 import { addon, DTYPE_ID } from '../../lib/native';
-import { quantizeTensor, quantizeGptq, packGptq, setKernelMode } from '../../lib/index';
+import { quantizeTensor, quantizeGptq, packGptq, setKernelMode } from '../../lib';
 import { copySamples } from './limits';
 import { gbps, log, median, measurePaired, round, settle, type Timing } from './timing';
 import { performance } from 'node:perf_hooks';
@@ -183,7 +183,8 @@ export async function benchRtn(src: Uint8Array, v: RtnVariant, o: KernelOpts): P
   const qs: number[] = [];
   const ps: number[] = [];
   let outputBytes = 0;
-  let qweight: Int32Array | null = null;
+  // `as`: assigned inside once() below, where TS does not follow the assignment
+  let qweight = null as Int32Array | null;
   const once = fused
     ? async () => {
       const r = await quantizeGptq(data, [ROWS, COLS], { bits: v.bits, groupSize: 128, sym: v.sym, format });
@@ -222,8 +223,7 @@ export async function benchRtn(src: Uint8Array, v: RtnVariant, o: KernelOpts): P
   let identicalToFused: boolean | undefined;
   if (!fused && qweight) {
     const f = await quantizeGptq(data, [ROWS, COLS], { bits: v.bits, groupSize: 128, sym: v.sym, format });
-    const u = qweight as Int32Array;
-    identicalToFused = Buffer.compare(Buffer.from(u.buffer, u.byteOffset, u.byteLength), Buffer.from(f.qweight.buffer, f.qweight.byteOffset, f.qweight.byteLength)) === 0;
+    identicalToFused = Buffer.compare(Buffer.from(qweight.buffer, qweight.byteOffset, qweight.byteLength), Buffer.from(f.qweight.buffer, f.qweight.byteOffset, f.qweight.byteLength)) === 0;
   }
   const kind = `RTN, ${v.bits}-bit, group 128, ${v.sym ? 'symmetric' : 'asymmetric'}`;
   const e = entry({

@@ -16,14 +16,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { addon, packageRoot } from '../../lib/native';
-import { setThreads, setKernelMode } from '../../lib/index';
+import { setThreads, setKernelMode } from '../../lib';
+import { writeJsonAtomic } from '../../lib/formats/output';
 import { commandLine, gitInfo, machineInfo, versions } from './env';
 import { measureLimits } from './limits';
 import { benchConvert, benchRtn, makeF16Weights, RTN_VARIANTS, ROWS, COLS, type KernelEntry } from './kernels';
 import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
 import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
 import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
-import { benchGptq, benchGptqPipeline } from './gptq';
+import { benchGptq, benchGptqPipeline, type GptqBenchEntry, type GptqPipelineEntry, type GptqPipelineSkipped } from './gptq';
 import { benchQgemm, benchQdot, QDOT_NAMES } from './qgemm';
 import { benchRuntimeQ } from './runtime-q';
 import { canForceGc, log, median, round } from './timing';
@@ -46,22 +47,32 @@ export interface BenchArgs {
   threads: number | null;
 }
 
+/** Where the document goes: bench-results/ and stdout (npm run bench), one file (--out), or stdout only (--stdout). */
+interface OutputArgs {
+  out: string | null;
+  stdoutOnly: boolean;
+  list: boolean;
+}
+
 function usage(): string {
-  return 'usage: node dist/scripts/bench/run.js [--quick] [--only name,name] [--threads N]\n' +
+  return 'usage: node dist/scripts/bench/run.js [--quick] [--only name,name] [--threads N] [--out FILE | --stdout] [--list]\n' +
     `benchmarks: ${NAMES.join(', ')}\n`;
 }
 
-function parseArgs(argv: string[]): BenchArgs {
-  const a: BenchArgs = { quick: false, only: null, threads: null };
+function parseArgs(argv: string[]): BenchArgs & OutputArgs {
+  const a: BenchArgs & OutputArgs = { quick: false, only: null, threads: null, out: null, stdoutOnly: false, list: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     const value = () => {
-      const v = inline ?? argv[++i];
+      const v = inline ?? argv.at(++i);
       if (v === undefined) throw new Error(`${flag}: expected a value\n${usage()}`);
       return v;
     };
     if (flag === '--quick') a.quick = true;
+    else if (flag === '--list') a.list = true;
+    else if (flag === '--stdout') a.stdoutOnly = true;
+    else if (flag === '--out') a.out = value();
     else if (flag === '--only') a.only = value().split(',').map((s) => s.trim()).filter(Boolean);
     else if (flag === '--threads') {
       const n = Number(value());
@@ -151,7 +162,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
       kernels.push(await benchRtn(src, v, { ...ko, reference: v.name === 'rtn-quantize-pack' }));
     }
   }
-  const benchmarks: (KernelEntry | GemmEntry | CheckpointEntry | RuntimeEntry | SkippedEntry | Record<string, unknown>)[] = [...kernels];
+  const benchmarks: (KernelEntry | GemmEntry | CheckpointEntry | RuntimeEntry | SkippedEntry | GptqBenchEntry | GptqPipelineEntry | GptqPipelineSkipped | Record<string, unknown>)[] = [...kernels];
   if (kernels.length > 0) {
     // Every paired copy sample of the same input bytes, pooled: the copy row of the results table.
     const bytes = kernels[0].inputBytes;
@@ -181,7 +192,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     benchmarks.push(...c.entries);
   }
   if (['hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024'].some(want)) {
-    benchmarks.push(...((await benchGptq({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
+    benchmarks.push(...(await benchGptq({ quick: args.quick, limits, want })));
   }
   if (['qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096'].some(want)) {
     benchmarks.push(...((await benchQgemm({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
@@ -192,7 +203,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   if (['runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode', 'runtime-1b-q4_k-prefill', 'runtime-1b-q4_k-decode'].some(want)) {
     benchmarks.push(...((await benchRuntimeQ({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
   }
-  if (want('gptq-pipeline-1b')) benchmarks.push((await benchGptqPipeline({ quick: args.quick })) as unknown as (typeof benchmarks)[number]);
+  if (want('gptq-pipeline-1b')) benchmarks.push(await benchGptqPipeline({ quick: args.quick }));
   // Last: the 1.1B runtime holds ~4.4 GB of f32 weights while it runs (disposed afterwards).
   if (RUNTIME_NAMES.some(want)) benchmarks.push(...(await benchRuntime({ quick: args.quick, threads, limits, want })));
   doc.benchmarks = benchmarks;
@@ -201,31 +212,68 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   return doc;
 }
 
+/** The hot- and cold-cache timings of the qgemv/qdot entries (qgemm.ts). */
+interface HotCold {
+  medianSeconds: number;
+  gbps: number;
+  fractionOfReadBandwidth?: number;
+}
+
+/** The fields of a benchmark entry its summary line reads: each kind of entry has some of them. */
+interface SummaryEntry {
+  name: string;
+  skipped?: string | boolean;
+  medianSeconds?: number;
+  timing?: { medianSeconds: number };
+  gbps?: number;
+  /** null where a GPTQ entry counts no FLOPs. */
+  gflops?: number | null;
+  ratio?: number | null;
+  tokensPerSecond?: number;
+  weightBandwidth?: { gbps: number };
+  fractionOfCopy?: number;
+  peakRssBytes?: number;
+  peakRssFractionOfCheckpoint?: number;
+  hot?: HotCold;
+  cold?: HotCold;
+}
+
 /** One line per benchmark on stderr: the headline figure of each. */
 export function logSummary(doc: Record<string, unknown>): void {
-  for (const b of doc.benchmarks as Record<string, unknown>[]) {
-    const e = b as Record<string, unknown>;
-    const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(Number(e.fractionOfCopy) * 100)}% of copy` : '';
-    const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(Number(e.peakRssBytes) / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
+  for (const e of doc.benchmarks as SummaryEntry[]) {
+    const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(e.fractionOfCopy * 100)}% of copy` : '';
+    const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(e.peakRssBytes / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
     const g = e.gbps !== undefined ? `, ${e.gbps} GB/s` : '';
     const fl = e.gflops !== undefined ? `, ${e.gflops} GFLOP/s${e.ratio !== null && e.ratio !== undefined ? ` (${e.ratio}× OpenBLAS)` : ''}` : '';
     const tps = e.tokensPerSecond !== undefined ? `, ${e.tokensPerSecond} tokens/s` : '';
-    const wb = e.weightBandwidth ? `, weights ${(e.weightBandwidth as Record<string, number>).gbps} GB/s` : '';
-    const hot = e.hot as Record<string, number> | undefined, cold = e.cold as Record<string, number> | undefined;
-    if (e.skipped !== undefined) log(`${String(e.name).padEnd(30)} skipped: ${e.skipped}`);
+    const wb = e.weightBandwidth ? `, weights ${e.weightBandwidth.gbps} GB/s` : '';
+    const hot = e.hot, cold = e.cold;
+    if (e.skipped !== undefined) log(`${e.name.padEnd(30)} skipped: ${e.skipped}`);
     else if (e.medianSeconds === undefined && hot) {
-      log(`${String(e.name).padEnd(30)} hot ${hot.medianSeconds.toPrecision(4)} s (${hot.gbps} GB/s)` +
+      log(`${e.name.padEnd(30)} hot ${hot.medianSeconds.toPrecision(4)} s (${hot.gbps} GB/s)` +
         (cold ? `, cold ${cold.medianSeconds.toPrecision(4)} s (${cold.gbps} GB/s${cold.fractionOfReadBandwidth !== undefined ? `, ${Math.round(cold.fractionOfReadBandwidth * 100)}% of read bandwidth` : ''})` : '') + fl);
     } else {
-      const t = e.medianSeconds ?? (e.timing as Record<string, number> | undefined)?.medianSeconds;
-      log(`${String(e.name).padEnd(30)}${t !== undefined ? ` median ${Number(t).toPrecision(4)} s` : ''}${g}${fl}${tps}${wb}${extra}${rss}`.replace(/^(\S+\s*), /, '$1'));
+      const t = e.medianSeconds ?? e.timing?.medianSeconds;
+      log(`${e.name.padEnd(30)}${t !== undefined ? ` median ${t.toPrecision(4)} s` : ''}${g}${fl}${tps}${wb}${extra}${rss}`.replace(/^(\S+\s*), /, '$1'));
     }
   }
 }
 
 async function main(): Promise<void> {
-  const doc = await runBench(parseArgs(process.argv.slice(2)));
+  const args = parseArgs(process.argv.slice(2));
+  if (args.list) {
+    process.stdout.write(NAMES.join('\n') + '\n');
+    return;
+  }
+  const doc = await runBench(args);
   const json = `${JSON.stringify(doc, null, 2)}\n`;
+  if (args.out !== null || args.stdoutOnly) {
+    // `lowbit bench`: the document goes where it was asked, atomically for a file, and nowhere else
+    if (args.out !== null) await writeJsonAtomic(args.out, doc);
+    else process.stdout.write(json);
+    logSummary(doc);
+    return;
+  }
   const dir = path.join(packageRoot(), 'bench-results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `bench-${String(doc.timestamp).replace(/[:]/g, '-').replace(/\.\d+Z$/, 'Z')}.json`);
@@ -237,7 +285,7 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((e: unknown) => {
-    process.stderr.write(`bench: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.stderr.write(`bench: ${(e instanceof Error ? e.stack : undefined) ?? String(e)}\n`);
     process.exitCode = 1;
   });
 }

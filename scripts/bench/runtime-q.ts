@@ -23,7 +23,9 @@ import type { Limits } from './limits';
 const PROMPT = 512;
 
 function rss(): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  if (!m) throw new Error('no VmRSS line in /proc/self/status');
+  return Number(m[1]) * 1024;
 }
 
 function dirBytes(p: string): number {
@@ -51,7 +53,7 @@ async function openLowbit(file: string, opts: { activations?: 'int8' | 'f32'; to
       for (let i = 0; i < steps; i++) await m.forward(Int32Array.of(toks[i]), PROMPT + i, 1);
       return { prefillTps, perTok: (performance.now() - t) / 1000 / steps };
     },
-    dispose: () => m.dispose(),
+    dispose: () => { m.dispose(); },
   };
 }
 
@@ -70,6 +72,7 @@ async function runLowbit(file: string, opts: { activations?: 'int8' | 'f32'; tok
 async function openLlamaCpp(file: string) {
   let nlc: Record<string, unknown>;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- with "module": "commonjs" tsc turns import() into require(), which cannot load the ESM-only node-llama-cpp
     nlc = await (new Function('m', 'return import(m)') as (m: string) => Promise<Record<string, unknown>>)('node-llama-cpp');
   } catch {
     return { reason: 'node-llama-cpp is not installed (not a dependency; `npm run test:peer` installs it without saving)' };
@@ -87,8 +90,8 @@ async function openLlamaCpp(file: string) {
       try {
         const t0 = performance.now();
         let t1 = 0, n = 0;
+        // eslint-disable-next-line @typescript-eslint/no-unused-vars -- for await needs a binding; the generated tokens are only counted
         for await (const _ of ctx.getSequence().evaluate(toks, { temperature: 0 })) {
-          void _;
           if (n === 0) t1 = performance.now();
           if (++n > steps) break;
         }
@@ -203,7 +206,7 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: 
       log(`${tag}: writing ${gguf}`);
       await exportGguf(dir, gguf, { type, tokenizer: tok, overwrite: true });
     }
-    const rounds = o.quick ? 1 : 4;
+    const rounds = 4; // --quick returned above
     const iv = await runInterleaved(gguf, tok, steps, rounds);
     const summary = (r: Measured[]) => ({
       prefillTps: median(r.map((x) => x.prefillTps)), perTok: median(r.map((x) => x.perTok)),
@@ -211,8 +214,9 @@ export async function benchRuntimeQ(o: { quick: boolean; limits: Limits; want?: 
     });
     const ls = summary(iv.lowbit);
     const ps = iv.peer ? summary(iv.peer) : null;
-    const ahead = iv.peer ? iv.lowbit.filter((x, i) => x.perTok < iv.peer![i].perTok).length : null;
-    const aheadPrefill = iv.peer ? iv.lowbit.filter((x, i) => x.prefillTps > iv.peer![i].prefillTps).length : null;
+    const peer = iv.peer;
+    const ahead = peer ? iv.lowbit.filter((x, i) => x.perTok < peer[i].perTok).length : null;
+    const aheadPrefill = peer ? iv.lowbit.filter((x, i) => x.prefillTps > peer[i].prefillTps).length : null;
     const comparison = {
       interleavedRounds: rounds,
       medianOf: 'rounds',

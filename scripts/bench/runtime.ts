@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { packageRoot } from '../../lib/native';
-import { loadModel, setThreads, type LanguageModel, type RuntimeConfig } from '../../lib/index';
+import { loadModel, setThreads, type LanguageModel, type RuntimeConfig } from '../../lib';
 import { ensureCheckpoint } from './checkpoint';
 import { copySamples } from './limits';
 import type { Limits } from './limits';
@@ -123,6 +123,13 @@ async function decode(model: LanguageModel, first: number, pos0: number, steps: 
   return { seconds: (performance.now() - t0) / 1000, perToken };
 }
 
+/** The samples kept for one thread count (the maps in benchStories hold every count of its threadList). */
+function samplesAt<T>(m: Map<number, T[]>, threads: number): T[] {
+  const s = m.get(threads);
+  if (!s) throw new Error(`no samples kept for ${threads} thread(s)`);
+  return s;
+}
+
 function threadRun(threads: number, tokens: number, seconds: number[]): ThreadRun {
   const med = median(seconds);
   const min = Math.min(...seconds);
@@ -173,12 +180,12 @@ async function benchStories(o: RuntimeOpts): Promise<RuntimeEntry[] | { skipped:
         for (const t of threadList) {
           log(`runtime-stories260k: ${t} thread(s), run ${r + 1}/${runs}: prefill ${prefillTokens}, decode ${decodeSteps}`);
           setThreads(t);
-          pre.get(t)!.push((await prefill(model, ids)).seconds);
+          samplesAt(pre, t).push((await prefill(model, ids)).seconds);
           // Decode: a 1-token prompt (untimed), then decodeSteps tokens at positions 1 … decodeSteps.
           const p = await model.forward(Int32Array.of(1), 0, 1);
           const d = await decode(model, argmax(p), 1, decodeSteps);
-          dec.get(t)!.push(d.seconds);
-          perTok.get(t)!.push(d.perToken);
+          samplesAt(dec, t).push(d.seconds);
+          samplesAt(perTok, t).push(d.perToken);
         }
       }
     } finally {
@@ -186,13 +193,13 @@ async function benchStories(o: RuntimeOpts): Promise<RuntimeEntry[] | { skipped:
     }
     const modelInfo = { source: 'stories260K.bin (llama2.c, shared fixture) with tok512.bin', parameters: counts.linear + counts.embed + (c.nLayers * 2 + 1) * c.dim, linearParameters: counts.linear, config: c };
     const mk = (phase: 'prefill' | 'decode', tokens: number, positions: [number, number], m: Map<number, number[]>, description: string, warmup: string): RuntimeEntry => {
-      const head = threadRun(o.threads, tokens, m.get(o.threads)!);
-      const perTokenMedianSeconds = phase === 'decode' ? round(median(perTok.get(o.threads)!.flat()), 4) : undefined;
+      const head = threadRun(o.threads, tokens, samplesAt(m, o.threads));
+      const perTokenMedianSeconds = phase === 'decode' ? round(median(samplesAt(perTok, o.threads).flat()), 4) : undefined;
       return {
         name: `runtime-stories260k-${phase}`, description, model: modelInfo, phase, tokens, positions, threads: o.threads, warmup, runs: head.runs,
         seconds: head.seconds, medianSeconds: head.medianSeconds, minSeconds: head.minSeconds, unit: 'tokens/s',
         tokensPerSecond: head.tokensPerSecond, tokensPerSecondBest: head.tokensPerSecondBest,
-        byThreads: threadList.map((t) => threadRun(t, tokens, m.get(t)!)),
+        byThreads: threadList.map((t) => threadRun(t, tokens, samplesAt(m, t))),
         ...(perTokenMedianSeconds !== undefined ? { perTokenMedianSeconds } : {}),
         peer: null, peerReason: RUNTIME_PEER_REASON,
       };
@@ -284,6 +291,7 @@ async function benchLarge(o: RuntimeOpts): Promise<RuntimeEntry[]> {
     ];
   } finally {
     model.dispose();
+    // eslint-disable-next-line no-useless-assignment -- drops the last reference before settle(200) forces a GC, so the next benchmark starts without the 1.1B model's wrapper
     model = null;
     await settle(200);
   }

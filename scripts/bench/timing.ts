@@ -57,7 +57,7 @@ export function summarize(seconds: number[], warmup: number): Timing {
 }
 
 /** Run `fn` `warmup` times untimed, then `repeats` times timed with performance.now(). */
-export async function measure(fn: () => Promise<unknown> | unknown, opts: { warmup: number; repeats: number }): Promise<Timing> {
+export async function measure(fn: () => unknown, opts: { warmup: number; repeats: number }): Promise<Timing> {
   for (let i = 0; i < opts.warmup; i++) await fn();
   const seconds: number[] = [];
   for (let i = 0; i < opts.repeats; i++) {
