@@ -7,14 +7,14 @@ export { LowbitError, isLowbitError, ERROR_CODES, type ErrorCode } from './error
 export { LOWBIT_VERSION as version } from './version';
 export {
   quantizeTensor, type QuantizeTensorOptions, type QuantizedTensor, type QuantStats, type TensorBytes, type Progress,
-} from './quantize-tensor';
+} from './ops/quantize';
 export type { QuantizerOptions } from './config/quant';
-export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './pack';
-export { openModel, inspectModel, type Model, type ModelSummary, type OpenModelOptions } from './model';
+export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './ops/pack';
+export { openModel, inspectModel, type Model, type ModelSummary, type OpenModelOptions } from './formats/hf-dir';
 export { quantize, type QuantizeRunOptions, type QuantizeResult, type ModuleLog } from './pipeline/quantize';
-export type { RtnConfig, GptqConfig, QuantizeConfig, OutputFormat } from './config/rtn';
-export type { CalibrationOptions } from './pipeline/gptq';
-export { writeSyntheticModel, SYNTHETIC_PRESETS, type SyntheticOptions, type SyntheticShape } from './synthetic';
+export { QUANT_METHODS, OUTPUT_FORMATS, type RtnConfig, type GptqConfig, type QuantizeConfig, type OutputFormat, type GgufOutputFormat, type QuantMethodName } from './config/quantize';
+export type { CalibrationOptions } from './config/calibration';
+export { writeSyntheticModel, SYNTHETIC_PRESETS, type SyntheticOptions, type SyntheticShape } from './runtime/synthetic';
 export {
   openSafetensors, writeSafetensors, readSafetensorsHeader,
   type SafetensorsReader, type TensorInfo, type TensorEntry, type WriteSafetensorsOptions, type WriteSafetensorsResult,
@@ -22,19 +22,19 @@ export {
 export { readHfConfig, type ModelConfig } from './formats/hf-config';
 export { parseGptqConfig, decodeGptqModule, decodeAwqModule, gptqQuantizationConfig, type GptqConfig as GptqCheckpointConfig, type DecodedModule } from './formats/gptq';
 export { setKernelMode, getKernelMode, hasAddon, loadAttempts, type KernelMode, type NativeInfo, type LoadAttempt } from './native';
-export { systemInfo, setThreads, cudaInfo, type SystemInfo } from './system';
+export { systemInfo, setThreads, cudaInfo, type SystemInfo } from './ops/system';
 export { loadModel, LanguageModel, type LoadModelOptions, type GenerateOptions, type GenerateResult, type RuntimeConfig } from './runtime/model';
 export { evaluate, type EvaluateOptions, type EvaluateResult } from './runtime/evaluate';
 export { Sampler, XorShift, type SamplerOptions } from './runtime/sampler';
-export { gemm, type GemmOptions } from './runtime/gemm';
-export { Tokenizer, type Vocab, type TextTokenizer } from './tokenizer';
-export { HfTokenizer } from './tokenizer-hf';
+export { gemm, type GemmOptions } from './ops/gemm';
+export { Tokenizer, type Vocab, type TextTokenizer } from './runtime/tokenizer';
+export { HfTokenizer } from './runtime/tokenizer-hf';
 export { readLlama2cModel, readLlama2cTokenizer, type Llama2cModel } from './formats/llama2c';
 export { readGguf, ggufLlamaConfig, ggufVocab, type GgufFile } from './formats/gguf';
 export { writeHfFromLlama2c } from './formats/convert';
 export { calibrate, calibrationPeakBytes, type CalibrateOptions, type CalibrationResult, type LayerStats, type InputStats, type LayerTools } from './runtime/calibrate';
-export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './gptq';
+export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './ops/gptq';
 export { writeGguf, buildLlamaGgufSpec, type GgufWriteSpec, type LlamaGgufSpec } from './formats/gguf-write';
 export { encodeQ8_0, encodeQ4_0, encodeQ4_1, decodeGgml } from './formats/ggml-blocks';
 export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './pipeline/gguf-export';
-export { qmatmulGptq4, type GptqInt4Weights } from './qmatmul';
+export { qmatmulGptq4, type GptqInt4Weights } from './ops/qmatmul';

@@ -10,10 +10,10 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { LowbitError, toLowbitError } from './errors';
+import { LowbitError, invalidOption, toLowbitError } from './errors';
 
 /** Options crossing into native quantization (normalized, all fields present). @internal */
-export interface NativeQuantJob {
+export interface NativeQuantJob extends NativeThreads {
   rows: number;
   cols: number;
   /** Source element type of `src`: 0 f32, 1 f16, 2 bf16. */
@@ -87,7 +87,7 @@ export interface NativeAddon {
   unpack(job: NativePackJob): NativeTask<void>;
   mapFile(path: string): NativeMapping;
   gemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, accumulate: boolean, mode: number): NativeTask<void>;
-  qgemmGptq4(job: Record<string, unknown>): NativeTask<void>;
+  qgemmGptq4(job: NativeQgemmGptq4Job): NativeTask<void>;
   qblockFromGptq(job: { bits: number; inFeatures: number; outFeatures: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array }): NativeTask<NativeQBlock>;
   qblockFromGgml(job: { type: number; data: Uint8Array; outFeatures: number; inFeatures: number }): NativeTask<NativeQBlock>;
   qdotLinear(w: NativeQBlock | NativeQBlock[], x: Float32Array, rows: number, y: Float32Array | Float32Array[], mode: number): NativeTask<void>;
@@ -96,7 +96,7 @@ export interface NativeAddon {
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
   benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
   benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
-  gptqLayer(job: Record<string, unknown>): NativeTask<{ loss: number; dampUsed: number }>;
+  gptqLayer(job: NativeGptqLayerJob): NativeTask<{ loss: number; dampUsed: number }>;
   gptqInverseFactor(H: Float32Array, n: number, U: Float32Array, mode: number): NativeTask<{ ok: boolean }>;
   peerSgemmInfo(): { lib: string | null; error: string | null };
   peerSgemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, threads: number): NativeTask<void>;
@@ -107,12 +107,68 @@ export interface NativeAddon {
   cudaGemmF16?(job: { x: Float32Array; w: Float32Array; m: number; inFeatures: number; outFeatures: number; y: Float32Array; warmup: number; repeats: number; cold?: boolean }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
   cudaHessian?(job: { x: Float32Array; n: number; cols: number; H: Float32Array; alpha: number; beta: number }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
   cudaInverseFactor?(job: { H: Float32Array; n: number; U: Float32Array }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number; ok: boolean }>;
-  cudaGptqLayer?(job: Record<string, unknown>): NativeTask<{ loss: number; dampUsed: number; msTotal: number; msPrepare: number; msFactor: number; msSweep: number; msCopy: number; deviceBytes: number; factorAttempts: number }>;
+  cudaGptqLayer?(job: NativeGptqLayerJob): NativeTask<{ loss: number; dampUsed: number; msTotal: number; msPrepare: number; msFactor: number; msSweep: number; msCopy: number; deviceBytes: number; factorAttempts: number }>;
   cudaBenchCopy?(bytes: number, repeats: number): NativeTask<{ ms: number[] }>;
 }
 
+/**
+ * Every native call that can take long carries `threads`: the compute threads for that call, 0 for
+ * the process default (setThreads / LOWBIT_THREADS / physical cores). @internal
+ */
+export interface NativeThreads {
+  threads?: number;
+}
+
+/** One GPTQ layer (native/quant/gptq.h; the CUDA twin takes the same job). @internal */
+export interface NativeGptqLayerJob extends NativeThreads {
+  rows: number;
+  cols: number;
+  bits: number;
+  /** Effective group size (per channel: cols). */
+  groupSize: number;
+  sym: boolean;
+  /** 0 minmax, 1 MSE clip search. */
+  clip: number;
+  zeroMin: number;
+  scaleF16: boolean;
+  /** Symmetric groups on llama.cpp's Q4_0 grid. @default false */
+  signedMax?: boolean;
+  actOrder: boolean;
+  staticGroups: boolean;
+  damp: number;
+  dampMax: number;
+  blockSize: number;
+  /** (rows × cols) f32, updated in place by the sweep. */
+  weight: Float32Array;
+  /** (cols × cols) f32. */
+  hessian: Float32Array;
+  codes: Uint8Array;
+  scales: Float32Array;
+  zeros: Uint8Array;
+  gIdx: Int32Array;
+  dequant: Float32Array;
+  /** 0 fast kernels, 1 references (the CUDA twin ignores it). @default 0 */
+  mode?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** y = x · Wᵀ with W a GPTQ 4-bit layer (native/kernels/qgemm.h). @internal */
+export interface NativeQgemmGptq4Job extends NativeThreads {
+  x: Float32Array;
+  m: number;
+  inFeatures: number;
+  outFeatures: number;
+  groups: number;
+  qweight: Int32Array;
+  scales: Float32Array;
+  zeros: Uint8Array;
+  gIdx: Int32Array;
+  y: Float32Array;
+  mode: number;
+}
+
 /** Packing job. layout: 0 = GPTQ qweight, 1 = GPTQ qzeros, 2 = AWQ qweight, 3 = AWQ qzeros. @internal */
-export interface NativePackJob {
+export interface NativePackJob extends NativeThreads {
   layout: number;
   bits: number;
   /** Values, (rows, cols) row-major, one uint8 each: codes (rows = out, cols = in) or zeros (rows = groups, cols = out). */
@@ -186,10 +242,29 @@ export interface NativeQBlock {
 
 /** A native model instance (KV cache included). @internal */
 export interface NativeModel {
-  forward(tokens: Int32Array, pos0: number, logits: Float32Array | null, logitRows: number, mode: number): NativeTask<void>;
-  calibrateBlock(layer: number, hidden: Float32Array, seqLen: number, stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>, mode: number,
-    onProgress?: (done: number, total: number) => void): NativeTask<void>;
+  forward(job: NativeForwardJob): NativeTask<void>;
+  calibrateBlock(job: NativeCalibrateBlockJob): NativeTask<void>;
   dispose(): void;
+}
+
+/** One forward pass: tokens at positions pos0…; the last `logitRows` positions' logits. @internal */
+export interface NativeForwardJob extends NativeThreads {
+  tokens: Int32Array;
+  pos0: number;
+  /** (logitRows × vocab), or null when no logits are wanted. */
+  logits: Float32Array | null;
+  logitRows: number;
+  mode: number;
+}
+
+/** One decoder layer over calibration hidden states (samples × seqLen × dim, in place). @internal */
+export interface NativeCalibrateBlockJob extends NativeThreads {
+  layer: number;
+  hidden: Float32Array;
+  seqLen: number;
+  stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>;
+  mode: number;
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** What the addon reports about itself and the machine. */
@@ -254,7 +329,7 @@ function probeInChild(file: string): string | null {
     encoding: 'utf8', timeout: 30000, env: { ...process.env, LOWBIT_PROBE: '1' },
   });
   if (r.error) return `probe failed: ${r.error.message}`;
-  if (r.status !== 0) return `probe exited ${r.status ?? r.signal}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
+  if (r.status !== 0) return `probe exited ${String(r.status ?? r.signal)}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`;
   try {
     const c = JSON.parse(r.stdout) as NativeCudaInfo;
     if (c.deviceCount < 1) return `built, but not used: ${c.error ?? 'no CUDA device visible'}`;
@@ -329,7 +404,7 @@ export function addon(): NativeAddon {
     return cached;
   } catch (e) {
     const built = fs.existsSync(cpuFile);
-    attempts.push({ variant: 'cpu', path: cpuFile, result: built ? `failed to load: ${String((e as Error).message).split('\n')[0]}` : 'not built (the install script did not run or failed)' });
+    attempts.push({ variant: 'cpu', path: cpuFile, result: built ? `failed to load: ${(e as Error).message.split('\n')[0]}` : 'not built (the install script did not run or failed)' });
   }
   const list = attempts.map((a) => `  - ${a.variant} (${a.path}): ${a.result}`).join('\n');
   loadError = new LowbitError('LOWBIT_NO_ADDON',
@@ -359,7 +434,8 @@ let kernelMode: KernelMode = process.env.LOWBIT_FORCE_REF === '1' ? 'ref' : 'fas
 
 /** Route every native op through its plain reference (`'ref'`) or the fast kernels (`'fast'`). */
 export function setKernelMode(mode: KernelMode): void {
-  if (mode !== 'fast' && mode !== 'ref') throw new LowbitError('LOWBIT_INVALID_OPTION', `mode: expected "fast" or "ref", received ${JSON.stringify(mode)}`);
+  const m: unknown = mode;
+  if (m !== 'fast' && m !== 'ref') throw invalidOption('mode', '"fast" or "ref"', m);
   kernelMode = mode;
 }
 /** The current kernel mode. */

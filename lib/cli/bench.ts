@@ -2,20 +2,26 @@
  * `lowbit bench`: the kernel and runtime benchmarks from Node, as one JSON document (the same
  * document `npm run bench` writes; docs/PERFORMANCE.md explains every field). Progress goes to
  * stderr; the JSON goes to stdout, or atomically to --out.
+ *
+ * The benchmarks run in a child process (dist/scripts/bench/run.js, shipped with the package):
+ * the library never loads them, and a benchmark's threads and memory end with it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
 import { Command } from 'commander';
-import { LowbitError } from '../errors';
-import { writeJsonAtomic } from '../pipeline/output';
+import { LowbitError, optionError } from '../errors';
+import { requireThreads } from '../config/run';
 import { intFlag, type RunFn } from './util';
 
-// The bench modules live in dist/scripts/bench (shipped with the package); loaded on demand so the
-// library itself never pays for them.
-type BenchModule = typeof import('../../scripts/bench/run');
-function benchModule(): BenchModule {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('../../scripts/bench/run') as BenchModule;
+/** The bench runner shipped beside the library (dist/lib/cli → dist/scripts/bench/run.js). */
+const RUNNER = path.join(__dirname, '..', '..', 'scripts', 'bench', 'run.js');
+
+function benchNames(): string[] {
+  if (!fs.existsSync(RUNNER)) throw new LowbitError('LOWBIT_NOT_FOUND', `${RUNNER}: the bench runner is missing (npm run build:ts builds it)`, { file: RUNNER });
+  const r = spawnSync(process.execPath, [RUNNER, '--list'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new LowbitError('LOWBIT_INTERNAL', `bench --list failed (${String(r.status ?? r.signal)}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  return r.stdout.trim().split('\n');
 }
 
 export function benchCommand(run: RunFn): Command {
@@ -29,25 +35,37 @@ export function benchCommand(run: RunFn): Command {
     .action(async function (this: Command) {
       const o = this.opts<{ quick?: boolean; only?: string; threads?: number; out?: string; list?: boolean }>();
       await run(async () => {
-        const b = benchModule();
+        const names = benchNames();
         if (o.list) {
-          process.stdout.write(b.NAMES.join('\n') + '\n');
+          process.stdout.write(names.join('\n') + '\n');
           return 0;
         }
         const only = o.only === undefined ? null : o.only.split(',').map((s) => s.trim()).filter(Boolean);
-        if (only && only.length === 0) throw new LowbitError('LOWBIT_INVALID_OPTION', '--only: no benchmark names given', { option: '--only' });
-        const bad = b.unknownBenchNames(only);
-        if (bad !== null) throw new LowbitError('LOWBIT_INVALID_OPTION', `--only: no benchmark named ${JSON.stringify(bad)} (lowbit bench --list names them)`, { option: '--only' });
-        if (o.threads !== undefined && o.threads < 1) throw new LowbitError('LOWBIT_INVALID_OPTION', `--threads: expected a positive integer, received ${o.threads}`, { option: '--threads' });
+        if (only && only.length === 0) throw optionError('--only', '--only: no benchmark names given');
+        const bad = only?.find((p) => !(p.endsWith('*') ? names.some((n) => n.startsWith(p.slice(0, -1))) : names.includes(p)));
+        if (bad !== undefined) throw optionError('--only', `--only: no benchmark named ${JSON.stringify(bad)} (lowbit bench --list names them)`);
+        if (o.threads !== undefined) requireThreads(o.threads, '--threads');
         if (o.out !== undefined) {
           const dir = path.dirname(path.resolve(o.out));
-          if (!fs.existsSync(dir)) throw new LowbitError('LOWBIT_INVALID_OPTION', `--out: directory ${dir} does not exist`, { option: '--out', file: o.out });
+          if (!fs.existsSync(dir)) throw optionError('--out', `--out: directory ${dir} does not exist`, { file: o.out });
         }
-        const doc = await b.runBench({ quick: !!o.quick, only, threads: o.threads ?? null });
-        if (o.out !== undefined) await writeJsonAtomic(o.out, doc);
-        else process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
-        b.logSummary(doc);
-        return 0;
+        const args = [RUNNER, ...(o.quick ? ['--quick'] : []), ...(only ? ['--only', only.join(',')] : []),
+          ...(o.threads !== undefined ? ['--threads', String(o.threads)] : []), ...(o.out !== undefined ? ['--out', path.resolve(o.out)] : ['--stdout'])];
+        const child = spawn(process.execPath, args, { stdio: 'inherit' });
+        const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+        const onInt = forward('SIGINT'), onTerm = forward('SIGTERM');
+        process.on('SIGINT', onInt).on('SIGTERM', onTerm);
+        try {
+          const code = await new Promise<number>((resolve) => {
+            child.on('close', (c, s) => {
+              resolve(c ?? (s ? 130 : 1));
+            });
+          });
+          if (code !== 0) throw new LowbitError('LOWBIT_INTERNAL', `bench: the runner exited with ${code} (its error is above)`);
+          return 0;
+        } finally {
+          process.off('SIGINT', onInt).off('SIGTERM', onTerm);
+        }
       }, false);
     });
 }

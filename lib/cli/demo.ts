@@ -7,11 +7,11 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../synthetic';
+import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../runtime/synthetic';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
-import type { RtnConfig } from '../config/rtn';
-import { inspectModel } from '../model';
-import { addon } from '../native';
+import type { RtnConfig } from '../config/quantize';
+import { inspectModel } from '../formats/hf-dir';
+import { nativeInfo } from '../ops/system';
 import { abortOnSignals, formatBytes, formatCount, table, type RunFn } from './util';
 
 /** The settings the demo runs, from the safest to the most aggressive. */
@@ -40,7 +40,7 @@ export function demoCommand(run: RunFn): Command {
           const modelDir = path.join(work, 'model');
           if (!fs.existsSync(path.join(modelDir, 'config.json'))) await writeSyntheticModel(modelDir, { shape: 'demo', dtype: 'F16', seed: 0 });
           const src = inspectModel(modelDir);
-          const info = addon().info();
+          const info = nativeInfo();
           const shape = SYNTHETIC_PRESETS.demo;
           if (!json) {
             process.stderr.write(`lowbit demo: built-in Llama-shaped model (${shape.layers} layers, hidden ${shape.hiddenSize}, ffn ${shape.intermediateSize}, ` +

@@ -1,7 +1,7 @@
 /** `lowbit doctor`: addon variant, CPU features, threads, CUDA toolkit and device, and why. */
 import { Command } from 'commander';
 import type { RunFn } from './util';
-import { systemInfo } from '../system';
+import { systemInfo } from '../ops/system';
 
 export function doctorCommand(run: RunFn): Command {
   return new Command('doctor')
@@ -9,7 +9,7 @@ export function doctorCommand(run: RunFn): Command {
     .option('--json', 'print the report as JSON on stdout')
     .action(async function (this: Command) {
       const o = this.opts<{ json?: boolean }>();
-      await run(async (json) => {
+      await run((json) => {
         const s = systemInfo();
         if (json) {
           process.stdout.write(JSON.stringify({ ok: s.addonLoaded, ...s }, null, 2) + '\n');

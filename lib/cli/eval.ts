@@ -38,7 +38,9 @@ export function evalCommand(run: RunFn): Command {
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
           else {
             process.stdout.write(`ppl ${r.ppl.toFixed(6)}  nll ${r.nll.toFixed(6)} nats/token  over ${r.tokens} tokens (${r.chunks} windows of ${r.ctx})\n`);
-            if (ref) process.stdout.write(`reference ppl ${r.referencePpl!.toFixed(6)}  KL ${r.kl!.toExponential(4)} nats/token  top-1 agreement ${(100 * r.top1!).toFixed(2)}%\n`);
+            if (r.referencePpl !== null && r.kl !== null && r.top1 !== null) {
+              process.stdout.write(`reference ppl ${r.referencePpl.toFixed(6)}  KL ${r.kl.toExponential(4)} nats/token  top-1 agreement ${(100 * r.top1).toFixed(2)}%\n`);
+            }
           }
           return 0;
         } finally {

@@ -1,7 +1,7 @@
 /** `lowbit inspect <model>`: architecture, tensors, dtypes, parameter count, size. */
 import { Command } from 'commander';
 import type { RunFn } from './util';
-import { inspectModel } from '../model';
+import { inspectModel } from '../formats/hf-dir';
 import { formatBytes, formatCount, table } from './util';
 
 export function inspectCommand(run: RunFn): Command {
@@ -12,7 +12,7 @@ export function inspectCommand(run: RunFn): Command {
     .option('--json', 'print the full summary as JSON on stdout')
     .action(async function (this: Command, model: string) {
       const o = this.opts<{ tensors?: boolean; json?: boolean }>();
-      await run(async (json) => {
+      await run((json) => {
         const s = inspectModel(model);
         if (json) {
           process.stdout.write(JSON.stringify({ ok: true, ...s, tensors: o.tensors ? s.tensors : undefined, tensorCount: s.tensors.length }, null, 2) + '\n');

@@ -1,12 +1,10 @@
 /** `lowbit quantize <model> --method rtn --bits 4 --group-size 128 … --out <dir>` */
 import { Command, Option } from 'commander';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
-import type { QuantizeConfig, OutputFormat } from '../config/rtn';
-import { setThreads } from '../system';
-import * as fs from 'node:fs';
-import { exportGguf, type ExportGgufResult, type GgufExportType } from '../pipeline/gguf-export';
-import type { Progress } from '../quantize-tensor';
-import { LowbitError } from '../errors';
+import { OUTPUT_FORMATS, QUANT_METHODS, type QuantizeConfig, type OutputFormat } from '../config/quantize';
+import type { ExportGgufResult } from '../pipeline/gguf-export';
+import type { Progress } from '../config/run';
+import { isLowbitError, optionError } from '../errors';
 import { abortOnSignals, formatBytes, intFlag, numFlag, progressBar, table, type RunFn } from './util';
 
 interface QuantizeFlags {
@@ -39,17 +37,14 @@ interface QuantizeFlags {
   blockSize?: number;
 }
 
-/** Print what a GGUF export did (JSON on stdout when asked). */
-function printGgufResult(r: ExportGgufResult, json: boolean): void {
-  if (json) {
-    process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
-    return;
-  }
+/** Print what a GGUF output holds (after the GPTQ table when GPTQ made it). */
+function printGgufResult(r: ExportGgufResult, q: QuantizeResult): void {
+  if (q.modules.length) printQuantizeResult({ ...q, out: `${q.out} (via a GPTQ checkpoint)` });
   process.stdout.write(`${r.tensors} tensors as ${r.type}${r.fallbacks.length ? `, ${r.fallbacks.length} kept in F16 (${r.fallbacks[0].reason})` : ''}\n`);
   if (r.conversions.length) {
     const by = (h: string) => r.conversions.filter((c) => c.how === h);
     process.stdout.write(`GPTQ modules: ${by('exact').length} exact, ${by('rounded').length} rounded once, ${by('requantized').length} re-encoded` +
-      `${by('requantized').length ? ` (${by('requantized')[0].detail})` : by('rounded').length ? ` (${by('rounded')[0].detail})` : ''}\n`);
+      `${by('requantized').length ? ` (${by('requantized')[0].detail ?? ''})` : by('rounded').length ? ` (${by('rounded')[0].detail ?? ''})` : ''}\n`);
   }
   process.stdout.write(`${formatBytes(r.sourceBytes)} → ${formatBytes(r.bytes)} (gguf) in ${r.seconds.toFixed(2)} s → ${r.file}\n`);
 }
@@ -69,7 +64,7 @@ export function quantizeCommand(run: RunFn): Command {
     .description('quantize every linear layer of a Hugging Face Llama-family model and write a checkpoint')
     .argument('<model>', 'model directory (config.json + *.safetensors)')
     .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
-    .addOption(new Option('--method <method>', 'quantization method').choices(['rtn', 'gptq', 'awq']).default('rtn'))
+    .addOption(new Option('--method <method>', 'quantization method').choices([...QUANT_METHODS, 'awq']).default('rtn'))
     .option('--calib <file>', 'GPTQ: calibration text (UTF-8)')
     .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
     .option('--calib-seqlen <n>', 'GPTQ: tokens per window (capped at the model context)', intFlag('calibSeqlen'), 2048)
@@ -86,7 +81,7 @@ export function quantizeCommand(run: RunFn): Command {
     .addOption(new Option('--codebook <kind>', 'uniform grid or a non-uniform codebook (dequant format)').choices(['uniform', 'nf4', 'log2']).default('uniform'))
     .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
     .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (vocabulary: --tokenizer tokenizer.bin, or the model directory\'s tokenizer.json)')
-      .choices(['gptq', 'gptq-v2', 'dequant', 'gguf:f32', 'gguf:f16', 'gguf:bf16', 'gguf:q8_0', 'gguf:q4_0', 'gguf:q4_1', 'gguf:q4_k']).default('gptq'))
+      .choices([...OUTPUT_FORMATS]).default('gptq'))
     .option('--tokenizer <file...>', 'tokenizer file(s) copied into the output; a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
@@ -98,47 +93,42 @@ export function quantizeCommand(run: RunFn): Command {
     .option('--quiet', 'no progress bar')
     .action(async function (this: Command, model: string) {
       const o = this.opts<QuantizeFlags>();
+      // Only what the user wrote goes to the library, which fills the defaults and refuses an
+      // option that does not apply (commander's defaults would look like choices the user made).
+      const given = (k: keyof QuantizeFlags) => this.getOptionValueSource(k) === 'cli';
+      const pick = <K extends keyof QuantizeFlags>(k: K, as: string = k): Record<string, QuantizeFlags[K]> => (given(k) ? { [as]: o[k] } : {});
+      // A rule broken by options the user wrote as flags (`--bits 3` with `--format gguf:q4_0`,
+      // `--act-order` with RTN) is reported with the flag as it was written; a bad value keeps the
+      // library's message (the same for the CLI and the API).
+      const asFlag = (e: unknown): unknown => {
+        if (!isLowbitError(e, 'LOWBIT_INVALID_OPTION') || e.details?.rule !== true) return e;
+        const option = String(e.details.option);
+        const flag = (Object.keys(CONFIG_KEY) as (keyof QuantizeFlags)[]).find((k) => CONFIG_KEY[k] === option && given(k));
+        if (!flag || !e.message.startsWith(`${option}:`)) return e;
+        const v = o[flag];
+        const text = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}${typeof v === 'boolean' || v === undefined ? '' : ` ${Array.isArray(v) ? v.join(' ') : String(v)}`}`;
+        return optionError(option, `${text}${e.message.slice(option.length)}`, { ...e.details, flag: text });
+      };
       await run(async (json) => {
-        if (o.sym && o.asym) throw new LowbitError('LOWBIT_INVALID_OPTION', 'sym/asym: expected one of --sym or --asym, received both', { option: 'sym' });
-        if (o.threads !== undefined) setThreads(o.threads);
-        const ggufType = o.format.startsWith('gguf:') ? (o.format.slice(5).toUpperCase() as GgufExportType) : null;
-        if (ggufType && o.method !== 'gptq') {
-          // GGUF from weights: llama.cpp's own block quantizers (bit-exact with its reference
-          // encoders); from a GPTQ checkpoint: its codes as ggml blocks where the type holds them
-          if (o.method !== 'rtn') throw new LowbitError('LOWBIT_UNSUPPORTED', `format ${o.format}: method ${o.method} cannot write GGUF (use rtn or gptq)`, { option: 'method' });
-          const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
-          printGgufResult(await exportGguf(model, o.out, { type: ggufType, tokenizer: tok, overwrite: !!o.force }), json);
-          return 0;
+        try {
+          return await runQuantize(json);
+        } catch (e) {
+          throw asFlag(e);
         }
-        if (ggufType) {
-          // GPTQ → GGUF: GPTQ on the grid of the block type (Q4_0: 4-bit sym, Q4_1: 4-bit asym,
-          // Q8_0: 8-bit sym, groups of 32), so its codes go into the blocks without a second rounding
-          // (Q4_0: llama.cpp's own signed-max scale, |largest| / 8 with its sign, not 2·|largest| / 15)
-          const grid: Record<string, { bits: number; sym: boolean }> = { Q4_0: { bits: 4, sym: true }, Q4_1: { bits: 4, sym: false }, Q8_0: { bits: 8, sym: true } };
-          const g = grid[ggufType];
-          if (g) {
-            const src = (k: string) => this.getOptionValueSource(k) === 'cli';
-            const clash = src('bits') && o.bits !== g.bits ? `--bits ${o.bits}` : src('groupSize') && o.groupSize !== 32 ? `--group-size ${o.groupSize}` :
-              (g.sym ? o.asym : o.sym) ? (g.sym ? '--asym' : '--sym') : null;
-            if (clash) throw new LowbitError('LOWBIT_INVALID_OPTION', `${clash}: format ${o.format} stores ${g.bits}-bit ${g.sym ? 'symmetric' : 'asymmetric'} groups of 32; GPTQ runs on that grid (leave the option out)`, { option: clash.split(' ')[0] });
-            o.bits = g.bits;
-            o.groupSize = 32;
-            o.sym = g.sym;
-            o.asym = !g.sym;
-          }
-          if (fs.existsSync(o.out) && !o.force) throw new LowbitError('LOWBIT_IO', `${o.out}: exists (pass --force to replace it)`, { file: o.out });
-          if (o.actOrder && !o.staticGroups) throw new LowbitError('LOWBIT_INVALID_OPTION', `--act-order: format ${o.format} needs groups of consecutive input channels; add --static-groups`, { option: '--act-order' });
-        }
-        const gptq = o.method === 'gptq' ? { actOrder: !!o.actOrder, staticGroups: !!o.staticGroups, dampPercent: o.damp, blockSize: o.blockSize } : {};
+      }, !!o.json);
+      async function runQuantize(json: boolean): Promise<number> {
+        if (o.sym && o.asym) throw optionError('sym', 'sym/asym: expected one of --sym or --asym, received both');
         const config = {
-          method: o.method as 'rtn', ...gptq, bits: o.bits, groupSize: o.groupSize, sym: !o.asym, clip: o.clip, codebook: o.codebook,
-          ...(ggufType === 'Q4_0' ? { signedMax: true } : {}),
-          format: (ggufType ? 'gptq' : o.format) as OutputFormat, ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}),
-          ...(o.include ? { include: o.include } : {}), ...(o.exclude ? { exclude: o.exclude } : {}),
-          ...(o.maxShard !== undefined ? { maxShardBytes: o.maxShard } : {}),
-        } as QuantizeConfig;
+          method: o.method,
+          ...pick('bits'), ...pick('groupSize'), ...(o.asym ? { sym: false } : o.sym ? { sym: true } : {}), ...pick('clip'), ...pick('codebook'),
+          ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}), ...pick('format'),
+          ...pick('include'), ...pick('exclude'), ...pick('maxShard', 'maxShardBytes'),
+          ...(o.actOrder ? { actOrder: true } : {}), ...(o.staticGroups ? { staticGroups: true } : {}), ...pick('damp', 'dampPercent'), ...pick('blockSize'),
+        } as unknown as QuantizeConfig;
         const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
-        const calibration = o.calib ? { file: o.calib, samples: o.calibSamples, seqLen: o.calibSeqlen, seed: o.seed, tokenizer: tok } : undefined;
+        const calibFlags = (['calibSamples', 'calibSeqlen', 'seed'] as const).filter((k) => given(k));
+        if (!o.calib && calibFlags.length) throw optionError(calibFlags[0], `--${calibFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the calibration data; pass --calib FILE (GPTQ)`);
+        const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
         const bar = progressBar(!o.quiet);
         const sig = abortOnSignals();
         try {
@@ -151,29 +141,25 @@ export function quantizeCommand(run: RunFn): Command {
             }
             bar.update(p);
           };
-          if (ggufType) {
-            // the GPTQ checkpoint goes to a temp directory beside the output, then into the GGUF file
-            const tmp = `${o.out}.gptq-tmp-${process.pid}-${Date.now().toString(36)}`;
-            try {
-              await quantize(model, config, { out: tmp, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal });
-              bar.stop();
-              const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
-              printGgufResult(await exportGguf(tmp, o.out, { type: ggufType, tokenizer: tok, overwrite: !!o.force, signal: sig.signal }), json);
-            } finally {
-              fs.rmSync(tmp, { recursive: true, force: true });
-            }
-            return 0;
-          }
-          const r = await quantize(model, config, { out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal });
+          const r = await quantize(model, config, {
+            out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal, ...pick('threads'),
+          });
           bar.stop();
-          if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+          if (json) process.stdout.write(JSON.stringify({ ok: true, ...(r.gguf ? { ...r.gguf, ...(r.modules.length ? { method: r.method, calibration: r.calibration, modules: r.modules } : {}) } : r) }, null, 2) + '\n');
+          else if (r.gguf) printGgufResult(r.gguf, r);
           else printQuantizeResult(r);
           return 0;
         } finally {
           bar.stop();
           sig.dispose();
         }
-      }, !!o.json);
+      }
     });
 }
 
+/** The config key each quantize flag sets (for naming flags in errors). */
+const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
+  method: 'method', bits: 'bits', groupSize: 'groupSize', clip: 'clip', codebook: 'codebook', perTensor: 'perTensor', format: 'format',
+  include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
+  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer',
+};

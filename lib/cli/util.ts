@@ -1,7 +1,7 @@
 /** Shared CLI helpers: error printing, exit codes, tables, sizes, progress bar. */
 import { SingleBar, Presets } from 'cli-progress';
-import { LowbitError, toLowbitError } from '../errors';
-import type { Progress } from '../quantize-tensor';
+import { LowbitError, toLowbitError, optionError } from '../errors';
+import type { Progress } from '../config/run';
 
 /** Exit codes: 0 ok, 1 failure (LowbitError), 2 usage, 130 aborted (SIGINT). */
 export const EXIT = { ok: 0, error: 1, usage: 2, aborted: 130 } as const;
@@ -11,17 +11,11 @@ export function reportError(e: unknown, json: boolean): number {
   const le = e instanceof LowbitError ? e : toLowbitError(e);
   if (json) process.stdout.write(JSON.stringify({ ok: false, error: { code: le.code, message: le.message } }, null, 2) + '\n');
   process.stderr.write(`lowbit: ${le.code}: ${le.message}\n`);
-  if (le.code === 'LOWBIT_INTERNAL' && process.env.LOWBIT_DEBUG) process.stderr.write(`${le.stack}\n`);
+  if (le.code === 'LOWBIT_INTERNAL' && process.env.LOWBIT_DEBUG) process.stderr.write(`${le.stack ?? le.message}\n`);
   return le.code === 'LOWBIT_ABORTED' ? EXIT.aborted : le.code === 'LOWBIT_INVALID_OPTION' ? EXIT.usage : EXIT.error;
 }
 
-/** Human-readable byte size (binary units). */
-export function formatBytes(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-  return `${i === 0 ? n : n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2)} ${u[i]}`;
-}
+export { formatBytes } from '../errors';
 
 /** Human-readable count (K/M/B). */
 export function formatCount(n: number): string {
@@ -35,7 +29,7 @@ export function formatCount(n: number): string {
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const width = header.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  const numeric = header.map((_, c) => rows.every((r) => typeof r[c] === 'number' || /^[-+]?[\d.,]+( ?[%A-Za-z]+)?$/.test(String(r[c]))));
+  const numeric = header.map((_, c) => rows.every((r) => typeof r[c] === 'number' || /^[-+]?[\d.,]+( ?[%A-Za-z]+)?$/.test(r[c])));
   const line = (r: string[]) => r.map((s, c) => (numeric[c] ? s.padStart(width[c]) : s.padEnd(width[c]))).join('  ').trimEnd();
   return [line(cells[0]), width.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
@@ -76,7 +70,7 @@ export function abortOnSignals(): { signal: AbortSignal; dispose(): void } {
 export function intFlag(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new LowbitError('LOWBIT_INVALID_OPTION', `${name}: expected an integer, received ${JSON.stringify(v)}`, { option: name });
+    if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw optionError(name, `${name}: expected an integer, received ${JSON.stringify(v)}`);
     return n;
   };
 }
@@ -85,10 +79,10 @@ export function intFlag(name: string) {
 export function numFlag(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n)) throw new LowbitError('LOWBIT_INVALID_OPTION', `${name}: expected a number, received ${JSON.stringify(v)}`, { option: name });
+    if (v.trim() === '' || !Number.isFinite(n)) throw optionError(name, `${name}: expected a number, received ${JSON.stringify(v)}`);
     return n;
   };
 }
 
 /** Runs a command body, prints errors, records the exit code. */
-export type RunFn = (fn: (json: boolean) => Promise<number>, json: boolean) => Promise<void>;
+export type RunFn = (fn: (json: boolean) => number | Promise<number>, json: boolean) => Promise<void>;

@@ -2,7 +2,7 @@
  * Weight quantizer options (shared by `quantizeTensor` and the RTN/GPTQ pipelines) and their
  * normalization. Validation happens here, before anything crosses into native code.
  */
-import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, invalidOption } from '../validate';
+import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, invalidOption, checkObject } from './validate';
 import { LowbitError } from '../errors';
 
 /** Options of the uniform / codebook weight quantizer. */
@@ -74,18 +74,15 @@ export interface NormalizedQuantizer {
   raggedLastGroup: boolean;
 }
 
-const KEYS = ['bits', 'groupSize', 'perTensor', 'sym', 'clip', 'clipGrid', 'clipMaxShrink', 'clipNorm', 'codebook',
+export const QUANTIZER_KEYS = ['bits', 'groupSize', 'perTensor', 'sym', 'clip', 'clipGrid', 'clipMaxShrink', 'clipNorm', 'codebook',
   'zeroMin', 'scaleF16', 'signedMax', 'raggedLastGroup'] as const;
 
 /** Validate and fill defaults. `extraKeys` are accepted without checks (callers' own options). */
 export function normalizeQuantizer(o: QuantizerOptions, extraKeys: readonly string[] = []): NormalizedQuantizer {
-  if (typeof o !== 'object' || o === null) throw invalidOption('options', 'an object', o);
-  checkKnownKeys('quantizer options', o, [...KEYS, ...extraKeys]);
+  checkObject('options', o, 'an object');
+  checkKnownKeys('quantizer options', o, [...QUANTIZER_KEYS, ...extraKeys]);
   const bits = o.bits === undefined ? 4 : checkInt('bits', o.bits, 2, 8);
-  let groupSize = o.groupSize === undefined ? 128 : o.groupSize;
-  if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || (groupSize < 1 && groupSize !== -1)) {
-    throw invalidOption('groupSize', 'a positive integer or -1 (per channel)', groupSize);
-  }
+  const groupSize = o.groupSize === undefined ? 128 : checkGroupSize(o.groupSize);
   const codebook = o.codebook === undefined ? 'uniform' : checkEnum('codebook', o.codebook, ['uniform', 'nf4', 'log2'] as const);
   if (codebook === 'nf4' && bits !== 4) throw invalidOption('bits', '4 with codebook "nf4"', bits);
   const sym = o.sym === undefined ? true : checkBool('sym', o.sym);
@@ -111,12 +108,27 @@ export function normalizeQuantizer(o: QuantizerOptions, extraKeys: readonly stri
   return n;
 }
 
-/** Effective group size for a tensor of `cols` columns (per channel → cols). Checks divisibility. */
-export function effectiveGroupSize(q: NormalizedQuantizer, cols: number, what: string): number {
+/**
+ * The one check of a group size, wherever it comes from (CLI `--group-size`, the API's
+ * `groupSize`, {@link normalizeQuantizer}, the GPTQ layer): a positive integer or -1 (per channel).
+ */
+export function checkGroupSize(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || (v < 1 && v !== -1) || v > 1 << 24) {
+    throw invalidOption('groupSize', 'a positive integer or -1 (per channel)', v);
+  }
+  return v;
+}
+
+/**
+ * Effective group size for a tensor of `cols` columns (per channel → cols), and the one check that
+ * a group size divides the columns (unless a shorter last group is allowed): LOWBIT_SHAPE_MISMATCH
+ * naming the tensor (`rows` only adds its shape to the message).
+ */
+export function effectiveGroupSize(q: NormalizedQuantizer, cols: number, what: string, rows?: number): number {
   if (q.groupSize === -1) return cols;
   if (cols % q.groupSize !== 0 && !q.raggedLastGroup) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH',
-      `${what}: expected cols divisible by groupSize ${q.groupSize}, got ${cols} columns (use groupSize -1, a divisor of ${cols}, or the dequant format, which allows a shorter last group)`,
+      `${what}: expected cols divisible by groupSize ${q.groupSize}, got ${rows === undefined ? `${cols} columns` : `${rows}×${cols}`} (use groupSize -1, a divisor of ${cols}, or the dequant format, which allows a shorter last group)`,
       { tensor: what, option: 'groupSize' });
   }
   return Math.min(q.groupSize, cols);

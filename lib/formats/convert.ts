@@ -4,9 +4,10 @@
  * (formats.md §3.3: hf_row(h, t·hd/2 + i) = src_row(h, 2i + t)).
  */
 import * as path from 'node:path';
+import { LowbitError } from '../errors';
 import { writeSafetensors, type TensorEntry } from './safetensors';
 import { fromFloat32 } from './dtype';
-import { writeJsonAtomic } from '../pipeline/output';
+import { writeJsonAtomic } from './output';
 import type { Llama2cModel } from './llama2c';
 
 /** Permute the rows of a (heads·hd, cols) matrix from adjacent-pair to rotate-half order. */
@@ -28,7 +29,8 @@ export async function writeHfFromLlama2c(m: Llama2cModel, dir: string, dtype: 'F
   const c = m.config;
   const entries: TensorEntry[] = [];
   for (const [name, t] of m.tensors) {
-    const shape = m.shapes.get(name)!;
+    const shape = m.shapes.get(name);
+    if (!shape) throw new LowbitError('LOWBIT_INTERNAL', `${name}: the llama2.c model lists no shape for it`, { tensor: name });
     let data = t;
     if (/self_attn\.q_proj\.weight$/.test(name)) data = adjacentToHalf(t, c.nHeads, c.headSize, c.dim);
     if (/self_attn\.k_proj\.weight$/.test(name)) data = adjacentToHalf(t, c.nKvHeads, c.headSize, c.dim);

@@ -14,7 +14,7 @@
  * the loops below when the addon is absent (or throws), so results never depend on the addon.
  */
 import { LowbitError } from '../errors';
-import { invalidOption } from '../validate';
+import { checkOneOf, invalidOption } from '../config/validate';
 import { convertToF32Sync } from '../native';
 
 /** Element size in bytes of every safetensors dtype lowbit knows. */
@@ -356,7 +356,7 @@ export function toFloat32(bytes: Uint8Array, dtype: Dtype, out?: Float32Array): 
  */
 export function fromFloat32(f32: Float32Array, dtype: FloatDtype, name: string, opts: F16Options = {}): Uint8Array {
   if (!(f32 instanceof Float32Array)) throw invalidOption('f32', 'a Float32Array', f32);
-  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw invalidOption('dtype', 'one of "F32", "F16", "BF16"', dtype);
+  checkOneOf('dtype', dtype, ['F32', 'F16', 'BF16']);
   const n = f32.length;
   let out: Uint8Array;
   if (dtype === 'F32') {

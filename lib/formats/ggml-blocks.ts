@@ -28,7 +28,7 @@
  * come from {@link GGML_TYPES} in ./gguf (blockSize, typeSize), which is the one table of §7.
  */
 import { LowbitError } from '../errors';
-import { invalidOption } from '../validate';
+import { invalidOption } from '../config/validate';
 import { f16BitsToF32, f32ToF16Bits, fromFloat32, toFloat32 } from './dtype';
 import { GGML_TYPES } from './gguf';
 import { ggmlEncodeNative } from '../native';
@@ -53,7 +53,7 @@ export const GGML_BLOCK_ENCODE_TYPES: readonly GgmlEncodeType[] = ['Q8_0', 'Q4_0
  * block size; LOWBIT_INVALID_OPTION otherwise).
  */
 export function ggmlByteLength(type: GgmlDecodeType, n: number): number {
-  const t = GGML_TYPES[type];
+  const t = GGML_TYPES[type] as (typeof GGML_TYPES)[string] | undefined;
   if (!t) throw invalidOption('type', `one of ${Object.keys(GGML_TYPES).join(', ')}`, type);
   if (!Number.isSafeInteger(n) || n < 0 || n % t.blockSize !== 0) {
     throw invalidOption('n', `a non-negative multiple of the ${type} block size ${t.blockSize}`, n);

@@ -23,14 +23,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, abortError, toLowbitError } from '../errors';
-import { checkSignal, invalidOption } from '../validate';
+import { checkSignal, invalidOption, checkObject, checkOneOf } from '../config/validate';
 import {
   GGML_TYPES, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_ARRAY_LENGTH, GGUF_MAX_STRING_BYTES, GGUF_VALUE_TYPES,
   llamaTensorNameToGguf, type GgufValueType,
   type GgufLlamaConfig,
 } from './gguf';
 import { encodeGgml, type GgmlEncodeType } from './ggml-blocks';
-import type { Vocab } from '../tokenizer';
+import type { Vocab } from './vocab';
 
 /** Tensor types {@link writeGguf} writes (Q6_K from encoded blocks only: lowbit has no Q6_K encoder). */
 export type GgufWriteType = GgmlEncodeType | 'Q4_K' | 'Q6_K';
@@ -182,26 +182,30 @@ function putScalar(o: Out, t: Exclude<GgufValueType, 'ARRAY'>, v: unknown, what:
   if (range) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1]) throw invalidOption(what, `an integer in [${range[0]}, ${range[1]}] (${t})`, v);
     switch (t) {
-      case 'UINT8': return o.u8(v);
-      case 'INT8': return o.i8(v);
-      case 'UINT16': return o.u16(v);
-      case 'INT16': return o.i16(v);
-      case 'UINT32': return o.u32(v);
-      default: return o.i32(v);
+      case 'UINT8': o.u8(v); return;
+      case 'INT8': o.i8(v); return;
+      case 'UINT16': o.u16(v); return;
+      case 'INT16': o.i16(v); return;
+      case 'UINT32': o.u32(v); return;
+      default: o.i32(v); return;
     }
   }
   switch (t) {
     case 'FLOAT32':
     case 'FLOAT64':
       if (typeof v !== 'number') throw invalidOption(what, `a number (${t})`, v);
-      return t === 'FLOAT32' ? o.f32(v) : o.f64(v);
+      if (t === 'FLOAT32') o.f32(v);
+      else o.f64(v);
+      return;
     case 'BOOL':
       if (typeof v !== 'boolean') throw invalidOption(what, 'a boolean (BOOL)', v);
-      return o.u8(v ? 1 : 0);
+      o.u8(v ? 1 : 0);
+      return;
     case 'STRING': {
       if (typeof v !== 'string') throw invalidOption(what, 'a string (STRING)', v);
       if (Buffer.byteLength(v, 'utf8') > GGUF_MAX_STRING_BYTES) throw invalidOption(what, `a string of at most ${GGUF_MAX_STRING_BYTES} UTF-8 bytes`, `${v.slice(0, 20)}…`);
-      return o.str(v);
+      o.str(v);
+      return;
     }
     case 'UINT64':
     case 'INT64': {
@@ -211,7 +215,9 @@ function putScalar(o: Out, t: Exclude<GgufValueType, 'ARRAY'>, v: unknown, what:
       else throw invalidOption(what, `a bigint or safe integer (${t})`, v);
       const ok = t === 'UINT64' ? b >= 0n && b < 1n << 64n : b >= -(1n << 63n) && b < 1n << 63n;
       if (!ok) throw invalidOption(what, `a value in the ${t} range`, Number(b));
-      return t === 'UINT64' ? o.u64(b) : o.i64(b);
+      if (t === 'UINT64') o.u64(b);
+      else o.i64(b);
+      return;
     }
     default:
       throw invalidOption(what, `a value type of ${GGUF_VALUE_TYPES.join(', ')}`, t);
@@ -250,7 +256,8 @@ function putKv(o: Out, entry: unknown, i: number, seen: Set<string>): void {
   }
   const iid = typeof itemType === 'string' ? VALUE_TYPE_ID.get(itemType) : undefined;
   if (iid === undefined || itemType === 'ARRAY') throw invalidOption(`${key} itemType`, 'a value type other than ARRAY (no nested arrays)', itemType);
-  if (items === null || typeof items !== 'object' || typeof items.length !== 'number') throw invalidOption(`${key} value`, 'an array', items);
+  const itemsUnknown: unknown = items;
+  if (itemsUnknown === null || typeof itemsUnknown !== 'object' || typeof (itemsUnknown as { length?: unknown }).length !== 'number') throw invalidOption(`${key} value`, 'an array', itemsUnknown);
   if (items.length > GGUF_MAX_ARRAY_LENGTH) throw invalidOption(`${key} value`, `at most ${GGUF_MAX_ARRAY_LENGTH} elements`, items);
   o.u32(iid);
   o.u64(BigInt(items.length));
@@ -267,13 +274,12 @@ interface PlannedTensor {
 }
 
 function planTensor(t: unknown, i: number, names: Set<string>): PlannedTensor {
-  if (typeof t !== 'object' || t === null) throw invalidOption(`tensors[${i}]`, 'a { name, type, shape, data } object', t);
-  const spec = t as GgufTensorSpec;
+  const spec = checkObject(`tensors[${i}]`, t as GgufTensorSpec | null, 'a { name, type, shape, data } object');
   const { name, type, shape, data } = spec;
   if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name, 'utf8') >= 64) {
     throw invalidOption(`tensors[${i}].name`, 'a non-empty name of fewer than 64 UTF-8 bytes', name);
   }
-  if (names.has(name)) throw invalidOption(`${name}`, 'unique tensor names', name);
+  if (names.has(name)) throw invalidOption(name, 'unique tensor names', name);
   names.add(name);
   if (!(WRITE_TYPES as readonly unknown[]).includes(type)) throw invalidOption(`${name}: type`, `one of ${WRITE_TYPES.map((x) => `"${x}"`).join(', ')}`, type);
   if (!Array.isArray(shape) || shape.length < 1 || shape.length > 4 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
@@ -331,10 +337,10 @@ async function writeAll(fh: fs.promises.FileHandle, data: Uint8Array): Promise<v
  */
 export async function writeGguf(file: string, spec: GgufWriteSpec, options: WriteGgufOptions = {}): Promise<WriteGgufResult> {
   if (typeof file !== 'string' || file.length === 0) throw invalidOption('file', 'a path for the .gguf file', file);
-  if (typeof spec !== 'object' || spec === null) throw invalidOption('spec', 'a { metadata, tensors, alignment? } object', spec);
+  checkObject('spec', spec, 'a { metadata, tensors, alignment? } object');
   if (!Array.isArray(spec.metadata)) throw invalidOption('spec.metadata', 'an array of [key, type, value]', spec.metadata);
   if (!Array.isArray(spec.tensors)) throw invalidOption('spec.tensors', 'an array of tensors', spec.tensors);
-  if (typeof options !== 'object' || options === null) throw invalidOption('options', 'an object', options);
+  checkObject('options', options, 'an object');
   const signal = checkSignal(options.signal);
   const a = spec.alignment;
   if (a !== undefined && (typeof a !== 'number' || !Number.isSafeInteger(a) || a < 8 || a > 0xffffffff || (a & (a - 1)) !== 0)) {
@@ -351,10 +357,12 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
   const seen = new Set<string>();
   if (a !== undefined) {
     o.str('general.alignment');
-    o.u32(VALUE_TYPE_ID.get('UINT32')!);
+    o.u32(GGUF_VALUE_TYPES.indexOf('UINT32'));
     o.u32(a);
   }
-  spec.metadata.forEach((e, i) => putKv(o, e, i, seen));
+  spec.metadata.forEach((e, i) => {
+    putKv(o, e, i, seen);
+  });
   const names = new Set<string>();
   const planned = spec.tensors.map((t, i) => planTensor(t, i, names));
   let offset = 0;
@@ -431,8 +439,7 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
     }
     return { file: final, bytes: total };
   } catch (e) {
-    const open = fh as fs.promises.FileHandle | null;
-    if (open) await open.close().catch(() => undefined);
+    if (fh) await fh.close().catch(() => undefined);
     if (created) await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
     const pf = producerFailure as { error: unknown } | null;
     if (pf && pf.error === e) throw e;
@@ -555,7 +562,7 @@ function tokenTypeOf(id: number, piece: string, v: Vocab): number {
  * LOWBIT_SHAPE_MISMATCH (a tensor's shape or length), LOWBIT_NOT_FOUND (a missing tensor).
  */
 export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: Map<string, LlamaTensorInput>, opts: LlamaGgufOptions): LlamaGgufSpec {
-  if (typeof cfg !== 'object' || cfg === null) throw invalidOption('cfg', 'a config object', cfg);
+  checkObject('cfg', cfg, 'a config object');
   for (const k of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'contextLength'] as const) {
     const v = cfg[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 0xffffffff) throw invalidOption(`cfg.${k}`, 'a positive integer (UINT32)', v);
@@ -570,10 +577,11 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
   if (nHeads % nKvHeads !== 0) throw invalidOption('cfg.nKvHeads', `a divisor of nHeads ${nHeads}`, nKvHeads);
   const hd = dim / nHeads;
   if (hd % 2 !== 0) throw invalidOption('cfg.nHeads', `a head count giving an even head size (dim ${dim} / nHeads = ${hd})`, nHeads);
-  if (typeof opts !== 'object' || opts === null) throw invalidOption('opts', 'a { type, ropeOrder } object', opts);
+  checkObject('opts', opts, 'a { type, ropeOrder } object');
   if (!Object.prototype.hasOwnProperty.call(FILE_TYPES, opts.type)) throw invalidOption('opts.type', 'one of "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K"', opts.type);
-  if (opts.ropeOrder !== 'adjacent' && opts.ropeOrder !== 'half') throw invalidOption('opts.ropeOrder', 'one of "adjacent", "half"', opts.ropeOrder);
-  if (typeof vocab !== 'object' || vocab === null || !Array.isArray(vocab.pieces) || !(vocab.scores instanceof Float32Array)) {
+  checkOneOf('opts.ropeOrder', opts.ropeOrder, ['adjacent', 'half']);
+  const vocabUnknown: unknown = vocab;
+  if (typeof vocabUnknown !== 'object' || vocabUnknown === null || !Array.isArray(vocab.pieces) || !(vocab.scores instanceof Float32Array)) {
     throw invalidOption('vocab', 'a Vocab (pieces, scores, bos, eos)', vocab);
   }
   if (vocab.pieces.length !== vocabSize || vocab.scores.length !== vocabSize) {
@@ -611,8 +619,9 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
   for (const [hfName, shape] of want) {
     const t = tensors.get(hfName);
     if (!t) throw new LowbitError('LOWBIT_NOT_FOUND', `buildLlamaGgufSpec: missing tensor ${hfName} [${shape.join(', ')}]`, { tensor: hfName });
-    const enc = t?.encoded;
-    if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) ||
+    const enc = t.encoded;
+    const entry: unknown = t;
+    if (typeof entry !== 'object' || entry === null || !Array.isArray(t.shape) ||
         (enc === undefined ? !(t.data instanceof Float32Array || typeof t.data === 'function') : !(enc.bytes instanceof Uint8Array) || !['Q8_0', 'Q4_0', 'Q4_1'].includes(enc.type))) {
       throw invalidOption(`tensors: "${hfName}"`, 'a { data: Float32Array | () => Float32Array, shape } or { encoded: { type: Q8_0|Q4_0|Q4_1, bytes }, shape } entry', t);
     }
@@ -620,7 +629,8 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
       throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: expected shape [${shape.join(', ')}], got [${t.shape.join(', ')}]`, { tensor: hfName });
     }
     const numel = shape.reduce((a, b) => a * b, 1);
-    const name = llamaTensorNameToGguf(hfName)!;
+    const name = llamaTensorNameToGguf(hfName);
+    if (name === null) throw new LowbitError('LOWBIT_INTERNAL', `${hfName}: no GGUF name (planned above as a llama tensor)`, { tensor: hfName });
     if (enc) {
       const info = GGML_TYPES[enc.type];
       if (shape.length !== 2 || shape[1] % info.blockSize !== 0 || enc.bytes.byteLength !== (numel / info.blockSize) * info.typeSize) {
@@ -640,7 +650,8 @@ export function buildLlamaGgufSpec(cfg: LlamaGgufConfig, vocab: Vocab, tensors: 
       if (v.length !== numel) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${hfName}: ${v.length} values for shape [${shape.join(', ')}] (${numel})`, { tensor: hfName });
       return v;
     };
-    const given = t.data!;
+    const given = t.data;
+    if (given === undefined) throw invalidOption(`tensors: "${hfName}"`, 'a data array or producer', given);
     if (given instanceof Float32Array) checked(given);
     let type: GgufWriteType = t.as ?? opts.type;
     if (shape.length === 1) type = 'F32'; // norms and biases

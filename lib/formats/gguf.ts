@@ -20,12 +20,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError, toLowbitError } from '../errors';
+import { LowbitError, toLowbitError, badFormat } from '../errors';
 import { openForRead, readFully } from './io';
-import { invalidOption } from '../validate';
+import { invalidOption } from '../config/validate';
 import { openMapping, type NativeMapping } from '../native';
 import { HOST_LITTLE_ENDIAN, toFloat32 } from './dtype';
-import type { Vocab } from '../tokenizer';
+import type { Vocab } from './vocab';
 
 /** `'G','G','U','F'` read as a little-endian u32. */
 export const GGUF_MAGIC = 0x46554747;
@@ -95,7 +95,7 @@ const UNSUPPORTED_TYPES: Readonly<Record<number, string>> = {
 
 /** Name of a ggml type id (`"type 99"` when unknown). */
 export function ggmlTypeName(id: number): string {
-  return TYPE_BY_ID.get(id)?.name ?? UNSUPPORTED_TYPES[id] ?? `type ${id}`;
+  return TYPE_BY_ID.get(id)?.name ?? (id in UNSUPPORTED_TYPES ? UNSUPPORTED_TYPES[id] : `type ${id}`);
 }
 
 /** Where one tensor's bytes are. */
@@ -151,10 +151,6 @@ export interface GgufFile {
 // ---------------------------------------------------------------------------------------------
 // Header reading
 // ---------------------------------------------------------------------------------------------
-
-function badFormat(file: string, msg: string, details?: Record<string, unknown>): LowbitError {
-  return new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file, ...details });
-}
 
 function unsupported(file: string, msg: string, details?: Record<string, unknown>): LowbitError {
   return new LowbitError('LOWBIT_UNSUPPORTED', `${file}: ${msg}`, { file, ...details });
@@ -236,7 +232,7 @@ class HeaderCursor {
 }
 
 function valueTypeOf(file: string, id: number, what: string): Exclude<GgufValueType, 'ARRAY'> | 'ARRAY' {
-  const t = GGUF_VALUE_TYPES[id];
+  const t = GGUF_VALUE_TYPES[id] as GgufValueType | undefined;
   if (t === undefined) throw badFormat(file, `${what}: unknown value type ${id} (expected 0…12)`);
   return t;
 }
@@ -282,7 +278,8 @@ function readArray(c: HeaderCursor, file: string, what: string): GgufValue {
     for (let i = 0; i < count; i++) v[i] = raw[i] !== 0;
     return { type: 'ARRAY', itemType: item, value: v };
   }
-  const size = VALUE_SIZES[item]!;
+  const size = VALUE_SIZES[item];
+  if (size === undefined) throw badFormat(file, `${what}: arrays of ${item} have no fixed item size`);
   const raw = c.copy(count * size, what);
   if (!HOST_LITTLE_ENDIAN && size > 1) {
     for (let i = 0; i < raw.length; i += size) raw.subarray(i, i + size).reverse();

@@ -23,7 +23,7 @@
  * The decoders validate before they decode (§4.5, §5.5) and every error names the module.
  */
 import { LowbitError } from '../errors';
-import { checkBool, checkEnum, checkNumber, checkString, invalidOption } from '../validate';
+import { checkBool, checkEnum, checkNumber, checkString, invalidOption } from '../config/validate';
 import { f16BitsToF32 } from './dtype';
 import type { TensorShapeSource } from './hf-model';
 
@@ -236,7 +236,7 @@ function checkBitsArg(bits: unknown): number {
 
 function checkGroupSizeArg(name: string, g: unknown): number {
   if (g !== -1 && !isPositiveInt(g)) throw invalidOption(name, 'a positive integer or -1', g);
-  return g as number;
+  return g;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,12 +249,12 @@ function checkGroupSizeArg(name: string, g: unknown): number {
  */
 export function gptqLayoutProblem(rows: number, cols: number, bits: number, groupSize: number): string | null {
   const p: string[] = [];
-  if (!isPositiveInt(rows)) p.push(`out_features ${rows} is not a positive integer`);
+  if (!(Number.isInteger(rows) && rows > 0)) p.push(`out_features ${rows} is not a positive integer`);
   else if (rows % 32 !== 0) p.push(`out_features ${rows} is not a multiple of 32`);
-  if (!isPositiveInt(cols)) p.push(`in_features ${cols} is not a positive integer`);
+  if (!(Number.isInteger(cols) && cols > 0)) p.push(`in_features ${cols} is not a positive integer`);
   else if (cols % 32 !== 0) p.push(`in_features ${cols} is not a multiple of 32`);
   if (!GPTQ_BITS.includes(bits)) p.push(`bits ${bits} is not one of 2, 3, 4, 8`);
-  if (groupSize !== -1 && !isPositiveInt(groupSize)) p.push(`group size ${groupSize} is not a positive integer or -1`);
+  if (groupSize !== -1 && !(Number.isInteger(groupSize) && groupSize > 0)) p.push(`group size ${groupSize} is not a positive integer or -1`);
   else if (groupSize !== -1 && isPositiveInt(cols) && cols % groupSize !== 0) {
     p.push(`group size ${groupSize} does not divide in_features ${cols}`);
   }
@@ -267,11 +267,11 @@ export function gptqLayoutProblem(rows: number, cols: number, bits: number, grou
  */
 export function awqLayoutProblem(rows: number, cols: number, bits: number, groupSize: number): string | null {
   const p: string[] = [];
-  if (!isPositiveInt(rows)) p.push(`out_features ${rows} is not a positive integer`);
+  if (!(Number.isInteger(rows) && rows > 0)) p.push(`out_features ${rows} is not a positive integer`);
   else if (rows % 8 !== 0) p.push(`out_features ${rows} is not a multiple of 8`);
-  if (!isPositiveInt(cols)) p.push(`in_features ${cols} is not a positive integer`);
+  if (!(Number.isInteger(cols) && cols > 0)) p.push(`in_features ${cols} is not a positive integer`);
   if (bits !== 4) p.push(`bits ${bits} is not 4 (the AWQ GEMM layout is 4-bit only)`);
-  if (groupSize !== -1 && !isPositiveInt(groupSize)) p.push(`group size ${groupSize} is not a positive integer or -1`);
+  if (groupSize !== -1 && !(Number.isInteger(groupSize) && groupSize > 0)) p.push(`group size ${groupSize} is not a positive integer or -1`);
   else if (groupSize !== -1 && isPositiveInt(cols) && cols % groupSize !== 0) {
     p.push(`group size ${groupSize} does not divide in_features ${cols}`);
   }
@@ -348,7 +348,7 @@ function parseBits(v: unknown, file: string, key: string): number {
 function parseGroupSize(v: unknown, file: string, key: string): number {
   if (v === undefined) throw badConfig(file, `${key}: missing (expected -1 or a positive integer)`, key);
   if (v !== -1 && !isPositiveInt(v)) throw badConfig(file, `${key}: expected -1 or a positive integer, got ${show(v)}`, key);
-  return v as number;
+  return v;
 }
 
 /**
@@ -487,7 +487,7 @@ export function parseAwqConfig(obj: unknown, file: string): AwqConfig {
   if (m !== null && (!Array.isArray(m) || !m.every((x) => typeof x === 'string'))) {
     throw badConfig(file, `modules_to_not_convert: expected a list of strings or null, got ${show(m)}`, 'modules_to_not_convert');
   }
-  return { bits: 4, groupSize, zeroPoint, version: 'gemm', modulesToNotConvert: m === null ? null : (m as string[]).slice(), raw: obj };
+  return { bits: 4, groupSize, zeroPoint, version: 'gemm', modulesToNotConvert: m === null ? null : m.slice(), raw: obj };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -151,8 +151,8 @@ function familyOf(file: string, obj: Record<string, unknown>): { family: ModelFa
     }
     if (archs.length > 0) {
       for (const a of archs) {
-        const family = ARCHITECTURES[a as string];
-        if (family) return { family, architectures: archs.slice() as string[] };
+        const family = ARCHITECTURES[a] as ModelFamily | undefined;
+        if (family) return { family, architectures: archs.slice() };
       }
       throw new LowbitError(
         'LOWBIT_UNSUPPORTED',

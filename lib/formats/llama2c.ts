@@ -21,12 +21,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError, toLowbitError } from '../errors';
+import { LowbitError, toLowbitError, badFormat } from '../errors';
 import { openForRead, readFully } from './io';
-import { invalidOption } from '../validate';
+import { invalidOption } from '../config/validate';
 import { openMapping } from '../native';
 import { HOST_LITTLE_ENDIAN, toFloat32 } from './dtype';
-import type { Vocab } from '../tokenizer';
+import type { Vocab } from './vocab';
 
 /** `32 34 6B 61` ("ak42") read as a little-endian u32: the magic of versions 1 and 2. */
 export const LLAMA2C_MAGIC = 0x616b3432;
@@ -68,10 +68,6 @@ export interface Llama2cModel {
   shapes: Map<string, number[]>;
 }
 
-function badFormat(file: string, msg: string, details?: Record<string, unknown>): LowbitError {
-  return new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file, ...details });
-}
-
 function fileSizeOf(fd: number, file: string): number {
   try {
     const st = fs.fstatSync(fd);
@@ -101,10 +97,18 @@ function layout(version: 0 | 1, c: Llama2cConfig): Segment[] {
   const perLayer = (part: string, shape: number[]): void => {
     for (let i = 0; i < L; i++) add(layerName(i, part), shape);
   };
-  const embed = (): void => add('model.embed_tokens.weight', [V, dim]);
-  const attnNorm = (): void => perLayer('input_layernorm', [dim]);
-  const ffnNorm = (): void => perLayer('post_attention_layernorm', [dim]);
-  const finalNorm = (): void => add('model.norm.weight', [dim]);
+  const embed = (): void => {
+    add('model.embed_tokens.weight', [V, dim]);
+  };
+  const attnNorm = (): void => {
+    perLayer('input_layernorm', [dim]);
+  };
+  const ffnNorm = (): void => {
+    perLayer('post_attention_layernorm', [dim]);
+  };
+  const finalNorm = (): void => {
+    add('model.norm.weight', [dim]);
+  };
   const matrices = (): void => {
     perLayer('self_attn.q_proj', [dim, dim]);
     perLayer('self_attn.k_proj', [kvDim, dim]);
@@ -253,8 +257,10 @@ export function readLlama2cModel(file: string): Llama2cModel {
   const ordered = new Map<string, Float32Array>();
   const orderedShapes = new Map<string, number[]>();
   for (const name of canonicalOrder(config)) {
-    ordered.set(name, tensors.get(name)!);
-    orderedShapes.set(name, shapes.get(name)!);
+    const t = tensors.get(name), shape = shapes.get(name);
+    if (!t || !shape) throw new LowbitError('LOWBIT_INTERNAL', `${abs}: ${name} was not read (the canonical order names a tensor the reader skipped)`, { tensor: name });
+    ordered.set(name, t);
+    orderedShapes.set(name, shape);
   }
   return { file: abs, version, config, tensors: ordered, shapes: orderedShapes };
 }

@@ -18,9 +18,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { LowbitError, abortError, toLowbitError } from '../errors';
+import { LowbitError, abortError, toLowbitError, badFormat, formatBytes } from '../errors';
 import { openForRead, readFully } from './io';
-import { checkSignal, invalidOption } from '../validate';
+import { checkObject, checkSignal, invalidOption } from '../config/validate';
 import { openMapping, type NativeMapping } from '../native';
 import { DTYPES, DTYPE_SIZES, UNSUPPORTED_DTYPES, isDtype, numelOf, toFloat32 as bytesToFloat32, type Dtype } from './dtype';
 
@@ -140,32 +140,21 @@ export interface WriteSafetensorsResult {
 // Header parsing and validation
 // ---------------------------------------------------------------------------------------------
 
-function badFormat(file: string, msg: string, details?: Record<string, unknown>): LowbitError {
-  return new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file, ...details });
-}
-
 function describeJson(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return `${JSON.stringify(v).slice(0, 80)} (array)`;
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'string') return `${JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v)} (string)`;
-  return `${String(v)} (${typeof v})`;
+  return `${JSON.stringify(v)} (${typeof v})`;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} bytes`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = -1;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${n} bytes (${v.toFixed(1)} ${units[u]})`;
+/** `N bytes`, with the binary-unit size beside it from 1 KiB up. */
+function bytesAndUnits(n: number): string {
+  return n < 1024 ? `${n} bytes` : `${n} bytes (${formatBytes(n, 1)})`;
 }
 
 /**
@@ -182,13 +171,13 @@ function scanKeys(text: string): { topKeys: string[]; duplicate: { key: string; 
       let j = i + 1;
       while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
       const top = stack[stack.length - 1];
-      if (top && top.obj && top.expectKey) {
+      if (stack.length > 0 && top.keys && top.expectKey) {
         const key = JSON.parse(text.slice(i, j + 1)) as string;
-        if (top.keys!.has(key)) {
+        if (top.keys.has(key)) {
           const parent = stack.length >= 2 ? stack[stack.length - 2].key : null;
           return { topKeys, duplicate: { key, parent } };
         }
-        top.keys!.add(key);
+        top.keys.add(key);
         top.key = key;
         top.expectKey = false;
         if (stack.length === 1) topKeys.push(key);
@@ -201,8 +190,7 @@ function scanKeys(text: string): { topKeys: string[]; duplicate: { key: string; 
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       stack.pop();
     } else if (c === 0x2c /* , */) {
-      const top = stack[stack.length - 1];
-      if (top && top.obj) top.expectKey = true;
+      if (stack.length > 0 && stack[stack.length - 1].obj) stack[stack.length - 1].expectKey = true;
     }
   }
   return { topKeys, duplicate: null };
@@ -303,7 +291,7 @@ function parseHeader(file: string, raw: Uint8Array, dataSize: number, dataOffset
       throw badFormat(file, `tensor "${ti.name}": data_offsets begin at ${begin}, leaving a hole of ${begin - expected} bytes ${after}`, { tensor: ti.name });
     }
     if (begin < expected) {
-      throw badFormat(file, `tensor "${ti.name}": data_offsets [${begin}, ${begin + ti.byteLength}] overlap tensor "${prev!.name}" which ends at ${expected}`, { tensor: ti.name });
+      throw badFormat(file, `tensor "${ti.name}": data_offsets [${begin}, ${begin + ti.byteLength}] overlap tensor "${prev?.name ?? '(none)'}" which ends at ${expected}`, { tensor: ti.name });
     }
     expected = begin + ti.byteLength;
     prev = ti;
@@ -342,7 +330,7 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     }
     const n = Number(n64);
     if (8 + n > fileSize) {
-      throw badFormat(abs, `header length ${n} exceeds the file size: 8 + ${n} > ${formatBytes(fileSize)} (truncated file?)`);
+      throw badFormat(abs, `header length ${n} exceeds the file size: 8 + ${n} > ${bytesAndUnits(fileSize)} (truncated file?)`);
     }
     const raw = Buffer.allocUnsafe(n);
     readFully(fd, raw, 8, abs);
@@ -435,8 +423,9 @@ class Reader implements SafetensorsReader {
   }
 
   private _mapping(file: string): NativeMapping | null {
-    if (this._maps.has(file)) return this._maps.get(file)!;
-    let m: NativeMapping | null = null;
+    const known = this._maps.get(file);
+    if (known !== undefined) return known;
+    let m: NativeMapping | null;
     try {
       m = openMapping(file);
     } catch {
@@ -540,7 +529,7 @@ function openSharded(indexPath: string): Reader {
   for (const s of shards) {
     const p = path.join(dir, s);
     if (!fs.existsSync(p)) {
-      const user = [...want].find(([, f]) => f === s)![0];
+      const user = [...want].find(([, f]) => f === s)?.[0] ?? '(unknown)';
       throw new LowbitError('LOWBIT_NOT_FOUND', `${indexPath}: shard "${s}" (holding tensor "${user}" and maybe others) does not exist`, { file: p, tensor: user });
     }
     headers.push(readSafetensorsHeader(p));
@@ -724,7 +713,7 @@ function escapeRegExp(s: string): string {
  */
 export async function writeSafetensors(target: string, tensors: TensorEntry[], opts: WriteSafetensorsOptions = {}): Promise<WriteSafetensorsResult> {
   if (typeof target !== 'string' || target.length === 0) throw invalidOption('target', 'a directory path', target);
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw invalidOption('options', 'an object', opts);
+  if (Array.isArray(checkObject('options', opts, 'an object'))) throw invalidOption('options', 'an object', opts);
   const planned = validateEntries(tensors);
   const meta = validateMetadata(opts.metadata);
   const maxShard = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;

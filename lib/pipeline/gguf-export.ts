@@ -8,19 +8,19 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError } from '../errors';
-import { checkEnum, invalidOption } from '../validate';
+import { LowbitError, optionError } from '../errors';
+import { checkEnum, checkSignal, invalidOption, checkObject } from '../config/validate';
+import { GGUF_EXPORT_TYPES, type GgufExportType } from '../config/quantize';
 import { readLlama2cModel, readLlama2cTokenizer } from '../formats/llama2c';
 import { readHfConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { buildLlamaGgufSpec, writeGguf, type LlamaTensorInput } from '../formats/gguf-write';
-import { hfVocab } from '../tokenizer-hf';
+import { hfVocab } from '../runtime/tokenizer-hf';
 import { parseGptqConfig, resolveGptqModuleConfig, decodeGptqModule, type DecodedModule } from '../formats/gptq';
 import { f32ToF16Bits, f16BitsToF32 } from '../formats/dtype';
-import type { Vocab } from '../tokenizer';
+import type { Vocab } from '../runtime/tokenizer';
 
-export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K'] as const;
-export type GgufExportType = (typeof GGUF_EXPORT_TYPES)[number];
+export { GGUF_EXPORT_TYPES, type GgufExportType } from '../config/quantize';
 
 /** Options of {@link exportGguf}. */
 export interface ExportGgufOptions {
@@ -71,11 +71,23 @@ export interface GptqConversion {
   detail?: string;
 }
 
+/** Export a model (llama2.c `.bin`, or an HF directory, GPTQ checkpoints included) to one GGUF file. */
 export async function exportGguf(source: string, out: string, opts: ExportGgufOptions): Promise<ExportGgufResult> {
-  const t0 = performance.now();
+  checkObject('options', opts, 'an object with at least {type}');
   const type = checkEnum('type', opts.type, GGUF_EXPORT_TYPES);
   if (opts.tokenizer !== undefined && (typeof opts.tokenizer !== 'string' || !opts.tokenizer)) throw invalidOption('tokenizer', 'a path to a llama2.c tokenizer.bin', opts.tokenizer);
   if (typeof out !== 'string' || !out) throw invalidOption('out', 'an output .gguf path', out);
+  if (opts.embeddingType !== undefined) checkEnum('embeddingType', opts.embeddingType, ['F32', 'F16', 'BF16'] as const);
+  if (opts.exclude !== undefined && (!Array.isArray(opts.exclude) || !opts.exclude.every((p) => typeof p === 'string' && p))) throw invalidOption('exclude', 'an array of non-empty strings', opts.exclude);
+  if (opts.overwrite !== undefined && typeof opts.overwrite !== 'boolean') throw invalidOption('overwrite', 'a boolean', opts.overwrite);
+  if (opts.name !== undefined && (typeof opts.name !== 'string' || !opts.name)) throw invalidOption('name', 'a non-empty string', opts.name);
+  return exportGgufNormalized(source, out, { ...opts, type, signal: checkSignal(opts.signal) });
+}
+
+/** {@link exportGguf} on checked options (what the pipelines call). @internal */
+export async function exportGgufNormalized(source: string, out: string, opts: ExportGgufOptions & { type: GgufExportType }): Promise<ExportGgufResult> {
+  const t0 = performance.now();
+  const type = opts.type;
   const outAbs = path.resolve(out);
   if (fs.existsSync(outAbs) && !opts.overwrite) throw new LowbitError('LOWBIT_IO', `${outAbs}: exists (pass overwrite / --force to replace it)`, { file: outAbs });
   const src = path.resolve(source);
@@ -85,7 +97,7 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
   let cfg, ropeOrder: 'adjacent' | 'half', sourceBytes = 0;
   const isDir = fs.statSync(src).isDirectory();
   if (opts.tokenizer === undefined && !(isDir && fs.existsSync(path.join(src, 'tokenizer.json')))) {
-    throw new LowbitError('LOWBIT_INVALID_OPTION', `tokenizer: ${src} has no tokenizer.json; GGUF export needs the vocabulary as a llama2.c tokenizer.bin (--tokenizer FILE)`, { option: 'tokenizer' });
+    throw optionError('tokenizer', `tokenizer: ${src} has no tokenizer.json; GGUF export needs the vocabulary as a llama2.c tokenizer.bin (--tokenizer FILE)`);
   }
   // An HF directory's plain tensors are read when they are written (producers): the export holds one
   // of them in f32 at a time, not the whole model (4.5 GB for a 1.1B model, 27 GB for a 7B one), and
@@ -105,7 +117,7 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
         const mod = n.slice(0, n.lastIndexOf('.'));
         if (modules.has(mod)) {
           if (!n.endsWith('.qweight')) continue;
-          const mc = resolveGptqModuleConfig(qc!, mod);
+          const mc = qc ? resolveGptqModuleConfig(qc, mod) : null;
           if (!mc) throw new LowbitError('LOWBIT_BAD_FORMAT', `${src}: ${mod} has packed weights but quantization_config.dynamic excludes it`, { module: mod });
           const dec = decodeGptqModule(sf, mod, mc);
           const m = gptqToGgml(dec, mc.bits, type);
@@ -118,7 +130,7 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
         // What a GPTQ checkpoint left unquantized (embedding, head, layers it skipped) stays in the
         // checkpoint's own dtype, so the GGUF file is the same model.
         const dt = sf.info(n).dtype;
-        const keep = qc && sf.info(n).shape.length === 2 ? { as: (dt === 'F32' || dt === 'BF16' ? dt : 'F16') as 'F32' | 'F16' | 'BF16' } : {};
+        const keep: { as?: 'F32' | 'F16' | 'BF16' } = qc && sf.info(n).shape.length === 2 ? { as: dt === 'F32' || dt === 'BF16' ? dt : 'F16' } : {};
         tensors.set(n, { data: () => { const v = sf.toFloat32(n); sf.release(n); return v; }, shape: sf.info(n).shape, ...keep });
       }
       cfg = { dim: hc.hiddenSize, hiddenDim: hc.intermediateSize, nLayers: hc.numLayers, nHeads: hc.numHeads, nKvHeads: hc.numKvHeads,
@@ -126,21 +138,23 @@ export async function exportGguf(source: string, out: string, opts: ExportGgufOp
       ropeOrder = 'half';
     } else {
       const m = readLlama2cModel(src);
-      for (const [n, t] of m.tensors) tensors.set(n, { data: t, shape: m.shapes.get(n)! });
+      for (const [n, t] of m.tensors) tensors.set(n, { data: t, shape: m.shapes.get(n) ?? [t.length] });
       sourceBytes = fs.statSync(src).size;
       const c = m.config;
       cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, vocabSize: c.vocabSize,
         contextLength: c.seqLen, rmsEps: 1e-5, ropeTheta: 10000, name: opts.name ?? path.basename(src).replace(/\.bin$/, '') };
       ropeOrder = 'adjacent';
     }
-    const et = opts.embeddingType === undefined ? undefined : checkEnum('embeddingType', opts.embeddingType, ['F32', 'F16', 'BF16'] as const);
-    if (opts.exclude !== undefined && (!Array.isArray(opts.exclude) || !opts.exclude.every((p) => typeof p === 'string' && p))) throw invalidOption('exclude', 'an array of non-empty strings', opts.exclude);
+    const et = opts.embeddingType;
     for (const [n, t] of tensors) {
       if (!t.data || t.shape.length !== 2) continue;
       if (et && (n === 'model.embed_tokens.weight' || n === 'lm_head.weight')) tensors.set(n, { ...t, as: et });
       else if (opts.exclude?.some((p) => n.includes(p))) tensors.set(n, { ...t, as: et ?? 'F16' });
     }
-    vocab ??= readLlama2cTokenizer(opts.tokenizer!, cfg.vocabSize);
+    if (!vocab) {
+      if (opts.tokenizer === undefined) throw optionError('tokenizer', `tokenizer: ${src}: GGUF export needs the vocabulary as a llama2.c tokenizer.bin (--tokenizer FILE)`);
+      vocab = readLlama2cTokenizer(opts.tokenizer, cfg.vocabSize);
+    }
     const spec = buildLlamaGgufSpec(cfg, vocab, tensors, { type, ropeOrder });
     const r = await writeGguf(outAbs, spec, { signal: opts.signal });
     return { file: outAbs, type, bytes: r.bytes, sourceBytes, tensors: spec.tensors.length, fallbacks: spec.fallbacks, conversions, seconds: (performance.now() - t0) / 1000 };

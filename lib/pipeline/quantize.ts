@@ -1,29 +1,36 @@
 /**
- * The quantize pipeline: open → quantize every linear layer → write the output directory.
+ * The quantize pipeline: plan → (calibrate) → quantize → write, for any method (lib/methods/).
  *
  * Streaming: tensors are produced one at a time while the safetensors writer asks for them, and
  * the source pages of each tensor are dropped from memory after use, so peak memory is one layer's
  * work, not the model. (This is why `quantize` writes its output itself instead of returning an
  * in-memory model to a separate `save`: a 70B model does not fit in RAM.) Everything is written
  * into a temp directory that is renamed into place at the end; on error or abort it is removed.
+ * A GGUF output is written by the GGUF exporter: from the source with ggml's encoders (RTN), or
+ * from a GPTQ checkpoint staged beside the output (GPTQ), which is removed afterwards.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError, toLowbitError } from '../errors';
-import { normalizeRtnConfig, type QuantizeConfig, type NormalizedRtnConfig } from '../config/rtn';
-import { gptqPass, type CalibrationOptions, type GptqPassResult } from './gptq';
-import { openModel, type Model } from '../model';
+import { LowbitError, toLowbitError, optionError } from '../errors';
+import { normalizeQuantizeConfig, type QuantizeConfig, type NormalizedQuantizeConfig } from '../config/quantize';
+import { normalizeCalibration, type CalibrationOptions, type NormalizedCalibration } from '../config/calibration';
+import { checkThreads, safeReporter, type Progress } from '../config/run';
+import { checkSignal, invalidOption, checkObject } from '../config/validate';
+import { openModel, type Model } from '../formats/hf-dir';
 import { hfConfigToJson, type TorchDtype } from '../formats/hf-config';
-import { gptqLayoutProblem, gptqQuantizationConfig } from '../formats/gptq';
+import { gptqQuantizationConfig } from '../formats/gptq';
 import { writeSafetensors, type TensorEntry, type Dtype } from '../formats/safetensors';
 import { fromFloat32, toFloat32 } from '../formats/dtype';
-import { quantizeNormalized, type Progress, type QuantStats } from '../quantize-tensor';
-import { packGptq, gptqTensorBytes } from '../pack';
-import { addon, getKernelMode } from '../native';
-import { checkSignal, invalidOption } from '../validate';
-import { stageDir, writeJsonAtomic } from './output';
-import { LOWBIT_VERSION } from '../version';
+import { stageDir, writeJsonAtomic } from '../formats/output';
+import { getKernelMode, nativeInfo } from '../ops/system';
+import { METHODS } from '../methods';
+import type { CalibrationSummary, MethodRun, ModuleLog, QuantizedModule } from '../methods/method';
 import type { LinearModule } from '../formats/hf-model';
+import { planModules } from './plan';
+import { exportGgufNormalized, type ExportGgufResult } from './gguf-export';
+import { LOWBIT_VERSION } from '../version';
+
+export type { ModuleLog } from '../methods/method';
 
 /** Options of one {@link quantize} run (where and how, as opposed to what). */
 export interface QuantizeRunOptions {
@@ -39,33 +46,19 @@ export interface QuantizeRunOptions {
   signal?: AbortSignal;
   /** Calibration data (GPTQ only). */
   calibration?: CalibrationOptions;
-}
-
-/** Per-module record (also written to quant_log.json). */
-export interface ModuleLog {
-  module: string;
-  rows: number;
-  cols: number;
-  /** 'packed' (GPTQ tensors), 'dequant' (fake-quant weight) or 'fp16' (kept unquantized in the source's float type — F16, or BF16 for a BF16 model; see reason). */
-  storage: 'packed' | 'dequant' | 'fp16';
-  reason?: string;
-  /** GPTQ: the reference's loss Σ(w − q)²/U_jj²/2, the damping used, calibration tokens. */
-  gptqLoss?: number;
-  dampUsed?: number;
-  samples?: number;
-  bits?: number;
-  groupSize?: number;
-  stats?: QuantStats;
-  seconds: number;
+  /** Compute threads for this run (1–1024). @default the process default (setThreads, LOWBIT_THREADS, physical cores) */
+  threads?: number;
 }
 
 /** Summary of a quantize run (what the CLI prints as a table or JSON). */
 export interface QuantizeResult {
   out: string;
-  method: 'rtn' | 'gptq';
+  method: NormalizedQuantizeConfig['method'];
   /** GPTQ: the calibration run (windows, tokens, seed, text hash, peak estimate, seconds). */
-  calibration?: GptqPassResult['calibration'];
-  format: NormalizedRtnConfig['format'];
+  calibration?: CalibrationSummary;
+  format: NormalizedQuantizeConfig['format'];
+  /** A GGUF output: what the GGUF writer did (`out` is then the file). */
+  gguf?: ExportGgufResult;
   bits: number;
   groupSize: number;
   sym: boolean;
@@ -91,12 +84,6 @@ const COPY_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json'
 
 const TORCH_DTYPE: Record<string, TorchDtype> = { F16: 'float16', BF16: 'bfloat16', F32: 'float32' };
 
-interface Pending {
-  module: LinearModule;
-  parts: Map<string, Uint8Array>;
-  promise: Promise<void> | null;
-}
-
 /**
  * Quantize a model directory (or an opened {@link Model}) and write the result to `run.out`.
  *
@@ -105,114 +92,134 @@ interface Pending {
  */
 export async function quantize(model: Model | string, config: QuantizeConfig, run: QuantizeRunOptions): Promise<QuantizeResult> {
   const t0 = performance.now();
-  const cfg = normalizeRtnConfig(config);
-  if (typeof run !== 'object' || run === null) throw invalidOption('run', 'an object with at least {out}', run);
-  if (typeof run.out !== 'string' || run.out.length === 0) throw invalidOption('out', 'an output directory path', run.out);
-  const signal = checkSignal(run.signal);
-  const tokenizers = run.tokenizer === undefined ? [] : Array.isArray(run.tokenizer) ? run.tokenizer : [run.tokenizer];
-  for (const t of tokenizers) {
-    if (typeof t !== 'string' || !fs.existsSync(t)) throw new LowbitError('LOWBIT_NOT_FOUND', `tokenizer: no such file ${JSON.stringify(t)}`, { option: 'tokenizer' });
-  }
-  if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'quantize: aborted by signal before start (no output written)');
+  const cfg = normalizeQuantizeConfig(config);
+  const opts = normalizeRunOptions(cfg, run);
+  if (opts.signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'quantize: aborted by signal before start (no output written)');
+  if (cfg.ggufType) return quantizeToGguf(model, cfg, opts, t0);
   const owned = typeof model === 'string';
-  // Open unfiltered: include/exclude are applied (and logged, and excluded in `dynamic`) below.
   const m = owned ? openModel(model, { lmHead: cfg.lmHead }) : model;
   try {
-    return await runPipeline(m, cfg, run, tokenizers, signal, t0);
+    return await runPipeline(m, cfg, opts, t0);
   } finally {
     if (owned) m.close();
   }
 }
 
-async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunOptions, tokenizers: string[],
-  signal: AbortSignal | undefined, t0: number): Promise<QuantizeResult> {
-  const q = cfg.quantizer;
-  const packed = cfg.format !== 'dequant';
-  const reader = m.tensors;
-  // Plan: which modules are quantized, and how each is stored.
-  const logs = new Map<string, ModuleLog>();
-  const plan = new Map<string, LinearModule>(); // weight tensor name -> module
-  const matches = (name: string, pats?: (string | RegExp)[]) => !!pats && pats.some((p) => (typeof p === 'string' ? name.includes(p) : p.test(name)));
-  for (const mod of m.linears) {
-    const excluded = (cfg.include && !matches(mod.name, cfg.include)) || matches(mod.name, cfg.exclude) || (mod.kind === 'lm_head' && !cfg.lmHead);
-    if (excluded) {
-      logs.set(mod.name, { module: mod.name, rows: mod.rows, cols: mod.cols, storage: 'fp16', reason: 'excluded by include/exclude', seconds: 0 });
-      continue;
-    }
-    if (packed) {
-      // Shapes the packed layout cannot hold (in or out not a multiple of 32) stay in fp16 and are
-      // named in quant_log.json and in the config's `dynamic` exclusions: never silently wrong.
-      const why = gptqLayoutProblem(mod.rows, mod.cols, q.bits, -1);
-      if (why) {
-        logs.set(mod.name, { module: mod.name, rows: mod.rows, cols: mod.cols, storage: 'fp16', reason: why, seconds: 0 });
-        continue;
-      }
-    }
-    if (!q.raggedLastGroup && q.groupSize !== -1 && mod.cols % q.groupSize !== 0) {
-      throw new LowbitError('LOWBIT_SHAPE_MISMATCH',
-        `${mod.weight}: expected cols divisible by groupSize ${q.groupSize}, got ${mod.rows}×${mod.cols}${packed ? ' (use a divisor, -1 for per channel, or --format dequant, which allows a shorter last group)' : ''}`,
-        { tensor: mod.weight, option: 'groupSize' });
-    }
-    plan.set(mod.weight, mod);
+/** Run options after their one check. @internal */
+export interface NormalizedRunOptions {
+  out: string;
+  overwrite: boolean;
+  tokenizers: string[];
+  calibration: NormalizedCalibration | null;
+  threads: number | undefined;
+  signal: AbortSignal | undefined;
+  report: (p: Progress) => void;
+}
+
+function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOptions): NormalizedRunOptions {
+  checkObject('run', run, 'an object with at least {out}');
+  if (typeof run.out !== 'string' || run.out.length === 0) throw invalidOption('out', cfg.ggufType ? 'an output .gguf path' : 'an output directory path', run.out);
+  const tokenizers = run.tokenizer === undefined ? [] : Array.isArray(run.tokenizer) ? run.tokenizer : [run.tokenizer];
+  for (const t of tokenizers) {
+    if (typeof t !== 'string' || !fs.existsSync(t)) throw new LowbitError('LOWBIT_NOT_FOUND', `tokenizer: no such file ${JSON.stringify(t)}`, { option: 'tokenizer' });
   }
-  const staged = await stageDir(run.out, run.overwrite ?? false);
+  const method = METHODS[cfg.method];
+  if (run.calibration !== undefined && !method.needsCalibration) {
+    throw optionError('calibration', `calibration: method "${cfg.method}" uses no calibration data (leave it out, or use method "gptq")`);
+  }
+  if (method.needsCalibration && run.calibration === undefined) {
+    throw optionError('calibration', `calibration: ${cfg.method.toUpperCase()} needs calibration data ({calibration: {file | text, samples, seqLen, seed}}, CLI --calib FILE)`);
+  }
+  if (run.overwrite !== undefined && typeof run.overwrite !== 'boolean') throw invalidOption('overwrite', 'a boolean', run.overwrite);
+  return {
+    out: run.out,
+    overwrite: run.overwrite ?? false,
+    tokenizers,
+    calibration: run.calibration === undefined ? null : normalizeCalibration(run.calibration),
+    threads: checkThreads(run.threads),
+    signal: checkSignal(run.signal),
+    report: safeReporter(run.onProgress),
+  };
+}
+
+/**
+ * GGUF output. RTN: ggml's own block encoders on the source. GPTQ: a GPTQ checkpoint on the
+ * type's grid, staged beside the output, then its codes into the blocks; the staging directory is
+ * removed whatever happens.
+ */
+async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConfig, opts: NormalizedRunOptions, t0: number): Promise<QuantizeResult> {
+  const type = cfg.ggufType;
+  if (type === null) throw new LowbitError('LOWBIT_INTERNAL', 'quantizeToGguf: not a GGUF format');
+  const source = typeof model === 'string' ? model : model.dir;
+  const vocab = opts.tokenizers.find((f) => f.endsWith('.bin'));
+  const outAbs = path.resolve(opts.out);
+  if (fs.existsSync(outAbs) && !opts.overwrite) throw new LowbitError('LOWBIT_IO', `${outAbs}: exists (pass overwrite / --force to replace it)`, { file: outAbs });
+  const exclude = cfg.exclude as string[] | undefined;
+  const summary = (r: ExportGgufResult, q: QuantizeResult | null): QuantizeResult => ({
+    out: r.file, method: cfg.method, ...(q?.calibration ? { calibration: q.calibration } : {}), format: cfg.format, gguf: r,
+    bits: q ? q.bits : 0, groupSize: q ? q.groupSize : 0, sym: q ? q.sym : false, clip: q ? q.clip : 'ggml', codebook: 'uniform',
+    modules: q?.modules ?? [], quantizedModules: q?.quantizedModules ?? 0, skippedModules: q?.skippedModules ?? 0,
+    meanRelError: q?.meanRelError ?? 0, mse: q?.mse ?? 0, sourceBytes: r.sourceBytes, outputBytes: r.bytes, files: [path.basename(r.file)],
+    seconds: (performance.now() - t0) / 1000,
+  });
+  if (cfg.method === 'rtn') {
+    const r = await exportGgufNormalized(source, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal });
+    return summary(r, null);
+  }
+  const tmp = `${outAbs}.gptq-tmp-${process.pid}-${Date.now().toString(36)}`;
   try {
-    const pending = new Map<string, Pending>();
-    let done = 0;
-    const total = plan.size;
-    const report = (p: Progress) => { try { run.onProgress?.(p); } catch { /* a throwing callback must not break the run */ } };
-    const quantizeModule = async (mod: LinearModule): Promise<Map<string, Uint8Array>> => {
-      if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', `quantize: aborted by signal at module ${done}/${total} (no output written)`);
-      report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
-      const ts = performance.now();
-      const info = reader.info(mod.weight);
-      if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new LowbitError('LOWBIT_UNSUPPORTED', `${mod.weight}: dtype ${info.dtype} cannot be quantized (F32, F16 or BF16 expected)`);
-      const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, q,
-        { name: mod.weight, dequantize: !packed, signal, packGptq: packed });
-      reader.release(mod.weight);
-      const parts = packed
-        ? gptqTensorBytes(mod.name, await packGptq(qt, cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', undefined, mod.name, qt.qweight))
-        : new Map([[mod.weight, fromFloat32(qt.dequantized!, info.dtype as 'F32' | 'F16' | 'BF16', mod.weight, { saturate: true })]]);
-      const seconds = (performance.now() - ts) / 1000;
-      logs.set(mod.name, { module: mod.name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: q.bits, groupSize: qt.groupSize, stats: qt.stats, seconds });
-      done++;
-      report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
-      return parts;
-    };
-    let gptqRes: GptqPassResult | null = null;
-    if (cfg.method === 'gptq') {
-      if (!run.calibration) throw new LowbitError('LOWBIT_INVALID_OPTION', 'calibration: GPTQ needs calibration data ({calibration: {file | text, samples, seqLen, seed}}, CLI --calib FILE)', { option: 'calibration' });
-      gptqRes = await gptqPass(m, cfg, run.calibration, plan, logs, signal, report);
+    const m = typeof model === 'string' ? openModel(model, { lmHead: cfg.lmHead }) : model;
+    let q: QuantizeResult;
+    try {
+      q = await runPipeline(m, { ...cfg, format: cfg.checkpointFormat }, { ...opts, out: tmp, overwrite: false }, t0);
+    } finally {
+      if (typeof model === 'string') m.close();
     }
+    opts.report({ phase: 'export', done: 0, total: 1 });
+    const r = await exportGgufNormalized(tmp, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal });
+    return { ...summary(r, q), format: cfg.format };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: NormalizedRunOptions, t0: number): Promise<QuantizeResult> {
+  const { signal, report } = opts;
+  const q = cfg.quantizer;
+  const packed = cfg.checkpointFormat !== 'dequant';
+  const reader = m.tensors;
+  const { modules: plan, kept } = planModules(m, cfg);
+  const logs = new Map<string, ModuleLog>(kept);
+  const staged = await stageDir(opts.out, opts.overwrite);
+  try {
+    const method = METHODS[cfg.method];
+    const methodRun: MethodRun = await method.start({ model: m, config: cfg, plan, calibration: opts.calibration, threads: opts.threads, signal, report });
+    // Each module is produced once, when the writer first asks for one of its tensors.
+    const produced = new Map<string, Promise<QuantizedModule>>();
     const part = (mod: LinearModule, name: string) => async (): Promise<Uint8Array> => {
-      if (gptqRes) {
-        const pp = gptqRes.parts.get(mod.name)?.get(name);
-        if (!pp) throw new LowbitError('LOWBIT_INTERNAL', `${name}: GPTQ produced no data`);
-        gptqRes.parts.get(mod.name)!.delete(name);
-        return pp;
-      }
-      let p = pending.get(mod.name);
+      let p = produced.get(mod.name);
       if (!p) {
-        p = { module: mod, parts: new Map(), promise: null };
-        pending.set(mod.name, p);
+        p = methodRun.quantizeModule(mod).then((r) => {
+          logs.set(mod.name, r.log);
+          return r;
+        });
+        produced.set(mod.name, p);
       }
-      if (!p.promise) {
-        const pp = p;
-        pp.promise = quantizeModule(mod).then((parts) => { pp.parts = parts; });
-      }
-      await p.promise;
-      const b = p.parts.get(name);
+      const r = await p;
+      const b = r.tensors.get(name);
       if (!b) throw new LowbitError('LOWBIT_INTERNAL', `${name}: produced twice or never`);
-      p.parts.delete(name);
-      if (p.parts.size === 0) pending.delete(mod.name);
+      r.tensors.delete(name);
+      if (r.tensors.size === 0) produced.delete(mod.name);
       return b;
     };
+    const total = plan.size;
     // Tensors to write.
     const entries: TensorEntry[] = [];
-    let releaseLast: string | null = null;
+    // the last copied tensor, whose source pages are dropped when the next one is read
+    const lastCopied: { name: string | null } = { name: null };
     const copy = (name: string, outDtype: Dtype) => (): Uint8Array => {
-      if (releaseLast) reader.release(releaseLast);
-      releaseLast = name;
+      if (lastCopied.name !== null) reader.release(lastCopied.name);
+      lastCopied.name = name;
       const info = reader.info(name);
       const b = reader.bytes(name);
       if (info.dtype === outDtype) return b;
@@ -239,13 +246,14 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
         entries.push({ name: `${mod.name}.scales`, dtype: 'F16', shape: [G, mod.rows], data: part(mod, `${mod.name}.scales`) });
         entries.push({ name: `${mod.name}.g_idx`, dtype: 'I32', shape: [mod.cols], data: part(mod, `${mod.name}.g_idx`) });
       } else {
-        entries.push({ name, dtype: info.dtype as Dtype, shape: info.shape, data: part(mod, name) });
+        entries.push({ name, dtype: info.dtype, shape: info.shape, data: part(mod, name) });
       }
     }
     const skipped = [...logs.values()].filter((l) => l.storage === 'fp16');
+    const calibration = methodRun.calibration;
     const metadata: Record<string, string> = { format: 'pt', quantizer: `lowbit:${LOWBIT_VERSION}`, quant_method: packed ? 'gptq' : 'lowbit-dequant', bits: String(q.bits), group_size: String(q.groupSize) };
     await writeSafetensors(staged.tmp, entries, { metadata, maxShardBytes: cfg.maxShardBytes, signal });
-    if (releaseLast) reader.release(releaseLast);
+    if (lastCopied.name !== null) reader.release(lastCopied.name);
     report({ phase: 'write', done: total, total });
     // config.json (+ quantize_config.json)
     const outDtype = sourceDtype ? keepDtype(sourceDtype) : 'F16';
@@ -257,9 +265,9 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       const dynamic: Record<string, unknown> = {};
       for (const s of skipped) dynamic[`-:^${s.module.replace(/\./g, '\\.')}$`] = {};
       const qc = gptqQuantizationConfig({
-        bits: q.bits, groupSize: q.groupSize, descAct: !!cfg.gptq?.actOrder && !cfg.gptq?.staticGroups, staticGroups: !!cfg.gptq?.staticGroups,
+        bits: q.bits, groupSize: q.groupSize, descAct: !!cfg.gptq && cfg.gptq.actOrder && !cfg.gptq.staticGroups, staticGroups: !!cfg.gptq && cfg.gptq.staticGroups,
         // the signed-max grid's zeros are 2^(b−1) or 2^(b−1) − 1: not "sym" to readers that assume 2^(b−1)
-        sym: q.sym && !q.signedMax, dampPercent: cfg.gptq?.dampPercent ?? 0.01, trueSequential: cfg.gptq?.trueSequential ?? true, checkpointFormat: cfg.format === 'gptq' ? 'gptq' : 'gptq_v2', version: LOWBIT_VERSION,
+        sym: q.sym && !q.signedMax, dampPercent: cfg.gptq?.dampPercent ?? 0.01, trueSequential: cfg.gptq?.trueSequential ?? true, checkpointFormat: cfg.checkpointFormat === 'gptq' ? 'gptq' : 'gptq_v2', version: LOWBIT_VERSION,
         ...(skipped.length ? { dynamic } : {}),
       });
       configJson.quantization_config = qc;
@@ -274,9 +282,9 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       }
     };
     for (const f of COPY_FILES) if (fs.existsSync(path.join(m.dir, f))) await copyInto(path.join(m.dir, f));
-    for (const t of tokenizers) await copyInto(t);
+    for (const t of opts.tokenizers) await copyInto(t);
     // quant_log.json
-    const modules = m.linears.map((l) => logs.get(l.name)!).filter(Boolean);
+    const modules = m.linears.map((l) => logs.get(l.name)).filter((l): l is ModuleLog => l !== undefined);
     let sumErr = 0, sumW = 0, sumSq = 0, nEl = 0;
     for (const l of modules) {
       if (!l.stats) continue;
@@ -287,16 +295,16 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       nEl += n;
     }
     const seconds = (performance.now() - t0) / 1000;
-    const info = addon().info();
+    const info = nativeInfo();
     const log = {
       tool: `lowbit ${LOWBIT_VERSION}`,
       created: new Date().toISOString(),
       source: m.dir,
       method: cfg.method,
       format: cfg.format,
-      calibration: gptqRes ? gptqRes.calibration : null,
+      calibration: calibration ?? null,
       parameters: { ...q, ...(cfg.gptq ?? {}), lmHead: cfg.lmHead, include: cfg.include?.map(String) ?? null, exclude: cfg.exclude?.map(String) ?? null },
-      machine: { isa: info.isa, threads: info.threads, cpu: info.cpuModel, kernelMode: getKernelMode() },
+      machine: { isa: info.isa, threads: opts.threads ?? info.threads, cpu: info.cpuModel, kernelMode: getKernelMode() },
       seconds,
       modules: modules.map((l) => ({ ...l, stats: l.stats ? { ...l.stats, sqnrDb: Number.isFinite(l.stats.sqnrDb) ? l.stats.sqnrDb : null } : undefined })),
     };
@@ -310,7 +318,7 @@ async function runPipeline(m: Model, cfg: NormalizedRtnConfig, run: QuantizeRunO
       outputBytes += fs.statSync(path.join(staged.target, f)).size;
     }
     return {
-      out: staged.target, method: cfg.method, ...(gptqRes ? { calibration: gptqRes.calibration } : {}), format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
+      out: staged.target, method: cfg.method, ...(calibration ? { calibration } : {}), format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
       codebook: q.codebook, modules, quantizedModules: modules.filter((l) => l.storage !== 'fp16').length, skippedModules: skipped.length,
       meanRelError: sumW ? sumErr / sumW : 0, mse: nEl ? sumSq / nEl : 0, sourceBytes: reader.totalBytes(), outputBytes, files: files.sort(), seconds,
     };

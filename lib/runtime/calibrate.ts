@@ -9,11 +9,11 @@
  * Reported Hessians are H = 2/n · Σ xxᵀ (n = tokens; GPTQ's scale does not change its result).
  */
 import { createHash } from 'node:crypto';
-import { LowbitError } from '../errors';
-import { checkInt, checkSignal, invalidOption } from '../validate';
-import type { NativeStats } from '../native';
+import { optionError } from '../errors';
+import { checkBool, checkInt, checkSignal, invalidOption, checkObject } from '../config/validate';
+import type { NativeStats } from '../ops/model';
 import type { LanguageModel } from './model';
-import type { Progress } from '../quantize-tensor';
+import type { Progress } from '../config/run';
 
 /** Statistics of one linear-layer input. */
 export interface InputStats {
@@ -107,19 +107,45 @@ export function calibrationPeakBytes(model: LanguageModel, samples: number, seqL
   return act + stats + scratch;
 }
 
+/** Calibration options with every field checked and present. @internal */
+export interface NormalizedCalibrateOptions {
+  text: string;
+  samples: number;
+  /** Already capped at the model's context. */
+  seqLen: number;
+  seed: number;
+  keepHessians: boolean;
+  onLayer: CalibrateOptions['onLayer'];
+  signal: AbortSignal | undefined;
+  onProgress: ((p: Progress) => void) | undefined;
+}
+
 /** Run the model over calibration windows, block by block, collecting input statistics. */
 export async function calibrate(model: LanguageModel, opts: CalibrateOptions): Promise<CalibrationResult> {
+  checkObject('options', opts, 'an object {text, samples, seqLen, seed}');
+  if (typeof opts.text !== 'string') throw invalidOption('text', 'a string', opts.text);
+  if (opts.onLayer !== undefined && typeof opts.onLayer !== 'function') throw invalidOption('onLayer', 'a function', opts.onLayer);
+  return calibrateNormalized(model, {
+    text: opts.text,
+    samples: checkInt('samples', opts.samples ?? 128, 1, 1e6),
+    seqLen: Math.min(checkInt('seqLen', opts.seqLen ?? 2048, 2, 1 << 24), model.config.seqLen),
+    seed: checkInt('seed', opts.seed ?? 0, 0, 2 ** 32 - 1),
+    keepHessians: opts.keepHessians === undefined ? false : checkBool('keepHessians', opts.keepHessians),
+    onLayer: opts.onLayer,
+    signal: checkSignal(opts.signal),
+    onProgress: opts.onProgress,
+  });
+}
+
+/** {@link calibrate} on checked options (what the pipelines call). @internal */
+export async function calibrateNormalized(model: LanguageModel, opts: NormalizedCalibrateOptions): Promise<CalibrationResult> {
   const t0 = performance.now();
   const tok = model.tokenizer;
-  if (!tok) throw new LowbitError('LOWBIT_INVALID_OPTION', `${model.source}: calibration needs a tokenizer`, { option: 'tokenizer' });
-  if (typeof opts.text !== 'string') throw invalidOption('text', 'a string', opts.text);
-  const signal = checkSignal(opts.signal);
-  const samples = checkInt('samples', opts.samples ?? 128, 1, 1e6);
-  const seqLen = Math.min(checkInt('seqLen', opts.seqLen ?? 2048, 2, 1 << 24), model.config.seqLen);
-  const seed = checkInt('seed', opts.seed ?? 0, 0, 2 ** 32 - 1);
+  if (!tok) throw optionError('tokenizer', `${model.source}: calibration needs a tokenizer`);
+  const { samples, seqLen, seed, signal } = opts;
   const ids = tok.encode(opts.text, { bos: false });
   if (ids.length < seqLen + 1) {
-    throw new LowbitError('LOWBIT_INVALID_OPTION', `text: ${ids.length} tokens is shorter than one calibration window of ${seqLen} tokens`, { option: 'text' });
+    throw optionError('text', `text: ${ids.length} tokens is shorter than one calibration window of ${seqLen} tokens`);
   }
   // Windows as GPTQ's reference samples them: a random start in [0, len − seqLen − 1]; no BOS.
   const next = rng(seed);

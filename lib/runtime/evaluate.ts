@@ -6,10 +6,10 @@
  * With a reference model, on the same windows and side by side: mean KL(reference ‖ model) of
  * the next-token distributions and the top-1 agreement rate.
  */
-import { LowbitError } from '../errors';
-import { checkInt, checkSignal, invalidOption } from '../validate';
+import { LowbitError, optionError } from '../errors';
+import { checkInt, checkSignal, invalidOption } from '../config/validate';
 import type { LanguageModel } from './model';
-import type { Progress } from '../quantize-tensor';
+import type { Progress } from '../config/run';
 
 /** Options of {@link evaluate}. */
 export interface EvaluateOptions {
@@ -57,22 +57,22 @@ function logSoftmaxInto(row: Float32Array, off: number, n: number, out: Float64A
 export async function evaluate(model: LanguageModel, opts: EvaluateOptions): Promise<EvaluateResult> {
   const t0 = performance.now();
   const tok = model.tokenizer;
-  if (!tok) throw new LowbitError('LOWBIT_INVALID_OPTION', `${model.source}: evaluation needs a tokenizer`, { option: 'tokenizer' });
+  if (!tok) throw optionError('tokenizer', `${model.source}: evaluation needs a tokenizer`);
   if (typeof opts.text !== 'string') throw invalidOption('text', 'a string', opts.text);
   const signal = checkSignal(opts.signal);
   const ctx = opts.ctx ?? Math.min(512, model.config.seqLen);
   checkInt('ctx', ctx, 2, 1 << 24);
-  if (ctx > model.config.seqLen) throw new LowbitError('LOWBIT_INVALID_OPTION', `ctx: ${ctx} exceeds the model's context of ${model.config.seqLen} tokens`, { option: 'ctx' });
+  if (ctx > model.config.seqLen) throw optionError('ctx', `ctx: ${ctx} exceeds the model's context of ${model.config.seqLen} tokens`);
   const ref = opts.reference;
   if (ref) {
     if (ref.config.vocabSize !== model.config.vocabSize) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `reference: vocabulary ${ref.config.vocabSize} differs from the model's ${model.config.vocabSize}`);
-    if (ctx > ref.config.seqLen) throw new LowbitError('LOWBIT_INVALID_OPTION', `ctx: ${ctx} exceeds the reference model's context of ${ref.config.seqLen}`);
+    if (ctx > ref.config.seqLen) throw optionError('ctx', `ctx: ${ctx} exceeds the reference model's context of ${ref.config.seqLen}`);
   }
-  if (opts.text.length === 0) throw new LowbitError('LOWBIT_INVALID_OPTION', 'text: the text is empty', { option: 'text' });
+  if (opts.text.length === 0) throw optionError('text', 'text: the text is empty');
   const ids = tok.encode(opts.text, { bos: false });
   const span = ctx - 1;
   let chunks = Math.floor(ids.length / span);
-  if (chunks === 0) throw new LowbitError('LOWBIT_INVALID_OPTION', `text: ${ids.length} tokens is shorter than one window of ${span} tokens (ctx ${ctx})`, { option: 'text' });
+  if (chunks === 0) throw optionError('text', `text: ${ids.length} tokens is shorter than one window of ${span} tokens (ctx ${ctx})`);
   if (opts.maxChunks !== undefined) chunks = Math.min(chunks, checkInt('maxChunks', opts.maxChunks, 1, 1e9));
   const V = model.config.vocabSize;
   const bos = tok.bosId;

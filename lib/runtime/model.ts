@@ -6,21 +6,22 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError, toLowbitError } from '../errors';
-import { addon, modeId, runTask, type NativeModel, type NativeModelWeights, type NativePackedLinear, type NativeQBlock, type NativeStats } from '../native';
-import { qblockFromGgml, qblockFromGptq, GGML_QBLOCK_TYPES, type GgmlQBlockType } from '../qdot';
+import { LowbitError, toLowbitError, optionError } from '../errors';
+import { createModelHandle, type ModelHandle, type NativeModelWeights, type NativePackedLinear, type NativeQBlock, type NativeStats } from '../ops/model';
+import { checkThreads } from '../config/run';
+import { qblockFromGgml, qblockFromGptq, GGML_QBLOCK_TYPES, type GgmlQBlockType } from '../ops/qdot';
 import { isLowbitError } from '../errors';
-import { unpackValues } from '../pack';
+import { unpackValues } from '../ops/pack';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
 import { decodeGgml, type GgmlDecodeType } from '../formats/ggml-blocks';
 import { readHfConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
-import { Tokenizer, type TextTokenizer } from '../tokenizer';
-import { HfTokenizer } from '../tokenizer-hf';
+import { Tokenizer, type TextTokenizer } from './tokenizer';
+import { HfTokenizer } from './tokenizer-hf';
 import { Sampler, type SamplerOptions } from './sampler';
-import { invalidOption, checkInt, checkSignal } from '../validate';
+import { invalidOption, checkInt, checkOneOf, checkSignal } from '../config/validate';
 
 /** Architecture of a loaded model. */
 export interface RuntimeConfig {
@@ -61,6 +62,11 @@ export interface LoadModelOptions {
    * @default 'int8'
    */
   activations?: 'int8' | 'f32';
+  /**
+   * Compute threads of every call on this model (forward, generate, evaluate, calibration), 1–1024.
+   * @default the process default (setThreads, LOWBIT_THREADS, physical cores)
+   */
+  threads?: number;
 }
 
 /** Options of {@link LanguageModel.generate}. */
@@ -97,7 +103,7 @@ export class LanguageModel {
 
   /** @internal */
   constructor(readonly config: RuntimeConfig, readonly tokenizer: TextTokenizer | null, readonly source: string,
-    private readonly native: NativeModel, private readonly weights: NativeModelWeights) {}
+    private readonly native: ModelHandle, private readonly weights: NativeModelWeights, private readonly threads: number | undefined) {}
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.queue.then(fn, fn);
@@ -116,13 +122,13 @@ export class LanguageModel {
     if (!Number.isSafeInteger(pos0) || pos0 < 0) return Promise.reject(invalidOption('pos0', 'a non-negative integer', pos0));
     if (!Number.isSafeInteger(logitRows) || logitRows < 0) return Promise.reject(invalidOption('logitRows', 'a non-negative integer', logitRows));
     if (pos0 + t.length > this.config.seqLen) {
-      return Promise.reject(new LowbitError('LOWBIT_INVALID_OPTION', `${this.source}: positions ${pos0}…${pos0 + t.length - 1} exceed the context of ${this.config.seqLen}`));
+      return Promise.reject(optionError('pos0', `${this.source}: positions ${pos0}…${pos0 + t.length - 1} exceed the context of ${this.config.seqLen}`));
     }
-    for (const id of t) if (id < 0 || id >= this.config.vocabSize) return Promise.reject(new LowbitError('LOWBIT_INVALID_OPTION', `token id ${id} is outside the vocabulary (${this.config.vocabSize})`));
+    for (const id of t) if (id < 0 || id >= this.config.vocabSize) return Promise.reject(optionError('tokens', `token id ${id} is outside the vocabulary (${this.config.vocabSize})`));
     const rows = Math.min(logitRows, t.length);
     const logits = new Float32Array(rows * this.config.vocabSize);
     return this.serial(async () => {
-      await runTask(() => this.native.forward(t, pos0, logits, rows, modeId()), signal, 'forward');
+      await this.native.forward(t, pos0, logits, rows, { signal, threads: this.threads });
       return logits;
     });
   }
@@ -130,7 +136,7 @@ export class LanguageModel {
   /** Generate text exactly as llama2.c's run.c does (see expected.json's run_c_semantics). */
   async generate(opts: GenerateOptions = {}): Promise<GenerateResult> {
     const tok = this.tokenizer;
-    if (!tok) throw new LowbitError('LOWBIT_INVALID_OPTION', `${this.source}: no tokenizer (pass tokenizer: <tokenizer.bin>)`, { option: 'tokenizer' });
+    if (!tok) throw optionError('tokenizer', `${this.source}: no tokenizer (pass tokenizer: <tokenizer.bin>)`);
     const signal = checkSignal(opts.signal);
     let steps = opts.steps ?? 256;
     checkInt('steps', steps, 0, 1e9);
@@ -198,7 +204,7 @@ export class LanguageModel {
   _calibrateBlock(layer: number, hidden: Float32Array, seqLen: number, stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>,
     signal?: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<void> {
     if (this.disposed) return Promise.reject(new LowbitError('LOWBIT_DISPOSED', `${this.source}: model is disposed`));
-    return this.serial(() => runTask(() => this.native.calibrateBlock(layer, hidden, seqLen, stats, modeId(), onProgress), signal, 'calibrate'));
+    return this.serial(() => this.native.calibrateBlock(layer, hidden, seqLen, stats, { signal, threads: this.threads, onProgress }));
   }
 
   /** Release the native model (weights are released when garbage-collected). */
@@ -280,7 +286,8 @@ function checkConfig(c: RuntimeConfig, where: string): void {
 /** Load a model for the native runtime. */
 export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<LanguageModel> {
   if (typeof file !== 'string' || !file) throw invalidOption('model', 'a path', file);
-  if (options.activations !== undefined && options.activations !== 'int8' && options.activations !== 'f32') throw invalidOption('activations', "'int8' or 'f32'", options.activations);
+  if (options.activations !== undefined) checkOneOf('activations', options.activations, ['int8', 'f32']);
+  const threads = checkThreads(options.threads);
   const abs = path.resolve(file);
   if (!fs.existsSync(abs)) throw new LowbitError('LOWBIT_NOT_FOUND', `${abs}: no such model file or directory`);
   let cfg: RuntimeConfig;
@@ -313,8 +320,8 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           packedMods.set(mod, await qblockFromGgml(t.typeName as GgmlQBlockType, g.bytes(gn), t.shape[0], t.shape[1]));
         }
       }
-      weights = f32Tensors((n) => (map.has(n) ? f32(map.get(n)!) : null), cfg, abs, true,
-        (n) => (map.has(n) ? g.tensor(map.get(n)!).shape : null), packedMods);
+      weights = f32Tensors((n) => { const gn = map.get(n); return gn === undefined ? null : f32(gn); }, cfg, abs, true,
+        (n) => { const gn = map.get(n); return gn === undefined ? null : g.tensor(gn).shape; }, packedMods);
       tokenizer = options.tokenizer ? null : Tokenizer.fromGguf(g);
     } else if (!isDir) {
       const m = readLlama2cModel(abs);
@@ -390,6 +397,6 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   if (tokenizer && (tokenizer instanceof HfTokenizer ? tokenizer.size > cfg.vocabSize : tokenizer.size !== cfg.vocabSize)) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${abs}: the tokenizer has ${tokenizer.size} pieces but the embedding has ${cfg.vocabSize} rows`);
   }
-  const native = addon().createModel({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);
-  return new LanguageModel(cfg, tokenizer, abs, native, weights);
+  const native = createModelHandle({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);
+  return new LanguageModel(cfg, tokenizer, abs, native, weights, threads);
 }

@@ -12,14 +12,6 @@ namespace lowbit {
 
 static double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-struct ThreadsGuard {
-  int saved;
-  explicit ThreadsGuard(int n) : saved(get_threads()) {
-    if (n > 0) set_threads(n);
-  }
-  ~ThreadsGuard() { set_threads(saved); }
-};
-
 static Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
   const size_t bytes = (size_t)info[0].As<Napi::Number>().DoubleValue();
   const int iters = info[1].As<Napi::Number>().Int32Value();
@@ -28,7 +20,7 @@ static Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
   return Task::Start(
       info.Env(), "lowbit.benchCopy",
       [=](TaskContext& ctx) {
-        ThreadsGuard g(threads);
+        ScopedThreads g(threads);  // per call: never the process-wide setting
         uint8_t* a = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
         uint8_t* b = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
         if (!a || !b) {
@@ -78,7 +70,7 @@ static Napi::Value BenchPeak(const Napi::CallbackInfo& info) {
   return Task::Start(
       info.Env(), "lowbit.benchPeak",
       [=](TaskContext&) {
-        ThreadsGuard g(threads);
+        ScopedThreads g(threads);  // per call: never the process-wide setting
         const int nt = get_threads();
         // calibrate on one thread, then run every thread for ~millis
         double t0 = now_s();

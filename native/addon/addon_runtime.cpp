@@ -110,22 +110,19 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   o.Set("forward", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) -> Napi::Value {
           Napi::Env e = ci.Env();
           if (h->disposed) throw_js(e, "LOWBIT_DISPOSED", "model is disposed");
-          View tok = view_of(ci[0], "tokens");
+          // forward({tokens, pos0, logits, logitRows, mode, threads})
+          const Job job(ci, "forward");
+          View tok = job.view("tokens");
           const size_t n = tok.bytes / 4;
-          const double pos0d = ci[1].As<Napi::Number>().DoubleValue();
-          if (!(pos0d >= 0) || pos0d > 1e15 || pos0d != std::floor(pos0d))
-            throw_js(e, "LOWBIT_INVALID_OPTION", "pos0: expected a non-negative integer");
-          const size_t pos0 = (size_t)pos0d;
-          View lg;
+          const size_t pos0 = job.count("pos0");
+          View lg = job.view_or_null("logits");
           size_t rows = 0;
-          if (!ci[2].IsNull() && !ci[2].IsUndefined()) {
-            lg = view_of(ci[2], "logits");
-            const double rd = ci[3].As<Napi::Number>().DoubleValue();
-            if (!(rd >= 0) || rd > 1e15 || rd != std::floor(rd)) throw_js(e, "LOWBIT_INVALID_OPTION", "logitRows: expected a non-negative integer");
-            rows = (size_t)rd;
-            if (lg.bytes < rows * (size_t)h->model->config().vocab * 4) throw_js(e, "LOWBIT_INTERNAL", "forward: logits buffer too small");
+          if (lg.data) {
+            rows = job.count("logitRows");
+            if (lg.bytes < rows * (size_t)h->model->config().vocab * 4)
+              throw_js(e, "LOWBIT_INTERNAL", "forward: job.logits: smaller than logitRows × vocab floats");
           }
-          const int mode = ci[4].IsNumber() ? ci[4].As<Napi::Number>().Int32Value() : 0;
+          const int mode = job.mode();
           bool expected = false;
           if (!h->busy.compare_exchange_strong(expected, true)) throw_js(e, "LOWBIT_INTERNAL", "forward: model is busy (one call at a time)");
           return Task::Start(
@@ -137,18 +134,21 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
                 } rel{h};
                 h->model->forward(reinterpret_cast<const int32_t*>(tok.data), n, pos0, reinterpret_cast<float*>(lg.data), rows, mode, &ctx);
               },
-              [](Napi::Env env2) { return env2.Undefined(); }, {ci[0], ci[2]});
+              [](Napi::Env env2) { return env2.Undefined(); }, {job.get("tokens"), job.get("logits")}, Napi::Value(), 0.0, job.threads());
         }));
-  // calibrateBlock(layer, hidden (S × T × dim, in place), T, stats, mode) -> task. stats maps
-  // 'attn' | 'o' | 'mlp' | 'down' to {H, sumAbs, maxAbs} Float32Arrays (or is missing a key to skip it).
+  // calibrateBlock({layer, hidden (S × T × dim, in place), seqLen T, stats, mode, threads, onProgress})
+  // -> task. stats maps 'attn' | 'o' | 'mlp' | 'down' to {H, sumAbs, maxAbs} Float32Arrays (or is
+  // missing a key to skip it).
   o.Set("calibrateBlock", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) -> Napi::Value {
           Napi::Env e = ci.Env();
           if (h->disposed) throw_js(e, "LOWBIT_DISPOSED", "model is disposed");
-          const int layer = ci[0].As<Napi::Number>().Int32Value();
-          View hid = view_of(ci[1], "hidden");
-          const size_t T = (size_t)ci[2].As<Napi::Number>().DoubleValue();
-          Napi::Object stats = ci[3].As<Napi::Object>();
-          const int mode = ci[4].As<Napi::Number>().Int32Value();
+          const Job job(ci, "calibrateBlock");
+          const int layer = job.i32("layer");
+          View hid = job.view("hidden");
+          const size_t T = job.count("seqLen");
+          if (!job.get("stats").IsObject()) job.fail("stats", "an object");
+          Napi::Object stats = job.get("stats").As<Napi::Object>();
+          const int mode = job.mode();
           const LlamaConfig& c = h->model->config();
           const size_t dim = c.dim, qd = (size_t)c.n_heads * c.head_dim;
           if (layer < 0 || layer >= c.n_layers || T == 0 || hid.bytes % (T * dim * 4))
@@ -165,7 +165,7 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           };
           auto obs = std::make_shared<Obs>();
           obs->mode = mode;
-          std::vector<Napi::Value> keep{ci[1]};
+          std::vector<Napi::Value> keep{job.get("hidden")};
           const char* keys[4] = {"attn", "o", "mlp", "down"};
           const int kinds[4] = {LIN_Q, LIN_O, LIN_GATE, LIN_DOWN};
           const size_t widths[4] = {dim, qd, dim, (size_t)c.hidden_dim};
@@ -201,7 +201,7 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
                   ctx.add_done(1.0);
                 }
               },
-              [](Napi::Env env2) { return env2.Undefined(); }, keep, ci[5], (double)S);
+              [](Napi::Env env2) { return env2.Undefined(); }, keep, job.get("onProgress"), (double)S, job.threads());
         }));
   o.Set("dispose", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) {
           if (!h->busy.load()) {

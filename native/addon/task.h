@@ -25,8 +25,10 @@ class Task : public Napi::AsyncProgressWorker<double> {
   using Result = std::function<Napi::Value(Napi::Env)>;
 
   // Creates, queues and returns {promise, cancel}. `keep` are JS values to hold until settled.
+  // `threads` > 0 runs the work's parallel regions on that many threads (the job's per-call
+  // `threads`); 0 uses the process default.
   static Napi::Object Start(Napi::Env env, const char* name, Work work, Result result, const std::vector<Napi::Value>& keep,
-                            Napi::Value on_progress = Napi::Value(), double total = 0.0);
+                            Napi::Value on_progress = Napi::Value(), double total = 0.0, int threads = 0);
 
   void Execute(const ExecutionProgress& progress) override;
   void OnOK() override;
@@ -41,6 +43,7 @@ class Task : public Napi::AsyncProgressWorker<double> {
   std::shared_ptr<TaskContext> ctx_;
   std::vector<Napi::Reference<Napi::Value>> refs_;
   Napi::FunctionReference progress_;
+  int threads_ = 0;
 };
 
 // Pointer and byte length of a TypedArray/Buffer/DataView argument (honours byteOffset).
@@ -49,11 +52,47 @@ struct View {
   size_t bytes = 0;
 };
 View view_of(const Napi::Value& v, const char* what);
-inline double num(const Napi::Object& o, const char* key) { return o.Get(key).As<Napi::Number>().DoubleValue(); }
-inline bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
 
 // Throw a JS Error carrying "CODE: message" (turned into LowbitError on the TS side).
 [[noreturn]] void throw_js(Napi::Env env, const std::string& code, const std::string& msg);
+
+// The JS type of a value, for messages ("number", "string", "a Float32Array", "undefined", …).
+std::string js_type_name(const Napi::Value& v);
+
+// A field of a job object that must be a number; LOWBIT_INTERNAL naming the field otherwise.
+double num(const Napi::Object& o, const char* key);
+// A boolean field (undefined = false); LOWBIT_INTERNAL naming the field when it is another type.
+bool flag(const Napi::Object& o, const char* key);
+
+// The one convention of every native call that takes more than a value or two: a single plain
+// job object (TS types it in lib/native.ts). Each accessor checks its field and names it, with the
+// expected and the received type, in a LOWBIT_INTERNAL error: "gemm: job.m: expected a
+// non-negative integer, received string" — these are internal errors (the TS layer validated).
+class Job {
+ public:
+  Job(const Napi::CallbackInfo& info, const char* fn);
+  Job(const Napi::Object& obj, const char* fn) : obj_(obj), fn_(fn) {}
+  double num(const char* key) const;
+  int32_t i32(const char* key) const;
+  // A non-negative integer that fits size_t (counts, sizes, offsets).
+  size_t count(const char* key) const;
+  bool flag(const char* key, bool def = false) const;
+  // A typed array / Buffer / DataView / ArrayBuffer field.
+  View view(const char* key) const;
+  // As view(), or an empty view when the field is null or undefined.
+  View view_or_null(const char* key) const;
+  Napi::Value get(const char* key) const { return obj_.Get(key); }
+  const Napi::Object& object() const { return obj_; }
+  // The per-call compute threads: job.threads (0 or absent = the process default).
+  int threads() const;
+  // The kernel mode: job.mode (0 fast, 1 reference; absent = fast).
+  int mode() const;
+  [[noreturn]] void fail(const char* key, const char* expected) const;
+
+ private:
+  Napi::Object obj_;
+  const char* fn_;
+};
 
 // Registration of each exported family (one file each).
 void register_info(Napi::Env env, Napi::Object exports);

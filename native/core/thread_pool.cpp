@@ -51,6 +51,9 @@ int physical_cores() {
 
 namespace {
 
+// The calling thread's per-call override (ScopedThreads); 0 = the pool's default.
+thread_local int tl_threads = 0;
+
 class Pool {
  public:
   ~Pool() {
@@ -64,6 +67,7 @@ class Pool {
   }
 
   int threads() {
+    if (tl_threads > 0) return tl_threads;
     std::lock_guard<std::mutex> lk(region_);
     return nthreads_;
   }
@@ -78,7 +82,8 @@ class Pool {
     std::lock_guard<std::mutex> region(region_);
     grain = std::max<size_t>(grain, 1);
     size_t chunks = (n + grain - 1) / grain;
-    int want = (int)std::min<size_t>((size_t)nthreads_, chunks);
+    const int nthreads = tl_threads > 0 ? tl_threads : nthreads_;
+    int want = (int)std::min<size_t>((size_t)nthreads, chunks);
     if (want <= 1) {
       fn(0, n);
       return;
@@ -220,6 +225,10 @@ Pool& pool() {
 }  // namespace
 
 void set_threads(int n) { pool().set_threads(n); }
+ScopedThreads::ScopedThreads(int n) : saved_(tl_threads) {
+  if (n > 0) tl_threads = n;
+}
+ScopedThreads::~ScopedThreads() { tl_threads = saved_; }
 int get_threads() { return pool().threads(); }
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) { pool().run(n, grain, fn); }
 

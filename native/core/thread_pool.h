@@ -34,7 +34,23 @@ struct TaskContext {
 int physical_cores();
 
 void set_threads(int n);  // n <= 0: default (physical cores)
+// The thread count parallel regions started from the calling thread use: its ScopedThreads
+// override, else the process default.
 int get_threads();
+
+// A per-call thread count: while it lives, parallel regions started from this thread (a libuv
+// worker running one task) use n threads instead of the process default (n <= 0: no override).
+// Thread-local, so concurrent tasks with different counts never touch shared state.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int n);
+  ~ScopedThreads();
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+
+ private:
+  int saved_;
+};
 
 // Runs fn(begin, end) over [0, n) split into chunks of at least `grain` items, on the pool.
 // Exceptions thrown by fn are rethrown in the caller (the first one wins).

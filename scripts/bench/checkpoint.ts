@@ -73,7 +73,7 @@ function runChild(args: string[]): { r: ChildResult; wall: number } {
   const p = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
   const wall = (performance.now() - t0) / 1000;
   if (p.error) throw p.error;
-  if (p.status !== 0) throw new Error(`checkpoint child ${args[0]} exited ${p.status ?? p.signal}`);
+  if (p.status !== 0) throw new Error(`checkpoint child ${args[0]} exited ${String(p.status ?? p.signal)}`);
   const line = p.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) throw new Error(`checkpoint child ${args[0]} printed no JSON line`);
   return { r: JSON.parse(line) as ChildResult, wall };

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { addon, packageRoot } from '../../lib/native';
-import { version as lowbitVersion, cudaInfo } from '../../lib/index';
+import { version as lowbitVersion, cudaInfo } from '../../lib';
 
 export interface MachineInfo {
   cpuModel: string;

@@ -6,8 +6,8 @@
  * is not a dependency (see docs/PERFORMANCE.md); its llama.cpp kernels' figures on a Zen 4 are in
  * ../shared/docs/machine.md (q4_0 4096²: 351 µs hot / 554 µs cold) for orientation only.
  */
-import { qmatmulGptq4, type GptqInt4Weights } from '../../lib/qmatmul';
-import { qdotLinear, qblockBytes, qblockCodeBytes, type QBlock } from '../../lib/qdot';
+import { qmatmulGptq4, type GptqInt4Weights } from '../../lib/ops/qmatmul';
+import { qdotLinear, qblockBytes, qblockCodeBytes, type QBlock } from '../../lib/ops/qdot';
 import { measure, log, round } from './timing';
 import type { Limits } from './limits';
 

@@ -244,7 +244,7 @@ export function logSummary(doc: Record<string, unknown>): void {
     const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(e.fractionOfCopy * 100)}% of copy` : '';
     const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(e.peakRssBytes / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
     const g = e.gbps !== undefined ? `, ${e.gbps} GB/s` : '';
-    const fl = e.gflops !== undefined ? `, ${e.gflops} GFLOP/s${e.ratio !== null && e.ratio !== undefined ? ` (${e.ratio}× OpenBLAS)` : ''}` : '';
+    const fl = e.gflops !== undefined ? `, ${String(e.gflops)} GFLOP/s${e.ratio !== null && e.ratio !== undefined ? ` (${String(e.ratio)}× OpenBLAS)` : ''}` : '';
     const tps = e.tokensPerSecond !== undefined ? `, ${e.tokensPerSecond} tokens/s` : '';
     const wb = e.weightBandwidth ? `, weights ${e.weightBandwidth.gbps} GB/s` : '';
     const hot = e.hot, cold = e.cold;

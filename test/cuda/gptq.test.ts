@@ -12,8 +12,8 @@
  *   1 % of the CPU's; g_idx and the damping used identical; dequantized == s·(code − zero).
  */
 import { strict as assert } from 'node:assert';
-import { cudaGptqLayer } from '../../lib/cuda';
-import { gptqLayer } from '../../lib/gptq';
+import { cudaGptqLayer } from '../../lib/ops/cuda';
+import { gptqLayer } from '../../lib/ops/gptq';
 import { isLowbitError } from '../../lib/errors';
 import { Rng, testSeed, withSeed } from '../helpers/rng';
 import { layerError, makeHessian } from '../helpers/gptq-plain';

@@ -8,7 +8,7 @@
  *     arithmetic vs double reference on a well-conditioned matrix); false for an indefinite H.
  */
 import { strict as assert } from 'node:assert';
-import { cudaHessian, cudaInverseFactor } from '../../lib/cuda';
+import { cudaHessian, cudaInverseFactor } from '../../lib/ops/cuda';
 import { addon } from '../../lib/native';
 import { Rng, testSeed, withSeed } from '../helpers/rng';
 import { makeHessian } from '../helpers/gptq-plain';

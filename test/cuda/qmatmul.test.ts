@@ -14,8 +14,8 @@
  *   fp16 GEMM: |Δ| ≤ 2⁻¹⁴·Σ|x̃·w̃| + 1e-6 against Σ x̃·w̃ in double, x̃, w̃ the f16-rounded inputs.
  */
 import { strict as assert } from 'node:assert';
-import { cudaGemmF16, cudaQmatmul } from '../../lib/cuda';
-import { qmatmulGptq4 } from '../../lib/qmatmul';
+import { cudaGemmF16, cudaQmatmul } from '../../lib/ops/cuda';
+import { qmatmulGptq4 } from '../../lib/ops/qmatmul';
 import { testSeed, withSeed } from '../helpers/rng';
 import { f16Bits, fromF16, randomPackedLinear, requireCuda, roundF16 } from './helpers';
 import { GEMM_F16_CASES, QMATMUL_CASES } from './shapes';

@@ -69,8 +69,8 @@ describe('GGUF export as Q4_K', function () {
       const ek = await evaluate(a, { text, ctx: 128, maxChunks: 6, reference: ref });
       const e0 = await evaluate(b, { text, ctx: 128, maxChunks: 6, reference: ref });
       const klK = must(ek.kl, 'Q4_K KL'), kl0 = must(e0.kl, 'Q4_0 KL');
-      assert.ok(klK > 0 && klK < kl0, `KL Q4_K ${ek.kl} vs Q4_0 ${e0.kl}`);
-      assert.ok(must(ek.top1, 'Q4_K top-1') >= must(e0.top1, 'Q4_0 top-1'), `top-1 Q4_K ${ek.top1} vs Q4_0 ${e0.top1}`);
+      assert.ok(klK > 0 && klK < kl0, `KL Q4_K ${String(ek.kl)} vs Q4_0 ${String(e0.kl)}`);
+      assert.ok(must(ek.top1, 'Q4_K top-1') >= must(e0.top1, 'Q4_0 top-1'), `top-1 Q4_K ${String(ek.top1)} vs Q4_0 ${String(e0.top1)}`);
     } finally {
       ref.dispose();
       a.dispose();

@@ -283,7 +283,7 @@ describe('runtime (e2e)', function () {
 
     it('evaluate against itself: KL 0, top-1 agreement 1', async function () {
       const r = await evaluate(m, { text: TEXT, ctx: 8, reference: m });
-      assert.ok(r.kl !== null && Math.abs(r.kl) < 1e-9, `kl ${r.kl}`);
+      assert.ok(r.kl !== null && Math.abs(r.kl) < 1e-9, `kl ${String(r.kl)}`);
       assert.equal(r.top1, 1);
       assert.equal(r.referencePpl, r.ppl);
     });
@@ -382,9 +382,9 @@ describe('runtime (e2e)', function () {
       const bin = must(models.get('stories260K.bin'), 'stories260K.bin');
       for (const [what, ref] of [['itself', bin], ['the v1 file', must(models.get('stories260K.v1.bin'), 'stories260K.v1.bin')]] as const) {
         const r = await evaluate(bin, { text, ctx: 512, maxChunks: 4, reference: ref });
-        assert.ok(r.kl !== null && Math.abs(r.kl) < 1e-9, `${what}: kl ${r.kl}`);
+        assert.ok(r.kl !== null && Math.abs(r.kl) < 1e-9, `${what}: kl ${String(r.kl)}`);
         assert.equal(r.top1, 1, what);
-        assert.ok(Math.abs(must(r.referencePpl, 'referencePpl') / r.ppl - 1) < 1e-12, `${what}: referencePpl ${r.referencePpl} vs ppl ${r.ppl}`);
+        assert.ok(Math.abs(must(r.referencePpl, 'referencePpl') / r.ppl - 1) < 1e-12, `${what}: referencePpl ${String(r.referencePpl)} vs ppl ${r.ppl}`);
       }
     });
   });

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Vocab } from '../../lib/tokenizer';
+import type { Vocab } from '../../lib/runtime/tokenizer';
 
 export function writeLlamaTokenizerJson(dir: string, v: Vocab): void {
   const n = v.pieces.length;

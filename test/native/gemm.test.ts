@@ -5,7 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { addon } from '../../lib/native';
-import { gemm } from '../../lib/runtime/gemm';
+import { gemm } from '../../lib/ops/gemm';
 import { testSeed, withSeed } from '../helpers/rng';
 import { runnableIsas } from '../helpers/isa';
 

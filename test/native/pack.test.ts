@@ -4,8 +4,8 @@
  * undecodable all-ones v1 zero fields.
  */
 import { strict as assert } from 'node:assert';
-import { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout } from '../../lib/pack';
-import { quantizeTensor } from '../../lib/quantize-tensor';
+import { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout } from '../../lib/ops/pack';
+import { quantizeTensor } from '../../lib/ops/quantize';
 import { setKernelMode } from '../../lib/native';
 import { isLowbitError } from '../../lib/errors';
 import { PACK_SHAPES } from '../helpers/shapes';

@@ -5,8 +5,8 @@
  * factored form y = Σ_g s·(Σ x·q − z·Σx) in float: |fast − ref| ≤ 2⁻²⁰ · Σ_k |x_k|·s·(15 + z) + 1e-6.
  */
 import { strict as assert } from 'node:assert';
-import { qmatmulGptq4, type GptqInt4Weights } from '../../lib/qmatmul';
-import { packValues } from '../../lib/pack';
+import { qmatmulGptq4, type GptqInt4Weights } from '../../lib/ops/qmatmul';
+import { packValues } from '../../lib/ops/pack';
 import { isLowbitError } from '../../lib/errors';
 import { testSeed, withSeed, type Rng } from '../helpers/rng';
 

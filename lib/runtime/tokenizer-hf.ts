@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
-import { LowbitError } from './errors';
+import { LowbitError } from '../errors';
 import type { EncodeOptions, TextTokenizer, Vocab } from './tokenizer';
 
 function readJson(file: string): Record<string, unknown> {
@@ -51,7 +51,7 @@ export class HfTokenizer implements TextTokenizer {
     const model = json.model as { vocab?: Record<string, number> | [string, number][] } | undefined;
     let size = 0;
     if (model && Array.isArray(model.vocab)) size = model.vocab.length;
-    else if (model && model.vocab && typeof model.vocab === 'object') for (const id of Object.values(model.vocab)) size = Math.max(size, id + 1);
+    else if (model?.vocab && typeof model.vocab === 'object') for (const id of Object.values(model.vocab)) size = Math.max(size, Number(id) + 1);
     for (const t of (json.added_tokens as { id: number }[] | undefined) ?? []) size = Math.max(size, t.id + 1);
     if (size === 0) size = vocabSize;
     return new HfTokenizer(impl, size, bos < 0 ? 1 : bos);
@@ -118,19 +118,21 @@ export function hfVocab(dir: string, vocabSize: number, ids: { bos?: number; eos
   }
   if (!model.vocab || typeof model.vocab !== 'object' || Array.isArray(model.vocab)) throw bad('model.vocab: expected an object of piece → id');
   const byId = new Map<number, string>();
-  const put = (piece: string, id: unknown, where: string) => {
-    if (!Number.isInteger(id) || (id as number) < 0) throw bad(`${where}: id ${JSON.stringify(id)} of ${JSON.stringify(piece)} is not a non-negative integer`);
-    if ((id as number) >= vocabSize) throw bad(`${where}: id ${id} of ${JSON.stringify(piece)} is outside the model's vocabulary (${vocabSize} rows)`);
-    const had = byId.get(id as number);
+  const put = (piece: string, idRaw: unknown, where: string) => {
+    if (typeof idRaw !== 'number' || !Number.isInteger(idRaw) || idRaw < 0) throw bad(`${where}: id ${JSON.stringify(idRaw)} of ${JSON.stringify(piece)} is not a non-negative integer`);
+    const id = idRaw;
+    if (id >= vocabSize) throw bad(`${where}: id ${id} of ${JSON.stringify(piece)} is outside the model's vocabulary (${vocabSize} rows)`);
+    const had = byId.get(id);
     if (had !== undefined && had !== piece) throw bad(`${where}: id ${id} is both ${JSON.stringify(had)} and ${JSON.stringify(piece)}`);
-    byId.set(id as number, piece);
+    byId.set(id, piece);
   };
   for (const [piece, id] of Object.entries(model.vocab as Record<string, unknown>)) put(piece, id, 'model.vocab');
   const special = new Set<number>(), added = new Set<number>();
   const addedTokens = json.added_tokens ?? [];
   if (!Array.isArray(addedTokens)) throw bad('added_tokens: expected an array');
-  for (const t of addedTokens as { id?: unknown; content?: unknown; special?: unknown }[]) {
-    if (typeof t?.content !== 'string') throw bad('added_tokens: an entry without "content"');
+  for (const entry of addedTokens as unknown[]) {
+    const t = (typeof entry === 'object' && entry !== null ? entry : {}) as { id?: unknown; content?: unknown; special?: unknown };
+    if (typeof t.content !== 'string') throw bad('added_tokens: an entry without "content"');
     put(t.content, t.id, 'added_tokens');
     (t.special === true ? special : added).add(t.id as number);
   }
@@ -141,7 +143,10 @@ export function hfVocab(dir: string, vocabSize: number, ids: { bos?: number; eos
   const merges = model.merges ?? [];
   if (!Array.isArray(merges)) throw bad('model.merges: expected an array');
   const idOf = new Map<string, number>();
-  for (const [id, p] of byId) if (!idOf.has(p) || id < idOf.get(p)!) idOf.set(p, id);
+  for (const [id, p] of byId) {
+    const seen = idOf.get(p);
+    if (seen === undefined || id < seen) idOf.set(p, id);
+  }
   const rank = new Float64Array(size).fill(Infinity);
   for (let r = 0; r < merges.length; r++) {
     const m = merges[r] as unknown;
@@ -180,7 +185,7 @@ export function hfVocab(dir: string, vocabSize: number, ids: { bos?: number; eos
       type = 5;
       score = -1e9;
     } else {
-      const raw = byId.get(id)!;
+      const raw = byId.get(id) ?? ''; // ids 0 … size − 1 were checked above to have pieces
       p = id === bos ? '\n<s>\n' : id === eos ? '\n</s>\n' : raw.replace(/\u2581/g, ' ');
       type = /^<0x[0-9A-Fa-f]{2}>$/.test(raw) ? 6 : id === unk ? 2 : special.has(id) ? 3 : added.has(id) ? 4 : 1;
       // merge results: −rank (0 is the best); the rest below them all, in id order

@@ -4,11 +4,11 @@
  * accumulation (AVX2 `vpmaddubsw`; a portable kernel elsewhere). See native/kernels/qdot.h for the
  * layout and the arithmetic. Files on disk keep their formats: this is an in-memory layout.
  */
-import { LowbitError } from './errors';
-import { addon, modeId, runTask, type NativeQBlock } from './native';
-import { invalidOption } from './validate';
-import { f16BitsToF32 } from './formats/dtype';
-import { GGML_TYPES } from './formats/gguf';
+import { LowbitError } from '../errors';
+import { addon, modeId, runTask, type NativeQBlock } from '../native';
+import { invalidOption } from '../config/validate';
+import { f16BitsToF32 } from '../formats/dtype';
+import { GGML_TYPES } from '../formats/gguf';
 import type { GptqInt4Weights } from './qmatmul';
 
 export type QBlock = NativeQBlock;

@@ -2,9 +2,9 @@
  * Matrix products straight from packed low-bit weights (no dequantized copy of W).
  * Today: GPTQ 4-bit (AVX2 fast path for consecutive groups; the reference for act-order g_idx).
  */
-import { LowbitError } from './errors';
-import { addon, modeId, runTask } from './native';
-import { invalidOption } from './validate';
+import { LowbitError } from '../errors';
+import { addon, modeId, runTask } from '../native';
+import { invalidOption } from '../config/validate';
 
 /** A GPTQ 4-bit linear layer as stored in a checkpoint (scales as f32, true zeros). */
 export interface GptqInt4Weights {

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeSafetensors, type TensorEntry } from './formats/safetensors';
-import { fromFloat32 } from './formats/dtype';
-import { invalidOption } from './validate';
-import { writeJsonAtomic } from './pipeline/output';
+import { writeSafetensors, type TensorEntry } from '../formats/safetensors';
+import { fromFloat32 } from '../formats/dtype';
+import { invalidOption } from '../config/validate';
+import { writeJsonAtomic } from '../formats/output';
 
 /** Shape of a synthetic Llama-family model. */
 export interface SyntheticShape {
@@ -69,7 +69,7 @@ function hashName(name: string, seed: number): number {
 
 /** Write a synthetic model directory; returns its path. */
 export async function writeSyntheticModel(dir: string, options: SyntheticOptions = {}): Promise<string> {
-  const shape = typeof options.shape === 'object' ? options.shape : SYNTHETIC_PRESETS[options.shape ?? 'demo'];
+  const shape = typeof options.shape === 'object' ? options.shape : (SYNTHETIC_PRESETS[options.shape ?? 'demo'] as SyntheticShape | undefined);
   if (!shape) throw invalidOption('shape', `one of ${Object.keys(SYNTHETIC_PRESETS).join(', ')} or a shape object`, options.shape);
   const dtype = options.dtype ?? 'F16';
   const seed = options.seed ?? 0;

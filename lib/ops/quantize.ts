@@ -2,26 +2,12 @@
  * quantizeTensor: quantize one weight matrix (rows = out_features, cols = in_features) with the
  * native uniform / codebook quantizer. Runs off the event loop on lowbit's thread pool.
  */
-import { LowbitError } from './errors';
-import { normalizeQuantizer, effectiveGroupSize, type QuantizerOptions, type NormalizedQuantizer } from './config/quant';
-import { addon, modeId, runTask, DTYPE_ID } from './native';
-import { checkSignal, invalidOption } from './validate';
-
-/** A progress report ("latest wins": reports may be merged, so never count calls). */
-export interface Progress {
-  /** What is running, e.g. 'quantize', 'pack', 'write'. */
-  phase: string;
-  /** Layer/module index (0-based) when the operation walks a model. */
-  layer?: number;
-  /** Number of layers/modules. */
-  layers?: number;
-  /** Units done within the phase. */
-  done: number;
-  /** Units in total within the phase. */
-  total: number;
-  /** Module name, when known. */
-  module?: string;
-}
+import { LowbitError } from '../errors';
+import { normalizeQuantizer, effectiveGroupSize, type QuantizerOptions, type NormalizedQuantizer } from '../config/quant';
+import { addon, modeId, runTask, DTYPE_ID } from '../native';
+import { checkSignal, invalidOption } from '../config/validate';
+import { checkThreads, nativeThreads, progressCallback, type Progress } from '../config/run';
+export type { Progress } from '../config/run';
 
 /** Raw tensor bytes with their element type (e.g. a zero-copy view from a safetensors file). */
 export interface TensorBytes {
@@ -39,6 +25,8 @@ export interface QuantizeTensorOptions extends QuantizerOptions {
   signal?: AbortSignal;
   /** Progress in rows done. */
   onProgress?: (p: Progress) => void;
+  /** Compute threads for this call (1–1024). @default the process default (setThreads, LOWBIT_THREADS, physical cores) */
+  threads?: number;
 }
 
 /** Error statistics of a quantized tensor against its input. */
@@ -84,7 +72,8 @@ function inputBytes(data: Float32Array | TensorBytes, n: number, name: string): 
     if (data.length !== n) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: expected ${n} elements, got ${data.length}`);
     return { view: data, dtype: DTYPE_ID.F32 };
   }
-  if (typeof data !== 'object' || data === null || !(data.bytes instanceof Uint8Array) || !(data.dtype in DTYPE_ID)) {
+  const d: unknown = data;
+  if (typeof d !== 'object' || d === null || !(data.bytes instanceof Uint8Array) || !(data.dtype in DTYPE_ID)) {
     throw invalidOption('data', 'a Float32Array or {dtype: "F32"|"F16"|"BF16", bytes: Uint8Array}', data);
   }
   const size = data.dtype === 'F32' ? 4 : 2;
@@ -99,7 +88,7 @@ function inputBytes(data: Float32Array | TensorBytes, n: number, name: string): 
 /** @internal */
 export async function quantizeNormalized(
   data: Float32Array | TensorBytes, rows: number, cols: number, q: NormalizedQuantizer,
-  opts: { name: string; dequantize: boolean; signal?: AbortSignal; onProgress?: (p: Progress) => void; packGptq?: boolean },
+  opts: { name: string; dequantize: boolean; signal?: AbortSignal; onProgress?: (p: Progress) => void; packGptq?: boolean; threads?: number },
 ): Promise<QuantizedTensor & { qweight?: Int32Array }> {
   const { name } = opts;
   const n = rows * cols;
@@ -119,9 +108,9 @@ export async function quantizeNormalized(
     rows: nRows, cols: nCols, srcDtype: src.dtype, src: src.view, bits: q.bits, groupSize: gs, perTensor: q.perTensor,
     sym: q.sym, codebook: CODEBOOK_ID[q.codebook], clip: CLIP_ID[q.clip], clipGrid: q.clipGrid,
     clipMaxShrink: q.clipMaxShrink, clipNorm: q.clipNorm, zeroMin: q.zeroMin, scaleF16: q.scaleF16, signedMax: q.signedMax,
-    codes: qweight ? null : codes, qweight, scales, zeros, dequant, mode: modeId(),
-    ...(opts.onProgress ? { onProgress: (done: number, total: number) => opts.onProgress!({ phase: 'quantize', done, total }) } : {}),
-  } as Parameters<ReturnType<typeof addon>['quantize']>[0]);
+    codes: qweight ? null : codes, qweight, scales, zeros, dequant, mode: modeId(), threads: nativeThreads(opts.threads),
+    ...progressCallback(opts.onProgress, 'quantize'),
+  });
   const st = await runTask(task, opts.signal, `quantize ${name}`);
   if (st.nonFinite > 0) {
     const i = st.firstNonFinite;
@@ -147,7 +136,7 @@ export async function quantizeNormalized(
 
 /** A [rows, cols] shape of positive integers, or LOWBIT_INVALID_OPTION. @internal */
 export function checkShape(shape: unknown): [number, number] {
-  if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
+  if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d): d is number => typeof d === 'number' && Number.isInteger(d) && d > 0)) {
     throw invalidOption('shape', '[rows, cols] with positive integers', shape);
   }
   return [shape[0], shape[1]];
@@ -162,10 +151,10 @@ export function checkShape(shape: unknown): [number, number] {
  */
 export async function quantizeTensor(data: Float32Array | TensorBytes, shape: [number, number], options: QuantizeTensorOptions = {}): Promise<QuantizedTensor> {
   const [rows, cols] = checkShape(shape);
-  const q = normalizeQuantizer(options, ['name', 'dequantize', 'signal', 'onProgress']);
+  const q = normalizeQuantizer(options, ['name', 'dequantize', 'signal', 'onProgress', 'threads']);
   const signal = checkSignal(options.signal);
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidOption('onProgress', 'a function', options.onProgress);
   return quantizeNormalized(data, rows, cols, q, {
-    name: options.name ?? 'tensor', dequantize: options.dequantize ?? true, signal, onProgress: options.onProgress,
+    name: options.name ?? 'tensor', dequantize: options.dequantize ?? true, signal, onProgress: options.onProgress, threads: checkThreads(options.threads),
   });
 }

@@ -23,32 +23,13 @@
  * (run.c would emit id −1), and one too small for id `b + 3` uses its `<0xHH>` piece for byte `b`
  * (or throws LOWBIT_UNSUPPORTED when there is none).
  */
-import { LowbitError } from './errors';
-import { invalidOption } from './validate';
-import { readLlama2cTokenizer } from './formats/llama2c';
-import { ggufVocab, type GgufFile } from './formats/gguf';
+import { LowbitError } from '../errors';
+import { invalidOption, checkObject } from '../config/validate';
+import { readLlama2cTokenizer } from '../formats/llama2c';
+import { ggufVocab, type GgufFile } from '../formats/gguf';
+import type { Vocab } from '../formats/vocab';
+export type { Vocab } from '../formats/vocab';
 
-/** A vocabulary: pieces by id with their merge scores. */
-export interface Vocab {
-  /**
-   * The text of each piece (UTF-8 decoded, invalid sequences as U+FFFD) as llama2.c's
-   * tokenizer.bin stores it: spaces, not `▁`; BOS is `"\n<s>\n"`, EOS `"\n</s>\n"`; byte pieces
-   * are the literal text `<0xHH>`.
-   */
-  pieces: string[];
-  /** The raw bytes of each piece; the tokenizer works on these. */
-  pieceBytes: Uint8Array[];
-  /** Merge score of each piece (higher merges first). */
-  scores: Float32Array;
-  /** Id of the beginning-of-sequence token (1 for llama2.c). */
-  bos: number;
-  /** Id of the end-of-sequence token (2 for llama2.c). */
-  eos: number;
-  /** Length of the longest piece in bytes. */
-  maxTokenLength: number;
-  /** GGUF token types when known (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte). */
-  tokenTypes?: Int32Array;
-}
 
 /** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
@@ -152,9 +133,10 @@ export class Tokenizer implements TextTokenizer {
 
   /** Wrap a vocabulary (checked for consistent lengths and ids). */
   constructor(vocab: Vocab) {
-    if (typeof vocab !== 'object' || vocab === null) throw invalidOption('vocab', 'a Vocab object', vocab);
-    const n = vocab.pieceBytes?.length;
-    if (!Array.isArray(vocab.pieceBytes) || n === 0) throw invalidOption('vocab.pieceBytes', 'a non-empty array of Uint8Array', vocab.pieceBytes);
+    checkObject('vocab', vocab, 'a Vocab object');
+    const pieceBytes: unknown = vocab.pieceBytes;
+    const n = Array.isArray(pieceBytes) ? pieceBytes.length : 0;
+    if (n === 0) throw invalidOption('vocab.pieceBytes', 'a non-empty array of Uint8Array', vocab.pieceBytes);
     if (!Array.isArray(vocab.pieces) || vocab.pieces.length !== n) throw invalidOption('vocab.pieces', `an array of ${n} strings`, vocab.pieces);
     if (!(vocab.scores instanceof Float32Array) || vocab.scores.length !== n) throw invalidOption('vocab.scores', `a Float32Array of length ${n}`, vocab.scores);
     for (const [k, v] of [['vocab.bos', vocab.bos], ['vocab.eos', vocab.eos]] as const) {
@@ -217,7 +199,7 @@ export class Tokenizer implements TextTokenizer {
     if (typeof text === 'string') bytes = Buffer.from(text, 'utf8');
     else if (text instanceof Uint8Array) bytes = text;
     else throw invalidOption('text', 'a string or a Uint8Array', text);
-    if (typeof opts !== 'object' || opts === null) throw invalidOption('options', 'an object', opts);
+    checkObject('options', opts, 'an object');
     const z = bytes.indexOf(0);
     const len = z < 0 ? bytes.length : z;
 

@@ -3,12 +3,12 @@
  * GEMM), and unpacking. All work runs in native code (fast path, or the reference when the kernel
  * mode is 'ref'); both are bit-identical.
  */
-import { LowbitError } from './errors';
-import { addon, modeId, runTask } from './native';
-import { invalidOption, checkEnum, checkSignal } from './validate';
-import { normalizeQuantizer } from './config/quant';
-import { quantizeNormalized, checkShape, type QuantizeTensorOptions, type TensorBytes, type QuantStats } from './quantize-tensor';
-import { fromFloat32 } from './formats/dtype';
+import { LowbitError, optionError } from '../errors';
+import { addon, modeId, runTask } from '../native';
+import { invalidOption, checkEnum, checkSignal } from '../config/validate';
+import { normalizeQuantizer } from '../config/quant';
+import { quantizeNormalized, checkShape, type QuantizeTensorOptions, type TensorBytes, type QuantStats } from './quantize';
+import { fromFloat32 } from '../formats/dtype';
 
 /** Low-level layouts (see docs/FORMATS.md). */
 export type PackLayout = 'gptq-qweight' | 'gptq-qzeros' | 'awq-qweight' | 'awq-qzeros';
@@ -139,7 +139,7 @@ export async function quantizeGptq(data: Float32Array | TensorBytes, shape: [num
   const format = options.format === undefined ? 'gptq' : checkEnum('format', options.format, ['gptq', 'gptq_v2'] as const);
   const q = normalizeQuantizer(options, ['name', 'dequantize', 'signal', 'onProgress', 'format']);
   const name = options.name ?? 'tensor';
-  if (q.codebook !== 'uniform' || q.perTensor || q.raggedLastGroup) throw new LowbitError('LOWBIT_INVALID_OPTION', `${name}: the GPTQ layout holds uniform per-channel or per-group codes only`);
+  if (q.codebook !== 'uniform' || q.perTensor || q.raggedLastGroup) throw optionError('codebook', `${name}: the GPTQ layout holds uniform per-channel or per-group codes only`);
   if (![2, 3, 4, 8].includes(q.bits)) throw invalidOption('bits', '2, 3, 4 or 8 for the GPTQ layout', q.bits);
   if (cols % 32 !== 0 || rows % 32 !== 0) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: the GPTQ layout needs in and out features divisible by 32, got ${rows}×${cols}`);
   if (format === 'gptq' && !q.sym && options.zeroMin === undefined) q.zeroMin = 1;

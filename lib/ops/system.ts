@@ -1,6 +1,6 @@
 /** Runtime facts for users and `lowbit doctor`: addon variant, CPU features, threads, CUDA. */
-import { addon, hasAddon, loadAttempts, type LoadAttempt, type NativeCudaInfo, type NativeInfo } from './native';
-import { checkInt } from './validate';
+import { addon, hasAddon, loadAttempts, type LoadAttempt, type NativeCudaInfo, type NativeInfo } from '../native';
+import { requireThreads } from '../config/run';
 import { spawnSync } from 'node:child_process';
 
 /** What {@link systemInfo} returns. */
@@ -30,9 +30,16 @@ export interface CudaReport {
  * every operation; concurrent calls share it rather than oversubscribing the cores.
  */
 export function setThreads(n: number): void {
-  checkInt('threads', n, 1, 1024);
-  addon().setThreads(n);
+  addon().setThreads(requireThreads(n));
 }
+
+/** What the addon reports about itself and the machine (loads the addon; no child process). */
+export function nativeInfo(): NativeInfo {
+  return addon().info();
+}
+
+/** The kernel mode ('fast' or 'ref') calls run in now. */
+export { getKernelMode } from '../native';
 
 function nvccVersion(): string | null {
   const r = spawnSync('nvcc', ['--version'], { encoding: 'utf8', timeout: 10000 });

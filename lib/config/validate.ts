@@ -2,22 +2,9 @@
  * Small option checkers. Every "invalid option" message is built by {@link invalidOption}, so the
  * wording never drifts: `<name>: expected <what>, received <value> (<type>)`.
  */
-import { LowbitError } from './errors';
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
-  if (typeof value === 'number') return `${String(value)} (number)`;
-  if (value === null) return 'null';
-  if (value === undefined) return 'undefined';
-  if (Array.isArray(value)) return `an array of length ${value.length}`;
-  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name} of length ${(value as unknown as { length: number }).length}`;
-  return `${String(value)} (${typeof value})`;
-}
-
-/** The one builder of "invalid option" errors. */
-export function invalidOption(name: string, expected: string, received: unknown): LowbitError {
-  return new LowbitError('LOWBIT_INVALID_OPTION', `${name}: expected ${expected}, received ${describe(received)}`, { option: name });
-}
+export { invalidOption, optionError } from '../errors';
+import { invalidOption, optionError } from '../errors';
 
 /** An integer in [min, max]. */
 export function checkInt(name: string, v: unknown, min: number, max: number): number {
@@ -59,7 +46,7 @@ export function checkString(name: string, v: unknown): string {
 export function checkKnownKeys(what: string, obj: object, allowed: readonly string[]): void {
   for (const k of Object.keys(obj)) {
     if (!allowed.includes(k)) {
-      throw new LowbitError('LOWBIT_INVALID_OPTION', `${what}: unknown option ${JSON.stringify(k)} (known: ${allowed.join(', ')})`, { option: k });
+      throw optionError(k, `${what}: unknown option ${JSON.stringify(k)} (known: ${allowed.join(', ')})`);
     }
   }
 }
@@ -71,4 +58,21 @@ export function checkSignal(v: unknown): AbortSignal | undefined {
     throw invalidOption('signal', 'an AbortSignal', v);
   }
   return v as AbortSignal;
+}
+
+/**
+ * A plain options object from a caller that may not be typed (JavaScript): anything else is
+ * LOWBIT_INVALID_OPTION naming `name`. Returns it typed as the caller declared it.
+ */
+export function checkObject<T extends object>(name: string, v: T | null | undefined, expected: string): T {
+  const u: unknown = v;
+  if (typeof u !== 'object' || u === null) throw invalidOption(name, expected, u);
+  return v as T;
+}
+
+/** One of the given values, for an option whose declared type already is that union (untyped callers still get a typed error). */
+export function checkOneOf<T extends string | number>(name: string, v: T, values: readonly T[]): T {
+  const u: unknown = v;
+  if (!(values as readonly unknown[]).includes(u)) throw invalidOption(name, `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`, u);
+  return v;
 }

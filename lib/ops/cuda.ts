@@ -9,10 +9,10 @@
  * docs/CUDA.md); nothing here has run on a GPU yet.
  */
 import type { GptqWeights } from './qdot';
-import { LowbitError } from './errors';
-import { cudaAddon, runTask, type NativeAddon } from './native';
-import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, invalidOption } from './validate';
-import { checkGptqLayerOptions, gptqLayerBuffers, type GptqLayerOptions, type GptqLayerResult } from './gptq';
+import { LowbitError } from '../errors';
+import { cudaAddon, runTask, type NativeAddon } from '../native';
+import { checkBool, checkEnum, checkInt, checkKnownKeys, checkNumber, checkOneOf, invalidOption } from '../config/validate';
+import { gptqGroupSize, gptqLayerBuffers, gptqLayerJob, normalizeGptqLayerOptions, type GptqLayerOptions, type GptqLayerResult } from './gptq';
 
 let probed: { addon: NativeAddon | null; reason: string } | null = null;
 
@@ -22,10 +22,22 @@ export function cudaStatus(): { available: boolean; reason: string } {
   return { available: probed.addon !== null, reason: probed.reason };
 }
 
-function cuda(what: string): NativeAddon {
+/** The CUDA variant's addon: every device entry is present (checked, not assumed). */
+type CudaAddon = NativeAddon & Required<Pick<NativeAddon, 'cudaQgemm' | 'cudaGemmF16' | 'cudaHessian' | 'cudaInverseFactor' | 'cudaGptqLayer' | 'cudaBenchCopy'>>;
+const CUDA_ENTRIES = ['cudaQgemm', 'cudaGemmF16', 'cudaHessian', 'cudaInverseFactor', 'cudaGptqLayer', 'cudaBenchCopy'] as const;
+
+function cuda(what: string): CudaAddon {
   const s = cudaStatus();
-  if (!s.available) throw new LowbitError('LOWBIT_NO_CUDA', `${what}: no CUDA device: ${s.reason}`);
-  return probed!.addon!;
+  const a = probed?.addon ?? null;
+  if (!s.available || a === null) throw new LowbitError('LOWBIT_NO_CUDA', `${what}: no CUDA device: ${s.reason}`);
+  const missing = CUDA_ENTRIES.filter((k) => typeof a[k] !== 'function');
+  if (missing.length) throw new LowbitError('LOWBIT_NO_CUDA', `${what}: the CUDA addon lacks ${missing.join(', ')} (rebuild it: npm run build:cuda)`);
+  return a as CudaAddon;
+}
+
+/** What a caller passed where an array was expected, for shape errors (untyped callers may pass anything). */
+function lengthOf(v: unknown): string {
+  return ArrayBuffer.isView(v) ? String((v as unknown as { length: number }).length) : `a ${typeof v}`;
 }
 
 /** Timings of one CUDA call. */
@@ -79,8 +91,7 @@ function shapeError(what: string, expected: string, got: string): LowbitError {
 export async function cudaQmatmul(x: Float32Array | Uint16Array, m: number, w: GptqPackedLinear, options: CudaQmatmulOptions = {}): Promise<CudaMatmulResult> {
   checkKnownKeys('cudaQmatmul options', options, ['kernel', 'warmup', 'repeats', 'cold', 'y']);
   m = checkInt('m', m, 1, 1 << 24);
-  const bits = w.bits;
-  if (bits !== 4 && bits !== 8) throw invalidOption('bits', '4 or 8', bits);
+  const bits = checkOneOf('bits', w.bits, [4, 8]);
   const kernel = checkEnum('kernel', options.kernel ?? 'auto', KERNELS);
   const warmup = checkInt('warmup', options.warmup ?? 0, 0, 10000);
   const repeats = checkInt('repeats', options.repeats ?? 1, 1, 10000);
@@ -94,19 +105,19 @@ export async function cudaQmatmul(x: Float32Array | Uint16Array, m: number, w: G
   if (!(x instanceof Float32Array) && !(x instanceof Uint16Array)) throw invalidOption('x', 'a Float32Array (f32) or Uint16Array (f16 bits)', x);
   if (x.length !== m * inF) throw shapeError('cudaQmatmul x', `${m}×${inF} = ${m * inF} values`, String(x.length));
   if (!(w.qweight instanceof Int32Array) || w.qweight.length !== (inF / word) * out) {
-    throw shapeError('cudaQmatmul qweight', `an Int32Array of ${inF / word}×${out}`, String((w.qweight as unknown as { length?: number })?.length));
+    throw shapeError('cudaQmatmul qweight', `an Int32Array of ${inF / word}×${out}`, lengthOf(w.qweight));
   }
-  if (!(w.scales instanceof Float32Array) || w.scales.length !== groups * out) throw shapeError('cudaQmatmul scales', `a Float32Array of ${groups}×${out}`, String(w.scales?.length));
-  if (!(w.zeros instanceof Uint8Array) || w.zeros.length !== groups * out) throw shapeError('cudaQmatmul zeros', `a Uint8Array of ${groups}×${out}`, String(w.zeros?.length));
-  if (!(w.gIdx instanceof Int32Array) || w.gIdx.length !== inF) throw shapeError('cudaQmatmul gIdx', `an Int32Array of ${inF}`, String(w.gIdx?.length));
+  if (!(w.scales instanceof Float32Array) || w.scales.length !== groups * out) throw shapeError('cudaQmatmul scales', `a Float32Array of ${groups}×${out}`, lengthOf(w.scales));
+  if (!(w.zeros instanceof Uint8Array) || w.zeros.length !== groups * out) throw shapeError('cudaQmatmul zeros', `a Uint8Array of ${groups}×${out}`, lengthOf(w.zeros));
+  if (!(w.gIdx instanceof Int32Array) || w.gIdx.length !== inF) throw shapeError('cudaQmatmul gIdx', `an Int32Array of ${inF}`, lengthOf(w.gIdx));
   for (let k = 0; k < inF; k++) {
     const g = w.gIdx[k];
     if (g < 0 || g >= groups) throw new LowbitError('LOWBIT_BAD_FORMAT', `cudaQmatmul: g_idx[${k}] = ${g} is outside [0, ${groups})`);
   }
   const y = options.y ?? new Float32Array(m * out);
-  if (!(y instanceof Float32Array) || y.length !== m * out) throw shapeError('cudaQmatmul y', `a Float32Array of ${m}×${out}`, String(y?.length));
+  if (!(y instanceof Float32Array) || y.length !== m * out) throw shapeError('cudaQmatmul y', `a Float32Array of ${m}×${out}`, lengthOf(y));
   const a = cuda('cudaQmatmul');
-  const r = await runTask(() => a.cudaQgemm!({
+  const r = await runTask(() => a.cudaQgemm({
     x, xDtype: x instanceof Uint16Array ? 1 : 0, m, inFeatures: inF, outFeatures: out, bits, groups,
     qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx, y, kernel: KERNELS.indexOf(kernel), warmup, repeats, cold,
   }), undefined, 'cudaQmatmul');
@@ -124,14 +135,14 @@ export async function cudaGemmF16(x: Float32Array, m: number, w: Float32Array, o
   const warmup = checkInt('warmup', options.warmup ?? 0, 0, 10000);
   const repeats = checkInt('repeats', options.repeats ?? 1, 1, 10000);
   const cold = checkBool('cold', options.cold ?? false);
-  if (!(x instanceof Float32Array) || x.length % m !== 0) throw shapeError('cudaGemmF16 x', `a Float32Array of m×in`, String(x?.length));
+  if (!(x instanceof Float32Array) || x.length % m !== 0) throw shapeError('cudaGemmF16 x', `a Float32Array of m×in`, lengthOf(x));
   const inF = x.length / m;
   if (inF < 8 || inF % 8 !== 0) throw shapeError('cudaGemmF16', 'in_features a positive multiple of 8', String(inF));
-  if (!(w instanceof Float32Array) || w.length !== out * inF) throw shapeError('cudaGemmF16 w', `a Float32Array of ${out}×${inF}`, String(w?.length));
+  if (!(w instanceof Float32Array) || w.length !== out * inF) throw shapeError('cudaGemmF16 w', `a Float32Array of ${out}×${inF}`, lengthOf(w));
   const y = options.y ?? new Float32Array(m * out);
-  if (!(y instanceof Float32Array) || y.length !== m * out) throw shapeError('cudaGemmF16 y', `a Float32Array of ${m}×${out}`, String(y?.length));
+  if (!(y instanceof Float32Array) || y.length !== m * out) throw shapeError('cudaGemmF16 y', `a Float32Array of ${m}×${out}`, lengthOf(y));
   const a = cuda('cudaGemmF16');
-  const r = await runTask(() => a.cudaGemmF16!({ x, w, m, inFeatures: inF, outFeatures: out, y, warmup, repeats, cold }), undefined, 'cudaGemmF16');
+  const r = await runTask(() => a.cudaGemmF16({ x, w, m, inFeatures: inF, outFeatures: out, y, warmup, repeats, cold }), undefined, 'cudaGemmF16');
   return { y, ms: r.ms, deviceBytes: r.deviceBytes, kernel: r.kernel, splits: r.splits, groupSize: r.groupSize };
 }
 
@@ -146,10 +157,10 @@ export async function cudaHessian(x: Float32Array, n: number, cols: number, H: F
   cols = checkInt('cols', cols, 1, 65536);
   const alpha = checkNumber('alpha', options.alpha ?? 1, -1e30, 1e30);
   const beta = checkNumber('beta', options.beta ?? 1, -1e30, 1e30);
-  if (!(x instanceof Float32Array) || x.length !== n * cols) throw shapeError('cudaHessian x', `a Float32Array of ${n}×${cols}`, String(x?.length));
-  if (!(H instanceof Float32Array) || H.length !== cols * cols) throw shapeError('cudaHessian H', `a Float32Array of ${cols}×${cols}`, String(H?.length));
+  if (!(x instanceof Float32Array) || x.length !== n * cols) throw shapeError('cudaHessian x', `a Float32Array of ${n}×${cols}`, lengthOf(x));
+  if (!(H instanceof Float32Array) || H.length !== cols * cols) throw shapeError('cudaHessian H', `a Float32Array of ${cols}×${cols}`, lengthOf(H));
   const a = cuda('cudaHessian');
-  const r = await runTask(() => a.cudaHessian!({ x, n, cols, H, alpha, beta }), undefined, 'cudaHessian');
+  const r = await runTask(() => a.cudaHessian({ x, n, cols, H, alpha, beta }), undefined, 'cudaHessian');
   return { ms: r.ms, deviceBytes: r.deviceBytes };
 }
 
@@ -159,10 +170,10 @@ export async function cudaHessian(x: Float32Array, n: number, cols: number, H: F
  */
 export async function cudaInverseFactor(H: Float32Array, n: number): Promise<CudaTimings & { ok: boolean; U: Float32Array }> {
   n = checkInt('n', n, 1, 65536);
-  if (!(H instanceof Float32Array) || H.length !== n * n) throw shapeError('cudaInverseFactor H', `a Float32Array of ${n}×${n}`, String(H?.length));
+  if (!(H instanceof Float32Array) || H.length !== n * n) throw shapeError('cudaInverseFactor H', `a Float32Array of ${n}×${n}`, lengthOf(H));
   const U = new Float32Array(n * n);
   const a = cuda('cudaInverseFactor');
-  const r = await runTask(() => a.cudaInverseFactor!({ H, n, U }), undefined, 'cudaInverseFactor');
+  const r = await runTask(() => a.cudaInverseFactor({ H, n, U }), undefined, 'cudaInverseFactor');
   return { ok: r.ok, U, ms: r.ms, deviceBytes: r.deviceBytes };
 }
 
@@ -192,18 +203,15 @@ export interface CudaGptqTimings {
  * order in the factorization and the lazy updates).
  */
 export async function cudaGptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult & { timings: CudaGptqTimings }> {
-  // the checks of gptqLayer (lib/gptq.ts), then the device path's own limits
-  const { rows, cols, bits, gs, actOrder, sym, damp, dampMax, blockSize, staticGroups, clip, zeroMin, signedMax, signal } = checkGptqLayerOptions('cudaGptqLayer', options, 65536);
-  if (blockSize > 128) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: blockSize ${blockSize} is above the device path's 128 (the block lives in shared memory); use ≤ 128 or the CPU path`);
-  if (clip !== 'minmax') throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: clip 'mse' is not implemented on the device; use 'minmax' or the CPU path`);
-  if (rows * cols > 2 ** 34) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: ${rows}×${cols} is above the device path's 2^34 weights`);
-  const { groups, codes, scales, zeros, gIdx, dequant } = gptqLayerBuffers(weight, hessian, rows, cols, gs);
+  // the checks of gptqLayer (lib/ops/gptq.ts), then the device path's own limits
+  const o = normalizeGptqLayerOptions('cudaGptqLayer', options, 65536);
+  if (o.blockSize > 128) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: blockSize ${o.blockSize} is above the device path's 128 (the block lives in shared memory); use ≤ 128 or the CPU path`);
+  if (o.quantizer.clip !== 'minmax') throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: clip 'mse' is not implemented on the device; use 'minmax' or the CPU path`);
+  if (o.rows * o.cols > 2 ** 34) throw new LowbitError('LOWBIT_UNSUPPORTED', `cudaGptqLayer: ${o.rows}×${o.cols} is above the device path's 2^34 weights`);
+  const out = gptqLayerBuffers(weight, hessian, o.rows, o.cols, gptqGroupSize(o));
+  const { codes, scales, zeros, gIdx, dequant, groups } = out;
   const a = cuda('cudaGptqLayer');
-  const r = await runTask(() => a.cudaGptqLayer!({
-    rows, cols, bits, groupSize: gs, sym, clip: 0, zeroMin, scaleF16: true, signedMax, actOrder, staticGroups, damp, dampMax, blockSize,
-    weight, hessian, codes, scales, zeros, gIdx, dequant,
-    ...(options.onProgress ? { onProgress: (done: number, total: number) => options.onProgress!({ phase: 'gptq', done, total }) } : {}),
-  }), signal, 'cudaGptqLayer');
+  const r = await runTask(() => a.cudaGptqLayer(gptqLayerJob(weight, hessian, o, out)), o.signal, 'cudaGptqLayer');
   const { loss, dampUsed, ...timings } = r;
   return { dequantized: dequant, codes, scales, zeros, gIdx, groups, dampUsed, loss, timings };
 }
@@ -213,5 +221,5 @@ export async function cudaBenchCopy(bytes: number, repeats = 5): Promise<number[
   bytes = checkInt('bytes', bytes, 1, 2 ** 40);
   repeats = checkInt('repeats', repeats, 1, 10000);
   const a = cuda('cudaBenchCopy');
-  return (await runTask(() => a.cudaBenchCopy!(bytes, repeats), undefined, 'cudaBenchCopy')).ms;
+  return (await runTask(() => a.cudaBenchCopy(bytes, repeats), undefined, 'cudaBenchCopy')).ms;
 }

@@ -5,12 +5,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError } from './errors';
-import { readHfConfig, type ModelConfig } from './formats/hf-config';
-import { listLinearModules, checkNonLinearTensors, type LinearModule, type ListLinearModulesOptions } from './formats/hf-model';
-import { openSafetensors, type SafetensorsReader } from './formats/safetensors';
-import { parseGptqConfig, type GptqConfig } from './formats/gptq';
-import { dtypeSize, type Dtype } from './formats/dtype';
+import { LowbitError, invalidOption, optionError } from '../errors';
+import { readHfConfig, type ModelConfig } from './hf-config';
+import { listLinearModules, checkNonLinearTensors, type LinearModule, type ListLinearModulesOptions } from './hf-model';
+import { openSafetensors, type SafetensorsReader } from './safetensors';
+import { parseGptqConfig, type GptqConfig } from './gptq';
+import { dtypeSize, type Dtype } from './dtype';
 
 /** Options of {@link openModel}. */
 export type OpenModelOptions = ListLinearModulesOptions;
@@ -28,7 +28,7 @@ export interface Model {
 }
 
 function checkDir(dir: string): string {
-  if (typeof dir !== 'string' || dir.length === 0) throw new LowbitError('LOWBIT_INVALID_OPTION', `model: expected a directory path, received ${JSON.stringify(dir)}`);
+  if (typeof dir !== 'string' || dir.length === 0) throw invalidOption('model', 'a directory path', dir);
   const abs = path.resolve(dir);
   let st: fs.Stats;
   try {
@@ -36,7 +36,7 @@ function checkDir(dir: string): string {
   } catch {
     throw new LowbitError('LOWBIT_NOT_FOUND', `${abs}: no such model directory`, { file: abs });
   }
-  if (!st.isDirectory()) throw new LowbitError('LOWBIT_INVALID_OPTION', `${abs}: expected a model directory (config.json + *.safetensors), found a file`, { file: abs });
+  if (!st.isDirectory()) throw optionError('model', `${abs}: expected a model directory (config.json + *.safetensors), found a file`, { file: abs });
   return abs;
 }
 

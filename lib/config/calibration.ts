@@ -1,0 +1,54 @@
+/**
+ * Calibration data options (GPTQ, and every calibrated method after it): validated once here.
+ */
+import { optionError } from '../errors';
+import { checkInt, checkKnownKeys, invalidOption, checkObject } from './validate';
+
+/** Calibration data of a calibrated method (GPTQ). */
+export interface CalibrationOptions {
+  /** Calibration text (UTF-8), or `file` to read it from. */
+  text?: string;
+  file?: string;
+  /** Windows. @default 128 */
+  samples?: number;
+  /** Tokens per window (capped at the model's context). @default 2048 */
+  seqLen?: number;
+  /** Seed of the window sampler. @default 0 */
+  seed?: number;
+  /** llama2.c tokenizer.bin used to tokenize the text (HF tokenizer.json is not read yet). */
+  tokenizer?: string;
+}
+
+/** @internal */
+export interface NormalizedCalibration {
+  /** Exactly one of text and file. */
+  text: string | null;
+  file: string | null;
+  samples: number;
+  /** Requested tokens per window (the method caps it at the model's context). */
+  seqLen: number;
+  seed: number;
+  tokenizer: string | null;
+}
+
+const KEYS = ['text', 'file', 'samples', 'seqLen', 'seed', 'tokenizer'] as const;
+
+/** Validate calibration options and fill the defaults. */
+export function normalizeCalibration(c: CalibrationOptions): NormalizedCalibration {
+  checkObject('calibration', c, 'an object {text | file, samples, seqLen, seed}');
+  checkKnownKeys('calibration', c, KEYS);
+  if (c.text !== undefined && typeof c.text !== 'string') throw invalidOption('calibration.text', 'a string', c.text);
+  if (c.file !== undefined && (typeof c.file !== 'string' || c.file.length === 0)) throw invalidOption('calibration.file', 'a path to a UTF-8 text file', c.file);
+  if (c.text === undefined && c.file === undefined) {
+    throw optionError('calib', 'calibration: GPTQ needs calibration text (calibration.text or calibration.file, --calib FILE)');
+  }
+  if (c.tokenizer !== undefined && (typeof c.tokenizer !== 'string' || c.tokenizer.length === 0)) throw invalidOption('calibration.tokenizer', 'a path to a tokenizer.bin', c.tokenizer);
+  return {
+    text: c.text ?? null,
+    file: c.text === undefined ? (c.file ?? null) : null,
+    samples: checkInt('calibration.samples', c.samples ?? 128, 1, 1e6),
+    seqLen: checkInt('calibration.seqLen', c.seqLen ?? 2048, 2, 1 << 24),
+    seed: checkInt('calibration.seed', c.seed ?? 0, 0, 2 ** 32 - 1),
+    tokenizer: c.tokenizer ?? null,
+  };
+}

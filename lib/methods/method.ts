@@ -1,0 +1,90 @@
+/**
+ * The one interface every quantization method implements, so that adding a method is adding a
+ * file: the pipeline (lib/pipeline/quantize.ts) plans which modules are quantized, asks the method
+ * for each module's output tensors when the writer needs them, and records what the method
+ * reports. It never knows a method's internals.
+ *
+ * A method may work module by module (RTN: `quantizeModule` reads the weight, quantizes it and
+ * returns its tensors) or over the whole model first (GPTQ: `prepare` runs calibration block by
+ * block and quantizes every planned module; `quantizeModule` then hands out what it produced).
+ */
+import type { NormalizedQuantizeConfig } from '../config/quantize';
+import type { NormalizedCalibration } from '../config/calibration';
+import type { Progress } from '../config/run';
+import type { Model } from '../formats/hf-dir';
+import type { LinearModule } from '../formats/hf-model';
+import type { QuantStats } from '../ops/quantize';
+
+/** Per-module record (also written to quant_log.json). */
+export interface ModuleLog {
+  module: string;
+  rows: number;
+  cols: number;
+  /** 'packed' (GPTQ tensors), 'dequant' (fake-quant weight) or 'fp16' (kept unquantized in the source's float type — F16, or BF16 for a BF16 model; see reason). */
+  storage: 'packed' | 'dequant' | 'fp16';
+  reason?: string;
+  /** GPTQ: the reference's loss Σ(w − q)²/U_jj²/2, the damping used, calibration tokens. */
+  gptqLoss?: number;
+  dampUsed?: number;
+  samples?: number;
+  bits?: number;
+  groupSize?: number;
+  stats?: QuantStats;
+  seconds: number;
+}
+
+/** What a calibrated method records about its calibration run (quant_log.json, the result). */
+export interface CalibrationSummary {
+  samples: number;
+  seqLen: number;
+  tokens: number;
+  seed: number;
+  /** sha256 of the calibration text (provenance). */
+  textSha256: string;
+  /** Bytes the calibration needed at its peak beyond the model weights (stated before the run). */
+  expectedPeakBytes: number;
+  seconds: number;
+}
+
+/** Everything a method may use while it runs: normalized, already validated. */
+export interface MethodContext {
+  /** The opened source model. */
+  model: Model;
+  config: NormalizedQuantizeConfig;
+  /** The modules to quantize, by weight tensor name (the pipeline's plan). */
+  plan: ReadonlyMap<string, LinearModule>;
+  /** Calibration data, present when the method needs it. */
+  calibration: NormalizedCalibration | null;
+  /** Compute threads of this call (undefined: the process default). */
+  threads: number | undefined;
+  signal: AbortSignal | undefined;
+  /** Progress (never throws). */
+  report(p: Progress): void;
+}
+
+/** The output tensors of one quantized module, by tensor name, and its log entry. */
+export interface QuantizedModule {
+  tensors: Map<string, Uint8Array>;
+  log: ModuleLog;
+}
+
+/** One quantization method. */
+export interface QuantMethod {
+  /** The name users pass as `method`. */
+  readonly name: string;
+  /** Whether the method needs calibration data (the pipeline refuses to start without it). */
+  readonly needsCalibration: boolean;
+  /**
+   * Start a run. Whole-model methods do their work here (and report progress); the returned run
+   * then serves each module's tensors.
+   */
+  start(ctx: MethodContext): Promise<MethodRun>;
+}
+
+/** A method's state during one pipeline run. */
+export interface MethodRun {
+  /** The tensors of one planned module (called once per module, in write order). */
+  quantizeModule(mod: LinearModule): Promise<QuantizedModule>;
+  /** What the method records in the result and quant_log.json (calibration). */
+  readonly calibration?: CalibrationSummary;
+}

@@ -1,0 +1,41 @@
+/**
+ * RTN (round to nearest): each module is quantized on its own, when the writer asks for its
+ * tensors — read from the source, quantized (packed natively as the codes are produced for the
+ * GPTQ layout), its source pages released. Memory: one module.
+ */
+import { LowbitError } from '../errors';
+import { quantizeNormalized } from '../ops/quantize';
+import { moduleTensors, storesPacked } from './store';
+import type { MethodContext, MethodRun, QuantMethod, QuantizedModule } from './method';
+import type { LinearModule } from '../formats/hf-model';
+
+export const rtnMethod: QuantMethod = {
+  name: 'rtn',
+  needsCalibration: false,
+  start(ctx: MethodContext): Promise<MethodRun> {
+    const { model, config, signal, threads } = ctx;
+    const reader = model.tensors;
+    const packed = storesPacked(config);
+    let done = 0;
+    const total = ctx.plan.size;
+    return Promise.resolve({
+      async quantizeModule(mod: LinearModule): Promise<QuantizedModule> {
+        if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', `quantize: aborted by signal at module ${done}/${total} (no output written)`);
+        ctx.report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
+        const t0 = performance.now();
+        const info = reader.info(mod.weight);
+        if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new LowbitError('LOWBIT_UNSUPPORTED', `${mod.weight}: dtype ${info.dtype} cannot be quantized (F32, F16 or BF16 expected)`, { tensor: mod.weight });
+        const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, config.quantizer,
+          { name: mod.weight, dequantize: !packed, signal, packGptq: packed, threads });
+        reader.release(mod.weight);
+        const tensors = await moduleTensors(config, mod, { ...qt, dequantized: qt.dequantized });
+        done++;
+        ctx.report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
+        return {
+          tensors,
+          log: { module: mod.name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: config.quantizer.bits, groupSize: qt.groupSize, stats: qt.stats, seconds: (performance.now() - t0) / 1000 },
+        };
+      },
+    });
+  },
+};
