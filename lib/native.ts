@@ -79,36 +79,36 @@ export interface NativeAddon {
   setIsa(isa: string): boolean;
   setKernelMode(mode: number): void;
   getKernelMode(): number;
-  convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): NativeTask<{ overflow: number; firstOverflow: number }>;
-  convertSync(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, saturate: boolean, mode: number): { overflow: number; firstOverflow: number };
-  ggmlEncodeSync(type: number, x: Float32Array, out: Uint8Array): boolean;
+  convert(job: NativeConvertJob & { onProgress?: (done: number, total: number) => void }): NativeTask<NativeConvertResult>;
+  convertSync(job: NativeConvertJob): NativeConvertResult;
+  ggmlEncodeSync(job: NativeGgmlEncodeJob): boolean;
   quantize(job: NativeQuantJob): NativeTask<NativeQuantStats>;
   pack(job: NativePackJob): NativeTask<void>;
   unpack(job: NativePackJob): NativeTask<void>;
   mapFile(path: string): NativeMapping;
-  gemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, accumulate: boolean, mode: number): NativeTask<void>;
+  gemm(job: NativeGemmJob): NativeTask<void>;
   qgemmGptq4(job: NativeQgemmGptq4Job): NativeTask<void>;
-  qblockFromGptq(job: { bits: number; inFeatures: number; outFeatures: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array }): NativeTask<NativeQBlock>;
-  qblockFromGgml(job: { type: number; data: Uint8Array; outFeatures: number; inFeatures: number }): NativeTask<NativeQBlock>;
-  qdotLinear(w: NativeQBlock | NativeQBlock[], x: Float32Array, rows: number, y: Float32Array | Float32Array[], mode: number): NativeTask<void>;
-  quantizeActs(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null, mode: number): { xq: Int8Array; sx: Float32Array; sum: Int32Array };
-  hessian(x: Float32Array, n: number, cols: number, H: Float32Array, sumAbs: Float32Array | null, maxAbs: Float32Array | null, mode: number): NativeTask<void>;
+  qblockFromGptq(job: NativeQblockFromGptqJob): NativeTask<NativeQBlock>;
+  qblockFromGgml(job: NativeQblockFromGgmlJob): NativeTask<NativeQBlock>;
+  qdotLinear(job: NativeQdotLinearJob): NativeTask<void>;
+  quantizeActs(job: NativeQuantizeActsJob): { xq: Int8Array; sx: Float32Array; sum: Int32Array };
+  hessian(job: NativeHessianJob): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
-  benchCopy(bytes: number, iters: number, threads: number): NativeTask<{ seconds: number[] }>;
-  benchPeak(kind: string, threads: number, millis: number): NativeTask<{ ops: number; seconds: number }>;
+  benchCopy(job: NativeBenchCopyJob): NativeTask<{ seconds: number[] }>;
+  benchPeak(job: NativeBenchPeakJob): NativeTask<{ ops: number; seconds: number }>;
   gptqLayer(job: NativeGptqLayerJob): NativeTask<{ loss: number; dampUsed: number }>;
-  gptqInverseFactor(H: Float32Array, n: number, U: Float32Array, mode: number): NativeTask<{ ok: boolean }>;
+  gptqInverseFactor(job: NativeInverseFactorJob): NativeTask<{ ok: boolean }>;
   peerSgemmInfo(): { lib: string | null; error: string | null };
-  peerSgemm(x: Float32Array, m: number, k: number, w: Float32Array, n: number, y: Float32Array, threads: number): NativeTask<void>;
+  peerSgemm(job: NativePeerSgemmJob): NativeTask<void>;
   cudaInfo?(): NativeCudaInfo;
-  cudaDequantInt4?(job: { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; rows: number; cols: number; groups: number; out: Float32Array }): NativeTask<{ kernelMs: number }>;
+  cudaDequantInt4?(job: { qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; rows: number; cols: number; groups: number; out: Float32Array } & NativeThreads): NativeTask<{ kernelMs: number }>;
   /** CUDA variant only (lib/cuda.ts; native/kernels/cuda/cuda_api.h). Runs report per-repeat kernel ms, peak device bytes, what ran. */
-  cudaQgemm?(job: { x: Float32Array | Uint16Array; xDtype: number; m: number; inFeatures: number; outFeatures: number; bits: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; y: Float32Array; kernel: number; warmup: number; repeats: number; cold?: boolean }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
-  cudaGemmF16?(job: { x: Float32Array; w: Float32Array; m: number; inFeatures: number; outFeatures: number; y: Float32Array; warmup: number; repeats: number; cold?: boolean }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
-  cudaHessian?(job: { x: Float32Array; n: number; cols: number; H: Float32Array; alpha: number; beta: number }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
-  cudaInverseFactor?(job: { H: Float32Array; n: number; U: Float32Array }): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number; ok: boolean }>;
+  cudaQgemm?(job: { x: Float32Array | Uint16Array; xDtype: number; m: number; inFeatures: number; outFeatures: number; bits: number; groups: number; qweight: Int32Array; scales: Float32Array; zeros: Uint8Array; gIdx: Int32Array; y: Float32Array; kernel: number; warmup: number; repeats: number; cold?: boolean } & NativeThreads): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
+  cudaGemmF16?(job: { x: Float32Array; w: Float32Array; m: number; inFeatures: number; outFeatures: number; y: Float32Array; warmup: number; repeats: number; cold?: boolean } & NativeThreads): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
+  cudaHessian?(job: { x: Float32Array; n: number; cols: number; H: Float32Array; alpha: number; beta: number } & NativeThreads): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number }>;
+  cudaInverseFactor?(job: { H: Float32Array; n: number; U: Float32Array } & NativeThreads): NativeTask<{ ms: number[]; deviceBytes: number; kernel: 'gemv' | 'mma'; splits: number; groupSize: number; ok: boolean }>;
   cudaGptqLayer?(job: NativeGptqLayerJob): NativeTask<{ loss: number; dampUsed: number; msTotal: number; msPrepare: number; msFactor: number; msSweep: number; msCopy: number; deviceBytes: number; factorAttempts: number }>;
-  cudaBenchCopy?(bytes: number, repeats: number): NativeTask<{ ms: number[] }>;
+  cudaBenchCopy?(job: NativeCudaBenchCopyJob): NativeTask<{ ms: number[] }>;
 }
 
 /**
@@ -117,6 +117,151 @@ export interface NativeAddon {
  */
 export interface NativeThreads {
   threads?: number;
+}
+
+/** f32 ↔ f16 ↔ bf16 over typed arrays (native/kernels/convert.h). @internal */
+export interface NativeConvertJob extends NativeThreads {
+  /** The values to convert: n elements of `srcDtype` (bytes or a typed array of any type). */
+  src: ArrayBufferView;
+  /** 0 f32, 1 f16, 2 bf16 ({@link DTYPE_ID}). */
+  srcDtype: number;
+  /** At least n elements of `dstDtype`. */
+  dst: ArrayBufferView;
+  dstDtype: number;
+  /** Clamp values past the target's range to its largest finite value instead of ±Inf (counted in `overflow` either way). */
+  saturate: boolean;
+  /** 0 fast kernels, 1 references. */
+  mode: number;
+}
+
+/** What a conversion reports: values past the target's range, and the first one's index (−1: none). @internal */
+export interface NativeConvertResult {
+  overflow: number;
+  firstOverflow: number;
+}
+
+/** ggml block encoding (native/kernels/ggml_encode.h). @internal */
+export interface NativeGgmlEncodeJob extends NativeThreads {
+  /** 0 Q8_0, 1 Q4_0, 2 Q4_1, 3 Q4_K. */
+  type: number;
+  /** The values, a multiple of the type's block (32; 256 for Q4_K). */
+  x: Float32Array;
+  /** (x.length / block) blocks of the type's bytes. */
+  out: Uint8Array;
+}
+
+/** y (m × n) = x (m × k) · wᵀ, w (n × k) row-major, f32 (native/kernels/gemm.h). @internal */
+export interface NativeGemmJob extends NativeThreads {
+  x: Float32Array;
+  m: number;
+  k: number;
+  w: Float32Array;
+  n: number;
+  y: Float32Array;
+  /** Add to y instead of overwriting it. */
+  accumulate: boolean;
+  mode: number;
+}
+
+/** Repack a GPTQ layer into the integer-dot layout (native/kernels/qdot.h). @internal */
+export interface NativeQblockFromGptqJob extends NativeThreads {
+  bits: number;
+  inFeatures: number;
+  outFeatures: number;
+  groups: number;
+  /** (in·bits/32, out) */
+  qweight: Int32Array;
+  /** (groups, out) */
+  scales: Float32Array;
+  /** (groups, out), true zeros */
+  zeros: Uint8Array;
+  /** (in) */
+  gIdx: Int32Array;
+}
+
+/** Repack an (out × in) ggml tensor's blocks into the integer-dot layout. @internal */
+export interface NativeQblockFromGgmlJob extends NativeThreads {
+  /** The ggml type id (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K). */
+  type: number;
+  data: Uint8Array;
+  outFeatures: number;
+  inFeatures: number;
+}
+
+/** y (rows × out) = x (rows × in) · Wᵀ through the integer-dot kernel; several matrices on one x share its quantization. @internal */
+export interface NativeQdotLinearJob extends NativeThreads {
+  /** One matrix, or 1 to 8 that agree on inFeatures, kb and channel order. */
+  w: NativeQBlock | NativeQBlock[];
+  /** (rows × in) */
+  x: Float32Array;
+  rows: number;
+  /** (rows × out) for one matrix; one such output per matrix for an array. */
+  y: Float32Array | Float32Array[];
+  mode: number;
+}
+
+/** The integer path's activation quantizer: int8 codes, scale and code sum per block of kb channels (synchronous). @internal */
+export interface NativeQuantizeActsJob extends NativeThreads {
+  /** (rows × inFeatures) */
+  x: Float32Array;
+  rows: number;
+  inFeatures: number;
+  /** Channels per block: 16, 32, 64, 128 or 256. */
+  kb: number;
+  /** Channel order (inFeatures), or null. */
+  perm: Int32Array | null;
+  mode: number;
+}
+
+/** H (cols × cols) += XᵀX, X (n × cols); optional per-column Σ|x| and max|x| (native/quant/hessian.h). @internal */
+export interface NativeHessianJob extends NativeThreads {
+  x: Float32Array;
+  n: number;
+  cols: number;
+  H: Float32Array;
+  /** (cols), accumulated, or null. */
+  sumAbs: Float32Array | null;
+  /** (cols), accumulated, or null. */
+  maxAbs: Float32Array | null;
+  mode: number;
+}
+
+/** U (n × n) upper triangular with Uᵀ U = H⁻¹ (native/quant/linalg.h); resolves ok false when H is not positive definite. @internal */
+export interface NativeInverseFactorJob extends NativeThreads {
+  /** (n × n) */
+  H: Float32Array;
+  n: number;
+  /** (n × n) output. */
+  U: Float32Array;
+  mode: number;
+}
+
+/** Copy `bytes` between two fresh buffers `iters` times on lowbit's pool: per-copy seconds (native/kernels/bench.h). @internal */
+export interface NativeBenchCopyJob extends NativeThreads {
+  bytes: number;
+  iters: number;
+}
+
+/** Every thread runs an FMA chain for about `millis`: total operations and seconds. @internal */
+export interface NativeBenchPeakJob extends NativeThreads {
+  kind: 'fma';
+  millis: number;
+}
+
+/** y (m × n) = x (m × k) · wᵀ with OpenBLAS's cblas_sgemm (a peer in the benchmark), on `threads` OpenBLAS threads. @internal */
+export interface NativePeerSgemmJob extends NativeThreads {
+  x: Float32Array;
+  m: number;
+  k: number;
+  w: Float32Array;
+  n: number;
+  y: Float32Array;
+}
+
+/** Device-to-device copy of `bytes`, `repeats` times (CUDA variant only). @internal */
+export interface NativeCudaBenchCopyJob extends NativeThreads {
+  bytes: number;
+  repeats: number;
 }
 
 /** One GPTQ layer (native/quant/gptq.h; the CUDA twin takes the same job). @internal */
@@ -466,7 +611,7 @@ export function openMapping(file: string): NativeMapping | null {
  */
 export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16', dst: Float32Array): boolean {
   if (!hasAddon()) return false;
-  addon().convertSync(src, DTYPE_ID[dtype], dst, DTYPE_ID.F32, false, modeId());
+  addon().convertSync({ src, srcDtype: DTYPE_ID[dtype], dst, dstDtype: DTYPE_ID.F32, saturate: false, mode: modeId() });
   return true;
 }
 
@@ -479,7 +624,7 @@ export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16',
  */
 export function ggmlEncodeNative(type: 'Q8_0' | 'Q4_0' | 'Q4_1' | 'Q4_K', x: Float32Array, out: Uint8Array): boolean {
   if (!hasAddon() || kernelMode === 'ref') return false;
-  return addon().ggmlEncodeSync(type === 'Q8_0' ? 0 : type === 'Q4_0' ? 1 : type === 'Q4_1' ? 2 : 3, x, out);
+  return addon().ggmlEncodeSync({ type: type === 'Q8_0' ? 0 : type === 'Q4_0' ? 1 : type === 'Q4_1' ? 2 : 3, x, out });
 }
 
 /**

@@ -10,7 +10,6 @@
  * All of it happens in `start` (the calibration pass); `quantizeModule` then hands each module's
  * tensors to the writer once.
  */
-import * as fs from 'node:fs';
 import { LowbitError } from '../errors';
 import { loadModel, type LanguageModel } from '../runtime/model';
 import { calibrateNormalized, calibrationPeakBytes, type InputStats } from '../runtime/calibrate';
@@ -19,6 +18,7 @@ import { moduleTensors, storesPacked } from './store';
 import type { CalibrationSummary, MethodContext, MethodRun, ModuleLog, QuantMethod, QuantizedModule } from './method';
 import type { LinearModule } from '../formats/hf-model';
 import type { NormalizedCalibration } from '../config/calibration';
+import { calibrationTexts, readCalibrationFile, type CalibrationData } from '../formats/calib';
 
 const STAGES: { input: 'attn' | 'o' | 'mlp' | 'down'; kinds: ('q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down')[] }[] = [
   { input: 'attn', kinds: ['q', 'k', 'v'] },
@@ -28,14 +28,11 @@ const STAGES: { input: 'attn' | 'o' | 'mlp' | 'down'; kinds: ('q' | 'k' | 'v' | 
 ];
 const HF_KIND = { q: 'q_proj', k: 'k_proj', v: 'v_proj', o: 'o_proj', gate: 'gate_proj', up: 'up_proj', down: 'down_proj' } as const;
 
-function readCalibrationText(calib: NormalizedCalibration): string {
-  if (calib.text !== null) return calib.text;
-  const file = calib.file ?? '';
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    throw new LowbitError('LOWBIT_NOT_FOUND', `calibration: cannot read ${file}`, { option: 'calib' });
-  }
+/** The calibration data, read once: text (a file, records, strings) or token ids (JSONL input_ids). */
+function readCalibration(calib: NormalizedCalibration): CalibrationData {
+  if (calib.text !== null) return calibrationTexts([calib.text], 'text');
+  if (calib.texts !== null) return calibrationTexts(calib.texts, 'texts');
+  return readCalibrationFile(calib.file ?? '');
 }
 
 export const gptqMethod: QuantMethod = {
@@ -49,8 +46,12 @@ export const gptqMethod: QuantMethod = {
     if (!g || !calib) throw new LowbitError('LOWBIT_INTERNAL', 'gptq: started without GPTQ options or calibration data');
     const q = cfg.quantizer;
     const packed = storesPacked(cfg);
-    const text = readCalibrationText(calib);
-    const lm: LanguageModel = await loadModel(m.dir, { tokenizer: calib.tokenizer ?? undefined });
+    const data = readCalibration(calib);
+    // records are joined with a blank line (as one text), token-id records end to end
+    const text = data.texts ? data.texts.join('\n\n') : '';
+    const tokens = data.ids ? Int32Array.from(data.ids.flat()) : undefined;
+    // the run's threads for every forward and calibration pass of this model (checked once, by normalizeRunOptions)
+    const lm: LanguageModel = await loadModel(m.dir, { tokenizer: calib.tokenizer ?? undefined, threads });
     const produced = new Map<string, QuantizedModule>();
     let calibration: CalibrationSummary;
     try {
@@ -93,7 +94,7 @@ export const gptqMethod: QuantMethod = {
             me = Math.max(me, Math.abs(d));
           }
           W.set(r.dequantized); // later stages and blocks see the quantized layer
-          const tensors = await moduleTensors(cfg, mod, { ...r, groupSize: q.groupSize, gIdx: r.gIdx });
+          const tensors = await moduleTensors(cfg, mod, { ...r, groupSize: q.groupSize, gIdx: r.gIdx }, threads);
           const log: ModuleLog = {
             module: name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: q.bits, groupSize: q.groupSize,
             stats: { mse: se / W.length, relError: sr > 0 ? Math.sqrt(se / sr) : 0, maxAbsError: me, sqnrDb: se > 0 ? 10 * Math.log10(sr / se) : Infinity },
@@ -105,7 +106,7 @@ export const gptqMethod: QuantMethod = {
         }
       };
       const res = await calibrateNormalized(lm, {
-        text, samples: calib.samples, seqLen, seed: calib.seed, keepHessians: false, signal,
+        text, tokens, dataSha256: data.sha256, samples: calib.samples, seqLen, seed: calib.seed, keepHessians: false, signal,
         onProgress: (p) => ctx.report({ ...p, phase: 'calibrate' }),
         onLayer: async (stats, tools) => {
           for (const [si, stage] of STAGES.entries()) {
@@ -115,7 +116,8 @@ export const gptqMethod: QuantMethod = {
           }
         },
       });
-      calibration = { samples: res.samples, seqLen: res.seqLen, tokens: res.tokens, seed: res.seed, textSha256: res.textSha256, expectedPeakBytes, seconds: res.seconds };
+      calibration = { samples: res.samples, seqLen: res.seqLen, tokens: res.tokens, seed: res.seed, textSha256: res.textSha256, expectedPeakBytes, seconds: res.seconds,
+        data: { kind: data.kind, records: data.records, bytes: data.bytes, sha256: data.sha256 } };
     } finally {
       lm.dispose();
     }

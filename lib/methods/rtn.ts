@@ -28,7 +28,7 @@ export const rtnMethod: QuantMethod = {
         const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, config.quantizer,
           { name: mod.weight, dequantize: !packed, signal, packGptq: packed, threads });
         reader.release(mod.weight);
-        const tensors = await moduleTensors(config, mod, { ...qt, dequantized: qt.dequantized });
+        const tensors = await moduleTensors(config, mod, { ...qt, dequantized: qt.dequantized }, threads);
         done++;
         ctx.report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
         return {

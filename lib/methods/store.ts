@@ -4,7 +4,7 @@
  */
 import { LowbitError } from '../errors';
 import { fromFloat32 } from '../formats/dtype';
-import { packGptq, gptqTensorBytes } from '../ops/pack';
+import { packGptqNormalized, gptqTensorBytes } from '../ops/pack';
 import type { NormalizedQuantizeConfig } from '../config/quantize';
 import type { LinearModule } from '../formats/hf-model';
 
@@ -30,11 +30,11 @@ export function storesPacked(cfg: NormalizedQuantizeConfig): boolean {
   return cfg.checkpointFormat !== 'dequant';
 }
 
-/** The output tensors of one module, by tensor name. */
-export async function moduleTensors(cfg: NormalizedQuantizeConfig, mod: LinearModule, q: ModuleCodes): Promise<Map<string, Uint8Array>> {
+/** The output tensors of one module, by tensor name (packed on the run's `threads`; undefined: the process default). */
+export async function moduleTensors(cfg: NormalizedQuantizeConfig, mod: LinearModule, q: ModuleCodes, threads: number | undefined): Promise<Map<string, Uint8Array>> {
   if (storesPacked(cfg)) {
-    const packed = await packGptq({ ...q, rows: mod.rows, cols: mod.cols, bits: cfg.quantizer.bits },
-      cfg.checkpointFormat === 'gptq' ? 'gptq' : 'gptq_v2', q.gIdx, mod.name, q.qweight);
+    const packed = await packGptqNormalized({ ...q, rows: mod.rows, cols: mod.cols, bits: cfg.quantizer.bits },
+      cfg.checkpointFormat === 'gptq' ? 'gptq' : 'gptq_v2', q.gIdx, mod.name, q.qweight, threads);
     return gptqTensorBytes(mod.name, packed);
   }
   if (!q.dequantized) throw new LowbitError('LOWBIT_INTERNAL', `${mod.weight}: the dequant format needs the dequantized weights`, { tensor: mod.weight });

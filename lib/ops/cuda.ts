@@ -200,7 +200,8 @@ export interface CudaGptqTimings {
  * and order of operations, same outputs), plus where the time went. The device path supports
  * `clip: 'minmax'` and `blockSize` ≤ 128 (LOWBIT_UNSUPPORTED otherwise). Codes may differ from the
  * CPU path's where a value lies within float rounding of a grid boundary (different summation
- * order in the factorization and the lazy updates).
+ * order in the factorization and the lazy updates). `threads` is accepted and checked as by gptqLayer;
+ * it covers only host-side work, and the device path has none that runs on lowbit's pool today.
  */
 export async function cudaGptqLayer(weight: Float32Array, hessian: Float32Array, options: GptqLayerOptions): Promise<GptqLayerResult & { timings: CudaGptqTimings }> {
   // the checks of gptqLayer (lib/ops/gptq.ts), then the device path's own limits
@@ -221,5 +222,5 @@ export async function cudaBenchCopy(bytes: number, repeats = 5): Promise<number[
   bytes = checkInt('bytes', bytes, 1, 2 ** 40);
   repeats = checkInt('repeats', repeats, 1, 10000);
   const a = cuda('cudaBenchCopy');
-  return (await runTask(() => a.cudaBenchCopy(bytes, repeats), undefined, 'cudaBenchCopy')).ms;
+  return (await runTask(() => a.cudaBenchCopy({ bytes, repeats }), undefined, 'cudaBenchCopy')).ms;
 }

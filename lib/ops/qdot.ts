@@ -7,6 +7,7 @@
 import { LowbitError } from '../errors';
 import { addon, modeId, runTask, type NativeQBlock } from '../native';
 import { invalidOption } from '../config/validate';
+import { checkThreads, nativeThreads } from '../config/run';
 import { f16BitsToF32 } from '../formats/dtype';
 import { GGML_TYPES } from '../formats/gguf';
 import type { GptqInt4Weights } from './qmatmul';
@@ -24,18 +25,35 @@ export interface GptqWeights extends Omit<GptqInt4Weights, 'qweight'> {
   qweight: Int32Array;
 }
 
+/** Options of the integer-dot products ({@link qdotLinear}, {@link qdotLinearMulti}, {@link quantizeActivations}). */
+export interface QdotOptions {
+  /** 'ref' forces the reference kernel; default: the current kernel mode. */
+  mode?: 'fast' | 'ref';
+  /** Compute threads for this call (1–1024). @default the process default (setThreads, LOWBIT_THREADS, physical cores) */
+  threads?: number;
+}
+
+/** Options of the repacks ({@link qblockFromGptq}, {@link qblockFromGgml}). */
+export interface QblockRepackOptions {
+  /** Compute threads for this call (1–1024). @default the process default (setThreads, LOWBIT_THREADS, physical cores) */
+  threads?: number;
+}
+
 /**
  * Repack a GPTQ layer (consecutive or act-order groups of equal size, in % 32 == 0, group size a
  * multiple of 32) into the integer-dot layout. 2- and 3-bit codes go to the 4-bit layout (read as
  * nibbles). Throws LOWBIT_UNSUPPORTED naming the reason when the layout can't hold the layer.
  */
-export async function qblockFromGptq(w: GptqWeights, signal?: AbortSignal): Promise<QBlock> {
+export async function qblockFromGptq(w: GptqWeights, signal?: AbortSignal, options: QblockRepackOptions = {}): Promise<QBlock> {
+  const threads = checkThreads(options.threads);
   const { bits, inFeatures: inF, outFeatures: out, groups } = w;
   if (![2, 3, 4, 8].includes(bits)) throw invalidOption('bits', '2, 3, 4 or 8', bits);
   if (w.qweight.length !== (inF * bits / 32) * out || w.scales.length !== groups * out || w.zeros.length !== groups * out || w.gIdx.length !== inF) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qblockFromGptq: tensor sizes disagree with in ${inF}, out ${out}, groups ${groups}, bits ${bits}`);
   }
-  return runTask(() => addon().qblockFromGptq({ bits, inFeatures: inF, outFeatures: out, groups, qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx }), signal, 'qblockFromGptq');
+  return runTask(() => addon().qblockFromGptq({
+    bits, inFeatures: inF, outFeatures: out, groups, qweight: w.qweight, scales: w.scales, zeros: w.zeros, gIdx: w.gIdx, threads: nativeThreads(threads),
+  }), signal, 'qblockFromGptq');
 }
 
 /**
@@ -43,19 +61,25 @@ export async function qblockFromGptq(w: GptqWeights, signal?: AbortSignal): Prom
  * (4-bit codes, f32 scale and offset per 32) and Q6_K (codes − 32 as 8-bit, f32 scale per 16;
  * in % 256 == 0) — the values ggml's dequantization gives, exactly.
  */
-export async function qblockFromGgml(type: GgmlQBlockType, data: Uint8Array, outFeatures: number, inFeatures: number, signal?: AbortSignal): Promise<QBlock> {
+export async function qblockFromGgml(type: GgmlQBlockType, data: Uint8Array, outFeatures: number, inFeatures: number, signal?: AbortSignal,
+  options: QblockRepackOptions = {}): Promise<QBlock> {
+  const threads = checkThreads(options.threads);
   if (!GGML_QBLOCK_TYPES.includes(type)) throw invalidOption('type', GGML_QBLOCK_TYPES.join(', '), type);
-  return runTask(() => addon().qblockFromGgml({ type: GGML_TYPES[type].id, data, outFeatures, inFeatures }), signal, 'qblockFromGgml');
+  return runTask(() => addon().qblockFromGgml({ type: GGML_TYPES[type].id, data, outFeatures, inFeatures, threads: nativeThreads(threads) }), signal, 'qblockFromGgml');
+}
+
+function modeOf(opts: QdotOptions): number {
+  return opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
 }
 
 /** y (rows × out) = x (rows × in) · Wᵀ through the integer-dot kernel (x quantized to int8 per block). */
-export async function qdotLinear(w: QBlock, x: Float32Array, rows: number, y?: Float32Array, opts: { mode?: 'fast' | 'ref' } = {}): Promise<Float32Array> {
+export async function qdotLinear(w: QBlock, x: Float32Array, rows: number, y?: Float32Array, opts: QdotOptions = {}): Promise<Float32Array> {
+  const threads = checkThreads(opts.threads);
   if (!Number.isInteger(rows) || rows < 1) throw invalidOption('rows', 'a positive integer', rows);
   if (x.length !== rows * w.inFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qdotLinear: x has ${x.length} elements, expected ${rows} × ${w.inFeatures}`);
   const yy = y ?? new Float32Array(rows * w.outFeatures);
   if (yy.length !== rows * w.outFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qdotLinear: y has ${yy.length} elements, expected ${rows} × ${w.outFeatures}`);
-  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
-  await runTask(() => addon().qdotLinear(w, x, rows, yy, mode), undefined, 'qdotLinear');
+  await runTask(() => addon().qdotLinear({ w, x, rows, y: yy, mode: modeOf(opts), threads: nativeThreads(threads) }), undefined, 'qdotLinear');
   return yy;
 }
 
@@ -64,23 +88,23 @@ export async function qdotLinear(w: QBlock, x: Float32Array, rows: number, y?: F
  * parallel region over all their outputs — what the runtime does per layer. The matrices must agree
  * on inFeatures, kb and channel order (else LOWBIT_INVALID_OPTION); 1 to 8 of them.
  */
-export async function qdotLinearMulti(ws: QBlock[], x: Float32Array, rows: number, opts: { mode?: 'fast' | 'ref' } = {}): Promise<Float32Array[]> {
+export async function qdotLinearMulti(ws: QBlock[], x: Float32Array, rows: number, opts: QdotOptions = {}): Promise<Float32Array[]> {
+  const threads = checkThreads(opts.threads);
   if (!Number.isInteger(rows) || rows < 1) throw invalidOption('rows', 'a positive integer', rows);
   if (ws.length < 1 || ws.length > 8) throw invalidOption('ws', '1 to 8 matrices', ws.length);
   for (const w of ws)
     if (x.length !== rows * w.inFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `qdotLinearMulti: x has ${x.length} elements, expected ${rows} × ${w.inFeatures}`);
   const ys = ws.map((w) => new Float32Array(rows * w.outFeatures));
-  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
-  await runTask(() => addon().qdotLinear(ws, x, rows, ys, mode), undefined, 'qdotLinearMulti');
+  await runTask(() => addon().qdotLinear({ w: ws, x, rows, y: ys, mode: modeOf(opts), threads: nativeThreads(threads) }), undefined, 'qdotLinearMulti');
   return ys;
 }
 
 /** The activation quantizer of the integer path, exposed for tests: int8 codes, scale and code sum per block. */
-export function quantizeActivations(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null = null, opts: { mode?: 'fast' | 'ref' } = {}):
+export function quantizeActivations(x: Float32Array, rows: number, inFeatures: number, kb: number, perm: Int32Array | null = null, opts: QdotOptions = {}):
   { xq: Int8Array; sx: Float32Array; sum: Int32Array } {
+  const threads = checkThreads(opts.threads);
   if (x.length !== rows * inFeatures) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `quantizeActivations: x has ${x.length} elements, expected ${rows} × ${inFeatures}`);
-  const mode = opts.mode === 'ref' ? 1 : opts.mode === 'fast' ? 0 : modeId();
-  return addon().quantizeActs(x, rows, inFeatures, kb, perm, mode);
+  return addon().quantizeActs({ x, rows, inFeatures, kb, perm, mode: modeOf(opts), threads: nativeThreads(threads) });
 }
 
 /** The weight W[n, k] of a QBlock at layout position kLayout (channel perm[kLayout] of the source when permuted), for tests and tools. */

@@ -11,7 +11,11 @@ import { checkInt, checkSignal, invalidOption } from '../config/validate';
 import type { LanguageModel } from './model';
 import type { Progress } from '../config/run';
 
-/** Options of {@link evaluate}. */
+/**
+ * Options of {@link evaluate}. There is no `threads` here: evaluation runs the model's (and the
+ * reference's) forward passes, which use the `threads` each was loaded with (`loadModel(file, {threads})`;
+ * default: the process default).
+ */
 export interface EvaluateOptions {
   /** The text to score (UTF-8). */
   text: string;
@@ -53,7 +57,7 @@ function logSoftmaxInto(row: Float32Array, off: number, n: number, out: Float64A
   for (let i = 0; i < n; i++) out[i] = row[off + i] - lse;
 }
 
-/** Perplexity (and KL / top-1 against a reference) of `model` on a text. */
+/** Perplexity (and KL / top-1 against a reference) of `model` on a text, on the threads `model` was loaded with. */
 export async function evaluate(model: LanguageModel, opts: EvaluateOptions): Promise<EvaluateResult> {
   const t0 = performance.now();
   const tok = model.tokenizer;

@@ -1,5 +1,6 @@
-// benchCopy(bytes, iters, threads), benchPeak(kind, threads, millis): the machine's own limits,
-// measured in the same process as the kernels (see kernels/bench.h).
+// benchCopy({bytes, iters, threads}), benchPeak({kind, threads, millis}): the machine's own limits,
+// measured in the same process as the kernels (see kernels/bench.h). The job's threads run the
+// measurement (Task's per-call ScopedThreads): never the process-wide setting.
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -12,15 +13,15 @@ namespace lowbit {
 
 static double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
+// benchCopy({bytes, iters, threads}) -> task resolving {seconds: number[]}
 static Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
-  const size_t bytes = (size_t)info[0].As<Napi::Number>().DoubleValue();
-  const int iters = info[1].As<Napi::Number>().Int32Value();
-  const int threads = info[2].As<Napi::Number>().Int32Value();
+  const Job job(info, "benchCopy");
+  const size_t bytes = job.count("bytes");
+  const int iters = job.i32("iters");
   auto secs = std::make_shared<std::vector<double>>();
   return Task::Start(
       info.Env(), "lowbit.benchCopy",
       [=](TaskContext& ctx) {
-        ScopedThreads g(threads);  // per call: never the process-wide setting
         uint8_t* a = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
         uint8_t* b = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
         if (!a || !b) {
@@ -58,20 +59,20 @@ static Napi::Value BenchCopy(const Napi::CallbackInfo& info) {
         o.Set("seconds", arr);
         return o;
       },
-      {});
+      {}, Napi::Value(), 0.0, job.threads());
 }
 
+// benchPeak({kind: 'fma', threads, millis}) -> task resolving {ops, seconds}
 static Napi::Value BenchPeak(const Napi::CallbackInfo& info) {
-  std::string kind = info[0].As<Napi::String>().Utf8Value();
-  const int threads = info[1].As<Napi::Number>().Int32Value();
-  const double millis = info[2].As<Napi::Number>().DoubleValue();
+  const Job job(info, "benchPeak");
+  const std::string kind = job.str("kind");
+  const double millis = job.num("millis");
   if (kind != "fma") throw_js(info.Env(), "LOWBIT_INVALID_OPTION", "kind: expected \"fma\", received \"" + kind + "\"");
   auto res = std::make_shared<std::pair<double, double>>(0.0, 0.0);
   return Task::Start(
       info.Env(), "lowbit.benchPeak",
       [=](TaskContext&) {
-        ScopedThreads g(threads);  // per call: never the process-wide setting
-        const int nt = get_threads();
+        const int nt = get_threads();  // the job's threads (Task runs the work under them)
         // calibrate on one thread, then run every thread for ~millis
         double t0 = now_s();
         peak_fma(1u << 20);
@@ -93,7 +94,7 @@ static Napi::Value BenchPeak(const Napi::CallbackInfo& info) {
         o.Set("seconds", res->second);
         return o;
       },
-      {});
+      {}, Napi::Value(), 0.0, job.threads());
 }
 
 void register_bench_peer(Napi::Env env, Napi::Object exports);
@@ -149,24 +150,26 @@ static Napi::Value PeerSgemmInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// peerSgemm(x, m, k, w, n, y, threads) -> task: y = x · wᵀ with cblas_sgemm (row-major, B transposed).
+// peerSgemm({x, m, k, w, n, y, threads}) -> task: y = x · wᵀ with cblas_sgemm (row-major, B transposed), on
+// the job's threads (0: lowbit's process default).
 static Napi::Value PeerSgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!blas().sgemm) throw_js(env, "LOWBIT_UNSUPPORTED", blas().error);
-  View x = view_of(info[0], "x"), w = view_of(info[3], "w"), y = view_of(info[5], "y");
-  const int m = info[1].As<Napi::Number>().Int32Value(), k = info[2].As<Napi::Number>().Int32Value();
-  const int n = info[4].As<Napi::Number>().Int32Value(), threads = info[6].As<Napi::Number>().Int32Value();
-  if (x.bytes < (size_t)m * k * 4 || w.bytes < (size_t)n * k * 4 || y.bytes < (size_t)m * n * 4) throw_js(env, "LOWBIT_INTERNAL", "peerSgemm: sizes");
+  const Job job(info, "peerSgemm");
+  const View x = job.view("x"), w = job.view("w"), y = job.view("y");
+  const int m = job.i32("m"), k = job.i32("k"), n = job.i32("n");
+  if (m < 0 || k < 0 || n < 0 || x.bytes < (size_t)m * k * 4 || w.bytes < (size_t)n * k * 4 || y.bytes < (size_t)m * n * 4)
+    throw_js(env, "LOWBIT_INTERNAL", "peerSgemm: sizes");
   return Task::Start(
       env, "lowbit.peerSgemm",
       [=](TaskContext&) {
         // One pool at a time: lowbit's pool is idle while this runs (regions are serialized).
-        if (blas().set_threads) blas().set_threads(threads);
+        if (blas().set_threads) blas().set_threads(get_threads());
         const int RowMajor = 101, NoTrans = 111, Trans = 112;
         blas().sgemm(RowMajor, NoTrans, Trans, m, n, k, 1.0f, reinterpret_cast<const float*>(x.data), k, reinterpret_cast<const float*>(w.data), k,
                      0.0f, reinterpret_cast<float*>(y.data), n);
       },
-      [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[5]});
+      [](Napi::Env e) { return e.Undefined(); }, {job.get("x"), job.get("w"), job.get("y")}, Napi::Value(), 0.0, job.threads());
 }
 
 void register_bench_peer(Napi::Env env, Napi::Object exports) {

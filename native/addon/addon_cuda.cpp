@@ -7,7 +7,9 @@
 //   cudaHessian(job)                 H = beta·H + alpha·XᵀX
 //   cudaInverseFactor(job)           U with Uᵀ U = H⁻¹
 //   cudaGptqLayer(job)               GPTQ of one layer (same job and outputs as gptqLayer)
-//   cudaBenchCopy(bytes, repeats)    device-to-device copy times (bandwidth reference)
+//   cudaBenchCopy(job)               device-to-device copy times (bandwidth reference)
+// Each takes one job object read with Job (addon/task.h: a bad field is LOWBIT_INTERNAL naming it);
+// the job's `threads` (0: the process default) covers the host-side work of the call.
 // Buffer sizes are checked here on the main thread (LOWBIT_INTERNAL: lib/cuda.ts validates user
 // input first); the host entries check shapes/options before touching the device, so those
 // errors reach JS even on a machine without a GPU, where everything else is LOWBIT_NO_CUDA.
@@ -70,12 +72,12 @@ static Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
 
 static Napi::Value CudaDequantInt4(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const int rows = (int)num(job, "rows"), cols = (int)num(job, "cols"), groups = (int)num(job, "groups");
-  View q = view_of(job.Get("qweight"), "qweight"), s = view_of(job.Get("scales"), "scales"), z = view_of(job.Get("zeros"), "zeros");
-  View g = view_of(job.Get("gIdx"), "gIdx"), out = view_of(job.Get("out"), "out");
-  if (cols % 8 || q.bytes < (size_t)cols / 8 * rows * 4 || s.bytes < (size_t)groups * rows * 4 || z.bytes < (size_t)groups * rows ||
-      g.bytes < (size_t)cols * 4 || out.bytes < (size_t)rows * cols * 4)
+  const Job job(info, "cudaDequantInt4");
+  const int rows = job.i32("rows"), cols = job.i32("cols"), groups = job.i32("groups");
+  const View q = job.view("qweight"), s = job.view("scales"), z = job.view("zeros");
+  const View g = job.view("gIdx"), out = job.view("out");
+  if (rows < 0 || cols < 0 || groups < 0 || cols % 8 || q.bytes < (size_t)cols / 8 * rows * 4 || s.bytes < (size_t)groups * rows * 4 ||
+      z.bytes < (size_t)groups * rows || g.bytes < (size_t)cols * 4 || out.bytes < (size_t)rows * cols * 4)
     throw_js(env, "LOWBIT_INTERNAL", "cudaDequantInt4: buffer sizes disagree with rows/cols/groups");
   auto ms = std::make_shared<float>(0.0f);
   return Task::Start(
@@ -89,24 +91,24 @@ static Napi::Value CudaDequantInt4(const Napi::CallbackInfo& info) {
         o.Set("kernelMs", *ms);
         return o;
       },
-      {job.Get("qweight"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), job.Get("out")});
+      {job.get("qweight"), job.get("scales"), job.get("zeros"), job.get("gIdx"), job.get("out")}, Napi::Value(), 0.0, job.threads());
 }
 
 // cudaQgemm({x, xDtype, m, inFeatures, outFeatures, bits, groups, qweight, scales, zeros, gIdx, y, kernel, warmup, repeats, cold})
 static Napi::Value CudaQgemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
+  const Job job(info, "cudaQgemm");
   QgemmHostArgs a;
-  a.x_dtype = (int)num(job, "xDtype");
-  a.m = (int)num(job, "m");
-  a.in = (int)num(job, "inFeatures");
-  a.out = (int)num(job, "outFeatures");
-  a.bits = (int)num(job, "bits");
-  a.groups = (int)num(job, "groups");
-  const int kernel = (int)num(job, "kernel"), warmup = (int)num(job, "warmup"), repeats = (int)num(job, "repeats");
-  const bool cold = flag(job, "cold");
-  View x = view_of(job.Get("x"), "x"), q = view_of(job.Get("qweight"), "qweight"), s = view_of(job.Get("scales"), "scales");
-  View z = view_of(job.Get("zeros"), "zeros"), g = view_of(job.Get("gIdx"), "gIdx"), y = view_of(job.Get("y"), "y");
+  a.x_dtype = job.i32("xDtype");
+  a.m = job.i32("m");
+  a.in = job.i32("inFeatures");
+  a.out = job.i32("outFeatures");
+  a.bits = job.i32("bits");
+  a.groups = job.i32("groups");
+  const int kernel = job.i32("kernel"), warmup = job.i32("warmup"), repeats = job.i32("repeats");
+  const bool cold = job.flag("cold");
+  const View x = job.view("x"), q = job.view("qweight"), s = job.view("scales");
+  const View z = job.view("zeros"), g = job.view("gIdx"), y = job.view("y");
   need(env, a.m >= 1 && a.in >= 1 && a.out >= 1 && a.groups >= 1, "cudaQgemm: m, inFeatures, outFeatures, groups must be positive");
   // other bit widths and in_features that the word does not divide are the host entry's errors
   // (LOWBIT_UNSUPPORTED / LOWBIT_SHAPE_MISMATCH), raised before qweight is read
@@ -126,17 +128,17 @@ static Napi::Value CudaQgemm(const Napi::CallbackInfo& info) {
   return Task::Start(
       env, "lowbit.cudaQgemm", [=](TaskContext&) { *st = qgemm_gptq_cuda(a, kernel, warmup, repeats, cold); },
       [st](Napi::Env e) { return run_stats(e, *st); },
-      {job.Get("x"), job.Get("qweight"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), job.Get("y")});
+      {job.get("x"), job.get("qweight"), job.get("scales"), job.get("zeros"), job.get("gIdx"), job.get("y")}, Napi::Value(), 0.0, job.threads());
 }
 
 // cudaGemmF16({x, w, m, inFeatures, outFeatures, y, warmup, repeats, cold}); x, w f32 (rounded to f16 on the device)
 static Napi::Value CudaGemmF16(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const int m = (int)num(job, "m"), in = (int)num(job, "inFeatures"), out = (int)num(job, "outFeatures");
-  const int warmup = (int)num(job, "warmup"), repeats = (int)num(job, "repeats");
-  const bool cold = flag(job, "cold");
-  View x = view_of(job.Get("x"), "x"), w = view_of(job.Get("w"), "w"), y = view_of(job.Get("y"), "y");
+  const Job job(info, "cudaGemmF16");
+  const int m = job.i32("m"), in = job.i32("inFeatures"), out = job.i32("outFeatures");
+  const int warmup = job.i32("warmup"), repeats = job.i32("repeats");
+  const bool cold = job.flag("cold");
+  const View x = job.view("x"), w = job.view("w"), y = job.view("y");
   need(env, m >= 1 && in >= 1 && out >= 1 && x.bytes >= (size_t)m * in * 4 && w.bytes >= (size_t)out * in * 4 && y.bytes >= (size_t)m * out * 4,
        "cudaGemmF16: buffer sizes disagree with m/in/out");
   auto st = std::make_shared<CudaRunStats>();
@@ -146,16 +148,16 @@ static Napi::Value CudaGemmF16(const Napi::CallbackInfo& info) {
         *st = gemm_f16_cuda(reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data), m, in, out,
                             reinterpret_cast<float*>(y.data), warmup, repeats, cold);
       },
-      [st](Napi::Env e) { return run_stats(e, *st); }, {job.Get("x"), job.Get("w"), job.Get("y")});
+      [st](Napi::Env e) { return run_stats(e, *st); }, {job.get("x"), job.get("w"), job.get("y")}, Napi::Value(), 0.0, job.threads());
 }
 
 // cudaHessian({x, n, cols, H, alpha, beta})
 static Napi::Value CudaHessian(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const size_t n = (size_t)num(job, "n"), cols = (size_t)num(job, "cols");
-  const float alpha = (float)num(job, "alpha"), beta = (float)num(job, "beta");
-  View x = view_of(job.Get("x"), "x"), H = view_of(job.Get("H"), "H");
+  const Job job(info, "cudaHessian");
+  const size_t n = job.count("n"), cols = job.count("cols");
+  const float alpha = (float)job.num("alpha"), beta = (float)job.num("beta");
+  const View x = job.view("x"), H = job.view("H");
   need(env, x.bytes >= n * cols * 4 && H.bytes >= cols * cols * 4, "cudaHessian: buffer sizes disagree with n/cols");
   auto st = std::make_shared<CudaRunStats>();
   return Task::Start(
@@ -163,15 +165,15 @@ static Napi::Value CudaHessian(const Napi::CallbackInfo& info) {
       [=](TaskContext&) {
         *st = hessian_accumulate_cuda(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data), alpha, beta);
       },
-      [st](Napi::Env e) { return run_stats(e, *st); }, {job.Get("x"), job.Get("H")});
+      [st](Napi::Env e) { return run_stats(e, *st); }, {job.get("x"), job.get("H")}, Napi::Value(), 0.0, job.threads());
 }
 
 // cudaInverseFactor({H, n, U}) -> {ok, ms, deviceBytes}
 static Napi::Value CudaInverseFactor(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const size_t n = (size_t)num(job, "n");
-  View H = view_of(job.Get("H"), "H"), U = view_of(job.Get("U"), "U");
+  const Job job(info, "cudaInverseFactor");
+  const size_t n = job.count("n");
+  const View H = job.view("H"), U = job.view("U");
   need(env, H.bytes >= n * n * 4 && U.bytes >= n * n * 4, "cudaInverseFactor: buffer sizes disagree with n");
   auto st = std::make_shared<CudaRunStats>();
   auto ok = std::make_shared<bool>(false);
@@ -183,23 +185,22 @@ static Napi::Value CudaInverseFactor(const Napi::CallbackInfo& info) {
         o.Set("ok", *ok);
         return o;
       },
-      {job.Get("H"), job.Get("U")});
+      {job.get("H"), job.get("U")}, Napi::Value(), 0.0, job.threads());
 }
 
 // cudaGptqLayer(job): the job of gptqLayer (addon_gptq.cpp) without `mode`.
 static Napi::Value CudaGptqLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
+  const Job job(info, "cudaGptqLayer");
+  const size_t rows = job.count("rows"), cols = job.count("cols");
   GptqSpec spec = gptq_spec_from_js(job);
   need(env, rows >= 1 && cols >= 1 && spec.q.group_size >= 1, "cudaGptqLayer: rows, cols and groupSize must be positive");
   const size_t gs = std::min((size_t)spec.q.group_size, cols);
   const size_t G = gs < cols ? (cols + gs - 1) / gs : 1;
-  View W = view_of(job.Get("weight"), "weight"), H = view_of(job.Get("hessian"), "hessian"), codes = view_of(job.Get("codes"), "codes");
-  View sc = view_of(job.Get("scales"), "scales"), ze = view_of(job.Get("zeros"), "zeros"), gi = view_of(job.Get("gIdx"), "gIdx");
-  const Napi::Value dqv = job.Get("dequant");
-  const bool has_dq = !dqv.IsNull() && !dqv.IsUndefined();
-  View dq = has_dq ? view_of(dqv, "dequant") : View{};
+  const View W = job.view("weight"), H = job.view("hessian"), codes = job.view("codes");
+  const View sc = job.view("scales"), ze = job.view("zeros"), gi = job.view("gIdx");
+  const View dq = job.view_or_null("dequant");
+  const bool has_dq = dq.data != nullptr;
   need(env,
        W.bytes >= rows * cols * 4 && H.bytes >= cols * cols * 4 && codes.bytes >= rows * cols && sc.bytes >= rows * G * 4 && ze.bytes >= rows * G &&
            gi.bytes >= cols * 4 && (!has_dq || dq.bytes >= rows * cols * 4),
@@ -229,15 +230,16 @@ static Napi::Value CudaGptqLayer(const Napi::CallbackInfo& info) {
         o.Set("factorAttempts", st->factor_attempts);
         return o;
       },
-      {job.Get("weight"), job.Get("hessian"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), dqv}, job.Get("onProgress"),
-      (double)cols);
+      {job.get("weight"), job.get("hessian"), job.get("codes"), job.get("scales"), job.get("zeros"), job.get("gIdx"), job.get("dequant")},
+      job.get("onProgress"), (double)cols, job.threads());
 }
 
-// cudaBenchCopy(bytes, repeats) -> {ms}
+// cudaBenchCopy({bytes, repeats}) -> {ms}
 static Napi::Value CudaBenchCopy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const double bytes = info[0].As<Napi::Number>().DoubleValue();
-  const int repeats = info[1].As<Napi::Number>().Int32Value();
+  const Job job(info, "cudaBenchCopy");
+  const double bytes = (double)job.count("bytes");
+  const int repeats = job.i32("repeats");
   need(env, bytes >= 1 && repeats >= 1, "cudaBenchCopy: bytes and repeats must be positive");
   auto ms = std::make_shared<std::vector<float>>();
   return Task::Start(
@@ -247,7 +249,7 @@ static Napi::Value CudaBenchCopy(const Napi::CallbackInfo& info) {
         o.Set("ms", ms_array(e, *ms));
         return o;
       },
-      {});
+      {}, Napi::Value(), 0.0, job.threads());
 }
 
 void register_cuda(Napi::Env env, Napi::Object exports) {

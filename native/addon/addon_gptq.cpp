@@ -1,5 +1,5 @@
-// gptqLayer(job) -> task resolving {loss, dampUsed}; cholesky(A, n, mode) / gptqInverseFactor(H, n, U, mode)
-// for tests and benchmarks. See quant/gptq.h and quant/linalg.h.
+// gptqLayer(job) -> task resolving {loss, dampUsed}; gptqInverseFactor({H, n, U, mode, threads}) for tests
+// and benchmarks. See quant/gptq.h and quant/linalg.h.
 #include "addon/gptq_js.h"
 #include "addon/task.h"
 #include "quant/gptq.h"
@@ -9,15 +9,16 @@ namespace lowbit {
 
 static Napi::Value GptqLayer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
+  const Job job(info, "gptqLayer");
+  const size_t rows = job.count("rows"), cols = job.count("cols");
   GptqSpec spec = gptq_spec_from_js(job);
-  const int mode = (int)num(job, "mode");
+  const int mode = job.mode();
+  if (spec.q.group_size < 1) job.fail("groupSize", "a positive integer");
   const size_t gs = std::min((size_t)spec.q.group_size, cols);
   const size_t G = gs < cols ? (cols + gs - 1) / gs : 1;
-  View W = view_of(job.Get("weight"), "weight"), H = view_of(job.Get("hessian"), "hessian"), codes = view_of(job.Get("codes"), "codes");
-  View sc = view_of(job.Get("scales"), "scales"), ze = view_of(job.Get("zeros"), "zeros"), gi = view_of(job.Get("gIdx"), "gIdx");
-  View dq = view_of(job.Get("dequant"), "dequant");
+  const View W = job.view("weight"), H = job.view("hessian"), codes = job.view("codes");
+  const View sc = job.view("scales"), ze = job.view("zeros"), gi = job.view("gIdx");
+  const View dq = job.view("dequant");
   if (W.bytes < rows * cols * 4 || H.bytes < cols * cols * 4 || codes.bytes < rows * cols || sc.bytes < rows * G * 4 || ze.bytes < rows * G ||
       gi.bytes < cols * 4 || dq.bytes < rows * cols * 4 || spec.q.bits < 2 || spec.q.bits > 8)
     throw_js(env, "LOWBIT_INTERNAL", "gptqLayer: buffer sizes disagree");
@@ -38,15 +39,16 @@ static Napi::Value GptqLayer(const Napi::CallbackInfo& info) {
         o.Set("dampUsed", res->damp_used);
         return o;
       },
-      {job.Get("weight"), job.Get("hessian"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), job.Get("gIdx"), job.Get("dequant")},
-      job.Get("onProgress"), (double)cols);
+      {job.get("weight"), job.get("hessian"), job.get("codes"), job.get("scales"), job.get("zeros"), job.get("gIdx"), job.get("dequant")},
+      job.get("onProgress"), (double)cols, job.threads());
 }
 
-// gptqInverseFactor(H, n, U, mode) -> task resolving {ok}
+// gptqInverseFactor({H, n, U, mode, threads}) -> task resolving {ok}
 static Napi::Value InverseFactor(const Napi::CallbackInfo& info) {
-  View H = view_of(info[0], "H"), U = view_of(info[2], "U");
-  const size_t n = (size_t)info[1].As<Napi::Number>().DoubleValue();
-  const int mode = info[3].As<Napi::Number>().Int32Value();
+  const Job job(info, "gptqInverseFactor");
+  const View H = job.view("H"), U = job.view("U");
+  const size_t n = job.count("n");
+  const int mode = job.mode();
   if (H.bytes < n * n * 4 || U.bytes < n * n * 4) throw_js(info.Env(), "LOWBIT_INTERNAL", "gptqInverseFactor: sizes");
   auto ok = std::make_shared<bool>(false);
   return Task::Start(
@@ -57,7 +59,7 @@ static Napi::Value InverseFactor(const Napi::CallbackInfo& info) {
         o.Set("ok", *ok);
         return o;
       },
-      {info[0], info[2]});
+      {job.get("H"), job.get("U")}, Napi::Value(), 0.0, job.threads());
 }
 
 void register_gptq(Napi::Env env, Napi::Object exports) {

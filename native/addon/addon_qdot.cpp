@@ -3,7 +3,8 @@
 //     {bits, kb, inFeatures, outFeatures, q: Uint8Array, d: Uint16Array, m: Float32Array | null,
 //      ds: Int8Array | null, mh: Uint16Array | null, ms: Int8Array | null, sbk, zeroFixed, perm: Int32Array | null}
 //     (ds/mh/ms, sbk: the two-level scales of Q4_K/Q6_K, d then per super-block of sbk blocks)
-//   qdotLinear(qblock, x, rows, y, mode) -> task;  quantizeActs(x, rows, in, kb, perm, mode) -> {xq, sx, sum}
+//   qdotLinear({w: qblock | qblock[], x, rows, y: y | y[], mode, threads}) -> task
+//   quantizeActs({x, rows, inFeatures, kb, perm, mode, threads}) -> {xq, sx, sum}
 // See kernels/qdot.h.
 #include <cmath>
 #include <cstdlib>
@@ -105,14 +106,13 @@ Napi::Value to_js(Napi::Env env, Repacked& r) {
 
 Napi::Value FromGptq(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object j = info[0].As<Napi::Object>();
+  const Job j(info, "qblockFromGptq");
   GptqSource s{};
-  s.bits = (int)num(j, "bits");
-  s.in = (size_t)num(j, "inFeatures");
-  s.out = (size_t)num(j, "outFeatures");
-  s.groups = (size_t)num(j, "groups");
-  View q = view_of(j.Get("qweight"), "qweight"), sc = view_of(j.Get("scales"), "scales"), z = view_of(j.Get("zeros"), "zeros"),
-       g = view_of(j.Get("gIdx"), "gIdx");
+  s.bits = j.i32("bits");
+  s.in = j.count("inFeatures");
+  s.out = j.count("outFeatures");
+  s.groups = j.count("groups");
+  const View q = j.view("qweight"), sc = j.view("scales"), z = j.view("zeros"), g = j.view("gIdx");
   if (s.bits < 2 || s.bits > 8 || s.in == 0 || s.out == 0 || (s.in * (size_t)s.bits) % 32 || q.bytes < s.in * (size_t)s.bits / 32 * s.out * 4 ||
       sc.bytes < s.groups * s.out * 4 || z.bytes < s.groups * s.out || g.bytes < s.in * 4)
     throw_js(env, "LOWBIT_INTERNAL", "qblockFromGptq: buffer sizes disagree");
@@ -148,15 +148,15 @@ Napi::Value FromGptq(const Napi::CallbackInfo& info) {
         if (needs_perm) r->perm = std::make_unique<std::vector<int32_t>>(s.in);
         qblock_repack_gptq(s, r->bits, r->kb, r->q->data(), r->d->data(), r->m ? r->m->data() : nullptr, r->perm ? r->perm->data() : nullptr);
       },
-      [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx")});
+      [r](Napi::Env e) { return to_js(e, *r); }, {j.get("qweight"), j.get("scales"), j.get("zeros"), j.get("gIdx")}, Napi::Value(), 0.0, j.threads());
 }
 
 Napi::Value FromGgml(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object j = info[0].As<Napi::Object>();
-  const int type = (int)num(j, "type");
-  const size_t out = (size_t)num(j, "outFeatures"), in = (size_t)num(j, "inFeatures");
-  View src = view_of(j.Get("data"), "data");
+  const Job j(info, "qblockFromGgml");
+  const int type = j.i32("type");
+  const size_t out = j.count("outFeatures"), in = j.count("inFeatures");
+  const View src = j.view("data");
   const GgmlQInfo gi = qblock_ggml_info(type);
   if (!gi.block_bytes) throw_js(env, "LOWBIT_UNSUPPORTED", "qblockFromGgml: only Q4_0, Q4_1, Q8_0, Q4_K and Q6_K run packed");
   if (in == 0 || in % gi.block_values)
@@ -193,39 +193,48 @@ Napi::Value FromGgml(const Napi::CallbackInfo& info) {
         const auto ptr = [](auto& v) { return v ? v->data() : nullptr; };
         qblock_repack_ggml(type, data, r->out, r->in, r->q->data(), r->d->data(), ptr(r->m), ptr(r->ds), ptr(r->mh), ptr(r->ms));
       },
-      [r](Napi::Env e) { return to_js(e, *r); }, {j.Get("data")});
+      [r](Napi::Env e) { return to_js(e, *r); }, {j.get("data")}, Napi::Value(), 0.0, j.threads());
 }
 
-// qdotLinear(qblock | qblock[], x, rows, y | y[], mode): several matrices on one x share one
+// qdotLinear({w: qblock | qblock[], x, rows, y: y | y[], mode, threads}): several matrices on one x share one
 // quantization of x and one parallel region (qdot_linear_multi).
 Napi::Value QdotLinear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const bool multi = info[0].IsArray();
-  const Napi::Array wa = multi ? info[0].As<Napi::Array>() : Napi::Array::New(env, 1);
-  const Napi::Array ya = multi ? info[3].As<Napi::Array>() : Napi::Array::New(env, 1);
+  const Job job(info, "qdotLinear");
+  const Napi::Value wv = job.get("w"), yv = job.get("y");
+  const bool multi = wv.IsArray();
+  if (!multi && (!wv.IsObject() || wv.IsTypedArray())) job.fail("w", "a QBlock object or an array of them");
+  if (multi ? !yv.IsArray() : !yv.IsTypedArray()) job.fail("y", multi ? "an array of Float32Arrays (one per matrix)" : "a Float32Array");
+  const Napi::Array wa = multi ? wv.As<Napi::Array>() : Napi::Array::New(env, 1);
+  const Napi::Array ya = multi ? yv.As<Napi::Array>() : Napi::Array::New(env, 1);
   if (!multi) {
-    wa.Set(0u, info[0]);
-    ya.Set(0u, info[3]);
+    wa.Set(0u, wv);
+    ya.Set(0u, yv);
   }
   const size_t count = wa.Length();
   if (count == 0 || count > 8 || ya.Length() != count) throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: 1 to 8 matrices, one output each");
   auto ws = std::make_shared<std::vector<QBlockMatrix>>(count);
   std::vector<View> ys(count);
   std::vector<Napi::Value> keep;
-  View x = view_of(info[1], "x");
-  const size_t rows = (size_t)info[2].As<Napi::Number>().DoubleValue();
-  const int mode = info[4].As<Napi::Number>().Int32Value();
+  const View x = job.view("x");
+  const size_t rows = job.count("rows");
+  const int mode = job.mode();
   for (size_t i = 0; i < count; i++) {
-    qblock_from_js(env, wa.Get(i).As<Napi::Object>(), (*ws)[i], keep);
-    ys[i] = view_of(ya.Get(i), "y");
+    const std::string at = multi ? "[" + std::to_string(i) + "]" : "";
+    const Napi::Value wi = wa.Get(i);
+    if (!wi.IsObject() || wi.IsArray() || wi.IsTypedArray()) job.fail("w", "a QBlock object or an array of them");
+    qblock_from_js(Job(wi.As<Napi::Object>(), "qdotLinear", "job.w" + at), (*ws)[i], keep);
+    const Napi::Value yi = ya.Get(i);
+    if (!yi.IsTypedArray()) job.fail("y", multi ? "an array of Float32Arrays (one per matrix)" : "a Float32Array");
+    ys[i] = view_of(yi, "y");
     if (x.bytes < rows * (*ws)[i].in * 4 || ys[i].bytes < rows * (*ws)[i].out * 4)
       throw_js(env, "LOWBIT_INTERNAL", "qdotLinear: buffer sizes disagree");
     if (!qdot_can_share_acts((*ws)[0], (*ws)[i]))
       throw_js(env, "LOWBIT_INVALID_OPTION",
                "qdotLinear: matrix " + std::to_string(i) + " needs another quantization of x than matrix 0 (in, block size or channel order differ)");
-    keep.push_back(ya.Get(i));
+    keep.push_back(yi);
   }
-  keep.push_back(info[1]);
+  keep.push_back(job.get("x"));
   return Task::Start(
       env, "lowbit.qdotLinear",
       [ws, x, ys, rows, mode](TaskContext&) {
@@ -233,20 +242,22 @@ Napi::Value QdotLinear(const Napi::CallbackInfo& info) {
         for (size_t i = 0; i < ws->size(); i++) parts.push_back(QdotPart{&(*ws)[i], reinterpret_cast<float*>(ys[i].data), (*ws)[i].out});
         qdot_linear_multi(parts.data(), parts.size(), reinterpret_cast<const float*>(x.data), rows, mode);
       },
-      [](Napi::Env e) { return e.Undefined(); }, keep);
+      [](Napi::Env e) { return e.Undefined(); }, keep, Napi::Value(), 0.0, job.threads());
 }
 
+// quantizeActs({x, rows, inFeatures, kb, perm, mode, threads}) -> {xq, sx, sum} (sync)
 Napi::Value QuantizeActs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  View x = view_of(info[0], "x");
-  const size_t rows = (size_t)info[1].As<Napi::Number>().DoubleValue(), in = (size_t)info[2].As<Napi::Number>().DoubleValue();
-  const int kb = info[3].As<Napi::Number>().Int32Value();
-  const int mode = info[5].As<Napi::Number>().Int32Value();
+  const Job job(info, "quantizeActs");
+  const View x = job.view("x");
+  const size_t rows = job.count("rows"), in = job.count("inFeatures");
+  const int kb = job.i32("kb");
+  const int mode = job.mode();
   if (const char* why = qblock_check(kb == 16 ? 8 : 4, kb, in)) throw_js(env, "LOWBIT_INVALID_OPTION", std::string("quantizeActs: ") + why);
   if (x.bytes < rows * in * 4) throw_js(env, "LOWBIT_INTERNAL", "quantizeActs: x too small");
   const int32_t* perm = nullptr;
-  if (!info[4].IsNull() && !info[4].IsUndefined()) {
-    View p = view_of(info[4], "perm");
+  if (job.has("perm")) {
+    const View p = job.view("perm");
     if (p.bytes < in * 4) throw_js(env, "LOWBIT_INTERNAL", "quantizeActs: perm too small");
     perm = reinterpret_cast<const int32_t*>(p.data);
     for (size_t k = 0; k < in; k++)
@@ -257,7 +268,10 @@ Napi::Value QuantizeActs(const Napi::CallbackInfo& info) {
   Napi::Float32Array sx = Napi::Float32Array::New(env, rows * B);
   Napi::Int32Array sum = Napi::Int32Array::New(env, rows * B);
   const QActs a{xq.Data(), sx.Data(), sum.Data()};
-  quantize_acts(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a, mode);
+  {
+    ScopedThreads st(job.threads());
+    quantize_acts(reinterpret_cast<const float*>(x.data), rows, in, kb, perm, a, mode);
+  }
   Napi::Object o = Napi::Object::New(env);
   o.Set("xq", xq);
   o.Set("sx", sx);
@@ -267,63 +281,60 @@ Napi::Value QuantizeActs(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void qblock_from_js(Napi::Env env, const Napi::Object& o, QBlockMatrix& w, std::vector<Napi::Value>& keep) {
-  w.bits = (int)num(o, "bits");
-  w.kb = (int)num(o, "kb");
-  w.in = (size_t)num(o, "inFeatures");
-  w.out = (size_t)num(o, "outFeatures");
-  w.zero_fixed = (float)num(o, "zeroFixed");
-  if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", std::string("qblock: ") + why);
-  const Napi::Value sbk = o.Get("sbk");
-  w.sbk = sbk.IsNumber() ? sbk.As<Napi::Number>().Int32Value() : 1;
+void qblock_from_js(const Job& o, QBlockMatrix& w, std::vector<Napi::Value>& keep) {
+  Napi::Env env = o.env();
+  const std::string where = std::string(o.fn()) + ": " + o.path();
+  w.bits = o.i32("bits");
+  w.kb = o.i32("kb");
+  w.in = o.count("inFeatures");
+  w.out = o.count("outFeatures");
+  w.zero_fixed = (float)o.num("zeroFixed");
+  if (const char* why = qblock_check(w.bits, w.kb, w.in)) throw_js(env, "LOWBIT_INTERNAL", where + ": " + why);
+  w.sbk = o.has("sbk") ? o.i32("sbk") : 1;
   if (w.sbk < 1 || (w.sbk & (w.sbk - 1)) || w.blocks() % (size_t)w.sbk)
-    throw_js(env, "LOWBIT_INTERNAL", "qblock: sbk must be a power of two dividing the blocks");
-  const auto present = [&](const char* k) {
-    const Napi::Value v = o.Get(k);
-    return !v.IsNull() && !v.IsUndefined();
-  };
-  const bool two = present("ds"), offs = present("ms");
-  if ((w.sbk > 1) != two || offs != present("mh") || (offs && !two))
-    throw_js(env, "LOWBIT_INTERNAL", "qblock: two-level scales need sbk > 1, ds (and mh with ms)");
-  View q = view_of(o.Get("q"), "q"), d = view_of(o.Get("d"), "d");
-  if (q.bytes < w.q_bytes() || d.bytes < (two ? w.super_count() : w.d_count()) * 2) throw_js(env, "LOWBIT_INTERNAL", "qblock: buffer sizes disagree");
+    throw_js(env, "LOWBIT_INTERNAL", where + ": sbk must be a power of two dividing the blocks");
+  const bool two = o.has("ds"), offs = o.has("ms");
+  if ((w.sbk > 1) != two || offs != o.has("mh") || (offs && !two))
+    throw_js(env, "LOWBIT_INTERNAL", where + ": two-level scales need sbk > 1, ds (and mh with ms)");
+  const View q = o.view("q"), d = o.view("d");
+  if (q.bytes < w.q_bytes() || d.bytes < (two ? w.super_count() : w.d_count()) * 2)
+    throw_js(env, "LOWBIT_INTERNAL", where + ": buffer sizes disagree");
   w.q = q.data;
   w.d = reinterpret_cast<const uint16_t*>(d.data);
   w.ds = w.ms = nullptr;
   w.mh = nullptr;
-  keep.push_back(o.Get("q"));
-  keep.push_back(o.Get("d"));
+  keep.push_back(o.get("q"));
+  keep.push_back(o.get("d"));
   if (two) {
-    View dv = view_of(o.Get("ds"), "ds");
-    if (dv.bytes < w.d_count()) throw_js(env, "LOWBIT_INTERNAL", "qblock: ds too small");
+    const View dv = o.view("ds");
+    if (dv.bytes < w.d_count()) throw_js(env, "LOWBIT_INTERNAL", where + ": ds too small");
     w.ds = reinterpret_cast<const int8_t*>(dv.data);
-    keep.push_back(o.Get("ds"));
+    keep.push_back(o.get("ds"));
   }
   if (offs) {
-    View hv = view_of(o.Get("mh"), "mh"), sv = view_of(o.Get("ms"), "ms");
-    if (hv.bytes < w.super_count() * 2 || sv.bytes < w.d_count()) throw_js(env, "LOWBIT_INTERNAL", "qblock: mh/ms too small");
+    const View hv = o.view("mh"), sv = o.view("ms");
+    if (hv.bytes < w.super_count() * 2 || sv.bytes < w.d_count()) throw_js(env, "LOWBIT_INTERNAL", where + ": mh/ms too small");
     w.mh = reinterpret_cast<const uint16_t*>(hv.data);
     w.ms = reinterpret_cast<const int8_t*>(sv.data);
-    keep.push_back(o.Get("mh"));
-    keep.push_back(o.Get("ms"));
+    keep.push_back(o.get("mh"));
+    keep.push_back(o.get("ms"));
   }
-  Napi::Value m = o.Get("m"), p = o.Get("perm");
   w.m = nullptr;
   w.perm = nullptr;
-  if (!m.IsNull() && !m.IsUndefined()) {
-    View mv = view_of(m, "m");
-    if (mv.bytes < w.d_count() * 4) throw_js(env, "LOWBIT_INTERNAL", "qblock: m too small");
+  if (o.has("m")) {
+    const View mv = o.view("m");
+    if (mv.bytes < w.d_count() * 4) throw_js(env, "LOWBIT_INTERNAL", where + ": m too small");
     w.m = reinterpret_cast<const float*>(mv.data);
-    keep.push_back(m);
+    keep.push_back(o.get("m"));
   }
-  if (!p.IsNull() && !p.IsUndefined()) {
-    View pv = view_of(p, "perm");
-    if (pv.bytes < w.in * 4) throw_js(env, "LOWBIT_INTERNAL", "qblock: perm too small");
+  if (o.has("perm")) {
+    const View pv = o.view("perm");
+    if (pv.bytes < w.in * 4) throw_js(env, "LOWBIT_INTERNAL", where + ": perm too small");
     const int32_t* pp = reinterpret_cast<const int32_t*>(pv.data);
     for (size_t k = 0; k < w.in; k++)
       if (pp[k] < 0 || (size_t)pp[k] >= w.in) throw_js(env, "LOWBIT_BAD_FORMAT", "qblock: perm out of range");
     w.perm = pp;
-    keep.push_back(p);
+    keep.push_back(o.get("perm"));
   }
 }
 

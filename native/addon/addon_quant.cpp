@@ -10,34 +10,28 @@ namespace lowbit {
 
 static Napi::Value Quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
-  const int sdt = (int)num(job, "srcDtype");
+  const Job job(info, "quantize");
+  const size_t rows = job.count("rows"), cols = job.count("cols");
+  const int sdt = job.i32("srcDtype");
   QuantSpec q;
-  q.bits = (int)num(job, "bits");
-  q.group_size = (int)num(job, "groupSize");
-  q.sym = flag(job, "sym");
-  q.codebook = (int)num(job, "codebook");
-  q.clip = (int)num(job, "clip");
-  q.clip_grid = (int)num(job, "clipGrid");
-  q.clip_max_shrink = (float)num(job, "clipMaxShrink");
-  q.clip_norm = (float)num(job, "clipNorm");
-  q.zero_min = (int)num(job, "zeroMin");
-  q.scale_f16 = flag(job, "scaleF16");
-  q.signed_max = flag(job, "signedMax");
-  const int mode = (int)num(job, "mode");
+  q.bits = job.i32("bits");
+  q.group_size = job.i32("groupSize");
+  q.sym = job.flag("sym");
+  q.codebook = job.i32("codebook");
+  q.clip = job.i32("clip");
+  q.clip_grid = job.i32("clipGrid");
+  q.clip_max_shrink = (float)job.num("clipMaxShrink");
+  q.clip_norm = (float)job.num("clipNorm");
+  q.zero_min = job.i32("zeroMin");
+  q.scale_f16 = job.flag("scaleF16");
+  q.signed_max = job.flag("signedMax");
+  const int mode = job.mode();
   // Internal invariants (the TS layer validated user options already).
   if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || sdt < 0 || sdt > 2 || q.clip_grid < 1)
     throw_js(env, "LOWBIT_INTERNAL", "quantize: invalid normalized job");
   const size_t G = (cols + (size_t)q.group_size - 1) / (size_t)q.group_size;
-  View src = view_of(job.Get("src"), "src"), codes;
-  if (!job.Get("codes").IsNull() && !job.Get("codes").IsUndefined()) codes = view_of(job.Get("codes"), "codes");
-  View scales = view_of(job.Get("scales"), "scales"), zeros = view_of(job.Get("zeros"), "zeros");
-  View deq, qw;
-  Napi::Value qwv = job.Get("qweight");
-  if (!qwv.IsNull() && !qwv.IsUndefined()) qw = view_of(qwv, "qweight");
-  Napi::Value deqv = job.Get("dequant");
-  if (!deqv.IsNull() && !deqv.IsUndefined()) deq = view_of(deqv, "dequant");
+  const View src = job.view("src"), codes = job.view_or_null("codes"), scales = job.view("scales"), zeros = job.view("zeros");
+  const View qw = job.view_or_null("qweight"), deq = job.view_or_null("dequant");
   if (qw.data && (cols % 32 || qw.bytes < cols * q.bits / 32 * rows * 4 || (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8)))
     throw_js(env, "LOWBIT_INTERNAL", "quantize: qweight output needs cols % 32 == 0 and bits 2/3/4/8");
   if (src.bytes != rows * cols * dtype_size(sdt) || (!qw.data && codes.bytes < rows * cols) || scales.bytes < rows * G * 4 ||
@@ -65,16 +59,17 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
         o.Set("firstNonFinite", st->non_finite ? (double)st->first_non_finite : -1.0);
         return o;
       },
-      {job.Get("src"), job.Get("codes"), job.Get("scales"), job.Get("zeros"), deqv, qwv}, job.Get("onProgress"), (double)rows);
+      {job.get("src"), job.get("codes"), job.get("scales"), job.get("zeros"), job.get("dequant"), job.get("qweight")}, job.get("onProgress"),
+      (double)rows, job.threads());
 }
 
 static Napi::Value PackOrUnpack(const Napi::CallbackInfo& info, bool pack) {
   Napi::Env env = info.Env();
-  Napi::Object job = info[0].As<Napi::Object>();
-  const int layout = (int)num(job, "layout"), bits = (int)num(job, "bits"), offset = (int)num(job, "offset");
-  const int mode = (int)num(job, "mode");
-  const size_t rows = (size_t)num(job, "rows"), cols = (size_t)num(job, "cols");
-  View values = view_of(job.Get("values"), "values"), packed = view_of(job.Get("packed"), "packed");
+  const Job job(info, pack ? "pack" : "unpack");
+  const int layout = job.i32("layout"), bits = job.i32("bits"), offset = job.i32("offset");
+  const int mode = job.mode();
+  const size_t rows = job.count("rows"), cols = job.count("cols");
+  const View values = job.view("values"), packed = job.view("packed");
   size_t words;
   try {
     words = pack_words(layout, bits, rows, cols);
@@ -95,7 +90,7 @@ static Napi::Value PackOrUnpack(const Napi::CallbackInfo& info, bool pack) {
           else unpack_fast(layout, bits, p, rows, cols, offset, values.data, &ctx);
         }
       },
-      [](Napi::Env env) { return env.Undefined(); }, {job.Get("values"), job.Get("packed")});
+      [](Napi::Env env) { return env.Undefined(); }, {job.get("values"), job.get("packed")}, Napi::Value(), 0.0, job.threads());
 }
 
 static Napi::Value Pack(const Napi::CallbackInfo& info) { return PackOrUnpack(info, true); }

@@ -1,4 +1,4 @@
-// createModel(config, weights) -> {forward(tokens, pos0, logits, logitRows) -> task, dispose()}.
+// createModel(config, weights) -> {forward(job) -> task, calibrateBlock(job) -> task, dispose()}.
 // The weights are the caller's Float32Arrays (zero copy), held by persistent references for the
 // model's lifetime. One forward at a time per model (the KV cache is shared state): a second
 // concurrent call is refused; the TS layer queues calls.
@@ -40,19 +40,24 @@ const float* f32(const Napi::Object& o, const char* key, ModelHolder* h, bool op
 
 static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object c = info[0].As<Napi::Object>(), w = info[1].As<Napi::Object>();
+  for (size_t i = 0; i < 2; i++)
+    if (info.Length() <= i || !info[i].IsObject() || info[i].IsArray() || info[i].IsTypedArray())
+      throw_js(env, "LOWBIT_INTERNAL",
+               std::string("createModel: expected (config, weights) objects, received ") + (info.Length() > i ? js_type_name(info[i]) : "nothing"));
+  const Job c(info[0].As<Napi::Object>(), "createModel", "config");
+  Napi::Object w = info[1].As<Napi::Object>();
   LlamaConfig cfg;
-  cfg.dim = (int)num(c, "dim");
-  cfg.hidden_dim = (int)num(c, "hiddenDim");
-  cfg.n_layers = (int)num(c, "nLayers");
-  cfg.n_heads = (int)num(c, "nHeads");
-  cfg.n_kv_heads = (int)num(c, "nKvHeads");
-  cfg.vocab = (int)num(c, "vocabSize");
-  cfg.seq_len = (int)num(c, "seqLen");
-  cfg.head_dim = (int)num(c, "headDim");
-  cfg.rms_eps = (float)num(c, "rmsEps");
-  cfg.rope_theta = (float)num(c, "ropeTheta");
-  cfg.rope_style = (int)num(c, "ropeStyle");
+  cfg.dim = c.i32("dim");
+  cfg.hidden_dim = c.i32("hiddenDim");
+  cfg.n_layers = c.i32("nLayers");
+  cfg.n_heads = c.i32("nHeads");
+  cfg.n_kv_heads = c.i32("nKvHeads");
+  cfg.vocab = c.i32("vocabSize");
+  cfg.seq_len = c.i32("seqLen");
+  cfg.head_dim = c.i32("headDim");
+  cfg.rms_eps = (float)c.num("rmsEps");
+  cfg.rope_theta = (float)c.num("ropeTheta");
+  cfg.rope_style = c.i32("ropeStyle");
   auto* h = new ModelHolder();
   try {
     LlamaWeights lw;
@@ -61,7 +66,7 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     lw.classifier = f32(w, "classifier", h);
     if (w.Has("classifierPacked") && w.Get("classifierPacked").IsObject()) {
       std::vector<Napi::Value> keep;
-      qblock_from_js(env, w.Get("classifierPacked").As<Napi::Object>(), lw.classifier_q, keep);
+      qblock_from_js(Job(w.Get("classifierPacked").As<Napi::Object>(), "createModel", "weights.classifierPacked"), lw.classifier_q, keep);
       for (auto& v : keep) h->refs.push_back(Napi::Persistent(v));
     }
     Napi::Array layers = w.Get("layers").As<Napi::Array>();
@@ -79,18 +84,19 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
         if (pk.IsObject() && pk.As<Napi::Object>().Has("kb")) {
           // integer-dot layout (see addon_qdot.cpp)
           std::vector<Napi::Value> keep;
-          qblock_from_js(env, pk.As<Napi::Object>(), L.qblock[k], keep);
+          qblock_from_js(Job(pk.As<Napi::Object>(), "createModel", "weights.layers[" + std::to_string(i) + "].packed." + names[k]), L.qblock[k],
+                         keep);
           for (auto& v : keep) h->refs.push_back(Napi::Persistent(v));
         } else if (pk.IsObject()) {
           // GPTQ 4-bit: qweight (in/8 × out) i32, scales (G × out) f32, zeros (G × out) u8, gIdx (in) i32
-          Napi::Object po = pk.As<Napi::Object>();
+          const Job po(pk.As<Napi::Object>(), "createModel", "weights.layers[" + std::to_string(i) + "].packed." + names[k]);
           PackedLinear& P = L.packed[k];
-          for (const char* key : {"qweight", "scales", "zeros", "gIdx"}) h->refs.push_back(Napi::Persistent(po.Get(key)));
-          P.qweight = reinterpret_cast<const int32_t*>(view_of(po.Get("qweight"), "qweight").data);
-          P.scales = reinterpret_cast<const float*>(view_of(po.Get("scales"), "scales").data);
-          P.zeros = view_of(po.Get("zeros"), "zeros").data;
-          P.g_idx = reinterpret_cast<const int32_t*>(view_of(po.Get("gIdx"), "gIdx").data);
-          P.groups = (size_t)po.Get("groups").As<Napi::Number>().DoubleValue();
+          P.qweight = reinterpret_cast<const int32_t*>(po.view("qweight").data);
+          P.scales = reinterpret_cast<const float*>(po.view("scales").data);
+          P.zeros = po.view("zeros").data;
+          P.g_idx = reinterpret_cast<const int32_t*>(po.view("gIdx").data);
+          P.groups = po.count("groups");
+          for (const char* key : {"qweight", "scales", "zeros", "gIdx"}) h->refs.push_back(Napi::Persistent(po.get(key)));
         } else {
           L.w[k] = f32(lo, names[k], h);
         }
@@ -146,8 +152,7 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           const int layer = job.i32("layer");
           View hid = job.view("hidden");
           const size_t T = job.count("seqLen");
-          if (!job.get("stats").IsObject()) job.fail("stats", "an object");
-          Napi::Object stats = job.get("stats").As<Napi::Object>();
+          const Job stats = job.object("stats");
           const int mode = job.mode();
           const LlamaConfig& c = h->model->config();
           const size_t dim = c.dim, qd = (size_t)c.n_heads * c.head_dim;
@@ -170,18 +175,17 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           const int kinds[4] = {LIN_Q, LIN_O, LIN_GATE, LIN_DOWN};
           const size_t widths[4] = {dim, qd, dim, (size_t)c.hidden_dim};
           for (int i = 0; i < 4; i++) {
-            Napi::Value sv = stats.Get(keys[i]);
-            if (sv.IsUndefined() || sv.IsNull()) continue;
-            Napi::Object so = sv.As<Napi::Object>();
-            View Hv = view_of(so.Get("H"), "H"), sav = view_of(so.Get("sumAbs"), "sumAbs"), mav = view_of(so.Get("maxAbs"), "maxAbs");
+            if (!stats.has(keys[i])) continue;
+            const Job so = stats.object(keys[i]);
+            const View Hv = so.view("H"), sav = so.view("sumAbs"), mav = so.view("maxAbs");
             if (Hv.bytes < widths[i] * widths[i] * 4 || sav.bytes < widths[i] * 4 || mav.bytes < widths[i] * 4)
               throw_js(e, "LOWBIT_INTERNAL", "calibrateBlock: stats sizes");
             obs->H[kinds[i]] = reinterpret_cast<float*>(Hv.data);
             obs->sa[kinds[i]] = reinterpret_cast<float*>(sav.data);
             obs->ma[kinds[i]] = reinterpret_cast<float*>(mav.data);
-            keep.push_back(so.Get("H"));
-            keep.push_back(so.Get("sumAbs"));
-            keep.push_back(so.Get("maxAbs"));
+            keep.push_back(so.get("H"));
+            keep.push_back(so.get("sumAbs"));
+            keep.push_back(so.get("maxAbs"));
           }
           const size_t S = hid.bytes / (T * dim * 4);
           bool expected = false;
@@ -216,32 +220,31 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// gemm(x, m, k, w, n, y, accumulate, mode) -> task
+// gemm({x, m, k, w, n, y, accumulate, mode, threads}) -> task
 static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  View x = view_of(info[0], "x"), w = view_of(info[3], "w"), y = view_of(info[5], "y");
-  const size_t m = (size_t)info[1].As<Napi::Number>().DoubleValue(), k = (size_t)info[2].As<Napi::Number>().DoubleValue();
-  const size_t n = (size_t)info[4].As<Napi::Number>().DoubleValue();
-  const bool acc = info[6].ToBoolean().Value();
-  const int mode = info[7].As<Napi::Number>().Int32Value();
+  const Job job(info, "gemm");
+  const View x = job.view("x"), w = job.view("w"), y = job.view("y");
+  const size_t m = job.count("m"), k = job.count("k"), n = job.count("n");
+  const bool acc = job.flag("accumulate");
+  const int mode = job.mode();
   if (x.bytes < m * k * 4 || w.bytes < n * k * 4 || y.bytes < m * n * 4) throw_js(env, "LOWBIT_INTERNAL", "gemm: buffer sizes disagree");
   return Task::Start(
       env, "lowbit.gemm",
       [=](TaskContext&) {
         gemm(reinterpret_cast<const float*>(x.data), m, k, reinterpret_cast<const float*>(w.data), n, reinterpret_cast<float*>(y.data), acc, mode);
       },
-      [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[5]});
+      [](Napi::Env e) { return e.Undefined(); }, {job.get("x"), job.get("w"), job.get("y")}, Napi::Value(), 0.0, job.threads());
 }
 
-// hessian(x, n, cols, H, sumAbs|null, maxAbs|null, mode) -> task (see quant/hessian.h)
+// hessian({x, n, cols, H, sumAbs|null, maxAbs|null, mode, threads}) -> task (see quant/hessian.h)
 static Napi::Value Hessian(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  View x = view_of(info[0], "x"), H = view_of(info[3], "H");
-  const size_t n = (size_t)info[1].As<Napi::Number>().DoubleValue(), cols = (size_t)info[2].As<Napi::Number>().DoubleValue();
-  View sa, ma;
-  if (!info[4].IsNull() && !info[4].IsUndefined()) sa = view_of(info[4], "sumAbs");
-  if (!info[5].IsNull() && !info[5].IsUndefined()) ma = view_of(info[5], "maxAbs");
-  const int mode = info[6].As<Napi::Number>().Int32Value();
+  const Job job(info, "hessian");
+  const View x = job.view("x"), H = job.view("H");
+  const size_t n = job.count("n"), cols = job.count("cols");
+  const View sa = job.view_or_null("sumAbs"), ma = job.view_or_null("maxAbs");
+  const int mode = job.mode();
   if (x.bytes < n * cols * 4 || H.bytes < cols * cols * 4 || (sa.data && sa.bytes < cols * 4) || (ma.data && ma.bytes < cols * 4))
     throw_js(env, "LOWBIT_INTERNAL", "hessian: sizes");
   return Task::Start(
@@ -250,21 +253,22 @@ static Napi::Value Hessian(const Napi::CallbackInfo& info) {
         hessian_accumulate(reinterpret_cast<const float*>(x.data), n, cols, reinterpret_cast<float*>(H.data), reinterpret_cast<float*>(sa.data),
                            reinterpret_cast<float*>(ma.data), mode, &ctx);
       },
-      [](Napi::Env e) { return e.Undefined(); }, {info[0], info[3], info[4], info[5]});
+      [](Napi::Env e) { return e.Undefined(); }, {job.get("x"), job.get("H"), job.get("sumAbs"), job.get("maxAbs")}, Napi::Value(), 0.0,
+      job.threads());
 }
 
 // qgemmGptq4(job) -> task: y = x · Wᵀ from GPTQ 4-bit words (see kernels/qgemm.h)
 static Napi::Value QGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object j = info[0].As<Napi::Object>();
+  const Job j(info, "qgemmGptq4");
   QGemmArgs a;
-  a.m = (size_t)num(j, "m");
-  a.in = (size_t)num(j, "inFeatures");
-  a.out = (size_t)num(j, "outFeatures");
-  a.groups = (size_t)num(j, "groups");
-  const int mode = (int)num(j, "mode");
-  View x = view_of(j.Get("x"), "x"), q = view_of(j.Get("qweight"), "qweight"), s = view_of(j.Get("scales"), "scales");
-  View z = view_of(j.Get("zeros"), "zeros"), g = view_of(j.Get("gIdx"), "gIdx"), y = view_of(j.Get("y"), "y");
+  a.m = j.count("m");
+  a.in = j.count("inFeatures");
+  a.out = j.count("outFeatures");
+  a.groups = j.count("groups");
+  const int mode = j.mode();
+  const View x = j.view("x"), q = j.view("qweight"), s = j.view("scales");
+  const View z = j.view("zeros"), g = j.view("gIdx"), y = j.view("y");
   if (a.in % 8 || x.bytes < a.m * a.in * 4 || q.bytes < a.in / 8 * a.out * 4 || s.bytes < a.groups * a.out * 4 || z.bytes < a.groups * a.out ||
       g.bytes < a.in * 4 || y.bytes < a.m * a.out * 4)
     throw_js(env, "LOWBIT_INTERNAL", "qgemmGptq4: buffer sizes disagree");
@@ -280,7 +284,7 @@ static Napi::Value QGemm(const Napi::CallbackInfo& info) {
   a.y = reinterpret_cast<float*>(y.data);
   return Task::Start(
       env, "lowbit.qgemm", [a, mode](TaskContext&) { qgemm_gptq4(a, mode); }, [](Napi::Env e) { return e.Undefined(); },
-      {j.Get("x"), j.Get("qweight"), j.Get("scales"), j.Get("zeros"), j.Get("gIdx"), j.Get("y")});
+      {j.get("x"), j.get("qweight"), j.get("scales"), j.get("zeros"), j.get("gIdx"), j.get("y")}, Napi::Value(), 0.0, j.threads());
 }
 
 void register_runtime(Napi::Env env, Napi::Object exports) {

@@ -6,20 +6,20 @@
 
 namespace lowbit {
 
-inline GptqSpec gptq_spec_from_js(const Napi::Object& job) {
+inline GptqSpec gptq_spec_from_js(const Job& job) {
   GptqSpec spec;
-  spec.q.bits = (int)num(job, "bits");
-  spec.q.group_size = (int)num(job, "groupSize");
-  spec.q.sym = flag(job, "sym");
-  spec.q.clip = (int)num(job, "clip");
-  spec.q.zero_min = (int)num(job, "zeroMin");
-  spec.q.scale_f16 = flag(job, "scaleF16");
-  spec.q.signed_max = flag(job, "signedMax");
-  spec.act_order = flag(job, "actOrder");
-  spec.static_groups = flag(job, "staticGroups");
-  spec.damp = (float)num(job, "damp");
-  spec.damp_max = (float)num(job, "dampMax");
-  spec.block_size = (int)num(job, "blockSize");
+  spec.q.bits = job.i32("bits");
+  spec.q.group_size = job.i32("groupSize");
+  spec.q.sym = job.flag("sym");
+  spec.q.clip = job.i32("clip");
+  spec.q.zero_min = job.i32("zeroMin");
+  spec.q.scale_f16 = job.flag("scaleF16");
+  spec.q.signed_max = job.flag("signedMax");
+  spec.act_order = job.flag("actOrder");
+  spec.static_groups = job.flag("staticGroups");
+  spec.damp = (float)job.num("damp");
+  spec.damp_max = (float)job.num("dampMax");
+  spec.block_size = job.i32("blockSize");
   return spec;
 }
 

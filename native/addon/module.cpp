@@ -122,19 +122,6 @@ std::string js_type_name(const Napi::Value& v) {
   return "another type";
 }
 
-double num(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw_js(o.Env(), "LOWBIT_INTERNAL", std::string("job.") + key + ": expected a number, received " + js_type_name(v));
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool flag(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return false;
-  if (!v.IsBoolean()) throw_js(o.Env(), "LOWBIT_INTERNAL", std::string("job.") + key + ": expected a boolean, received " + js_type_name(v));
-  return v.As<Napi::Boolean>().Value();
-}
-
 Job::Job(const Napi::CallbackInfo& info, const char* fn) : fn_(fn) {
   if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray() || info[0].IsTypedArray())
     throw_js(info.Env(), "LOWBIT_INTERNAL",
@@ -143,7 +130,25 @@ Job::Job(const Napi::CallbackInfo& info, const char* fn) : fn_(fn) {
 }
 
 void Job::fail(const char* key, const char* expected) const {
-  throw_js(obj_.Env(), "LOWBIT_INTERNAL", std::string(fn_) + ": job." + key + ": expected " + expected + ", received " + js_type_name(obj_.Get(key)));
+  throw_js(obj_.Env(), "LOWBIT_INTERNAL",
+           std::string(fn_) + ": " + path_ + "." + key + ": expected " + expected + ", received " + js_type_name(obj_.Get(key)));
+}
+
+Job Job::object(const char* key) const {
+  Napi::Value v = obj_.Get(key);
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction()) fail(key, "an object");
+  return Job(v.As<Napi::Object>(), fn_, path_ + "." + key);
+}
+
+std::string Job::str(const char* key) const {
+  Napi::Value v = obj_.Get(key);
+  if (!v.IsString()) fail(key, "a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+bool Job::has(const char* key) const {
+  Napi::Value v = obj_.Get(key);
+  return !v.IsUndefined() && !v.IsNull();
 }
 
 double Job::num(const char* key) const {
@@ -180,8 +185,7 @@ View Job::view(const char* key) const {
 }
 
 View Job::view_or_null(const char* key) const {
-  Napi::Value v = obj_.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return View{};
+  if (!has(key)) return View{};
   return view(key);
 }
 

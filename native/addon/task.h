@@ -59,30 +59,35 @@ View view_of(const Napi::Value& v, const char* what);
 // The JS type of a value, for messages ("number", "string", "a Float32Array", "undefined", …).
 std::string js_type_name(const Napi::Value& v);
 
-// A field of a job object that must be a number; LOWBIT_INTERNAL naming the field otherwise.
-double num(const Napi::Object& o, const char* key);
-// A boolean field (undefined = false); LOWBIT_INTERNAL naming the field when it is another type.
-bool flag(const Napi::Object& o, const char* key);
-
 // The one convention of every native call that takes more than a value or two: a single plain
 // job object (TS types it in lib/native.ts). Each accessor checks its field and names it, with the
 // expected and the received type, in a LOWBIT_INTERNAL error: "gemm: job.m: expected a
 // non-negative integer, received string" — these are internal errors (the TS layer validated).
+// A nested object (a QBlock inside a job, a model's config) is read with its own path:
+// Job(obj, "qdotLinear", "job.w[1]") names "qdotLinear: job.w[1].bits".
 class Job {
  public:
   Job(const Napi::CallbackInfo& info, const char* fn);
-  Job(const Napi::Object& obj, const char* fn) : obj_(obj), fn_(fn) {}
+  Job(const Napi::Object& obj, const char* fn, std::string path = "job") : obj_(obj), fn_(fn), path_(std::move(path)) {}
+  // The object in field `key` (LOWBIT_INTERNAL naming it when it is not one), read as a Job.
+  Job object(const char* key) const;
   double num(const char* key) const;
   int32_t i32(const char* key) const;
   // A non-negative integer that fits size_t (counts, sizes, offsets).
   size_t count(const char* key) const;
   bool flag(const char* key, bool def = false) const;
+  std::string str(const char* key) const;
   // A typed array / Buffer / DataView / ArrayBuffer field.
   View view(const char* key) const;
   // As view(), or an empty view when the field is null or undefined.
   View view_or_null(const char* key) const;
+  // Whether the field is present (neither undefined nor null).
+  bool has(const char* key) const;
   Napi::Value get(const char* key) const { return obj_.Get(key); }
   const Napi::Object& object() const { return obj_; }
+  Napi::Env env() const { return obj_.Env(); }
+  const char* fn() const { return fn_; }
+  const std::string& path() const { return path_; }
   // The per-call compute threads: job.threads (0 or absent = the process default).
   int threads() const;
   // The kernel mode: job.mode (0 fast, 1 reference; absent = fast).
@@ -92,6 +97,7 @@ class Job {
  private:
   Napi::Object obj_;
   const char* fn_;
+  std::string path_ = "job";
 };
 
 // Registration of each exported family (one file each).

@@ -150,8 +150,8 @@ export async function benchGemm(o: { quick: boolean; threads: number; limits: Li
     const y = new Float32Array(m * n);
     const yPeer = new Float32Array(m * n);
     const flops = 2 * m * k * n;
-    const runA = () => gemm(x, m, k, w, n, y, { mode: 'fast' });
-    const runB = () => addon().peerSgemm(x, m, k, w, n, yPeer, o.threads).promise;
+    const runA = () => gemm(x, m, k, w, n, y, { mode: 'fast', threads: o.threads });
+    const runB = () => addon().peerSgemm({ x, m, k, w, n, y: yPeer, threads: o.threads }).promise;
     for (let i = 0; i < warmup; i++) {
       await runA();
       if (peerLib) await runB();

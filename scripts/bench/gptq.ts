@@ -54,14 +54,14 @@ export async function benchGptq(o: { quick: boolean; limits: Limits; want: (name
   const X = inputs(tokens, cols, 7);
   const H = new Float32Array(cols * cols);
   if (o.want('hessian-syrk')) {
-    const t = await measure(async () => { H.fill(0); await addon().hessian(X, tokens, cols, H, null, null, 0).promise; }, { warmup: 1, repeats: o.quick ? 2 : 3 });
+    const t = await measure(async () => { H.fill(0); await addon().hessian({ x: X, n: tokens, cols, H, sumAbs: null, maxAbs: null, mode: 0 }).promise; }, { warmup: 1, repeats: o.quick ? 2 : 3 });
     const useful = tokens * cols * cols; // SYRK: n·cols² multiply-adds = half of XᵀX's 2·n·cols² FLOPs
     out.push({ name: 'hessian-syrk', description: `H += XᵀX for ${tokens} tokens × ${cols} features (SYRK: upper blocks + mirror)`, shape: [tokens, cols], timing: t,
       gflops: round(useful / t.medianSeconds / 1e9, 2), fractionOfFmaPeak: round(useful / t.medianSeconds / 1e9 / peak, 3),
       extra: { flopsCounted: 'n·cols² (the SYRK half of 2·n·cols²)', fullGemmEquivalentGflops: round((2 * useful) / t.medianSeconds / 1e9, 2) }, peer: null, peerReason: GPTQ_PEER_REASON });
     log(`hessian-syrk: ${t.medianSeconds.toFixed(3)} s`);
   } else {
-    await addon().hessian(X, tokens, cols, H, null, null, 0).promise;
+    await addon().hessian({ x: X, n: tokens, cols, H, sumAbs: null, maxAbs: null, mode: 0 }).promise;
   }
   for (let i = 0; i < cols * cols; i++) H[i] *= 2 / tokens;
   if (o.want('gptq-inverse-factor')) {
@@ -70,7 +70,7 @@ export async function benchGptq(o: { quick: boolean; limits: Limits; want: (name
     let mean = 0;
     for (let i = 0; i < cols; i++) mean += Hd[i * cols + i];
     for (let i = 0; i < cols; i++) Hd[i * cols + i] += 0.01 * mean / cols;
-    const t = await measure(async () => { await addon().gptqInverseFactor(Hd, cols, U, 0).promise; }, { warmup: 1, repeats: 3 });
+    const t = await measure(async () => { await addon().gptqInverseFactor({ H: Hd, n: cols, U, mode: 0 }).promise; }, { warmup: 1, repeats: 3 });
     const flops = (cols ** 3 / 3) * 2 + (cols ** 3 / 3) * 2; // Cholesky + triangular inverse, as multiply-adds ×2
     out.push({ name: 'gptq-inverse-factor', description: `U with UᵀU = H⁻¹ for a ${cols}×${cols} H (one Cholesky of the reversed H + a recursive triangular inverse)`, shape: [cols, cols], timing: t,
       gflops: round(flops / t.medianSeconds / 1e9, 2), fractionOfFmaPeak: round(flops / t.medianSeconds / 1e9 / peak, 3), peer: null, peerReason: GPTQ_PEER_REASON });

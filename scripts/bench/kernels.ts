@@ -81,7 +81,7 @@ export function makeF16Weights(rows: number, cols: number, seed = 1): Uint8Array
     f[i] = v;
   }
   const bytes = new Uint8Array(n * 2);
-  addon().convertSync(f, DTYPE_ID.F32, bytes, DTYPE_ID.F16, true, 0);
+  addon().convertSync({ src: f, srcDtype: DTYPE_ID.F32, dst: bytes, dstDtype: DTYPE_ID.F16, saturate: true, mode: 0 });
   return bytes;
 }
 
@@ -135,7 +135,7 @@ export interface KernelOpts {
 export async function benchConvert(src: Uint8Array, o: KernelOpts): Promise<KernelEntry> {
   const n = src.byteLength / 2;
   const dst = new Float32Array(n);
-  const conv = (mode: number) => addon().convert(src, DTYPE_ID.F16, dst, DTYPE_ID.F32, false, mode).promise;
+  const conv = (mode: number) => addon().convert({ src, srcDtype: DTYPE_ID.F16, dst, dstDtype: DTYPE_ID.F32, saturate: false, mode, threads: o.threads }).promise;
   const { a, b } = await measurePaired(() => conv(0), copyOnce(src.byteLength, o.threads), o);
   let refSeconds: number | null = null;
   if (o.reference) {

@@ -43,7 +43,7 @@ export interface Limits {
  * Each call allocates and first-touches fresh buffers from the copying threads.
  */
 export async function copySamples(bytes: number, iters: number, threads: number): Promise<number[]> {
-  const r = await addon().benchCopy(bytes, iters, threads).promise;
+  const r = await addon().benchCopy({ bytes, iters, threads }).promise;
   return r.seconds;
 }
 
@@ -59,7 +59,7 @@ export async function measureCopy(bytes: number, warmup: number, repeats: number
 export async function measurePeak(threads: number, millis: number, repeats: number): Promise<PeakLimit> {
   const g: number[] = [];
   for (let i = 0; i < repeats; i++) {
-    const r = await addon().benchPeak('fma', threads, millis).promise;
+    const r = await addon().benchPeak({ kind: 'fma', threads, millis }).promise;
     g.push(r.ops / r.seconds / 1e9);
   }
   return { threads, repeats, gflops: round(median(g)), gflopsBest: round(Math.max(...g)) };

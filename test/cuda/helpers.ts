@@ -73,14 +73,14 @@ export function randomPackedLinear(rng: Rng, out: number, inF: number, groupSize
 /** f32 → f16 bit patterns (round to nearest even, saturating), by the CPU converter. */
 export function f16Bits(x: Float32Array): Uint16Array {
   const h = new Uint16Array(x.length);
-  addon().convertSync(x, 0, h, 1, true, 0);
+  addon().convertSync({ src: x, srcDtype: 0, dst: h, dstDtype: 1, saturate: true, mode: 0 });
   return h;
 }
 
 /** f16 bit patterns → f32 (exact). */
 export function fromF16(h: Uint16Array): Float32Array {
   const f = new Float32Array(h.length);
-  addon().convertSync(h, 1, f, 0, false, 0);
+  addon().convertSync({ src: h, srcDtype: 1, dst: f, dstDtype: 0, saturate: false, mode: 0 });
   return f;
 }
 

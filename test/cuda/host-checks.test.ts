@@ -118,6 +118,6 @@ describe('CUDA native host entries, loaded without a device', function () {
     await assert.rejects(runTask(() => a.cudaInverseFactor({ H: new Float32Array(4), n: 2, U: new Float32Array(4) }), undefined, 't'), code('LOWBIT_NO_CUDA'));
     await assert.rejects(runTask(() => a.cudaGemmF16({ x: new Float32Array(12), w: new Float32Array(24), m: 1, inFeatures: 12, outFeatures: 2, y: new Float32Array(2), warmup: 0, repeats: 1 }), undefined, 't'),
       code('LOWBIT_SHAPE_MISMATCH', /multiple of 8/));
-    await assert.rejects(runTask(() => a.cudaBenchCopy(1024, 1), undefined, 't'), code('LOWBIT_NO_CUDA'));
+    await assert.rejects(runTask(() => a.cudaBenchCopy({ bytes: 1024, repeats: 1 }), undefined, 't'), code('LOWBIT_NO_CUDA'));
   });
 });

@@ -25,7 +25,7 @@ describe('CUDA Hessian accumulation (SYRK)', function () {
       await withSeed(testSeed(n * 3 + cols), async (rng) => {
         const x = Float32Array.from({ length: n * cols }, () => rng.normal() * (rng.next() < 0.01 ? 20 : 1));
         const ref = new Float32Array(cols * cols);
-        await addon().hessian(x, n, cols, ref, null, null, 1).promise;
+        await addon().hessian({ x, n, cols, H: ref, sumAbs: null, maxAbs: null, mode: 1 }).promise;
         const H = new Float32Array(cols * cols);
         await cudaHessian(x, n, cols, H);
         await cudaHessian(x, n, cols, H);
@@ -64,7 +64,7 @@ describe('CUDA GPTQ inverse factor (blocked Cholesky + triangular inverse)', fun
         const r = await cudaInverseFactor(A, n);
         assert.ok(r.ok, 'positive definite');
         const Uref = new Float32Array(n * n);
-        assert.ok((await addon().gptqInverseFactor(A, n, Uref, 1).promise).ok);
+        assert.ok((await addon().gptqInverseFactor({ H: A, n, U: Uref, mode: 1 }).promise).ok);
         let maxRef = 0, maxDiff = 0, maxErr = 0;
         for (let i = 0; i < n * n; i++) { maxRef = Math.max(maxRef, Math.abs(Uref[i])); maxDiff = Math.max(maxDiff, Math.abs(r.U[i] - Uref[i])); }
         for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {

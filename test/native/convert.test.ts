@@ -39,19 +39,19 @@ describe('native conversion', function () {
             for (const isa of mode === 1 ? ['ref'] : isas) {
               if (isa !== 'ref') addon().setIsa(isa);
               const out = new Uint16Array(n);
-              const r = addon().convertSync(x, F32, out, dt, false, mode);
+              const r = addon().convertSync({ src: x, srcDtype: F32, dst: out, dstDtype: dt, saturate: false, mode });
               assertArraysEqual(out, tsBits, `f32->${dt === F16 ? 'f16' : 'bf16'} ${isa}`);
               if (dt === F16) assert.equal(r.overflow, overflow, `${isa} overflow count`);
               // back to f32
               const back = new Float32Array(n);
-              addon().convertSync(out, dt, back, F32, false, mode);
+              addon().convertSync({ src: out, srcDtype: dt, dst: back, dstDtype: F32, saturate: false, mode });
               const tsBack = new Float32Array(n);
               for (let i = 0; i < n; i++) tsBack[i] = dt === F16 ? f16BitsToF32(out[i]) : bf16BitsToF32(out[i]);
               assertArraysEqual(back, tsBack, `${dt === F16 ? 'f16' : 'bf16'}->f32 ${isa}`);
               // saturating f16
               if (dt === F16) {
                 const sat = new Uint16Array(n);
-                const rs = addon().convertSync(x, F32, sat, F16, true, mode);
+                const rs = addon().convertSync({ src: x, srcDtype: F32, dst: sat, dstDtype: F16, saturate: true, mode });
                 assert.equal(rs.overflow, 0);
                 for (let i = 0; i < n; i++) {
                   const exp = Number.isFinite(x[i]) || Number.isNaN(x[i]) ? f32ToF16Bits(x[i], 'x', { saturate: true }) : tsBits[i];
@@ -72,9 +72,9 @@ describe('native conversion', function () {
     for (const isa of isas) {
       addon().setIsa(isa);
       const f = new Float32Array(65536);
-      addon().convertSync(all, F16, f, F32, false, 0);
+      addon().convertSync({ src: all, srcDtype: F16, dst: f, dstDtype: F32, saturate: false, mode: 0 });
       const back = new Uint16Array(65536);
-      addon().convertSync(f, F32, back, F16, false, 0);
+      addon().convertSync({ src: f, srcDtype: F32, dst: back, dstDtype: F16, saturate: false, mode: 0 });
       const fb = new Uint32Array(f.buffer);
       for (let i = 0; i < 65536; i++) {
         const isNan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
@@ -96,7 +96,7 @@ describe('native conversion', function () {
     x[70001] = 70000;
     x[90000] = -1e30;
     const out = new Uint16Array(100000);
-    const r = await addon().convert(x, F32, out, F16, false, 0).promise;
+    const r = await addon().convert({ src: x, srcDtype: F32, dst: out, dstDtype: F16, saturate: false, mode: 0 }).promise;
     assert.equal(r.overflow, 2);
     assert.equal(r.firstOverflow, 70001);
   });

@@ -78,7 +78,7 @@ describe('GPTQ layer', function () {
       for (let i = 0; i < n; i++) A[i * n + i] += 0.01;
       for (const mode of [0, 1]) {
         const U = new Float32Array(n * n);
-        const r = await addon().gptqInverseFactor(A, n, U, mode).promise;
+        const r = await addon().gptqInverseFactor({ H: A, n, U, mode }).promise;
         assert.ok(r.ok);
         let maxErr = 0;
         for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {

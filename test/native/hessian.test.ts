@@ -17,8 +17,8 @@ describe('native Hessian accumulation (SYRK)', function () {
         const x = Float32Array.from({ length: n * cols }, () => rng.normal() * (rng.next() < 0.01 ? 20 : 1));
         const run = async (mode: number) => {
           const H = new Float32Array(cols * cols), sa = new Float32Array(cols), ma = new Float32Array(cols);
-          await addon().hessian(x, n, cols, H, sa, ma, mode).promise;
-          await addon().hessian(x, n, cols, H, sa, ma, mode).promise;
+          await addon().hessian({ x, n, cols, H, sumAbs: sa, maxAbs: ma, mode }).promise;
+          await addon().hessian({ x, n, cols, H, sumAbs: sa, maxAbs: ma, mode }).promise;
           return { H, sa, ma };
         };
         const ref = await run(1), fast = await run(0);

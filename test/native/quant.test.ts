@@ -80,7 +80,7 @@ describe('native quantizer', function () {
       for (const dtype of ['F16', 'BF16'] as const) {
         const bytes = fromFloat32(w, dtype, 'w', { saturate: true });
         const wq = new Float32Array(rows * cols);
-        addon().convertSync(bytes, dtype === 'F16' ? 1 : 2, wq, 0, false, 1);
+        addon().convertSync({ src: bytes, srcDtype: dtype === 'F16' ? 1 : 2, dst: wq, dstDtype: 0, saturate: false, mode: 1 });
         for (const mode of ['ref', 'fast'] as const) {
           const a = await inMode(mode, null, () => quantizeTensor({ dtype, bytes }, [rows, cols], { bits: 4, groupSize: 64, sym: false }));
           const b = await inMode(mode, null, () => quantizeTensor(wq, [rows, cols], { bits: 4, groupSize: 64, sym: false }));
@@ -199,7 +199,8 @@ describe('native quantizer', function () {
     // aborted mid-run: at the first progress report (a timer of a few ms raced the whole run when
     // the machine was busy and the event loop late)
     const ac2 = new AbortController();
-    const p = quantizeTensor(w, [2048, 1024], { signal: ac2.signal, clip: 'mse', clipNorm: 2, onProgress: () => { ac2.abort(); } });
+    // (a fine clip grid makes the run last seconds on any CPU, so the abort lands mid-run)
+    const p = quantizeTensor(w, [2048, 1024], { signal: ac2.signal, clip: 'mse', clipGrid: 5000, clipNorm: 2, onProgress: () => { ac2.abort(); } });
     await assert.rejects(p, (e: unknown) => isLowbitError(e, 'LOWBIT_ABORTED'));
     let last = { done: 0, total: 0 };
     await quantizeTensor(w, [2048, 1024], { clip: 'mse', clipGrid: 20, clipNorm: 2, onProgress: (pr) => { last = pr; } });
