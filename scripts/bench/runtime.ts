@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { packageRoot } from '../../lib/native';
-import { loadModel, setThreads, type LanguageModel, type RuntimeConfig } from '../../lib';
+import { loadModel, type LanguageModel, type RuntimeConfig } from '../../lib';
 import { ensureCheckpoint } from './checkpoint';
 import { copySamples } from './limits';
 import type { Limits } from './limits';
@@ -155,41 +155,45 @@ async function benchStories(o: RuntimeOpts): Promise<RuntimeEntry[] | { skipped:
   const bin = path.join(dir, 'stories260K.bin');
   const tok = path.join(dir, 'tok512.bin');
   for (const f of [bin, tok]) if (!fs.existsSync(f)) return { skipped: `${f} is absent (the shared stories260K fixture)` };
-  const model = await loadModel(bin, { tokenizer: tok });
+  // One instance per thread count (loadModel's per-call threads: the process default is never
+  // swapped); stories260K is 1 MB, so the extra instances cost nothing worth measuring.
+  const threadList = [...new Set([1, 2, o.threads])].sort((a, b) => a - b);
+  const models = new Map<number, LanguageModel>();
+  const at = (t: number): LanguageModel => {
+    const m = models.get(t);
+    if (!m) throw new Error(`no model loaded for ${t} thread(s)`);
+    return m;
+  };
   try {
-    const c = model.config;
+    for (const t of threadList) models.set(t, await loadModel(bin, { tokenizer: tok, threads: t }));
+    const c = at(o.threads).config;
     const counts = parameterCounts(c);
     const prefillTokens = Math.min(STORIES_PREFILL, c.seqLen);
     const decodeSteps = Math.min(STORIES_DECODE, c.seqLen - 1);
     const ids = tokenIds(prefillTokens, c.vocabSize, 11);
     ids[0] = 1; // BOS
-    const threadList = [...new Set([1, 2, o.threads])].sort((a, b) => a - b);
     const runs = 3;
     const pre = new Map<number, number[]>(threadList.map((t) => [t, []]));
     const dec = new Map<number, number[]>(threadList.map((t) => [t, []]));
     const perTok = new Map<number, number[][]>(threadList.map((t) => [t, []]));
-    try {
-      // Warmup at each thread count: one prefill, one short decode.
+    // Warmup at each thread count: one prefill, one short decode.
+    for (const t of threadList) {
+      const model = at(t);
+      await model.forward(ids, 0, 1);
+      await model.forward(Int32Array.of(1), 0, 1);
+      await decode(model, 1, 1, 8);
+    }
+    for (let r = 0; r < runs; r++) {
       for (const t of threadList) {
-        setThreads(t);
-        await model.forward(ids, 0, 1);
-        await model.forward(Int32Array.of(1), 0, 1);
-        await decode(model, 1, 1, 8);
+        log(`runtime-stories260k: ${t} thread(s), run ${r + 1}/${runs}: prefill ${prefillTokens}, decode ${decodeSteps}`);
+        const model = at(t);
+        samplesAt(pre, t).push((await prefill(model, ids)).seconds);
+        // Decode: a 1-token prompt (untimed), then decodeSteps tokens at positions 1 … decodeSteps.
+        const p = await model.forward(Int32Array.of(1), 0, 1);
+        const d = await decode(model, argmax(p), 1, decodeSteps);
+        samplesAt(dec, t).push(d.seconds);
+        samplesAt(perTok, t).push(d.perToken);
       }
-      for (let r = 0; r < runs; r++) {
-        for (const t of threadList) {
-          log(`runtime-stories260k: ${t} thread(s), run ${r + 1}/${runs}: prefill ${prefillTokens}, decode ${decodeSteps}`);
-          setThreads(t);
-          samplesAt(pre, t).push((await prefill(model, ids)).seconds);
-          // Decode: a 1-token prompt (untimed), then decodeSteps tokens at positions 1 … decodeSteps.
-          const p = await model.forward(Int32Array.of(1), 0, 1);
-          const d = await decode(model, argmax(p), 1, decodeSteps);
-          samplesAt(dec, t).push(d.seconds);
-          samplesAt(perTok, t).push(d.perToken);
-        }
-      }
-    } finally {
-      setThreads(o.threads);
     }
     const modelInfo = { source: 'stories260K.bin (llama2.c, shared fixture) with tok512.bin', parameters: counts.linear + counts.embed + (c.nLayers * 2 + 1) * c.dim, linearParameters: counts.linear, config: c };
     const mk = (phase: 'prefill' | 'decode', tokens: number, positions: [number, number], m: Map<number, number[]>, description: string, warmup: string): RuntimeEntry => {
@@ -215,7 +219,7 @@ async function benchStories(o: RuntimeOpts): Promise<RuntimeEntry[] | { skipped:
         'one prefill and one 8-token decode per thread count'),
     ];
   } finally {
-    model.dispose();
+    for (const m of models.values()) m.dispose();
   }
 }
 
@@ -226,7 +230,7 @@ async function benchLarge(o: RuntimeOpts): Promise<RuntimeEntry[]> {
   log(`runtime-1b (${preset}): loadModel(dir, {maxContext: 1024}) (f32 weights in memory)`);
   await settle();
   const tl = performance.now();
-  let model: LanguageModel | null = await loadModel(dir, { maxContext: 1024 });
+  let model: LanguageModel | null = await loadModel(dir, { maxContext: 1024, threads: o.threads });
   const load = { seconds: round((performance.now() - tl) / 1000), rssBytes: process.memoryUsage().rss };
   try {
     const c = model.config;
