@@ -9,8 +9,9 @@ export {
   quantizeTensor, type QuantizeTensorOptions, type QuantizedTensor, type QuantStats, type TensorBytes, type Progress,
 } from './ops/quantize';
 export type { QuantizerOptions } from './config/quant';
-export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './ops/pack';
-export { openModel, inspectModel, type Model, type ModelSummary, type OpenModelOptions } from './formats/hf-dir';
+export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type PackOptions, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './ops/pack';
+export { openModel, type Model, type ModelSummary, type OpenModelOptions } from './formats/hf-dir';
+export { inspectModel, detectModelSource, type ModelSource, type ModelSourceKind } from './formats/source';
 export { quantize, type QuantizeRunOptions, type QuantizeResult, type ModuleLog } from './pipeline/quantize';
 export { QUANT_METHODS, OUTPUT_FORMATS, type RtnConfig, type GptqConfig, type QuantizeConfig, type OutputFormat, type GgufOutputFormat, type QuantMethodName } from './config/quantize';
 export type { CalibrationOptions } from './config/calibration';
@@ -37,4 +38,4 @@ export { gptqLayer, type GptqLayerOptions, type GptqLayerResult } from './ops/gp
 export { writeGguf, buildLlamaGgufSpec, type GgufWriteSpec, type LlamaGgufSpec } from './formats/gguf-write';
 export { encodeQ8_0, encodeQ4_0, encodeQ4_1, decodeGgml } from './formats/ggml-blocks';
 export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './pipeline/gguf-export';
-export { qmatmulGptq4, type GptqInt4Weights } from './ops/qmatmul';
+export { qmatmulGptq4, type GptqInt4Weights, type QmatmulOptions } from './ops/qmatmul';

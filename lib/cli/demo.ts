@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { writeSyntheticModel, SYNTHETIC_PRESETS } from '../runtime/synthetic';
 import { quantize, type QuantizeResult } from '../pipeline/quantize';
 import type { RtnConfig } from '../config/quantize';
-import { inspectModel } from '../formats/hf-dir';
+import { inspectModel } from '../formats/source';
 import { nativeInfo } from '../ops/system';
 import { abortOnSignals, formatBytes, formatCount, table, type RunFn } from './util';
 

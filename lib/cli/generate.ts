@@ -1,4 +1,4 @@
-/** `lowbit generate <model> [--tokenizer FILE] --prompt TEXT --steps N [--temperature T] [--top-p P] [--seed S] [--json]` */
+/** `lowbit generate <model> [--tokenizer FILE] --prompt TEXT [--steps N | --max-tokens N] [--temperature T] [--top-p P] [--seed S] [--json]` */
 import { Command } from 'commander';
 import { loadModel } from '../runtime/model';
 import { abortOnSignals, intFlag, numFlag, type RunFn } from './util';
@@ -6,10 +6,11 @@ import { abortOnSignals, intFlag, numFlag, type RunFn } from './util';
 export function generateCommand(run: RunFn): Command {
   return new Command('generate')
     .description("generate text (llama2.c run.c's semantics: same seed, same text)")
-    .argument('<model>', 'llama2.c .bin, .gguf, or a model directory (HF or lowbit GPTQ)')
-    .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: the model\'s own vocabulary)')
+    .argument('<model>', 'llama2.c .bin, .gguf, a model directory (HF or GPTQ), or a Hugging Face id in the local cache')
+    .option('--tokenizer <file>', 'llama2.c tokenizer.bin (default: the model\'s own vocabulary, or the tokenizer next to it)')
     .option('--prompt <text>', 'prompt', '')
-    .option('--steps <n>', 'tokens to run, prompt included (0: the whole context)', intFlag('steps'), 256)
+    .option('--steps <n>', 'positions to run, prompt included, as run.c (0: the whole context; default 256)', intFlag('steps'))
+    .option('--max-tokens <n>', 'new tokens to generate after the prompt (instead of --steps)', intFlag('maxTokens'))
     .option('--temperature <t>', '0 = greedy', numFlag('temperature'), 1.0)
     .option('--top-p <p>', 'nucleus sampling threshold (0 or 1: off)', numFlag('topP'), 0.9)
     .option('--seed <s>', 'sampler seed (default: the clock)', intFlag('seed'))
@@ -17,13 +18,13 @@ export function generateCommand(run: RunFn): Command {
     .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {text, ids, stoppedBy, tokens/s} as JSON')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ tokenizer?: string; prompt: string; steps: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean }>();
+      const o = this.opts<{ tokenizer?: string; prompt: string; steps?: number; maxTokens?: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean }>();
       await run(async (json) => {
         const sig = abortOnSignals();
         const m = await loadModel(model, { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
         try {
           const r = await m.generate({
-            prompt: o.prompt, steps: o.steps, temperature: o.temperature, topP: o.topP, seed: o.seed ?? Date.now(), signal: sig.signal,
+            prompt: o.prompt, ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : {}), temperature: o.temperature, topP: o.topP, seed: o.seed ?? Date.now(), signal: sig.signal,
             onText: json ? undefined : (t) => process.stdout.write(t),
           });
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');

@@ -1,13 +1,13 @@
 /** `lowbit inspect <model>`: architecture, tensors, dtypes, parameter count, size. */
 import { Command } from 'commander';
 import type { RunFn } from './util';
-import { inspectModel } from '../formats/hf-dir';
+import { inspectModel } from '../formats/source';
 import { formatBytes, formatCount, table } from './util';
 
 export function inspectCommand(run: RunFn): Command {
   return new Command('inspect')
-    .description('describe a model directory (unquantized or GPTQ): architecture, tensors, dtypes, parameters, size')
-    .argument('<model>', 'model directory (config.json + *.safetensors)')
+    .description('describe a model (HF directory, unquantized or GPTQ; GGUF; llama2.c .bin): architecture, tensors, dtypes, parameters, size')
+    .argument('<model>', 'an HF model directory (config.json + *.safetensors), a .gguf file or a llama2.c .bin')
     .option('--tensors', 'list every tensor')
     .option('--json', 'print the full summary as JSON on stdout')
     .action(async function (this: Command, model: string) {
@@ -26,7 +26,7 @@ export function inspectCommand(run: RunFn): Command {
           `vocab        ${s.vocabSize}, context ${s.maxPositionEmbeddings}, tied embeddings ${s.tieWordEmbeddings ? 'yes' : 'no'}`,
           `parameters   ${formatCount(s.parameters)} (${s.parameters})`,
           `dtype        ${s.torchDtype}; tensors by dtype: ${Object.entries(s.dtypes).map(([k, v]) => `${k} ${v}`).join(', ')}`,
-          `size         ${formatBytes(s.tensorBytes)} of tensors, ${formatBytes(s.bytesOnDisk)} on disk in ${s.files.length} safetensors file(s)`,
+          `size         ${formatBytes(s.tensorBytes)} of tensors, ${formatBytes(s.bytesOnDisk)} on disk in ${s.files.length} ${s.kind === 'hf-dir' ? 'safetensors' : s.kind === 'gguf' ? 'GGUF' : 'llama2.c'} file(s)`,
           `quantization ${q ? `GPTQ ${q.bits}-bit, group ${q.groupSize}, ${q.sym ? 'sym' : 'asym'}, format ${q.checkpointFormat}${q.descAct ? ', act-order' : ''}` : 'none'}`,
         ];
         process.stdout.write(lines.join('\n') + '\n');

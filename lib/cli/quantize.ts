@@ -17,7 +17,8 @@ interface QuantizeFlags {
   codebook: 'uniform' | 'nf4' | 'log2';
   perTensor?: boolean;
   format: OutputFormat | `gguf:${string}`;
-  tokenizer?: string[];
+  tokenizer?: string;
+  allowRequantize?: boolean;
   out: string;
   force?: boolean;
   threads?: number;
@@ -40,7 +41,8 @@ interface QuantizeFlags {
 /** Print what a GGUF output holds (after the GPTQ table when GPTQ made it). */
 function printGgufResult(r: ExportGgufResult, q: QuantizeResult): void {
   if (q.modules.length) printQuantizeResult({ ...q, out: `${q.out} (via a GPTQ checkpoint)` });
-  process.stdout.write(`${r.tensors} tensors as ${r.type}${r.fallbacks.length ? `, ${r.fallbacks.length} kept in F16 (${r.fallbacks[0].reason})` : ''}\n`);
+  const types = Object.entries(r.tensorsByType).sort((a, b) => b[1] - a[1]).map(([t, n]) => `${n} ${t}`).join(', ');
+  process.stdout.write(`${r.tensors} tensors (${types}) for type ${r.type}${r.fallbacks.length ? `; ${r.fallbacks.length} in F16 instead (${r.fallbacks[0].reason})` : ''}\n`);
   if (r.conversions.length) {
     const by = (h: string) => r.conversions.filter((c) => c.how === h);
     process.stdout.write(`GPTQ modules: ${by('exact').length} exact, ${by('rounded').length} rounded once, ${by('requantized').length} re-encoded` +
@@ -61,11 +63,11 @@ export function printQuantizeResult(r: QuantizeResult): void {
 
 export function quantizeCommand(run: RunFn): Command {
   return new Command('quantize')
-    .description('quantize every linear layer of a Hugging Face Llama-family model and write a checkpoint')
-    .argument('<model>', 'model directory (config.json + *.safetensors)')
+    .description('quantize every linear layer of a Llama-family model (HF directory, llama2.c .bin or F32/F16/BF16 GGUF) and write a checkpoint or a GGUF file')
+    .argument('<model>', 'an HF model directory (config.json + *.safetensors), a llama2.c .bin or an F32/F16/BF16 GGUF file')
     .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
     .addOption(new Option('--method <method>', 'quantization method').choices([...QUANT_METHODS, 'awq']).default('rtn'))
-    .option('--calib <file>', 'GPTQ: calibration text (UTF-8)')
+    .option('--calib <path>', 'GPTQ: calibration data: a UTF-8 text file, a .jsonl file ("text" or "input_ids" per line) or a directory of .txt files')
     .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
     .option('--calib-seqlen <n>', 'GPTQ: tokens per window (capped at the model context)', intFlag('calibSeqlen'), 2048)
     .option('--seed <n>', 'GPTQ: seed of the window sampler', intFlag('seed'), 0)
@@ -82,7 +84,8 @@ export function quantizeCommand(run: RunFn): Command {
     .option('--per-tensor', 'one scale for the whole tensor (dequant format)')
     .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (vocabulary: --tokenizer tokenizer.bin, or the model directory\'s tokenizer.json)')
       .choices([...OUTPUT_FORMATS]).default('gptq'))
-    .option('--tokenizer <file...>', 'tokenizer file(s) copied into the output; a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text')
+    .option('--tokenizer <file>', 'a tokenizer file copied into the output (default: the one next to the model); a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text and is the vocabulary of a GGUF output')
+    .option('--allow-requantize', 'accept a GGUF source whose weights are already quantized (dequantized and quantized again: two roundings)')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
     .option('--lm-head', 'also quantize lm_head (dequant format)')
@@ -125,7 +128,7 @@ export function quantizeCommand(run: RunFn): Command {
           ...pick('include'), ...pick('exclude'), ...pick('maxShard', 'maxShardBytes'),
           ...(o.actOrder ? { actOrder: true } : {}), ...(o.staticGroups ? { staticGroups: true } : {}), ...pick('damp', 'dampPercent'), ...pick('blockSize'),
         } as unknown as QuantizeConfig;
-        const tok = o.tokenizer?.find((f) => f.endsWith('.bin'));
+        const tok = o.tokenizer?.endsWith('.bin') ? o.tokenizer : undefined;
         const calibFlags = (['calibSamples', 'calibSeqlen', 'seed'] as const).filter((k) => given(k));
         if (!o.calib && calibFlags.length) throw optionError(calibFlags[0], `--${calibFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the calibration data; pass --calib FILE (GPTQ)`);
         const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
@@ -142,7 +145,10 @@ export function quantizeCommand(run: RunFn): Command {
             bar.update(p);
           };
           const r = await quantize(model, config, {
-            out: o.out, overwrite: !!o.force, tokenizer: o.tokenizer, calibration, onProgress, signal: sig.signal, ...pick('threads'),
+            out: o.out, overwrite: !!o.force, ...pick('tokenizer'), calibration, onProgress, signal: sig.signal, ...pick('threads'),
+            ...(o.allowRequantize ? { allowRequantize: true } : {}),
+            // the model card's "how it was made" (absolute paths become base names there)
+            command: ['lowbit', ...process.argv.slice(2)].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' '),
           });
           bar.stop();
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...(r.gguf ? { ...r.gguf, ...(r.modules.length ? { method: r.method, calibration: r.calibration, modules: r.modules } : {}) } : r) }, null, 2) + '\n');
@@ -161,5 +167,5 @@ export function quantizeCommand(run: RunFn): Command {
 const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
   method: 'method', bits: 'bits', groupSize: 'groupSize', clip: 'clip', codebook: 'codebook', perTensor: 'perTensor', format: 'format',
   include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
-  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer',
+  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize',
 };

@@ -6,8 +6,14 @@ import { checkInt, checkKnownKeys, invalidOption, checkObject } from './validate
 
 /** Calibration data of a calibrated method (GPTQ). */
 export interface CalibrationOptions {
-  /** Calibration text (UTF-8), or `file` to read it from. */
+  /** Calibration text. Exactly one of `text`, `texts` and `file`. */
   text?: string;
+  /** Calibration samples as strings (joined with a blank line, then windows are sampled). */
+  texts?: string[];
+  /**
+   * A file or directory to read: UTF-8 text, JSONL (`.jsonl`: one object per line with a `text`
+   * string or an `input_ids` array), or a directory of `.txt` files (name order).
+   */
   file?: string;
   /** Windows. @default 128 */
   samples?: number;
@@ -21,8 +27,9 @@ export interface CalibrationOptions {
 
 /** @internal */
 export interface NormalizedCalibration {
-  /** Exactly one of text and file. */
+  /** Exactly one of text, texts and file. */
   text: string | null;
+  texts: string[] | null;
   file: string | null;
   samples: number;
   /** Requested tokens per window (the method caps it at the model's context). */
@@ -31,7 +38,7 @@ export interface NormalizedCalibration {
   tokenizer: string | null;
 }
 
-const KEYS = ['text', 'file', 'samples', 'seqLen', 'seed', 'tokenizer'] as const;
+const KEYS = ['text', 'texts', 'file', 'samples', 'seqLen', 'seed', 'tokenizer'] as const;
 
 /** Validate calibration options and fill the defaults. */
 export function normalizeCalibration(c: CalibrationOptions): NormalizedCalibration {
@@ -39,13 +46,17 @@ export function normalizeCalibration(c: CalibrationOptions): NormalizedCalibrati
   checkKnownKeys('calibration', c, KEYS);
   if (c.text !== undefined && typeof c.text !== 'string') throw invalidOption('calibration.text', 'a string', c.text);
   if (c.file !== undefined && (typeof c.file !== 'string' || c.file.length === 0)) throw invalidOption('calibration.file', 'a path to a UTF-8 text file', c.file);
-  if (c.text === undefined && c.file === undefined) {
-    throw optionError('calib', 'calibration: GPTQ needs calibration text (calibration.text or calibration.file, --calib FILE)');
+  if (c.texts !== undefined && (!Array.isArray(c.texts) || c.texts.length === 0 || !c.texts.every((t) => typeof t === 'string'))) {
+    throw invalidOption('calibration.texts', 'a non-empty array of strings', c.texts);
   }
+  const given = (['text', 'texts', 'file'] as const).filter((k) => c[k] !== undefined);
+  if (given.length === 0) throw optionError('calib', 'calibration: GPTQ needs calibration data (calibration.text, .texts or .file; --calib FILE)');
+  if (given.length > 1) throw optionError(given[1], `calibration: give one of text, texts and file, received ${given.join(' and ')}`);
   if (c.tokenizer !== undefined && (typeof c.tokenizer !== 'string' || c.tokenizer.length === 0)) throw invalidOption('calibration.tokenizer', 'a path to a tokenizer.bin', c.tokenizer);
   return {
     text: c.text ?? null,
-    file: c.text === undefined ? (c.file ?? null) : null,
+    texts: c.texts ?? null,
+    file: c.file ?? null,
     samples: checkInt('calibration.samples', c.samples ?? 128, 1, 1e6),
     seqLen: checkInt('calibration.seqLen', c.seqLen ?? 2048, 2, 1 << 24),
     seed: checkInt('calibration.seed', c.seed ?? 0, 0, 2 ** 32 - 1),

@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, abortError, toLowbitError } from '../errors';
 import { checkSignal, invalidOption, checkObject, checkOneOf } from '../config/validate';
+import { safeReporter, type Progress } from '../config/run';
 import {
   GGML_TYPES, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_ARRAY_LENGTH, GGUF_MAX_STRING_BYTES, GGUF_VALUE_TYPES,
   llamaTensorNameToGguf, type GgufValueType,
@@ -90,6 +91,8 @@ export interface GgufWriteSpec {
 export interface WriteGgufOptions {
   /** Cancels the write between tensors; nothing is left on disk. */
   signal?: AbortSignal;
+  /** Progress in tensors written (phase 'write', module = the tensor). Latest wins. */
+  onProgress?: (p: Progress) => void;
 }
 
 /** What {@link writeGguf} resolves to. */
@@ -342,6 +345,7 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
   if (!Array.isArray(spec.tensors)) throw invalidOption('spec.tensors', 'an array of tensors', spec.tensors);
   checkObject('options', options, 'an object');
   const signal = checkSignal(options.signal);
+  const report = safeReporter(options.onProgress);
   const a = spec.alignment;
   if (a !== undefined && (typeof a !== 'number' || !Number.isSafeInteger(a) || a < 8 || a > 0xffffffff || (a & (a - 1)) !== 0)) {
     throw invalidOption('alignment', 'a power of two ≥ 8 (or absent for the default 32)', a);
@@ -393,6 +397,7 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
     fh = await fs.promises.open(tmp, 'wx');
     created = true;
     await writeAll(fh, header);
+    let written = 0;
     for (const p of planned) {
       const { name, type, shape } = p.spec;
       if (signal?.aborted) throw abortError('writeGguf', `tensor "${name}"`);
@@ -418,6 +423,7 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
       await writeAll(fh, bytes);
       const pad = alignUp(p.nbytes, alignment) - p.nbytes; // offsets are aligned, so this aligns the absolute position too
       if (pad > 0) await writeAll(fh, new Uint8Array(pad));
+      report({ phase: 'write', done: ++written, total: planned.length, module: name });
     }
     await fh.sync();
     const st = await fh.stat();

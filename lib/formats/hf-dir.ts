@@ -67,6 +67,9 @@ export function openModel(dir: string, options: OpenModelOptions = {}): Model {
 
 /** What {@link inspectModel} reports. */
 export interface ModelSummary {
+  /** What the source is: a Hugging Face directory, a GGUF file or a llama2.c checkpoint. */
+  kind: 'hf-dir' | 'gguf' | 'llama2c';
+  /** The model's directory, or the file for GGUF / llama2.c. */
   dir: string;
   family: string;
   architectures: string[];
@@ -95,7 +98,7 @@ export interface ModelSummary {
 }
 
 /** Describe a model directory (unquantized or a GPTQ checkpoint) from its headers alone. */
-export function inspectModel(dir: string): ModelSummary {
+export function inspectHfDir(dir: string): ModelSummary {
   const abs = checkDir(dir);
   const config = readHfConfig(abs);
   const qc = config.raw.quantization_config;
@@ -120,7 +123,7 @@ export function inspectModel(dir: string): ModelSummary {
       if (st.isFile()) bytesOnDisk += st.size;
     }
     return {
-      dir: abs, family: config.family, architectures: config.architectures, hiddenSize: config.hiddenSize,
+      kind: 'hf-dir', dir: abs, family: config.family, architectures: config.architectures, hiddenSize: config.hiddenSize,
       intermediateSize: config.intermediateSize, layers: config.numLayers, heads: config.numHeads, kvHeads: config.numKvHeads,
       headDim: config.headDim, vocabSize: config.vocabSize, maxPositionEmbeddings: config.maxPositionEmbeddings,
       tieWordEmbeddings: config.tieWordEmbeddings, torchDtype: config.torchDtype, parameters,

@@ -351,3 +351,27 @@ export function readLlama2cTokenizer(file: string, vocabSize: number): Vocab {
   }
   return { pieces, pieceBytes, scores, bos: Math.min(1, vocabSize - 1), eos: Math.min(2, vocabSize - 1), maxTokenLength };
 }
+
+/**
+ * Write a vocabulary as llama2.c's tokenizer.bin: max_token_length (u32), then per piece its score
+ * (f32), byte length (i32) and bytes — what {@link readLlama2cTokenizer} reads back unchanged.
+ */
+export function writeLlama2cTokenizer(vocab: Vocab, file: string): void {
+  let bytes = 4;
+  for (const b of vocab.pieceBytes) bytes += 8 + b.length;
+  const buf = Buffer.alloc(bytes);
+  const maxLen = vocab.pieceBytes.reduce((m, b) => Math.max(m, b.length), 0);
+  buf.writeUInt32LE(Math.max(maxLen, vocab.maxTokenLength), 0);
+  let p = 4;
+  for (let i = 0; i < vocab.pieceBytes.length; i++) {
+    buf.writeFloatLE(vocab.scores[i], p);
+    buf.writeInt32LE(vocab.pieceBytes[i].length, p + 4);
+    buf.set(vocab.pieceBytes[i], p + 8);
+    p += 8 + vocab.pieceBytes[i].length;
+  }
+  try {
+    fs.writeFileSync(file, buf);
+  } catch (e) {
+    throw toLowbitError(e, `${file}: cannot write the tokenizer`);
+  }
+}

@@ -39,8 +39,10 @@ export interface CalibrationSummary {
   seqLen: number;
   tokens: number;
   seed: number;
-  /** sha256 of the calibration text (provenance). */
+  /** sha256 of the calibration data as read (provenance; for one text: of its UTF-8 bytes). */
   textSha256: string;
+  /** Where the data came from: its kind, records, bytes and sha256. */
+  data: { kind: 'text' | 'jsonl' | 'dir' | 'texts'; records: number; bytes: number; sha256: string };
   /** Bytes the calibration needed at its peak beyond the model weights (stated before the run). */
   expectedPeakBytes: number;
   seconds: number;

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { LowbitError, optionError } from '../errors';
 import { checkEnum, checkSignal, invalidOption, checkObject } from '../config/validate';
 import { GGUF_EXPORT_TYPES, type GgufExportType } from '../config/quantize';
+import type { Progress } from '../config/run';
 import { readLlama2cModel, readLlama2cTokenizer } from '../formats/llama2c';
 import { readHfConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
@@ -44,6 +45,8 @@ export interface ExportGgufOptions {
   /** Tensors whose (Hugging Face) name contains one of these strings stay in float (`embeddingType`, else F16), as `quantize --exclude` keeps modules. */
   exclude?: string[];
   signal?: AbortSignal;
+  /** Progress in tensors written (phase 'write'). Latest wins. */
+  onProgress?: (p: Progress) => void;
 }
 
 /** What {@link exportGguf} returns. */
@@ -53,6 +56,8 @@ export interface ExportGgufResult {
   bytes: number;
   sourceBytes: number;
   tensors: number;
+  /** Tensors by the ggml type they were written in (norms stay F32; fallbacks and kept tensors in float). */
+  tensorsByType: Record<string, number>;
   /** Tensors stored in another type than asked (rows the block type cannot hold), with why. */
   fallbacks: { name: string; reason: string }[];
   /**
@@ -96,8 +101,11 @@ export async function exportGgufNormalized(source: string, out: string, opts: Ex
   const conversions: GptqConversion[] = [];
   let cfg, ropeOrder: 'adjacent' | 'half', sourceBytes = 0;
   const isDir = fs.statSync(src).isDirectory();
+  // the vocabulary: the file given, else the directory's tokenizer.json, else a tokenizer.bin beside the model
+  const besideBin = path.join(isDir ? src : path.dirname(src), 'tokenizer.bin');
+  if (opts.tokenizer === undefined && !(isDir && fs.existsSync(path.join(src, 'tokenizer.json'))) && fs.existsSync(besideBin)) opts = { ...opts, tokenizer: besideBin };
   if (opts.tokenizer === undefined && !(isDir && fs.existsSync(path.join(src, 'tokenizer.json')))) {
-    throw optionError('tokenizer', `tokenizer: ${src} has no tokenizer.json; GGUF export needs the vocabulary as a llama2.c tokenizer.bin (--tokenizer FILE)`);
+    throw optionError('tokenizer', `tokenizer: ${src} has no tokenizer.json or tokenizer.bin; GGUF export needs the vocabulary as a llama2.c tokenizer.bin (--tokenizer FILE)`);
   }
   // An HF directory's plain tensors are read when they are written (producers): the export holds one
   // of them in f32 at a time, not the whole model (4.5 GB for a 1.1B model, 27 GB for a 7B one), and
@@ -156,8 +164,10 @@ export async function exportGgufNormalized(source: string, out: string, opts: Ex
       vocab = readLlama2cTokenizer(opts.tokenizer, cfg.vocabSize);
     }
     const spec = buildLlamaGgufSpec(cfg, vocab, tensors, { type, ropeOrder });
-    const r = await writeGguf(outAbs, spec, { signal: opts.signal });
-    return { file: outAbs, type, bytes: r.bytes, sourceBytes, tensors: spec.tensors.length, fallbacks: spec.fallbacks, conversions, seconds: (performance.now() - t0) / 1000 };
+    const r = await writeGguf(outAbs, spec, { signal: opts.signal, onProgress: opts.onProgress });
+    const tensorsByType: Record<string, number> = {};
+    for (const t of spec.tensors) tensorsByType[t.type] = (tensorsByType[t.type] ?? 0) + 1;
+    return { file: outAbs, type, bytes: r.bytes, sourceBytes, tensors: spec.tensors.length, tensorsByType, fallbacks: spec.fallbacks, conversions, seconds: (performance.now() - t0) / 1000 };
   } finally {
     st?.close();
   }

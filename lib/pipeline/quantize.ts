@@ -15,7 +15,7 @@ import { LowbitError, toLowbitError, optionError } from '../errors';
 import { normalizeQuantizeConfig, type QuantizeConfig, type NormalizedQuantizeConfig } from '../config/quantize';
 import { normalizeCalibration, type CalibrationOptions, type NormalizedCalibration } from '../config/calibration';
 import { checkThreads, safeReporter, type Progress } from '../config/run';
-import { checkSignal, invalidOption, checkObject } from '../config/validate';
+import { checkBool, checkSignal, invalidOption, checkObject } from '../config/validate';
 import { openModel, type Model } from '../formats/hf-dir';
 import { hfConfigToJson, type TorchDtype } from '../formats/hf-config';
 import { gptqQuantizationConfig } from '../formats/gptq';
@@ -27,6 +27,8 @@ import { METHODS } from '../methods';
 import type { CalibrationSummary, MethodRun, ModuleLog, QuantizedModule } from '../methods/method';
 import type { LinearModule } from '../formats/hf-model';
 import { planModules } from './plan';
+import { stageQuantizeSource } from './source';
+import { modelCard } from './model-card';
 import { exportGgufNormalized, type ExportGgufResult } from './gguf-export';
 import { LOWBIT_VERSION } from '../version';
 
@@ -48,6 +50,16 @@ export interface QuantizeRunOptions {
   calibration?: CalibrationOptions;
   /** Compute threads for this run (1–1024). @default the process default (setThreads, LOWBIT_THREADS, physical cores) */
   threads?: number;
+  /**
+   * The command line that started the run, for the model card (`lowbit quantize …`; the CLI sets
+   * it). Absolute paths in it are written as base names.
+   */
+  command?: string;
+  /**
+   * Accept a GGUF source whose weights are already quantized: they are dequantized to F32 and
+   * quantized again (two roundings; llama.cpp's quantize asks for the same flag). @default false
+   */
+  allowRequantize?: boolean;
 }
 
 /** Summary of a quantize run (what the CLI prints as a table or JSON). */
@@ -79,7 +91,7 @@ export interface QuantizeResult {
   seconds: number;
 }
 
-const COPY_FILES = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json',
+const COPY_FILES = ['tokenizer.json', 'tokenizer.bin', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json',
   'generation_config.json', 'added_tokens.json', 'vocab.json', 'merges.txt'];
 
 const TORCH_DTYPE: Record<string, TorchDtype> = { F16: 'float16', BF16: 'bfloat16', F32: 'float32' };
@@ -95,19 +107,40 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
   const cfg = normalizeQuantizeConfig(config);
   const opts = normalizeRunOptions(cfg, run);
   if (opts.signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'quantize: aborted by signal before start (no output written)');
-  if (cfg.ggufType) return quantizeToGguf(model, cfg, opts, t0);
-  const owned = typeof model === 'string';
-  const m = owned ? openModel(model, { lmHead: cfg.lmHead }) : model;
+  if (typeof model !== 'string') {
+    const named = { ...opts, sourceName: path.basename(model.dir) };
+    return cfg.ggufType ? quantizeToGguf(model, cfg, named, t0) : runPipeline(model, cfg, named, t0);
+  }
+  // any source kind: an HF directory as it is; llama2.c and GGUF through a staged HF directory
+  const vocabFile = opts.tokenizers.find((f) => f.endsWith('.bin')) ?? null;
+  const staged = await stageQuantizeSource(model, opts.out, { allowRequantize: opts.allowRequantize, tokenizer: vocabFile, signal: opts.signal });
   try {
-    return await runPipeline(m, cfg, opts, t0);
+    if (staged.source.kind !== 'gguf' && opts.allowRequantize) {
+      throw optionError('allowRequantize', `allowRequantize: applies to a GGUF source with quantized weights; ${staged.source.path} is a ${staged.source.kind === 'hf-dir' ? 'Hugging Face directory' : 'llama2.c checkpoint'}`);
+    }
+    // a tokenizer copied into the staged directory is carried by it; don't copy it twice
+    const run = { ...opts, sourceName: path.basename(staged.source.path).replace(/\.(gguf|bin|safetensors)$/, ''),
+      tokenizers: staged.tokenizer ? opts.tokenizers.filter((t) => t !== staged.tokenizer) : opts.tokenizers };
+    if (staged.source.kind === 'hf-dir' && staged.source.dir !== null && staged.source.path !== staged.source.dir) run.sourceName = path.basename(staged.source.dir);
+    if (cfg.ggufType) return await quantizeToGguf(staged.dir, cfg, run, t0);
+    const m = openModel(staged.dir, { lmHead: cfg.lmHead });
+    try {
+      return await runPipeline(m, cfg, run, t0);
+    } finally {
+      m.close();
+    }
   } finally {
-    if (owned) m.close();
+    staged.cleanup();
   }
 }
 
 /** Run options after their one check. @internal */
 export interface NormalizedRunOptions {
   out: string;
+  command: string | null;
+  /** The source's name for what is written (its base name, extension dropped; never an absolute path). */
+  sourceName: string;
+  allowRequantize: boolean;
   overwrite: boolean;
   tokenizers: string[];
   calibration: NormalizedCalibration | null;
@@ -123,6 +156,10 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
   for (const t of tokenizers) {
     if (typeof t !== 'string' || !fs.existsSync(t)) throw new LowbitError('LOWBIT_NOT_FOUND', `tokenizer: no such file ${JSON.stringify(t)}`, { option: 'tokenizer' });
   }
+  if (cfg.ggufType) {
+    const notBin = tokenizers.find((t) => !t.endsWith('.bin'));
+    if (notBin !== undefined) throw optionError('tokenizer', `tokenizer: ${path.basename(notBin)} is not a llama2.c tokenizer.bin; a GGUF output's vocabulary comes from a tokenizer.bin or the model directory's own tokenizer.json`, { file: notBin });
+  }
   const method = METHODS[cfg.method];
   if (run.calibration !== undefined && !method.needsCalibration) {
     throw optionError('calibration', `calibration: method "${cfg.method}" uses no calibration data (leave it out, or use method "gptq")`);
@@ -133,13 +170,22 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
   if (run.overwrite !== undefined && typeof run.overwrite !== 'boolean') throw invalidOption('overwrite', 'a boolean', run.overwrite);
   return {
     out: run.out,
+    sourceName: '',
+    command: run.command === undefined ? null : checkCommand(run.command),
     overwrite: run.overwrite ?? false,
+    allowRequantize: run.allowRequantize === undefined ? false : checkBool('allowRequantize', run.allowRequantize),
     tokenizers,
     calibration: run.calibration === undefined ? null : normalizeCalibration(run.calibration),
     threads: checkThreads(run.threads),
     signal: checkSignal(run.signal),
     report: safeReporter(run.onProgress),
   };
+}
+
+/** A command line for the model card, with every absolute path reduced to its base name. */
+function checkCommand(v: unknown): string {
+  if (typeof v !== 'string' || v.length > 10000) throw invalidOption('command', 'a command line (string of at most 10000 characters)', v);
+  return v.replace(/(^|\s)(\/[^\s]*)/g, (_m, pre: string, p: string) => `${pre}${path.basename(p)}`);
 }
 
 /**
@@ -163,7 +209,7 @@ async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConf
     seconds: (performance.now() - t0) / 1000,
   });
   if (cfg.method === 'rtn') {
-    const r = await exportGgufNormalized(source, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal });
+    const r = await exportGgufNormalized(source, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal, name: opts.sourceName, onProgress: opts.report });
     return summary(r, null);
   }
   const tmp = `${outAbs}.gptq-tmp-${process.pid}-${Date.now().toString(36)}`;
@@ -176,7 +222,7 @@ async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConf
       if (typeof model === 'string') m.close();
     }
     opts.report({ phase: 'export', done: 0, total: 1 });
-    const r = await exportGgufNormalized(tmp, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal });
+    const r = await exportGgufNormalized(tmp, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal, name: opts.sourceName, onProgress: opts.report });
     return { ...summary(r, q), format: cfg.format };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -299,7 +345,8 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
     const log = {
       tool: `lowbit ${LOWBIT_VERSION}`,
       created: new Date().toISOString(),
-      source: m.dir,
+      // the source as the user named it (its base name): no absolute path in a file meant to be shared
+      source: opts.sourceName,
       method: cfg.method,
       format: cfg.format,
       calibration: calibration ?? null,
@@ -309,6 +356,13 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       modules: modules.map((l) => ({ ...l, stats: l.stats ? { ...l.stats, sqnrDb: Number.isFinite(l.stats.sqnrDb) ? l.stats.sqnrDb : null } : undefined })),
     };
     await writeJsonAtomic(path.join(staged.tmp, 'quant_log.json'), log);
+    try {
+      await fs.promises.writeFile(path.join(staged.tmp, 'README.md'), modelCard({
+        sourceName: opts.sourceName, config: cfg, calibration: calibration ?? null, modules, command: opts.command, meanRelError: sumW ? sumErr / sumW : 0,
+      }));
+    } catch (e) {
+      throw toLowbitError(e, `${staged.tmp}: cannot write the model card`);
+    }
     if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'quantize: aborted by signal before commit (no output written)');
     await staged.commit();
     let outputBytes = 0;

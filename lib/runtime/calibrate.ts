@@ -110,6 +110,10 @@ export function calibrationPeakBytes(model: LanguageModel, samples: number, seqL
 /** Calibration options with every field checked and present. @internal */
 export interface NormalizedCalibrateOptions {
   text: string;
+  /** Pre-tokenized data used instead of tokenizing `text` (JSONL `input_ids`), or undefined. */
+  tokens?: Int32Array;
+  /** The data's sha256 when it is not `text` itself (files, records, token ids). */
+  dataSha256?: string;
   samples: number;
   /** Already capped at the model's context. */
   seqLen: number;
@@ -141,9 +145,12 @@ export async function calibrate(model: LanguageModel, opts: CalibrateOptions): P
 export async function calibrateNormalized(model: LanguageModel, opts: NormalizedCalibrateOptions): Promise<CalibrationResult> {
   const t0 = performance.now();
   const tok = model.tokenizer;
-  if (!tok) throw optionError('tokenizer', `${model.source}: calibration needs a tokenizer`);
+  if (!tok && !opts.tokens) throw optionError('tokenizer', `${model.source}: calibration needs a tokenizer`);
   const { samples, seqLen, seed, signal } = opts;
-  const ids = tok.encode(opts.text, { bos: false });
+  const ids = opts.tokens ?? (tok ? tok.encode(opts.text, { bos: false }) : []);
+  if (opts.tokens) {
+    for (const id of opts.tokens) if (id >= model.config.vocabSize) throw optionError('calibration', `calibration: token id ${id} is outside the model's vocabulary (${model.config.vocabSize})`);
+  }
   if (ids.length < seqLen + 1) {
     throw optionError('text', `text: ${ids.length} tokens is shorter than one calibration window of ${seqLen} tokens`);
   }
@@ -197,7 +204,7 @@ export async function calibrateNormalized(model: LanguageModel, opts: Normalized
     layers.push(ls);
   }
   return {
-    samples, seqLen, tokens: n, seed, textSha256: createHash('sha256').update(opts.text).digest('hex'), windows,
+    samples, seqLen, tokens: n, seed, textSha256: opts.dataSha256 ?? createHash('sha256').update(opts.text).digest('hex'), windows,
     expectedPeakBytes: calibrationPeakBytes(model, samples, seqLen), layers, seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -13,6 +13,7 @@ import { qblockFromGgml, qblockFromGptq, GGML_QBLOCK_TYPES, type GgmlQBlockType 
 import { isLowbitError } from '../errors';
 import { unpackValues } from '../ops/pack';
 import { readLlama2cModel } from '../formats/llama2c';
+import { detectModelSource, findTokenizer } from '../formats/source';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
 import { decodeGgml, type GgmlDecodeType } from '../formats/ggml-blocks';
 import { readHfConfig } from '../formats/hf-config';
@@ -74,6 +75,8 @@ export interface GenerateOptions extends SamplerOptions {
   prompt?: string;
   /** Tokens to run, prompt included (run.c's -n; 0 or more than the context: the context). @default 256 */
   steps?: number;
+  /** New tokens to generate after the prompt (capped by the context), instead of `steps`. */
+  maxTokens?: number;
   signal?: AbortSignal;
   /** Called with each new piece of text as it is decoded. */
   onText?: (text: string) => void;
@@ -135,14 +138,20 @@ export class LanguageModel {
 
   /** Generate text exactly as llama2.c's run.c does (see expected.json's run_c_semantics). */
   async generate(opts: GenerateOptions = {}): Promise<GenerateResult> {
-    const tok = this.tokenizer;
-    if (!tok) throw optionError('tokenizer', `${this.source}: no tokenizer (pass tokenizer: <tokenizer.bin>)`);
     const signal = checkSignal(opts.signal);
-    let steps = opts.steps ?? 256;
-    checkInt('steps', steps, 0, 1e9);
-    if (steps === 0 || steps > this.config.seqLen) steps = this.config.seqLen;
+    if (opts.steps !== undefined && opts.maxTokens !== undefined) throw optionError('maxTokens', 'maxTokens: give steps (positions, prompt included, as run.c) or maxTokens (new tokens), not both');
     const sampler = new Sampler({ temperature: opts.temperature ?? 1.0, topP: opts.topP ?? 0.9, seed: opts.seed });
+    const tok = this.tokenizer;
+    if (!tok) throw optionError('tokenizer', `${this.source}: no tokenizer: the model has no tokenizer.json, tokenizer.bin or GGUF vocabulary (pass tokenizer, --tokenizer FILE)`);
     const prompt = tok.encode(opts.prompt ?? '', { bos: true });
+    let steps: number;
+    if (opts.maxTokens !== undefined) {
+      // run.c samples one token per position from the prompt's last: prompt − 1 + new positions
+      steps = Math.min(this.config.seqLen, prompt.length - 1 + checkInt('maxTokens', opts.maxTokens, 1, 1e9));
+    } else {
+      steps = checkInt('steps', opts.steps ?? 256, 0, 1e9);
+      if (steps === 0 || steps > this.config.seqLen) steps = this.config.seqLen;
+    }
     const ids = [prompt[0]];
     const out: Uint8Array[] = [];
     let stoppedBy: 'bos' | 'steps' = 'steps';
@@ -288,14 +297,14 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   if (typeof file !== 'string' || !file) throw invalidOption('model', 'a path', file);
   if (options.activations !== undefined) checkOneOf('activations', options.activations, ['int8', 'f32']);
   const threads = checkThreads(options.threads);
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) throw new LowbitError('LOWBIT_NOT_FOUND', `${abs}: no such model file or directory`);
+  // the kind by magic bytes and layout (formats/source.ts), not by the file name
+  const source = detectModelSource(file);
+  const abs = source.dir ?? source.path;
   let cfg: RuntimeConfig;
   let weights: NativeModelWeights;
   let tokenizer: TextTokenizer | null = null;
-  const isDir = fs.statSync(abs).isDirectory();
   try {
-    if (!isDir && abs.endsWith('.gguf')) {
+    if (source.kind === 'gguf') {
       const g = readGguf(abs);
       const c = ggufLlamaConfig(g);
       cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
@@ -317,13 +326,13 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           // the layout needs whole ggml blocks per row (32 channels; 256 for the k-quants): dequantized otherwise
           if (t.shape[1] % (t.typeName.endsWith('_K') ? 256 : 32) !== 0) continue;
           const mod = hf.slice(0, -'.weight'.length);
-          packedMods.set(mod, await qblockFromGgml(t.typeName as GgmlQBlockType, g.bytes(gn), t.shape[0], t.shape[1]));
+          packedMods.set(mod, await qblockFromGgml(t.typeName as GgmlQBlockType, g.bytes(gn), t.shape[0], t.shape[1], undefined, { threads }));
         }
       }
       weights = f32Tensors((n) => { const gn = map.get(n); return gn === undefined ? null : f32(gn); }, cfg, abs, true,
         (n) => { const gn = map.get(n); return gn === undefined ? null : g.tensor(gn).shape; }, packedMods);
       tokenizer = options.tokenizer ? null : Tokenizer.fromGguf(g);
-    } else if (!isDir) {
+    } else if (source.kind === 'llama2c') {
       const m = readLlama2cModel(abs);
       const c = m.config;
       cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headSize,
@@ -355,13 +364,13 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           if (gi.dtype !== 'I32' || gi.shape[0] !== inF) throw bad(`g_idx must be I32 [${inF}]`);
           const asI32 = (n: string) => { const b = st.bytes(n); return b.byteOffset % 4 === 0 ? new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Int32Array(b.slice().buffer); };
           const qz = asI32(`${mod}.qzeros`);
-          const zeros = await unpackValues('gptq-qzeros', qc.bits, qz, groups, out, qc.checkpointFormat === 'gptq' ? 1 : 0);
+          const zeros = await unpackValues('gptq-qzeros', qc.bits, qz, groups, out, qc.checkpointFormat === 'gptq' ? 1 : 0, undefined, { threads });
           const gIdx = asI32(`${mod}.g_idx`);
           for (let k = 0; k < inF; k++) if (gIdx[k] < 0 || gIdx[k] >= groups) throw new LowbitError('LOWBIT_BAD_FORMAT', `${abs}: ${mod}.g_idx[${k}] = ${gIdx[k]} is outside [0, ${groups})`);
           const src = { bits: qc.bits, inFeatures: inF, outFeatures: out, groups, qweight: asI32(name), scales: st.toFloat32(`${mod}.scales`), zeros, gIdx };
           if (int8) {
             try {
-              packedMods.set(mod, await qblockFromGptq(src));
+              packedMods.set(mod, await qblockFromGptq(src, undefined, { threads }));
               st.release(name);
               continue;
             } catch (e) {
@@ -388,7 +397,10 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       }
       if (!options.tokenizer && fs.existsSync(path.join(abs, 'tokenizer.json'))) tokenizer = HfTokenizer.fromDir(abs, cfg.vocabSize, hc.bosTokenId);
     }
+    // a llama2.c tokenizer.bin: the one given, else one next to the model (outputs carry theirs)
+    const found = findTokenizer(source);
     if (options.tokenizer) tokenizer = Tokenizer.fromLlama2c(options.tokenizer, cfg.vocabSize);
+    else if (!tokenizer && found?.endsWith('.bin')) tokenizer = Tokenizer.fromLlama2c(found, cfg.vocabSize);
   } catch (e) {
     throw toLowbitError(e);
   }

@@ -6,6 +6,7 @@
  *   otherwise keep p ≥ (1 − top_p)/(n − 1), sort descending (stable, like glibc's merge sort),
  *   cut after the cumulative probability exceeds top_p, and sample r = coin · cumulative.
  */
+import { checkNumber } from '../config/validate';
 const f = Math.fround;
 const MASK64 = (1n << 64n) - 1n;
 
@@ -30,9 +31,9 @@ export class XorShift {
 
 /** Sampling options (run.c's -t, -p, -s). */
 export interface SamplerOptions {
-  /** 0 = greedy. @default 1 */
+  /** 0 = greedy; at most 10000. @default 1 */
   temperature?: number;
-  /** Nucleus threshold; ≤ 0 or ≥ 1 disables it. @default 0.9 */
+  /** Nucleus threshold in [0, 1]; 0 or 1 disables it (run.c). @default 0.9 */
   topP?: number;
   /** xorshift seed (run.c takes the clock when absent). @default Date.now() */
   seed?: number | bigint;
@@ -43,8 +44,8 @@ export class Sampler {
   readonly topP: number;
   private rng: XorShift;
   constructor(opts: SamplerOptions = {}) {
-    this.temperature = f(opts.temperature ?? 1.0);
-    this.topP = f(opts.topP ?? 0.9);
+    this.temperature = f(checkNumber('temperature', opts.temperature ?? 1.0, 0, 1e4));
+    this.topP = f(checkNumber('topP', opts.topP ?? 0.9, 0, 1));
     this.rng = new XorShift(opts.seed ?? Date.now());
   }
 

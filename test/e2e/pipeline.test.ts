@@ -13,7 +13,7 @@ import { writeSyntheticModel, type SyntheticShape } from '../../lib/runtime/synt
 import { openSafetensors, writeSafetensors } from '../../lib/formats/safetensors';
 import { toFloat32 } from '../../lib/formats/dtype';
 import { quantizeTensor } from '../../lib/ops/quantize';
-import { inspectModel } from '../../lib/formats/hf-dir';
+import { inspectModel } from '../../lib/formats/source';
 import { parseGptqConfig, decodeGptqModule } from '../../lib/formats/gptq';
 import { plainDecodeGptq } from '../helpers/gptq-decoder';
 import { assertArraysEqual, must } from '../helpers/assert';

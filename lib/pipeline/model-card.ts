@@ -1,0 +1,92 @@
+/**
+ * The README.md model card written into every quantized checkpoint directory: where it came from,
+ * how it was made (every setting), with which data, by which lowbit, and how to load it — in the
+ * engines we know read the format, saying which of them lowbit's tests load it with. It names the
+ * source by its base name only: no absolute path goes into a file meant to be shared.
+ */
+import type { NormalizedQuantizeConfig } from '../config/quantize';
+import type { CalibrationSummary, ModuleLog } from '../methods/method';
+import { LOWBIT_VERSION } from '../version';
+
+/** What the card says. */
+export interface ModelCardInput {
+  sourceName: string;
+  config: NormalizedQuantizeConfig;
+  calibration: CalibrationSummary | null;
+  modules: ModuleLog[];
+  /** The command line that made it, when the CLI made it (paths reduced to base names). */
+  command: string | null;
+  meanRelError: number;
+}
+
+const fence = '```';
+
+/** The card's Markdown. */
+export function modelCard(c: ModelCardInput): string {
+  const q = c.config.quantizer;
+  const quantized = c.modules.filter((m) => m.storage !== 'fp16');
+  const kept = c.modules.filter((m) => m.storage === 'fp16');
+  const packed = c.config.checkpointFormat !== 'dequant';
+  const settings: [string, string][] = [
+    ['method', c.config.method],
+    ['bits', String(q.bits)],
+    ['group size', q.groupSize === -1 ? 'per channel' : String(q.groupSize)],
+    ['symmetric', q.sym ? (q.signedMax ? 'yes (signed-max grid, zeros 2^(b−1) or 2^(b−1)−1)' : 'yes') : 'no'],
+    ['range', q.clip === 'mse' ? `MSE clip search (grid ${q.clipGrid}, max shrink ${q.clipMaxShrink}, norm ${q.clipNorm})` : 'min/max'],
+    ['codebook', q.codebook],
+    ['format', c.config.format],
+  ];
+  if (c.config.gptq) {
+    const g = c.config.gptq;
+    settings.push(['GPTQ', `act-order ${g.actOrder ? 'yes' : 'no'}, static groups ${g.staticGroups ? 'yes' : 'no'}, damping ${g.dampPercent}, block ${g.blockSize}, true-sequential ${g.trueSequential ? 'yes' : 'no'}`]);
+    const damps = quantized.map((m) => m.dampUsed).filter((d): d is number => d !== undefined);
+    if (damps.length) settings.push(['damping used', `${Math.min(...damps)}–${Math.max(...damps)}`]);
+  }
+  const lines: string[] = [
+    `# ${c.sourceName} — ${c.config.method.toUpperCase()} ${q.bits}-bit${q.groupSize === -1 ? '' : ` g${q.groupSize}`}`,
+    '',
+    `Quantized from **${c.sourceName}** by [lowbit](https://www.npmjs.com/package/lowbit) ${LOWBIT_VERSION}: ${quantized.length} linear modules quantized, ` +
+      `${kept.length} kept in their float type${kept.length ? ` (${[...new Set(kept.map((m) => m.reason ?? 'kept'))].join('; ')})` : ''}; ` +
+      `mean relative weight error ${c.meanRelError.toFixed(4)}.`,
+    '',
+    '## Settings',
+    '',
+    '| setting | value |',
+    '|---|---|',
+    ...settings.map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+  ];
+  if (c.calibration) {
+    const cal = c.calibration;
+    const what = { text: 'a text file', jsonl: 'JSONL records', dir: 'a directory of .txt files', texts: 'strings given to the API' }[cal.data.kind];
+    lines.push('## Calibration data', '',
+      `${cal.data.records} record(s) from ${what}, ${cal.data.bytes} bytes, sha256 \`${cal.data.sha256}\`; ` +
+      `${cal.samples} windows of ${cal.seqLen} tokens (${cal.tokens} tokens) sampled with seed ${cal.seed}.`, '');
+  }
+  if (c.command) lines.push('## How it was made', '', `${fence}sh`, c.command, fence, '');
+  lines.push('## Loading it', '');
+  if (packed) {
+    lines.push(
+      `A Hugging Face GPTQ checkpoint (\`quantization_config.quant_method: gptq\`, checkpoint_format \`${c.config.checkpointFormat === 'gptq' ? 'gptq' : 'gptq_v2'}\`; the per-module record is in \`quant_log.json\`).`,
+      '',
+      '| engine | how | tested by lowbit |',
+      '|---|---|---|',
+      '| lowbit | `lowbit generate <dir>`, `lowbit eval <dir> --text FILE`, `loadModel(dir)` (runs the packed codes) | yes |',
+      '| lowbit → llama.cpp | `lowbit quantize <dir> --format gguf:q4_0 --out model.gguf` (GPTQ codes kept exactly where the block type holds them) | yes (node-llama-cpp, `npm run test:peer`) |',
+      '| transformers + GPTQModel / optimum | `AutoModelForCausalLM.from_pretrained(dir)` | no (reads the layout lowbit writes, per its format description) |',
+      '| vLLM | `vllm serve <dir>` (GPTQ kernels: 4/8 bits) | no |',
+      '',
+    );
+  } else {
+    lines.push(
+      'The original architecture with every quantized linear layer stored dequantized (fake quantization): any engine that reads the source model reads this one.',
+      '',
+      '| engine | how | tested by lowbit |',
+      '|---|---|---|',
+      '| lowbit | `lowbit generate <dir>`, `loadModel(dir)` | yes |',
+      '| transformers | `AutoModelForCausalLM.from_pretrained(dir)` | no |',
+      '',
+    );
+  }
+  return lines.join('\n');
+}
