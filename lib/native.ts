@@ -5,7 +5,9 @@
  *   1. `LOWBIT_ADDON=<path>`: an explicit .node file (sanitizer builds, experiments);
  *   2. the CUDA variant `build-cuda/Release/lowbit_cuda.node` (cmake-js), probed first in a child
  *      process because a driver mismatch can kill the process that loads it;
- *   3. the CPU variant `build/Release/lowbit.node` (node-gyp, built by `npm install`), via `bindings`.
+ *   3. the CPU variant: a local build `build/Release/lowbit.node` (node-gyp: `npm run build`, or the
+ *      install script when no prebuilt addon matches), else the prebuilt `prebuilds/<platform>-<arch>/`
+ *      shipped in the package, found with node-gyp-build.
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
@@ -442,7 +444,8 @@ export interface NativeCudaInfo {
 
 /** One load attempt and why it failed (or 'loaded'). */
 export interface LoadAttempt {
-  variant: 'explicit' | 'cuda' | 'cpu';
+  /** 'prebuilt': the CPU addon shipped in the package (prebuilds/); 'cpu': built on this machine. */
+  variant: 'explicit' | 'cuda' | 'cpu' | 'prebuilt';
   path: string;
   result: string;
 }
@@ -540,16 +543,20 @@ export function addon(): NativeAddon {
       }
     }
   }
-  const cpuFile = path.join(root, 'build', 'Release', 'lowbit.node');
+  // the CPU variant: a local build (build/Release, what a source install or `npm run build` makes)
+  // wins over a prebuilt one (prebuilds/<platform>-<arch>/, shipped in the package); node-gyp-build
+  // picks the file the way the install script did
+  let cpuFile = path.join(root, 'build', 'Release', 'lowbit.node');
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => NativeAddon;
-    cached = bindings({ bindings: 'lowbit', module_root: root });
-    attempts.push({ variant: 'cpu', path: cpuFile, result: 'loaded' });
+    const gypBuild = require('node-gyp-build') as { path(dir: string): string };
+    cpuFile = gypBuild.path(root);
+    cached = tryRequire(cpuFile);
+    attempts.push({ variant: cpuFile.includes(`${path.sep}prebuilds${path.sep}`) ? 'prebuilt' : 'cpu', path: cpuFile, result: 'loaded' });
     return cached;
   } catch (e) {
-    const built = fs.existsSync(cpuFile);
-    attempts.push({ variant: 'cpu', path: cpuFile, result: built ? `failed to load: ${(e as Error).message.split('\n')[0]}` : 'not built (the install script did not run or failed)' });
+    const msg = (e as Error).message.split('\n')[0];
+    attempts.push({ variant: 'cpu', path: cpuFile, result: /No native build was found/.test(msg) ? `not built and no prebuilt addon for ${process.platform}-${process.arch} (the install script did not run or failed)` : `failed to load: ${msg}` });
   }
   const list = attempts.map((a) => `  - ${a.variant} (${a.path}): ${a.result}`).join('\n');
   loadError = new LowbitError('LOWBIT_NO_ADDON',
