@@ -563,7 +563,7 @@ export function addon(): NativeAddon {
     `the lowbit native addon could not be loaded:\n${list}\n` +
     `Next step: build it with \`npm rebuild lowbit\` (inside the lowbit checkout: \`npm run build\`); ` +
     `it needs Node.js headers, Python 3, make and a C++17 compiler. npm 11 may have skipped lowbit's install script: ` +
-    `approve it with \`npm install-scripts approve lowbit\` (or install with \`--allow-scripts=lowbit\`), then run \`npm rebuild lowbit\`. ` +
+    `approve it in your project with \`npm install-scripts approve lowbit\`, then run \`npm rebuild lowbit\`. ` +
     `\`npx lowbit doctor\` prints this report.`,
     { attempts });
   throw loadError;

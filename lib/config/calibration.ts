@@ -21,7 +21,7 @@ export interface CalibrationOptions {
   seqLen?: number;
   /** Seed of the window sampler. @default 0 */
   seed?: number;
-  /** llama2.c tokenizer.bin used to tokenize the text (HF tokenizer.json is not read yet). */
+  /** A llama2.c tokenizer.bin to tokenize the text with. @default the model's own tokenizer (tokenizer.json, tokenizer.bin next to it, or the GGUF vocabulary) */
   tokenizer?: string;
 }
 

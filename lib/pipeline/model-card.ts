@@ -72,9 +72,9 @@ export function modelCard(c: ModelCardInput): string {
       '| engine | how | tested by lowbit |',
       '|---|---|---|',
       '| lowbit | `lowbit generate <dir>`, `lowbit eval <dir> --text FILE`, `loadModel(dir)` (runs the packed codes) | yes |',
-      '| lowbit → llama.cpp | `lowbit quantize <dir> --format gguf:q4_0 --out model.gguf` (GPTQ codes kept exactly where the block type holds them) | yes (node-llama-cpp, `npm run test:peer`) |',
+      '| lowbit → llama.cpp | `lowbit quantize <dir> --format gguf:q4_0 --out model.gguf` (GPTQ codes kept exactly where the block type holds them) | the GGUF file in lowbit; llama.cpp (node-llama-cpp, `npm run test:peer`) loads lowbit\'s GGUF files made from weights, not yet one made from a GPTQ checkpoint |',
       '| transformers + GPTQModel / optimum | `AutoModelForCausalLM.from_pretrained(dir)` | no (reads the layout lowbit writes, per its format description) |',
-      '| vLLM | `vllm serve <dir>` (GPTQ kernels: 4/8 bits) | no |',
+      `| vLLM | \`vllm serve <dir>\` (GPTQ kernels: 4/8 bits${c.config.checkpointFormat === 'gptq' ? '' : '; gptq_v2 zeros are not read correctly by vLLM today, vllm#26343'}) | no |`,
       '',
     );
   } else {

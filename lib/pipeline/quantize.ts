@@ -28,6 +28,7 @@ import type { CalibrationSummary, MethodRun, ModuleLog, QuantizedModule } from '
 import type { LinearModule } from '../formats/hf-model';
 import { planModules } from './plan';
 import { stageQuantizeSource } from './source';
+import { looksLikeRepoId } from '../formats/hf-cache';
 import { modelCard } from './model-card';
 import { exportGgufNormalized, type ExportGgufResult } from './gguf-export';
 import { LOWBIT_VERSION } from '../version';
@@ -119,9 +120,10 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
       throw optionError('allowRequantize', `allowRequantize: applies to a GGUF source with quantized weights; ${staged.source.path} is a ${staged.source.kind === 'hf-dir' ? 'Hugging Face directory' : 'llama2.c checkpoint'}`);
     }
     // a tokenizer copied into the staged directory is carried by it; don't copy it twice
-    const run = { ...opts, sourceName: path.basename(staged.source.path).replace(/\.(gguf|bin|safetensors)$/, ''),
+    // the name the user gave: a Hugging Face id as written, else the file or directory's base name
+    const run = { ...opts, sourceName: looksLikeRepoId(model) ? model : path.basename(staged.source.path).replace(/\.(gguf|bin|safetensors)$/, ''),
       tokenizers: staged.tokenizer ? opts.tokenizers.filter((t) => t !== staged.tokenizer) : opts.tokenizers };
-    if (staged.source.kind === 'hf-dir' && staged.source.dir !== null && staged.source.path !== staged.source.dir) run.sourceName = path.basename(staged.source.dir);
+    if (!looksLikeRepoId(model) && staged.source.kind === 'hf-dir' && staged.source.dir !== null && staged.source.path !== staged.source.dir) run.sourceName = path.basename(staged.source.dir);
     if (cfg.ggufType) return await quantizeToGguf(staged.dir, cfg, run, t0);
     const m = openModel(staged.dir, { lmHead: cfg.lmHead });
     try {

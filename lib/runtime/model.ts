@@ -49,7 +49,7 @@ export interface LoadModelOptions {
   maxContext?: number;
   /**
    * Run quantized layers from their codes, never dequantized: GPTQ/RTN checkpoints of 2, 3, 4 and
-   * 8 bits and GGUF Q4_0 / Q4_1 / Q8_0 tensors (1/8 to 1/4 of the f32 memory, faster decoding).
+   * 8 bits and GGUF Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K tensors (1/8 to 1/4 of the f32 memory, faster decoding).
    * false: dequantize every quantized layer to f32 at load. @default true
    */
   packed?: boolean;
