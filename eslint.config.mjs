@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'build-*/**', 'node_modules/**', 'bin/**', 'scripts/gen-esm.js', 'test/cuda/emu/**', 'eslint.config.mjs', '.dependency-cruiser.cjs'] },
+  { ignores: ['dist/**', 'build/**', 'build-*/**', 'node_modules/**', 'bin/**', 'scripts/gen-esm.js', 'scripts/install.js', 'test/cuda/emu/**', 'eslint.config.mjs', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
