@@ -12,6 +12,7 @@ export type { QuantizerOptions } from './config/quant';
 export { packValues, unpackValues, packGptq, quantizeGptq, type PackLayout, type PackOptions, type GptqPacked, type GptqQuantized, type QuantizeGptqOptions } from './ops/pack';
 export { openModel, type Model, type ModelSummary, type OpenModelOptions } from './formats/hf-dir';
 export { inspectModel, detectModelSource, type ModelSource, type ModelSourceKind } from './formats/source';
+export { downloadModel, type DownloadModelOptions } from './pipeline/download';
 export { quantize, type QuantizeRunOptions, type QuantizeResult, type ModuleLog } from './pipeline/quantize';
 export { QUANT_METHODS, OUTPUT_FORMATS, type RtnConfig, type GptqConfig, type QuantizeConfig, type OutputFormat, type GgufOutputFormat, type QuantMethodName } from './config/quantize';
 export type { CalibrationOptions } from './config/calibration';

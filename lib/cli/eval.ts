@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { loadModel } from '../runtime/model';
 import { evaluate } from '../runtime/evaluate';
 import { LowbitError } from '../errors';
-import { abortOnSignals, intFlag, progressBar, type RunFn } from './util';
+import { abortOnSignals, intFlag, modelArg, progressBar, type RunFn } from './util';
 
 export function evalCommand(run: RunFn): Command {
   return new Command('eval')
@@ -18,9 +18,10 @@ export function evalCommand(run: RunFn): Command {
     .option('--activations <a>', "how packed layers multiply: int8 (integer dot products, W4A8/W8A8) or f32", 'int8')
     .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {ppl, nll, tokens, kl, top1} as JSON')
+    .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
     .option('--quiet', 'no progress bar')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean; activations: 'int8' | 'f32'; packed: boolean }>();
+      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean; activations: 'int8' | 'f32'; packed: boolean; download?: boolean }>();
       await run(async (json) => {
         let text: string;
         try {
@@ -29,7 +30,7 @@ export function evalCommand(run: RunFn): Command {
           throw new LowbitError('LOWBIT_NOT_FOUND', `text: cannot read ${o.text}`, { option: 'text' });
         }
         const sig = abortOnSignals();
-        const m = await loadModel(model, { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
+        const m = await loadModel(await modelArg(model, o.download, json || !!o.quiet), { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
         const ref = o.reference ? await loadModel(o.reference, { tokenizer: o.tokenizer }) : undefined;
         const bar = progressBar(!o.quiet && !json);
         try {

@@ -1,7 +1,7 @@
 /** `lowbit generate <model> [--tokenizer FILE] --prompt TEXT [--steps N | --max-tokens N] [--temperature T] [--top-p P] [--seed S] [--json]` */
 import { Command } from 'commander';
 import { loadModel } from '../runtime/model';
-import { abortOnSignals, intFlag, numFlag, type RunFn } from './util';
+import { abortOnSignals, intFlag, modelArg, numFlag, type RunFn } from './util';
 
 export function generateCommand(run: RunFn): Command {
   return new Command('generate')
@@ -17,11 +17,12 @@ export function generateCommand(run: RunFn): Command {
     .option('--activations <a>', "how packed layers multiply: int8 (integer dot products, W4A8/W8A8) or f32", 'int8')
     .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {text, ids, stoppedBy, tokens/s} as JSON')
+    .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ tokenizer?: string; prompt: string; steps?: number; maxTokens?: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean }>();
+      const o = this.opts<{ tokenizer?: string; prompt: string; steps?: number; maxTokens?: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean; download?: boolean }>();
       await run(async (json) => {
         const sig = abortOnSignals();
-        const m = await loadModel(model, { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
+        const m = await loadModel(await modelArg(model, o.download, json), { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
         try {
           const r = await m.generate({
             prompt: o.prompt, ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : {}), temperature: o.temperature, topP: o.topP, seed: o.seed ?? Date.now(), signal: sig.signal,

@@ -2,18 +2,19 @@
 import { Command } from 'commander';
 import type { RunFn } from './util';
 import { inspectModel } from '../formats/source';
-import { formatBytes, formatCount, table } from './util';
+import { formatBytes, formatCount, modelArg, table } from './util';
 
 export function inspectCommand(run: RunFn): Command {
   return new Command('inspect')
     .description('describe a model (HF directory, unquantized or GPTQ; GGUF; llama2.c .bin): architecture, tensors, dtypes, parameters, size')
     .argument('<model>', 'an HF model directory (config.json + *.safetensors), a .gguf file or a llama2.c .bin')
     .option('--tensors', 'list every tensor')
+    .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
     .option('--json', 'print the full summary as JSON on stdout')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ tensors?: boolean; json?: boolean }>();
-      await run((json) => {
-        const s = inspectModel(model);
+      const o = this.opts<{ tensors?: boolean; json?: boolean; download?: boolean }>();
+      await run(async (json) => {
+        const s = inspectModel(await modelArg(model, o.download, json));
         if (json) {
           process.stdout.write(JSON.stringify({ ok: true, ...s, tensors: o.tensors ? s.tensors : undefined, tensorCount: s.tensors.length }, null, 2) + '\n');
           return 0;

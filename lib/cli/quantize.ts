@@ -5,7 +5,7 @@ import { OUTPUT_FORMATS, QUANT_METHODS, type QuantizeConfig, type OutputFormat }
 import type { ExportGgufResult } from '../pipeline/gguf-export';
 import type { Progress } from '../config/run';
 import { isLowbitError, optionError } from '../errors';
-import { abortOnSignals, formatBytes, intFlag, numFlag, progressBar, table, type RunFn } from './util';
+import { abortOnSignals, formatBytes, intFlag, modelArg, numFlag, progressBar, table, type RunFn } from './util';
 
 interface QuantizeFlags {
   method: string;
@@ -19,6 +19,7 @@ interface QuantizeFlags {
   format: OutputFormat | `gguf:${string}`;
   tokenizer?: string;
   allowRequantize?: boolean;
+  download?: boolean;
   out: string;
   force?: boolean;
   threads?: number;
@@ -85,6 +86,7 @@ export function quantizeCommand(run: RunFn): Command {
     .addOption(new Option('--format <fmt>', 'output: HF GPTQ (v1 zeros), GPTQ v2 (true zeros), dequantized fake-quant weights, or a GGUF file with ggml block types (vocabulary: --tokenizer tokenizer.bin, or the model directory\'s tokenizer.json)')
       .choices([...OUTPUT_FORMATS]).default('gptq'))
     .option('--tokenizer <file>', 'a tokenizer file copied into the output (default: the one next to the model); a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text and is the vocabulary of a GGUF output')
+    .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
     .option('--allow-requantize', 'accept a GGUF source whose weights are already quantized (dequantized and quantized again: two roundings)')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
@@ -144,7 +146,7 @@ export function quantizeCommand(run: RunFn): Command {
             }
             bar.update(p);
           };
-          const r = await quantize(model, config, {
+          const r = await quantize(await modelArg(model, o.download, json || !!o.quiet), config, {
             out: o.out, overwrite: !!o.force, ...pick('tokenizer'), calibration, onProgress, signal: sig.signal, ...pick('threads'),
             ...(o.allowRequantize ? { allowRequantize: true } : {}),
             // the model card's "how it was made" (absolute paths become base names there)

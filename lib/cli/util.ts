@@ -2,6 +2,8 @@
 import { SingleBar, Presets } from 'cli-progress';
 import { LowbitError, toLowbitError, optionError } from '../errors';
 import type { Progress } from '../config/run';
+import { looksLikeRepoId } from '../formats/hf-cache';
+import { downloadModel } from '../pipeline/download';
 
 /** Exit codes: 0 ok, 1 failure (LowbitError), 2 usage, 130 aborted (SIGINT). */
 export const EXIT = { ok: 0, error: 1, usage: 2, aborted: 130 } as const;
@@ -86,3 +88,14 @@ export function numFlag(name: string) {
 
 /** Runs a command body, prints errors, records the exit code. */
 export type RunFn = (fn: (json: boolean) => number | Promise<number>, json: boolean) => Promise<void>;
+
+/**
+ * The model argument of a command: with --download, a Hugging Face id is fetched into the local
+ * cache first (progress on stderr) and its snapshot directory is used; otherwise the argument as
+ * given (paths, or ids already in the cache, are resolved by the library).
+ */
+export async function modelArg(model: string, download: boolean | undefined, quiet: boolean): Promise<string> {
+  if (!download) return model;
+  if (!looksLikeRepoId(model)) throw optionError('download', `--download: ${JSON.stringify(model)} is not a Hugging Face id (org/name[@revision]) or is a local path`);
+  return downloadModel(model, { onProgress: (p) => { if (!quiet && p.module) process.stderr.write(`lowbit: downloading ${p.module} (${p.done + 1}/${p.total})\n`); } });
+}

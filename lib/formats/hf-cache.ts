@@ -2,8 +2,9 @@
  * Models named by their Hugging Face id, `org/name[@revision]`, found in the local Hugging Face
  * cache the way huggingface_hub lays it out: `<cache>/models--org--name/refs/<branch>` holds a
  * commit hash, `<cache>/models--org--name/snapshots/<hash>/` the files. The cache is
- * `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. Nothing is downloaded:
- * a model that is not in the cache is LOWBIT_NOT_FOUND naming every place looked at.
+ * `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. Nothing is downloaded
+ * here (that is lib/pipeline/download.ts, asked for with --download): a model that is not in the
+ * cache is LOWBIT_NOT_FOUND naming every place looked at.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -51,6 +52,6 @@ export function resolveRepoId(spec: string, env: NodeJS.ProcessEnv = process.env
     looked.push(`${from} (${dir}): models--${org}--${name} has no snapshot for "${revision}"${commit !== revision ? ` (refs/${revision} → ${commit})` : ''}`);
   }
   throw new LowbitError('LOWBIT_NOT_FOUND',
-    `${spec}: not in the local Hugging Face cache (looked in ${looked.join('; ')}); download it first (e.g. \`huggingface-cli download ${org}/${name}\`) or pass a local path — lowbit does not download models`,
+    `${spec}: not in the local Hugging Face cache (looked in ${looked.join('; ')}); fetch it with --download (downloadModel() in the API) or \`huggingface-cli download ${org}/${name}\`, or pass a local path`,
     { model: spec, looked });
 }

@@ -61,7 +61,7 @@ describe('Hugging Face ids from the local cache', function () {
     const hub = path.join(root, 'hub2');
     fakeRepo(hub, 'org/model', { main: 'dead0004' }, []); // a ref whose snapshot is gone
     throwsCode(() => resolveRepoId('org/model', { HF_HUB_CACHE: hub }), 'LOWBIT_NOT_FOUND',
-      'not in the local Hugging Face cache', `HF_HUB_CACHE (${hub}): models--org--model has no snapshot for "main" (refs/main → dead0004)`, 'lowbit does not download models');
+      'not in the local Hugging Face cache', `HF_HUB_CACHE (${hub}): models--org--model has no snapshot for "main" (refs/main → dead0004)`, 'fetch it with --download');
     throwsCode(() => resolveRepoId('nobody/nothing', { HF_HUB_CACHE: hub, HF_HOME: path.join(root, 'h') }), 'LOWBIT_NOT_FOUND',
       `HF_HUB_CACHE (${hub}): no models--nobody--nothing`, `HF_HOME/hub (${path.join(root, 'h', 'hub')}): no models--nobody--nothing`, '~/.cache/huggingface/hub');
     throwsCode(() => resolveRepoId('not an id'), 'LOWBIT_INVALID_OPTION', 'model: expected a path or a Hugging Face id');
