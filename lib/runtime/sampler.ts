@@ -6,7 +6,7 @@
  *   otherwise keep p ≥ (1 − top_p)/(n − 1), sort descending (stable, like glibc's merge sort),
  *   cut after the cumulative probability exceeds top_p, and sample r = coin · cumulative.
  */
-import { checkNumber } from '../config/validate';
+import { checkInt, checkNumber, invalidOption } from '../config/validate';
 const f = Math.fround;
 const MASK64 = (1n << 64n) - 1n;
 
@@ -46,7 +46,9 @@ export class Sampler {
   constructor(opts: SamplerOptions = {}) {
     this.temperature = f(checkNumber('temperature', opts.temperature ?? 1.0, 0, 1e4));
     this.topP = f(checkNumber('topP', opts.topP ?? 0.9, 0, 1));
-    this.rng = new XorShift(opts.seed ?? Date.now());
+    const seed = opts.seed;
+    if (typeof seed === 'bigint' && (seed < 0n || seed >= 1n << 64n)) throw invalidOption('seed', 'an integer in [0, 2^64)', Number(seed));
+    this.rng = new XorShift(seed === undefined ? Date.now() : typeof seed === 'bigint' ? seed : checkInt('seed', seed, 0, Number.MAX_SAFE_INTEGER));
   }
 
   /** Choose the next token from `logits` (modified in place, as run.c does). */
