@@ -74,6 +74,13 @@ module.exports = {
       to: { path: '^(scripts|test)/' },
     },
     {
+      name: 'examples-use-the-package',
+      comment: 'examples/ import only the published package (\'lowbit\') and node: modules, as a user copying them would',
+      severity: 'error',
+      from: { path: '^examples/' },
+      to: { path: '^(lib|scripts|test)/', pathNot: '^lib/index\\.ts$' },
+    },
+    {
       name: 'no-unresolvable',
       severity: 'error',
       from: {},
