@@ -322,15 +322,17 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       await writeJsonAtomic(path.join(staged.tmp, 'quantize_config.json'), qc);
     }
     await writeJsonAtomic(path.join(staged.tmp, 'config.json'), configJson);
-    const copyInto = async (src: string) => {
+    const copyInto = async (src: string, as = path.basename(src)) => {
       try {
-        await fs.promises.copyFile(src, path.join(staged.tmp, path.basename(src)));
+        await fs.promises.copyFile(src, path.join(staged.tmp, as));
       } catch (e) {
         throw toLowbitError(e, `${src}: cannot copy into the output`);
       }
     };
     for (const f of COPY_FILES) if (fs.existsSync(path.join(m.dir, f))) await copyInto(path.join(m.dir, f));
-    for (const t of opts.tokenizers) await copyInto(t);
+    // a tokenizer given by the user goes in under the name loaders look for (tok512.bin → tokenizer.bin),
+    // so the output runs with no --tokenizer
+    for (const t of opts.tokenizers) await copyInto(t, t.endsWith('.bin') ? 'tokenizer.bin' : t.endsWith('.json') ? 'tokenizer.json' : path.basename(t));
     // quant_log.json
     const modules = m.linears.map((l) => logs.get(l.name)).filter((l): l is ModuleLog => l !== undefined);
     let sumErr = 0, sumW = 0, sumSq = 0, nEl = 0;

@@ -118,6 +118,19 @@ describe('model sources: HF directory, llama2.c .bin and GGUF through every comm
     }
   });
 
+  it('a tokenizer given with --tokenizer (tok512.bin) is carried into the output as tokenizer.bin: generate on it needs no flag', function () {
+    const bare = path.join(root, 'hf-bare');
+    fs.mkdirSync(bare);
+    for (const f of fs.readdirSync(sources['hf-dir'])) if (f !== 'tokenizer.bin') fs.copyFileSync(path.join(sources['hf-dir'], f), path.join(bare, f));
+    const out = path.join(root, 'bare-rtn');
+    const q = lowbit('quantize', bare, '--tokenizer', path.join(fx, 'tok512.bin'), '--group-size', '32', '--out', out, '--quiet');
+    assert.equal(q.code, 0, q.stderr);
+    assert.ok(fs.existsSync(path.join(out, 'tokenizer.bin')));
+    const gen = lowbit('generate', out, '--prompt', 'Once upon a time', '--max-tokens', '20', '--temperature', '0', '--json');
+    assert.equal(gen.code, 0, gen.stderr);
+    assert.ok((JSON.parse(gen.stdout) as GenerateJson).text.startsWith('Once upon a time'));
+  });
+
   it('a quantized GGUF is refused as a source unless --allow-requantize; --allow-requantize with another source is refused', function () {
     const q4 = path.join(root, 'gguf.q4_0.gguf');
     if (!fs.existsSync(q4)) this.skip(); // made by the gguf case above
