@@ -20,6 +20,9 @@ interface QuantizeFlags {
   tokenizer?: string;
   allowRequantize?: boolean;
   download?: boolean;
+  eval?: string;
+  evalCtx?: number;
+  evalChunks?: number;
   out: string;
   force?: boolean;
   threads?: number;
@@ -87,6 +90,9 @@ export function quantizeCommand(run: RunFn): Command {
       .choices([...OUTPUT_FORMATS]).default('gptq'))
     .option('--tokenizer <file>', 'a tokenizer file copied into the output (default: the one next to the model); a llama2.c tokenizer.bin also tokenizes the GPTQ calibration text and is the vocabulary of a GGUF output')
     .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
+    .option('--eval <file>', 'measure the result before it is written: perplexity on this text, KL and top-1 against the source (in the result, quant_log.json and the model card)')
+    .option('--eval-ctx <n>', 'with --eval: tokens per window (default min(512, context))', intFlag('evalCtx'))
+    .option('--eval-chunks <n>', 'with --eval: score only the first N windows', intFlag('evalChunks'))
     .option('--allow-requantize', 'accept a GGUF source whose weights are already quantized (dequantized and quantized again: two roundings)')
     .option('--include <pattern...>', 'only modules whose name contains a pattern')
     .option('--exclude <pattern...>', 'skip modules whose name contains a pattern')
@@ -131,6 +137,8 @@ export function quantizeCommand(run: RunFn): Command {
           ...(o.actOrder ? { actOrder: true } : {}), ...(o.staticGroups ? { staticGroups: true } : {}), ...pick('damp', 'dampPercent'), ...pick('blockSize'),
         } as unknown as QuantizeConfig;
         const tok = o.tokenizer?.endsWith('.bin') ? o.tokenizer : undefined;
+        const evalFlags = (['evalCtx', 'evalChunks'] as const).filter((k) => given(k));
+        if (!o.eval && evalFlags.length) throw optionError(evalFlags[0], `--${evalFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the evaluation; pass --eval FILE`);
         const calibFlags = (['calibSamples', 'calibSeqlen', 'seed'] as const).filter((k) => given(k));
         if (!o.calib && calibFlags.length) throw optionError(calibFlags[0], `--${calibFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the calibration data; pass --calib FILE (GPTQ)`);
         const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
@@ -149,13 +157,18 @@ export function quantizeCommand(run: RunFn): Command {
           const r = await quantize(await modelArg(model, o.download, json || !!o.quiet), config, {
             out: o.out, overwrite: !!o.force, ...pick('tokenizer'), calibration, onProgress, signal: sig.signal, ...pick('threads'),
             ...(o.allowRequantize ? { allowRequantize: true } : {}),
+            ...(o.eval ? { evaluate: { file: o.eval, ...pick('evalCtx', 'ctx'), ...pick('evalChunks', 'maxChunks') } } : {}),
             // the model card's "how it was made" (absolute paths become base names there)
             command: ['lowbit', ...process.argv.slice(2)].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' '),
           });
           bar.stop();
-          if (json) process.stdout.write(JSON.stringify({ ok: true, ...(r.gguf ? { ...r.gguf, ...(r.modules.length ? { method: r.method, calibration: r.calibration, modules: r.modules } : {}) } : r) }, null, 2) + '\n');
+          if (json) process.stdout.write(JSON.stringify({ ok: true, ...(r.gguf ? { ...r.gguf, ...(r.modules.length ? { method: r.method, calibration: r.calibration, modules: r.modules } : {}), ...(r.evaluation ? { evaluation: r.evaluation } : {}) } : r) }, null, 2) + '\n');
           else if (r.gguf) printGgufResult(r.gguf, r);
           else printQuantizeResult(r);
+          if (!json && r.evaluation) {
+            const e = r.evaluation;
+            process.stdout.write(`eval on ${e.text} (${e.tokens} tokens, ctx ${e.ctx}): ppl ${e.ppl.toFixed(4)} (source ${e.referencePpl.toFixed(4)}), KL ${e.kl.toExponential(3)} nats/token, top-1 ${(100 * e.top1).toFixed(2)}%\n`);
+          }
           return 0;
         } finally {
           bar.stop();
@@ -169,5 +182,5 @@ export function quantizeCommand(run: RunFn): Command {
 const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
   method: 'method', bits: 'bits', groupSize: 'groupSize', clip: 'clip', codebook: 'codebook', perTensor: 'perTensor', format: 'format',
   include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
-  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize',
+  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate',
 };

@@ -16,6 +16,8 @@ export interface ModelCardInput {
   modules: ModuleLog[];
   /** The command line that made it, when the CLI made it (paths reduced to base names). */
   command: string | null;
+  /** What the run measured on the quantized model against the source, if it was asked to. */
+  evaluation: { text: string; ctx: number; tokens: number; ppl: number; referencePpl: number; kl: number; top1: number } | null;
   meanRelError: number;
 }
 
@@ -62,6 +64,14 @@ export function modelCard(c: ModelCardInput): string {
     lines.push('## Calibration data', '',
       `${cal.data.records} record(s) from ${what}, ${cal.data.bytes} bytes, sha256 \`${cal.data.sha256}\`; ` +
       `${cal.samples} windows of ${cal.seqLen} tokens (${cal.tokens} tokens) sampled with seed ${cal.seed}.`, '');
+  }
+  if (c.evaluation) {
+    const e = c.evaluation;
+    lines.push('## Measured quality', '',
+      `On ${e.text} (${e.tokens} tokens in windows of ${e.ctx}), by lowbit's runtime, against the source model:`, '',
+      '| | perplexity | KL to source (nats/token) | top-1 agreement |', '|---|---|---|---|',
+      `| source | ${e.referencePpl.toFixed(4)} | 0 | 100% |`,
+      `| this model | ${e.ppl.toFixed(4)} | ${e.kl.toExponential(3)} | ${(100 * e.top1).toFixed(2)}% |`, '');
   }
   if (c.command) lines.push('## How it was made', '', `${fence}sh`, c.command, fence, '');
   lines.push('## Loading it', '');

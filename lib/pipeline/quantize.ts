@@ -15,7 +15,9 @@ import { LowbitError, toLowbitError, optionError } from '../errors';
 import { normalizeQuantizeConfig, type QuantizeConfig, type NormalizedQuantizeConfig } from '../config/quantize';
 import { normalizeCalibration, type CalibrationOptions, type NormalizedCalibration } from '../config/calibration';
 import { checkThreads, safeReporter, type Progress } from '../config/run';
-import { checkBool, checkSignal, invalidOption, checkObject } from '../config/validate';
+import { checkBool, checkInt, checkSignal, invalidOption, checkObject } from '../config/validate';
+import { loadModel } from '../runtime/model';
+import { evaluate } from '../runtime/evaluate';
 import { openModel, type Model } from '../formats/hf-dir';
 import { hfConfigToJson, type TorchDtype } from '../formats/hf-config';
 import { gptqQuantizationConfig } from '../formats/gptq';
@@ -52,6 +54,12 @@ export interface QuantizeRunOptions {
   /** Compute threads for this run (1–1024). @default the process default (setThreads, LOWBIT_THREADS, physical cores) */
   threads?: number;
   /**
+   * Measure the result before it is written out: perplexity of the quantized model on this text,
+   * and KL divergence and top-1 agreement against the source, recorded in the result, quant_log.json
+   * and the model card (CLI: `--eval FILE`, `--eval-ctx`, `--eval-chunks`).
+   */
+  evaluate?: { text?: string; file?: string; ctx?: number; maxChunks?: number };
+  /**
    * The command line that started the run, for the model card (`lowbit quantize …`; the CLI sets
    * it). Absolute paths in it are written as base names.
    */
@@ -72,6 +80,8 @@ export interface QuantizeResult {
   format: NormalizedQuantizeConfig['format'];
   /** A GGUF output: what the GGUF writer did (`out` is then the file). */
   gguf?: ExportGgufResult;
+  /** What `evaluate` measured (quantized against the source), when it was asked for. */
+  evaluation?: QualityResult;
   bits: number;
   groupSize: number;
   sym: boolean;
@@ -139,6 +149,7 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
 /** Run options after their one check. @internal */
 export interface NormalizedRunOptions {
   out: string;
+  evaluate: { text: string; ctx: number | undefined; maxChunks: number | undefined; name: string } | null;
   command: string | null;
   /** The source's name for what is written (its base name, extension dropped; never an absolute path). */
   sourceName: string;
@@ -174,6 +185,7 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
     out: run.out,
     sourceName: '',
     command: run.command === undefined ? null : checkCommand(run.command),
+    evaluate: run.evaluate === undefined ? null : normalizeEvaluate(run.evaluate),
     overwrite: run.overwrite ?? false,
     allowRequantize: run.allowRequantize === undefined ? false : checkBool('allowRequantize', run.allowRequantize),
     tokenizers,
@@ -182,6 +194,70 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
     signal: checkSignal(run.signal),
     report: safeReporter(run.onProgress),
   };
+}
+
+/** What a quantize run's own evaluation measured. */
+export interface QualityResult {
+  /** The text's file base name, or 'text'. */
+  text: string;
+  ctx: number;
+  tokens: number;
+  ppl: number;
+  referencePpl: number;
+  kl: number;
+  top1: number;
+}
+
+function normalizeEvaluate(v: unknown): NonNullable<NormalizedRunOptions['evaluate']> {
+  const e = checkObject('evaluate', v as { text?: string; file?: string; ctx?: number; maxChunks?: number } | null, 'an object {text | file, ctx?, maxChunks?}');
+  if ((e.text === undefined) === (e.file === undefined)) throw invalidOption('evaluate', 'exactly one of text and file', e);
+  let text: string;
+  if (e.file !== undefined) {
+    if (typeof e.file !== 'string' || !e.file) throw invalidOption('evaluate.file', 'a path to a UTF-8 text file', e.file);
+    try {
+      text = fs.readFileSync(e.file, 'utf8');
+    } catch {
+      throw new LowbitError('LOWBIT_NOT_FOUND', `evaluate: cannot read ${e.file}`, { option: 'evaluate', file: e.file });
+    }
+  } else {
+    if (typeof e.text !== 'string') throw invalidOption('evaluate.text', 'a string', e.text);
+    text = e.text;
+  }
+  return {
+    text, name: e.file !== undefined ? path.basename(e.file) : 'text',
+    ctx: e.ctx === undefined ? undefined : checkInt('evaluate.ctx', e.ctx, 2, 1 << 24),
+    maxChunks: e.maxChunks === undefined ? undefined : checkInt('evaluate.maxChunks', e.maxChunks, 1, 1e9),
+  };
+}
+
+/** Evaluate `quantized` against `source` (both loadable models) on the run's evaluation text. */
+async function measureQuality(quantized: string, source: string, opts: NormalizedRunOptions): Promise<QualityResult | undefined> {
+  const ev = opts.evaluate;
+  if (!ev) return undefined;
+  const q = await loadModel(quantized, { threads: opts.threads });
+  try {
+    const ref = await loadModel(source, { threads: opts.threads });
+    try {
+      const r = await evaluate(q, { text: ev.text, ctx: ev.ctx, maxChunks: ev.maxChunks, reference: ref, signal: opts.signal, onProgress: (p) => { opts.report({ ...p, phase: 'evaluate' }); } });
+      return { text: ev.name, ctx: r.ctx, tokens: r.tokens, ppl: r.ppl, referencePpl: r.referencePpl ?? NaN, kl: r.kl ?? NaN, top1: r.top1 ?? NaN };
+    } finally {
+      ref.dispose();
+    }
+  } finally {
+    q.dispose();
+  }
+}
+
+/** A GGUF result with the run's evaluation of the written file (a failed evaluation removes the file: no output). */
+async function withQuality(r: QuantizeResult, file: string, source: string, opts: NormalizedRunOptions): Promise<QuantizeResult> {
+  if (!opts.evaluate) return r;
+  try {
+    const evaluation = await measureQuality(file, source, opts);
+    return evaluation ? { ...r, evaluation } : r;
+  } catch (e) {
+    fs.rmSync(file, { force: true });
+    throw e;
+  }
 }
 
 /** A command line for the model card, with every absolute path reduced to its base name. */
@@ -212,7 +288,7 @@ async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConf
   });
   if (cfg.method === 'rtn') {
     const r = await exportGgufNormalized(source, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal, name: opts.sourceName, onProgress: opts.report });
-    return summary(r, null);
+    return withQuality(summary(r, null), outAbs, source, opts);
   }
   const tmp = `${outAbs}.gptq-tmp-${process.pid}-${Date.now().toString(36)}`;
   try {
@@ -225,7 +301,7 @@ async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConf
     }
     opts.report({ phase: 'export', done: 0, total: 1 });
     const r = await exportGgufNormalized(tmp, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal, name: opts.sourceName, onProgress: opts.report });
-    return { ...summary(r, q), format: cfg.format };
+    return await withQuality({ ...summary(r, q), format: cfg.format }, outAbs, source, opts);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -333,6 +409,8 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
     // a tokenizer given by the user goes in under the name loaders look for (tok512.bin → tokenizer.bin),
     // so the output runs with no --tokenizer
     for (const t of opts.tokenizers) await copyInto(t, t.endsWith('.bin') ? 'tokenizer.bin' : t.endsWith('.json') ? 'tokenizer.json' : path.basename(t));
+    // the complete checkpoint is in the staging directory: measure it against the source before it is committed
+    const evaluation = await measureQuality(staged.tmp, m.dir, opts);
     // quant_log.json
     const modules = m.linears.map((l) => logs.get(l.name)).filter((l): l is ModuleLog => l !== undefined);
     let sumErr = 0, sumW = 0, sumSq = 0, nEl = 0;
@@ -354,6 +432,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       method: cfg.method,
       format: cfg.format,
       calibration: calibration ?? null,
+      evaluation: evaluation ?? null,
       parameters: { ...q, ...(cfg.gptq ?? {}), lmHead: cfg.lmHead, include: cfg.include?.map(String) ?? null, exclude: cfg.exclude?.map(String) ?? null },
       machine: { isa: info.isa, threads: opts.threads ?? info.threads, cpu: info.cpuModel, kernelMode: getKernelMode() },
       seconds,
@@ -362,7 +441,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
     await writeJsonAtomic(path.join(staged.tmp, 'quant_log.json'), log);
     try {
       await fs.promises.writeFile(path.join(staged.tmp, 'README.md'), modelCard({
-        sourceName: opts.sourceName, config: cfg, calibration: calibration ?? null, modules, command: opts.command, meanRelError: sumW ? sumErr / sumW : 0,
+        sourceName: opts.sourceName, config: cfg, calibration: calibration ?? null, modules, command: opts.command, meanRelError: sumW ? sumErr / sumW : 0, evaluation: evaluation ?? null,
       }));
     } catch (e) {
       throw toLowbitError(e, `${staged.tmp}: cannot write the model card`);
@@ -376,7 +455,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       outputBytes += fs.statSync(path.join(staged.target, f)).size;
     }
     return {
-      out: staged.target, method: cfg.method, ...(calibration ? { calibration } : {}), format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
+      out: staged.target, method: cfg.method, ...(calibration ? { calibration } : {}), ...(evaluation ? { evaluation } : {}), format: cfg.format, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip,
       codebook: q.codebook, modules, quantizedModules: modules.filter((l) => l.storage !== 'fp16').length, skippedModules: skipped.length,
       meanRelError: sumW ? sumErr / sumW : 0, mse: nEl ? sumSq / nEl : 0, sourceBytes: reader.totalBytes(), outputBytes, files: files.sort(), seconds,
     };

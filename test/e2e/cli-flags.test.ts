@@ -34,6 +34,7 @@ describe('lowbit CLI: no flag ignored', function () {
     ['GGUF with a tokenizer.json', ['--format', 'gguf:q8_0', '--tokenizer', 'TOKJSON'], /--tokenizer \S+tokenizer\.json: tokenizer\.json is not a llama2\.c tokenizer\.bin/],
     ['--calib with RTN', ['--calib', 'CALIB'], /--calib CALIB: method "rtn" uses no calibration data/],
     ['--calib-samples without --calib', ['--calib-samples', '8'], /--calib-samples: applies to the calibration data; pass --calib FILE/],
+    ['--eval-ctx without --eval', ['--eval-ctx', '64'], /--eval-ctx: applies to the evaluation; pass --eval FILE/],
     ['--act-order with RTN', ['--act-order'], /--act-order: a GPTQ option, but method is "rtn"/],
     ['--damp with RTN', ['--damp', '0.05'], /--damp 0\.05: a GPTQ option, but method is "rtn"/],
     ['GPTQ into Q4_0 with --bits 3', ['--method', 'gptq', '--calib', 'CALIB', '--format', 'gguf:q4_0', '--bits', '3'], /--bits 3: format gguf:q4_0 stores 4-bit symmetric groups of 32/],

@@ -73,8 +73,13 @@ describe('model sources: HF directory, llama2.c .bin and GGUF through every comm
       const q = lowbit('quantize', src, '--format', 'gguf:q4_0', '--out', gguf, '--quiet');
       assert.equal(q.code, 0, q.stderr);
       const gdir = path.join(root, `${kind}-gptq`);
-      const g = lowbit('quantize', src, '--method', 'gptq', '--calib', calib, '--calib-samples', '4', '--calib-seqlen', '128', '--group-size', '32', '--out', gdir, '--quiet');
+      const g = lowbit('quantize', src, '--method', 'gptq', '--calib', calib, '--calib-samples', '4', '--calib-seqlen', '128', '--group-size', '32', '--out', gdir, '--quiet',
+        '--eval', dev, '--eval-ctx', '128', '--eval-chunks', '4');
       assert.equal(g.code, 0, g.stderr);
+      // --eval: measured before the checkpoint is committed, written into quant_log.json and the model card
+      const log = JSON.parse(fs.readFileSync(path.join(gdir, 'quant_log.json'), 'utf8')) as { evaluation: { ppl: number; referencePpl: number; kl: number; top1: number; tokens: number } };
+      assert.ok(log.evaluation.ppl > 1 && log.evaluation.kl > 0 && log.evaluation.top1 > 0.5 && log.evaluation.tokens > 0, JSON.stringify(log.evaluation));
+      assert.ok(fs.readFileSync(path.join(gdir, 'README.md'), 'utf8').includes(`| this model | ${log.evaluation.ppl.toFixed(4)} |`));
       assert.ok(fs.readdirSync(root).every((f) => !f.includes('.source-') && !f.includes('.tmp-')), `staging left behind: ${fs.readdirSync(root).join(', ')}`);
 
       for (const out of [gguf, gdir]) {
