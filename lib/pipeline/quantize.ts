@@ -382,6 +382,8 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
     // config.json (+ quantize_config.json)
     const outDtype = sourceDtype ? keepDtype(sourceDtype) : 'F16';
     const configJson = hfConfigToJson(m.config);
+    // transformers records where it loaded the model from: an absolute path must not be shared
+    if (typeof configJson._name_or_path === 'string' && path.isAbsolute(configJson._name_or_path)) configJson._name_or_path = opts.sourceName;
     configJson.torch_dtype = TORCH_DTYPE[outDtype] ?? 'float16';
     delete configJson.dtype;
     delete configJson.quantization_config;

@@ -127,10 +127,14 @@ describe('model sources: HF directory, llama2.c .bin and GGUF through every comm
     const bare = path.join(root, 'hf-bare');
     fs.mkdirSync(bare);
     for (const f of fs.readdirSync(sources['hf-dir'])) if (f !== 'tokenizer.bin') fs.copyFileSync(path.join(sources['hf-dir'], f), path.join(bare, f));
+    // transformers writes where it loaded from into config.json: that path must not reach the output
+    const cfg = JSON.parse(fs.readFileSync(path.join(bare, 'config.json'), 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(bare, 'config.json'), JSON.stringify({ ...cfg, _name_or_path: bare }));
     const out = path.join(root, 'bare-rtn');
     const q = lowbit('quantize', bare, '--tokenizer', path.join(fx, 'tok512.bin'), '--group-size', '32', '--out', out, '--quiet');
     assert.equal(q.code, 0, q.stderr);
     assert.ok(fs.existsSync(path.join(out, 'tokenizer.bin')));
+    for (const f of filesUnder(out)) assert.ok(!fs.readFileSync(f).toString('latin1').includes(root), `${f} contains ${root}`);
     const gen = lowbit('generate', out, '--prompt', 'Once upon a time', '--max-tokens', '20', '--temperature', '0', '--json');
     assert.equal(gen.code, 0, gen.stderr);
     assert.ok((JSON.parse(gen.stdout) as GenerateJson).text.startsWith('Once upon a time'));
