@@ -223,6 +223,8 @@ interface HotCold {
 interface SummaryEntry {
   name: string;
   skipped?: string | boolean;
+  /** Why an entry with `skipped: true` was skipped. */
+  reason?: string;
   medianSeconds?: number;
   timing?: { medianSeconds: number };
   gbps?: number;
@@ -242,13 +244,14 @@ interface SummaryEntry {
 export function logSummary(doc: Record<string, unknown>): void {
   for (const e of doc.benchmarks as SummaryEntry[]) {
     const extra = e.fractionOfCopy !== undefined ? `, ${Math.round(e.fractionOfCopy * 100)}% of copy` : '';
-    const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(e.peakRssBytes / 2 ** 20).toFixed(0)} MiB (${Math.round(Number(e.peakRssFractionOfCheckpoint) * 100)}% of checkpoint)` : '';
+    const rss = e.peakRssBytes !== undefined ? `, peak RSS ${(e.peakRssBytes / 2 ** 20).toFixed(0)} MiB` +
+      (e.peakRssFractionOfCheckpoint !== undefined ? ` (${Math.round(e.peakRssFractionOfCheckpoint * 100)}% of checkpoint)` : '') : '';
     const g = e.gbps !== undefined ? `, ${e.gbps} GB/s` : '';
     const fl = e.gflops !== undefined ? `, ${String(e.gflops)} GFLOP/s${e.ratio !== null && e.ratio !== undefined ? ` (${String(e.ratio)}× OpenBLAS)` : ''}` : '';
     const tps = e.tokensPerSecond !== undefined ? `, ${e.tokensPerSecond} tokens/s` : '';
     const wb = e.weightBandwidth ? `, weights ${e.weightBandwidth.gbps} GB/s` : '';
     const hot = e.hot, cold = e.cold;
-    if (e.skipped !== undefined) log(`${e.name.padEnd(30)} skipped: ${e.skipped}`);
+    if (e.skipped !== undefined) log(`${e.name.padEnd(30)} skipped: ${e.skipped === true ? (e.reason ?? 'no reason given') : String(e.skipped)}`);
     else if (e.medianSeconds === undefined && hot) {
       log(`${e.name.padEnd(30)} hot ${hot.medianSeconds.toPrecision(4)} s (${hot.gbps} GB/s)` +
         (cold ? `, cold ${cold.medianSeconds.toPrecision(4)} s (${cold.gbps} GB/s${cold.fractionOfReadBandwidth !== undefined ? `, ${Math.round(cold.fractionOfReadBandwidth * 100)}% of read bandwidth` : ''})` : '') + fl);

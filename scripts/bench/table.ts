@@ -119,7 +119,7 @@ export function tables(doc: BenchDoc): string {
     }
   }
   const sk = benches.filter((b) => b.skipped !== undefined);
-  for (const b of sk) out.push(`\`${b.name}\`: skipped: ${String(b.skipped)}`, '');
+  for (const b of sk) out.push(`\`${b.name}\`: skipped: ${b.skipped === true ? ((b as { reason?: string }).reason ?? 'no reason given') : String(b.skipped)}`, '');
   const ck = benches.filter((b): b is CheckpointEntry => b.peakRssBytes !== undefined && !b.name.startsWith('gptq-'));
   if (ck.length) {
     out.push('| task | checkpoint | median s | peak RSS (VmHWM) | RSS / checkpoint | baseline RSS (load only) | GB/s of source |');
