@@ -386,3 +386,26 @@ export function fromFloat32(f32: Float32Array, dtype: FloatDtype, name: string, 
   if (!HOST_LITTLE_ENDIAN) swapInPlace(out, 2);
   return out;
 }
+
+/**
+ * The index of the first NaN or ±Inf among `bytes` read as `dtype` (F32, F16, BF16: an exponent of
+ * all ones), or -1. Integer dtypes have none. Reads the bits, so it costs one pass over the bytes
+ * and no conversion.
+ */
+export function firstNonFinite(bytes: Uint8Array, dtype: string): number {
+  const aligned = (k: number) => bytes.byteOffset % k === 0 ? bytes : new Uint8Array(bytes);
+  if (dtype === 'F32') {
+    const b = aligned(4);
+    const u = new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+    for (let i = 0; i < u.length; i++) if ((u[i] & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  if (dtype === 'F16' || dtype === 'BF16') {
+    const mask = dtype === 'F16' ? 0x7c00 : 0x7f80;
+    const b = aligned(2);
+    const u = new Uint16Array(b.buffer, b.byteOffset, b.byteLength >>> 1);
+    for (let i = 0; i < u.length; i++) if ((u[i] & mask) === mask) return i;
+    return -1;
+  }
+  return -1;
+}

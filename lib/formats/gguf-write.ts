@@ -31,6 +31,7 @@ import {
   type GgufLlamaConfig,
 } from './gguf';
 import { encodeGgml, type GgmlEncodeType } from './ggml-blocks';
+import { firstNonFinite } from './dtype';
 import type { Vocab } from './vocab';
 
 /** Tensor types {@link writeGguf} writes (Q6_K from encoded blocks only: lowbit has no Q6_K encoder). */
@@ -418,6 +419,12 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
         }
       }
       if (!(x instanceof Uint8Array) && ENCODED_ONLY.includes(type)) throw invalidOption(`${name}: data producer result`, `encoded ${type} blocks (Uint8Array)`, 'Float32Array');
+      if (x instanceof Float32Array && type === 'F32') {
+        // F32 is written as it is: check it here (the F16/BF16 conversion and the block encoders
+        // refuse non-finite values themselves, naming the tensor)
+        const bad = firstNonFinite(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), 'F32');
+        if (bad >= 0) throw new LowbitError('LOWBIT_NUMERICAL', `${name}: non-finite value (NaN or Inf) at flat index ${bad} of [${shape.join(', ')}]; refusing to write it (no file written)`, { tensor: name, index: bad });
+      }
       const bytes = x instanceof Uint8Array ? x : encodeGgml(type as GgmlEncodeType, x as Float32Array, name);
       if (bytes.byteLength !== p.nbytes) throw new LowbitError('LOWBIT_INTERNAL', `${name}: encoded ${bytes.byteLength} bytes, planned ${p.nbytes}`);
       await writeAll(fh, bytes);
