@@ -165,9 +165,11 @@ export interface NativeGemmJob extends NativeThreads {
   mode: number;
 }
 
-/** Repack a GPTQ layer into the integer-dot layout (native/kernels/qdot.h). @internal */
-export interface NativeQblockFromGptqJob extends NativeThreads {
-  bits: number;
+/**
+ * The tensors of a GPTQ-packed linear layer as the kernels read them (the checkpoint's layout with
+ * scales as f32 and true zeros): what the repack, the GEMM jobs and the public GPTQ weight types share.
+ */
+export interface NativeGptqTensors {
   inFeatures: number;
   outFeatures: number;
   groups: number;
@@ -175,10 +177,15 @@ export interface NativeQblockFromGptqJob extends NativeThreads {
   qweight: Int32Array;
   /** (groups, out) */
   scales: Float32Array;
-  /** (groups, out), true zeros */
+  /** (groups, out), true zeros (GPTQ v1's stored value + 1) */
   zeros: Uint8Array;
   /** (in) */
   gIdx: Int32Array;
+}
+
+/** Repack a GPTQ layer into the integer-dot layout (native/kernels/qdot.h). @internal */
+export interface NativeQblockFromGptqJob extends NativeThreads, NativeGptqTensors {
+  bits: number;
 }
 
 /** Repack an (out × in) ggml tensor's blocks into the integer-dot layout. @internal */
@@ -300,16 +307,9 @@ export interface NativeGptqLayerJob extends NativeThreads {
 }
 
 /** y = x · Wᵀ with W a GPTQ 4-bit layer (native/kernels/qgemm.h). @internal */
-export interface NativeQgemmGptq4Job extends NativeThreads {
+export interface NativeQgemmGptq4Job extends NativeThreads, NativeGptqTensors {
   x: Float32Array;
   m: number;
-  inFeatures: number;
-  outFeatures: number;
-  groups: number;
-  qweight: Int32Array;
-  scales: Float32Array;
-  zeros: Uint8Array;
-  gIdx: Int32Array;
   y: Float32Array;
   mode: number;
 }

@@ -3,24 +3,12 @@
  * Today: GPTQ 4-bit (AVX2 fast path for consecutive groups; the reference for act-order g_idx).
  */
 import { LowbitError } from '../errors';
-import { addon, modeId, runTask } from '../native';
+import { addon, modeId, runTask, type NativeGptqTensors } from '../native';
 import { invalidOption } from '../config/validate';
 import { checkThreads, nativeThreads } from '../config/run';
 
-/** A GPTQ 4-bit linear layer as stored in a checkpoint (scales as f32, true zeros). */
-export interface GptqInt4Weights {
-  inFeatures: number;
-  outFeatures: number;
-  groups: number;
-  /** (in/8, out) */
-  qweight: Int32Array;
-  /** (groups, out) */
-  scales: Float32Array;
-  /** (groups, out), true zeros (GPTQ v1's stored value + 1) */
-  zeros: Uint8Array;
-  /** (in) */
-  gIdx: Int32Array;
-}
+/** A GPTQ 4-bit linear layer as stored in a checkpoint (scales as f32, true zeros; qweight (in/8, out)). */
+export type GptqInt4Weights = NativeGptqTensors;
 
 /** Options of {@link qmatmulGptq4}. */
 export interface QmatmulOptions {

@@ -8,6 +8,18 @@ import type { NormalizedQuantizeConfig } from '../config/quantize';
 import type { CalibrationSummary, ModuleLog } from '../methods/method';
 import { LOWBIT_VERSION } from '../version';
 
+/** What a quantize run's own evaluation measured (`evaluate` / `--eval`), quantized against the source. */
+export interface QualityResult {
+  /** The text's file base name, or 'text'. */
+  text: string;
+  ctx: number;
+  tokens: number;
+  ppl: number;
+  referencePpl: number;
+  kl: number;
+  top1: number;
+}
+
 /** What the card says. */
 export interface ModelCardInput {
   sourceName: string;
@@ -17,7 +29,7 @@ export interface ModelCardInput {
   /** The command line that made it, when the CLI made it (paths reduced to base names). */
   command: string | null;
   /** What the run measured on the quantized model against the source, if it was asked to. */
-  evaluation: { text: string; ctx: number; tokens: number; ppl: number; referencePpl: number; kl: number; top1: number } | null;
+  evaluation: QualityResult | null;
   meanRelError: number;
 }
 

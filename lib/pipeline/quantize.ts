@@ -30,8 +30,10 @@ import type { CalibrationSummary, MethodRun, ModuleLog, QuantizedModule } from '
 import type { LinearModule } from '../formats/hf-model';
 import { planModules } from './plan';
 import { stageQuantizeSource } from './source';
+import type { ModelSource } from '../formats/source';
 import { looksLikeRepoId } from '../formats/hf-cache';
-import { modelCard } from './model-card';
+import { modelCard, type QualityResult } from './model-card';
+export type { QualityResult } from './model-card';
 import { exportGgufNormalized, type ExportGgufResult } from './gguf-export';
 import { LOWBIT_VERSION } from '../version';
 
@@ -126,14 +128,9 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
   const vocabFile = opts.tokenizers.find((f) => f.endsWith('.bin')) ?? null;
   const staged = await stageQuantizeSource(model, opts.out, { allowRequantize: opts.allowRequantize, tokenizer: vocabFile, signal: opts.signal });
   try {
-    if (staged.source.kind !== 'gguf' && opts.allowRequantize) {
-      throw optionError('allowRequantize', `allowRequantize: applies to a GGUF source with quantized weights; ${staged.source.path} is a ${staged.source.kind === 'hf-dir' ? 'Hugging Face directory' : 'llama2.c checkpoint'}`);
-    }
-    // a tokenizer copied into the staged directory is carried by it; don't copy it twice
-    // the name the user gave: a Hugging Face id as written, else the file or directory's base name
-    const run = { ...opts, sourceName: looksLikeRepoId(model) ? model : path.basename(staged.source.path).replace(/\.(gguf|bin|safetensors)$/, ''),
+    // a tokenizer copied into the staged directory is carried by it: not copied a second time
+    const run = { ...opts, sourceName: sourceNameOf(model, staged.source),
       tokenizers: staged.tokenizer ? opts.tokenizers.filter((t) => t !== staged.tokenizer) : opts.tokenizers };
-    if (!looksLikeRepoId(model) && staged.source.kind === 'hf-dir' && staged.source.dir !== null && staged.source.path !== staged.source.dir) run.sourceName = path.basename(staged.source.dir);
     if (cfg.ggufType) return await quantizeToGguf(staged.dir, cfg, run, t0);
     const m = openModel(staged.dir, { lmHead: cfg.lmHead });
     try {
@@ -144,6 +141,17 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
   } finally {
     staged.cleanup();
   }
+}
+
+/**
+ * The source's name in what is written: a Hugging Face id as the user wrote it, an HF directory's
+ * base name (also when a .safetensors file inside it was given), a file's base name without its
+ * extension — never an absolute path.
+ */
+function sourceNameOf(spec: string, source: ModelSource): string {
+  if (looksLikeRepoId(spec)) return spec;
+  if (source.kind === 'hf-dir' && source.dir !== null) return path.basename(source.dir);
+  return path.basename(source.path).replace(/\.(gguf|bin)$/, '');
 }
 
 /** Run options after their one check. @internal */
@@ -194,18 +202,6 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
     signal: checkSignal(run.signal),
     report: safeReporter(run.onProgress),
   };
-}
-
-/** What a quantize run's own evaluation measured. */
-export interface QualityResult {
-  /** The text's file base name, or 'text'. */
-  text: string;
-  ctx: number;
-  tokens: number;
-  ppl: number;
-  referencePpl: number;
-  kl: number;
-  top1: number;
 }
 
 function normalizeEvaluate(v: unknown): NonNullable<NormalizedRunOptions['evaluate']> {

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { LowbitError, toLowbitError } from '../errors';
+import { LowbitError, optionError, toLowbitError } from '../errors';
 import { detectModelSource, type ModelSource } from '../formats/source';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf } from '../formats/gguf';
@@ -29,6 +29,10 @@ export interface StagedSource {
 /** Stage `p` (any source kind) as an HF directory beside `out`. */
 export async function stageQuantizeSource(p: string, out: string, opts: { allowRequantize: boolean; tokenizer: string | null; signal?: AbortSignal }): Promise<StagedSource> {
   const source = detectModelSource(p);
+  if (source.kind !== 'gguf' && opts.allowRequantize) {
+    // refused before anything is converted
+    throw optionError('allowRequantize', `allowRequantize: applies to a GGUF source with quantized weights; ${source.path} is a ${source.kind === 'hf-dir' ? 'Hugging Face directory' : 'llama2.c checkpoint'}`);
+  }
   if (source.kind === 'hf-dir') {
     return { source, dir: source.dir ?? source.path, tokenizer: null, cleanup: () => undefined };
   }
