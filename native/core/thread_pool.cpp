@@ -60,7 +60,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(m_);
       stop_.store(true, std::memory_order_release);
-      gen_.fetch_add(1, std::memory_order_release);
+      gen_.store(next_gen(gen_.load(std::memory_order_relaxed), 0), std::memory_order_release);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -83,7 +83,7 @@ class Pool {
     grain = std::max<size_t>(grain, 1);
     size_t chunks = (n + grain - 1) / grain;
     const int nthreads = tl_threads > 0 ? tl_threads : nthreads_;
-    int want = (int)std::min<size_t>((size_t)nthreads, chunks);
+    int want = (int)std::min<size_t>({(size_t)nthreads, chunks, (size_t)kActiveMask});
     if (want <= 1) {
       fn(0, n);
       return;
@@ -95,14 +95,13 @@ class Pool {
     n_ = n;
     chunk_ = chunk;
     next_.store(0, std::memory_order_relaxed);
-    active_ = want - 1;
     pending_.store(want - 1, std::memory_order_relaxed);
     error_ = nullptr;
     {
       // Under m_ so that a worker about to sleep cannot miss the new generation; the release
       // publishes the job fields above to workers that spin on gen_ without the lock.
       std::lock_guard<std::mutex> lk(m_);
-      gen_.fetch_add(1, std::memory_order_release);
+      gen_.store(next_gen(gen_.load(std::memory_order_relaxed), want - 1), std::memory_order_release);
       if (sleepers_ > 0) cv_.notify_all();
     }
     work();
@@ -182,7 +181,7 @@ class Pool {
       }
       seen = gen_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_acquire)) return;
-      if (id >= active_) continue;  // not needed for this region
+      if (id >= (int)(seen & kActiveMask)) continue;  // not needed for this region
       work();
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lk(m_);  // the caller checks pending_ under m_ before it sleeps
@@ -205,9 +204,16 @@ class Pool {
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t n_ = 0, chunk_ = 1;
   std::atomic<size_t> next_{0};
-  int active_ = 0;
   std::atomic<int> pending_{0};
+  // The region generation (high bits) and its number of participating workers (low 16 bits) in
+  // one atomic, so that a worker reads both from the same store. (They were two fields: a worker
+  // that woke for a region it was not needed in could read the next region's worker count beside
+  // the old generation, work in that region, then wake for it again and count itself out twice —
+  // letting the caller return while another worker still ran its chunk. Found by ThreadSanitizer,
+  // scripts/test-tsan.sh.)
   std::atomic<uint64_t> gen_{0};
+  static constexpr uint64_t kActiveMask = 0xffff;
+  static uint64_t next_gen(uint64_t g, int active) { return (((g >> 16) + 1) << 16) | ((uint64_t)active & kActiveMask); }
   int sleepers_ = 0;  // workers blocked on cv_ (guarded by m_)
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
