@@ -83,6 +83,7 @@ export interface NativeAddon {
   getKernelMode(): number;
   convert(job: NativeConvertJob & { onProgress?: (done: number, total: number) => void }): NativeTask<NativeConvertResult>;
   convertSync(job: NativeConvertJob): NativeConvertResult;
+  firstNonFiniteSync(job: { src: Uint8Array; dtype: number; mode: number; threads?: number }): number;
   ggmlEncodeSync(job: NativeGgmlEncodeJob): boolean;
   quantize(job: NativeQuantJob): NativeTask<NativeQuantStats>;
   pack(job: NativePackJob): NativeTask<void>;
@@ -620,6 +621,16 @@ export function convertToF32Sync(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16',
   if (!hasAddon()) return false;
   addon().convertSync({ src, srcDtype: DTYPE_ID[dtype], dst, dstDtype: DTYPE_ID.F32, saturate: false, mode: modeId() });
   return true;
+}
+
+/**
+ * The index of the first NaN/±Inf among `src` read as `dtype`, or -1, with the native vector scan
+ * (kernels/convert.h first_nonfinite); null when the addon is unavailable.
+ * @internal
+ */
+export function firstNonFiniteNative(src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16'): number | null {
+  if (!hasAddon()) return null;
+  return addon().firstNonFiniteSync({ src, dtype: DTYPE_ID[dtype], mode: modeId() });
 }
 
 /**

@@ -27,11 +27,10 @@ import { checkSignal, invalidOption, checkObject, checkOneOf } from '../config/v
 import { safeReporter, type Progress } from '../config/run';
 import {
   GGML_TYPES, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, GGUF_MAX_ARRAY_LENGTH, GGUF_MAX_STRING_BYTES, GGUF_VALUE_TYPES,
-  llamaTensorNameToGguf, type GgufValueType,
+  firstNonFiniteGgml, llamaTensorNameToGguf, type GgufValueType,
   type GgufLlamaConfig,
 } from './gguf';
 import { encodeGgml, type GgmlEncodeType } from './ggml-blocks';
-import { firstNonFinite } from './dtype';
 import type { Vocab } from './vocab';
 
 /** Tensor types {@link writeGguf} writes (Q6_K from encoded blocks only: lowbit has no Q6_K encoder). */
@@ -419,14 +418,15 @@ export async function writeGguf(file: string, spec: GgufWriteSpec, options: Writ
         }
       }
       if (!(x instanceof Uint8Array) && ENCODED_ONLY.includes(type)) throw invalidOption(`${name}: data producer result`, `encoded ${type} blocks (Uint8Array)`, 'Float32Array');
-      if (x instanceof Float32Array && type === 'F32') {
-        // F32 is written as it is: check it here (the F16/BF16 conversion and the block encoders
-        // refuse non-finite values themselves, naming the tensor)
-        const bad = firstNonFinite(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), 'F32');
-        if (bad >= 0) throw new LowbitError('LOWBIT_NUMERICAL', `${name}: non-finite value (NaN or Inf) at flat index ${bad} of [${shape.join(', ')}]; refusing to write it (no file written)`, { tensor: name, index: bad });
-      }
+      // (the F16/BF16 conversion and the block encoders refuse non-finite values themselves)
       const bytes = x instanceof Uint8Array ? x : encodeGgml(type as GgmlEncodeType, x as Float32Array, name);
       if (bytes.byteLength !== p.nbytes) throw new LowbitError('LOWBIT_INTERNAL', `${name}: encoded ${bytes.byteLength} bytes, planned ${p.nbytes}`);
+      // the last check of what is written, encoded or given as bytes: no NaN/Inf value or block scale
+      const bad = firstNonFiniteGgml(type, bytes);
+      if (bad) {
+        const what = bad.block === null ? `non-finite value (${bad.value}) at flat index ${bad.index}` : `non-finite block scale (${bad.value}) in block ${bad.block}`;
+        throw new LowbitError('LOWBIT_NUMERICAL', `${name}: ${what} of [${shape.join(', ')}] (${type}); refusing to write it (no file written)`, { tensor: name, index: bad.index });
+      }
       await writeAll(fh, bytes);
       const pad = alignUp(p.nbytes, alignment) - p.nbytes; // offsets are aligned, so this aligns the absolute position too
       if (pad > 0) await writeAll(fh, new Uint8Array(pad));

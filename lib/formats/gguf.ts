@@ -24,7 +24,7 @@ import { LowbitError, toLowbitError, badFormat } from '../errors';
 import { openForRead, readFully } from './io';
 import { invalidOption } from '../config/validate';
 import { openMapping, type NativeMapping } from '../native';
-import { HOST_LITTLE_ENDIAN, toFloat32 } from './dtype';
+import { HOST_LITTLE_ENDIAN, f16BitsToF32, firstNonFinite, toFloat32 } from './dtype';
 import type { Vocab } from './vocab';
 
 /** `'G','G','U','F'` read as a little-endian u32. */
@@ -70,18 +70,24 @@ export interface GgmlTypeInfo {
   blockSize: number;
   /** Bytes per block. */
   typeSize: number;
+  /**
+   * Byte offsets, inside each block, of its fp16 scale fields (d, and m / dmin where the type has
+   * one): a NaN or Inf there is the only way a block type can decode to a non-finite value, so
+   * these are what the reader's NaN/Inf check scans. Empty for the plain float types.
+   */
+  scaleOffsets: readonly number[];
 }
 
 /** The ggml types of §7, by name. */
 export const GGML_TYPES: Readonly<Record<string, GgmlTypeInfo>> = Object.freeze({
-  F32: { id: 0, name: 'F32', blockSize: 1, typeSize: 4 },
-  F16: { id: 1, name: 'F16', blockSize: 1, typeSize: 2 },
-  Q4_0: { id: 2, name: 'Q4_0', blockSize: 32, typeSize: 18 },
-  Q4_1: { id: 3, name: 'Q4_1', blockSize: 32, typeSize: 20 },
-  Q8_0: { id: 8, name: 'Q8_0', blockSize: 32, typeSize: 34 },
-  Q4_K: { id: 12, name: 'Q4_K', blockSize: 256, typeSize: 144 },
-  Q6_K: { id: 14, name: 'Q6_K', blockSize: 256, typeSize: 210 },
-  BF16: { id: 30, name: 'BF16', blockSize: 1, typeSize: 2 },
+  F32: { id: 0, name: 'F32', blockSize: 1, typeSize: 4, scaleOffsets: [] },
+  F16: { id: 1, name: 'F16', blockSize: 1, typeSize: 2, scaleOffsets: [] },
+  Q4_0: { id: 2, name: 'Q4_0', blockSize: 32, typeSize: 18, scaleOffsets: [0] },
+  Q4_1: { id: 3, name: 'Q4_1', blockSize: 32, typeSize: 20, scaleOffsets: [0, 2] },
+  Q8_0: { id: 8, name: 'Q8_0', blockSize: 32, typeSize: 34, scaleOffsets: [0] },
+  Q4_K: { id: 12, name: 'Q4_K', blockSize: 256, typeSize: 144, scaleOffsets: [0, 2] },
+  Q6_K: { id: 14, name: 'Q6_K', blockSize: 256, typeSize: 210, scaleOffsets: [208] },
+  BF16: { id: 30, name: 'BF16', blockSize: 1, typeSize: 2, scaleOffsets: [] },
 });
 
 const TYPE_BY_ID = new Map<number, GgmlTypeInfo>(Object.values(GGML_TYPES).map((t) => [t.id, t]));
@@ -92,6 +98,32 @@ const UNSUPPORTED_TYPES: Readonly<Record<number, string>> = {
   18: 'IQ3_XXS', 19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16', 26: 'I32',
   27: 'I64', 28: 'F64', 29: 'IQ1_M', 34: 'TQ1_0', 35: 'TQ2_0', 39: 'MXFP4',
 };
+
+/**
+ * The first non-finite value in `bytes` of ggml type `typeName`: for F32/F16/BF16 its flat index;
+ * for a block type the first block whose fp16 scale (or minimum) is NaN/Inf — every element of
+ * that block decodes to a non-finite value — as the index of its first element. null when all
+ * finite (and for types without {@link GgmlTypeInfo.scaleOffsets}).
+ */
+export function firstNonFiniteGgml(typeName: string, bytes: Uint8Array): { index: number; block: number | null; value: string } | null {
+  if (typeName === 'F32' || typeName === 'F16' || typeName === 'BF16') {
+    const i = firstNonFinite(bytes, typeName);
+    if (i < 0) return null;
+    const size = typeName === 'F32' ? 4 : 2;
+    return { index: i, block: null, value: String(toFloat32(bytes.subarray(i * size, (i + 1) * size), typeName)[0]) };
+  }
+  const ti = GGML_TYPES[typeName] as GgmlTypeInfo | undefined;
+  if (!ti || ti.scaleOffsets.length === 0) return null;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const blocks = Math.floor(bytes.byteLength / ti.typeSize);
+  for (let k = 0; k < blocks; k++) {
+    for (const o of ti.scaleOffsets) {
+      const h = dv.getUint16(k * ti.typeSize + o, true);
+      if ((h & 0x7c00) === 0x7c00) return { index: k * ti.blockSize, block: k, value: String(f16BitsToF32(h)) };
+    }
+  }
+  return null;
+}
 
 /** Name of a ggml type id (`"type 99"` when unknown). */
 export function ggmlTypeName(id: number): string {
@@ -448,6 +480,8 @@ class Gguf implements GgufFile {
   private _map: NativeMapping | null | undefined = undefined;
   private _fd: number | null = null;
   private _closed = false;
+  /** tensors whose data was checked for NaN/Inf */
+  private readonly _checked = new Set<string>();
 
   /** @internal */
   constructor(file: string, fileSize: number, h: ParsedHeader) {
@@ -478,6 +512,28 @@ class Gguf implements GgufFile {
   bytes(name: string): Uint8Array {
     this._check();
     const t = this.tensor(name);
+    const b = this._read(name, t);
+    if (!this._checked.has(name)) {
+      this._checkFinite(t, b);
+      this._checked.add(name);
+    }
+    return b;
+  }
+
+  /**
+   * LOWBIT_NUMERICAL naming the file, the tensor and the first element index when a float tensor
+   * holds a NaN/Inf, or a block type's fp16 scale does (every element of that block decodes to it).
+   */
+  private _checkFinite(t: GgufTensorInfo, b: Uint8Array): void {
+    const bad = firstNonFiniteGgml(t.typeName, b);
+    if (!bad) return;
+    const what = bad.block === null ? `holds ${bad.value} at flat index ${bad.index}` : `has a block scale of ${bad.value} in block ${bad.block} (elements from flat index ${bad.index})`;
+    throw new LowbitError('LOWBIT_NUMERICAL',
+      `${this.file}: tensor "${t.name}" (${t.typeName}) ${what} of [${t.shape.join(', ')}]; a checkpoint with a NaN or Inf weight is refused (repair or re-export the source)`,
+      { file: this.file, tensor: t.name, index: bad.index, value: bad.value });
+  }
+
+  private _read(name: string, t: GgufTensorInfo): Uint8Array {
     if (t.byteLength === 0) return new Uint8Array(0);
     if (this._map === undefined) {
       try {

@@ -25,7 +25,7 @@ import { LowbitError, toLowbitError, badFormat } from '../errors';
 import { openForRead, readFully } from './io';
 import { invalidOption } from '../config/validate';
 import { openMapping } from '../native';
-import { HOST_LITTLE_ENDIAN, toFloat32 } from './dtype';
+import { HOST_LITTLE_ENDIAN, assertFiniteTensor, toFloat32 } from './dtype';
 import type { Vocab } from './vocab';
 
 /** `32 34 6B 61` ("ak42") read as a little-endian u32: the magic of versions 1 and 2. */
@@ -246,6 +246,8 @@ export function readLlama2cModel(file: string): Llama2cModel {
   for (const s of segs) {
     const n = Number(s.numel);
     if (s.name !== null) {
+      // a NaN or Inf weight is refused here, naming the tensor (one vector scan of the mapping)
+      assertFiniteTensor(data.subarray(off, off + 4 * n), 'F32', abs, s.name, s.shape);
       let t: Float32Array;
       if (HOST_LITTLE_ENDIAN) t = new Float32Array(data.buffer, data.byteOffset + off, n);
       else t = toFloat32(data.subarray(off, off + 4 * n), 'F32');

@@ -22,7 +22,7 @@ import { LowbitError, abortError, toLowbitError, badFormat, formatBytes } from '
 import { openForRead, readFully } from './io';
 import { checkObject, checkSignal, invalidOption } from '../config/validate';
 import { openMapping, type NativeMapping } from '../native';
-import { DTYPES, DTYPE_SIZES, UNSUPPORTED_DTYPES, isDtype, numelOf, toFloat32 as bytesToFloat32, type Dtype } from './dtype';
+import { DTYPES, DTYPE_SIZES, UNSUPPORTED_DTYPES, assertFiniteTensor, firstNonFinite, isDtype, numelOf, toFloat32 as bytesToFloat32, type Dtype } from './dtype';
 
 export type { Dtype } from './dtype';
 
@@ -124,6 +124,13 @@ export interface WriteSafetensorsOptions {
   baseName?: string;
   /** Abort between tensors; the promise rejects with LOWBIT_ABORTED and nothing is written. */
   signal?: AbortSignal;
+  /**
+   * Write F32/F16/BF16 tensors holding NaN or ±Inf. By default such a tensor stops the write with
+   * LOWBIT_NUMERICAL naming it and its first bad index (nothing written): lowbit's readers refuse
+   * those checkpoints, so lowbit never makes one unless asked (test fixtures, forensic copies).
+   * @default false
+   */
+  allowNonFinite?: boolean;
 }
 
 /** What {@link writeSafetensors} wrote. */
@@ -377,6 +384,8 @@ class Reader implements SafetensorsReader {
   readonly files: string[];
   readonly metadata: Record<string, string>;
   private readonly _where: string;
+  /** tensors whose bytes were scanned for NaN/Inf */
+  private readonly _checked = new Set<string>();
   private readonly _tensors: Map<string, TensorInfo>;
   private readonly _maps = new Map<string, NativeMapping | null>();
   private readonly _fds = new Map<string, number>();
@@ -446,6 +455,17 @@ class Reader implements SafetensorsReader {
 
   bytes(name: string): Uint8Array {
     const t = this.info(name);
+    const b = this._read(name, t);
+    // every float tensor handed out is scanned once for NaN/Inf (LOWBIT_NUMERICAL naming the file,
+    // tensor and index): on a mapping the scan is the pass that pages the tensor in
+    if (!this._checked.has(name)) {
+      assertFiniteTensor(b, t.dtype, t.file, name, t.shape);
+      this._checked.add(name);
+    }
+    return b;
+  }
+
+  private _read(name: string, t: TensorInfo): Uint8Array {
     if (t.byteLength === 0) return new Uint8Array(0);
     const m = this._mapping(t.file);
     if (m) {
@@ -719,6 +739,8 @@ export async function writeSafetensors(target: string, tensors: TensorEntry[], o
   const maxShard = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   if (typeof maxShard !== 'number' || !Number.isSafeInteger(maxShard) || maxShard < 1) throw invalidOption('maxShardBytes', 'a positive integer', maxShard);
   const base = opts.baseName ?? 'model';
+  const allowNonFinite = opts.allowNonFinite ?? false;
+  if (typeof allowNonFinite !== 'boolean') throw invalidOption('allowNonFinite', 'a boolean', allowNonFinite);
   if (typeof base !== 'string' || base.length === 0 || base === '.' || base === '..' || /[/\\]/.test(base)) {
     throw invalidOption('baseName', 'a non-empty file name without path separators', base);
   }
@@ -787,6 +809,11 @@ export async function writeSafetensors(target: string, tensors: TensorEntry[], o
             if (bytes.byteLength !== t.byteLength) {
               throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${name}: data producer returned ${bytes.byteLength} bytes but ${dtype} [${shape.join(', ')}] needs ${t.byteLength} (nothing written)`, { tensor: name });
             }
+          }
+          // the last check of what lowbit writes: a NaN or Inf never reaches a checkpoint
+          const bad = allowNonFinite ? -1 : firstNonFinite(bytes as Uint8Array, dtype);
+          if (bad >= 0) {
+            throw new LowbitError('LOWBIT_NUMERICAL', `${name}: non-finite value (NaN or Inf) at flat index ${bad} of [${shape.join(', ')}] (${dtype}); refusing to write it (nothing written)`, { tensor: name, index: bad });
           }
           await writeAll(h, bytes as Uint8Array);
         }

@@ -60,6 +60,23 @@ static Napi::Value ConvertAsync(const Napi::CallbackInfo& info) {
       [r](Napi::Env env) { return result(env, *r); }, {job.get("src"), job.get("dst")}, job.get("onProgress"), (double)a.n, job.threads());
 }
 
+// firstNonFiniteSync({src, dtype, mode, threads}) -> the index of the first NaN/±Inf element of src
+// read as dtype (0 f32, 1 f16, 2 bf16), or -1. Synchronous: the scan runs at memory bandwidth
+// (a 1 GB tensor is tens of milliseconds), and readers call it as they hand out a tensor's bytes.
+static Napi::Value FirstNonFiniteSync(const Napi::CallbackInfo& info) {
+  const Job job(info, "firstNonFiniteSync");
+  const View src = job.view("src");
+  const int dt = job.i32("dtype");
+  if (dt < 0 || dt > 2) job.fail("dtype", "a dtype id 0 (f32), 1 (f16) or 2 (bf16)");
+  if (src.bytes % dtype_size(dt)) throw_js(info.Env(), "LOWBIT_INTERNAL", "firstNonFiniteSync: byte length is not a multiple of the element size");
+  size_t r;
+  {
+    ScopedThreads st(job.threads());
+    r = first_nonfinite(src.data, dt, src.bytes / dtype_size(dt), job.mode());
+  }
+  return Napi::Number::New(info.Env(), r == SIZE_MAX ? -1.0 : (double)r);
+}
+
 // ggmlEncodeSync({type 0|1|2|3 = Q8_0|Q4_0|Q4_1|Q4_K, x: Float32Array, out: Uint8Array, threads}) -> false when a value
 // is not finite or a scale overflows fp16 (the caller's reference encoder then reports which).
 static Napi::Value GgmlEncodeSync(const Napi::CallbackInfo& info) {
@@ -75,6 +92,7 @@ static Napi::Value GgmlEncodeSync(const Napi::CallbackInfo& info) {
 void register_convert(Napi::Env env, Napi::Object exports) {
   exports.Set("ggmlEncodeSync", Napi::Function::New(env, GgmlEncodeSync, "ggmlEncodeSync"));
   exports.Set("convert", Napi::Function::New(env, ConvertAsync, "convert"));
+  exports.Set("firstNonFiniteSync", Napi::Function::New(env, FirstNonFiniteSync, "firstNonFiniteSync"));
   exports.Set("convertSync", Napi::Function::New(env, ConvertSync, "convertSync"));
 }
 

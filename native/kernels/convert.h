@@ -34,4 +34,17 @@ void convert(const void* src, int src_dtype, void* dst, int dst_dtype, size_t n,
 // Single-threaded fast conversion for use inside already-parallel kernels.
 void convert_range(const void* src, int sdt, void* dst, int ddt, size_t n);
 
+// Non-finite scan: the index of the first NaN or ±Inf (exponent bits all ones) among n elements
+// of dtype at src (any byte alignment), or SIZE_MAX when every element is finite. Reads the bit
+// patterns only (no conversion, no floating-point compare), so a signaling NaN is found like any
+// other. The vector variants OR 64-element blocks of compare masks and locate the element in the
+// first block that has one, so the cost is one streaming read of the tensor.
+size_t first_nonfinite_ref(const void* src, int dt, size_t n);
+size_t first_nonfinite_range_generic(const void* src, int dt, size_t n);
+size_t first_nonfinite_range_avx2(const void* src, int dt, size_t n);
+size_t first_nonfinite_range_avx512(const void* src, int dt, size_t n);
+size_t first_nonfinite_range_neon(const void* src, int dt, size_t n);
+// Driver: ISA dispatch, split over the thread pool (the smallest index found wins). mode: MODE_FAST or MODE_REF.
+size_t first_nonfinite(const void* src, int dt, size_t n, int mode);
+
 }  // namespace lowbit

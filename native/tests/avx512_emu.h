@@ -162,6 +162,14 @@ static inline int reduce_add_epi32(__m512i v) {
   return (int)s;
 }
 
+static inline uint32_t cmpeq_epi16_mask(__m512i a, __m512i b) {  // AVX512BW vpcmpeqw
+  const v32hi x = (v32hi)a, y = (v32hi)b;
+  uint32_t m = 0;
+  for (int i = 0; i < 32; i++)
+    if (x[i] == y[i]) m |= 1u << i;
+  return m;
+}
+
 }  // namespace lowbit_emu
 
 // Not clang-formatted: one intrinsic per line, as a table; clang-format 14 also misreads `(k) & x`
@@ -185,4 +193,5 @@ static inline int reduce_add_epi32(__m512i v) {
 #define _mm512_reduce_max_ps(v) ::lowbit_emu::reduce_max_ps(v)
 #define _mm512_reduce_min_ps(v) ::lowbit_emu::reduce_min_ps(v)
 #define _mm512_reduce_add_epi32(v) ::lowbit_emu::reduce_add_epi32(v)
+#define _mm512_cmpeq_epi16_mask(a, b) ::lowbit_emu::cmpeq_epi16_mask((a), (b))
 // clang-format on

@@ -231,6 +231,29 @@ void check_convert(const char* isa) {
     // NaN payloads: compare as bits (both paths keep them)
     if (a != b) fail(std::string("[") + isa + "] convert " + (ddt == DTYPE_F16 ? "f16" : "bf16") + " -> f32");
   }
+  // first_nonfinite: finite data with one NaN/Inf planted at each position class (first, inside a
+  // vector, at a block boundary, in the tail), at byte offsets 0 and 1 (unaligned loads)
+  for (int dt : {DTYPE_F32, DTYPE_F16, DTYPE_BF16}) {
+    const size_t es = dtype_size(dt);
+    for (size_t at : {(size_t)0, (size_t)5, (size_t)63, (size_t)64, (size_t)700, n - 1, SIZE_MAX}) {
+      for (size_t off : {(size_t)0, (size_t)1}) {
+        std::vector<uint8_t> buf(n * es + 1);
+        uint8_t* p = buf.data() + off;
+        for (size_t i = 0; i < n; i++) {
+          // random finite values: clear the top exponent bit
+          uint32_t u = (uint32_t)rng() & (dt == DTYPE_F32 ? 0xbfffffffu : dt == DTYPE_F16 ? 0xbfffu : 0xbfffu);
+          std::memcpy(p + i * es, &u, es);
+        }
+        if (at != SIZE_MAX) {
+          const uint32_t bad = dt == DTYPE_F32 ? 0xff800000u : dt == DTYPE_F16 ? 0x7e01u : 0xff81u;  // -inf, NaNs
+          std::memcpy(p + at * es, &bad, es);
+        }
+        checks++;
+        const size_t got = first_nonfinite(p, dt, n, MODE_FAST), want = first_nonfinite_ref(p, dt, n);
+        if (got != want || want != at) fail(std::string("[") + isa + "] first_nonfinite dtype " + std::to_string(dt) + " at " + std::to_string(at));
+      }
+    }
+  }
 }
 
 // Uniform and NF4 quantization of whole tensors (MinMax clipping): codes, scales, zeros and

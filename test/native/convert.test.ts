@@ -5,7 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { addon } from '../../lib/native';
-import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from '../../lib/formats/dtype';
+import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32, firstNonFinite, firstNonFiniteRef } from '../../lib/formats/dtype';
 import { testSeed, withSeed } from '../helpers/rng';
 import { assertArraysEqual } from '../helpers/assert';
 import { runnableIsas } from '../helpers/isa';
@@ -100,4 +100,43 @@ describe('native conversion', function () {
     assert.equal(r.overflow, 2);
     assert.equal(r.firstOverflow, 70001);
   });
+
+  // firstNonFiniteSync: every variant == the native reference (mode 1) == the TypeScript reference
+  // (firstNonFiniteRef), on random finite data with 0, 1 or several NaN/±Inf planted anywhere
+  // (first element, inside a vector, at 64-element block edges, in the tail, across the threads'
+  // 1 Mi chunks), at byte offsets 0..3 of the buffer, with threads 1 and 2.
+  for (const n of [1, 2, 15, 31, 63, 64, 65, 127, 129, 1000, 4099, (1 << 20) + 77, 2 * (1 << 20) + 5]) {
+    it(`firstNonFinite over ${n} elements: every variant and thread count == reference`, async function () {
+      await withSeed(testSeed(7000 + n), (rng) => {
+        for (const [dt, size, name] of [[F32, 4, 'F32'], [F16, 2, 'F16'], [BF16, 2, 'BF16']] as const) {
+          const off = rng.int(0, 3);
+          const buf = new Uint8Array(n * size + off);
+          const view = buf.subarray(off);
+          for (let i = 0; i < view.length; i++) view[i] = rng.int(0, 255);
+          // clear the top exponent bit of every element (finite), then plant some non-finite ones
+          for (let i = 0; i < n; i++) view[i * size + size - 1] &= 0xbf;
+          const plants = rng.int(0, 3);
+          const where: number[] = [];
+          for (let k = 0; k < plants; k++) {
+            const edges = [0, 63, 64, n - 1, 1 << 20, rng.int(0, n - 1)].map((e) => Math.min(e, n - 1));
+            const at = edges[rng.int(0, edges.length - 1)];
+            where.push(at);
+            const bits = size === 4 ? [0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001][rng.int(0, 3)] : dt === F16 ? [0x7c00, 0xfc00, 0x7e00, 0x7c01][rng.int(0, 3)] : [0x7f80, 0xff80, 0x7fc0, 0x7f81][rng.int(0, 3)];
+            for (let b = 0; b < size; b++) view[at * size + b] = (bits >>> (8 * b)) & 0xff;
+          }
+          const want = where.length === 0 ? -1 : Math.min(...where);
+          assert.equal(firstNonFiniteRef(view, name), want, `${name} TS reference`);
+          assert.equal(addon().firstNonFiniteSync({ src: view, dtype: dt, mode: 1 }), want, `${name} native reference`);
+          for (const isa of runnableIsas()) {
+            addon().setIsa(isa);
+            for (const threads of [1, 2]) {
+              assert.equal(addon().firstNonFiniteSync({ src: view, dtype: dt, mode: 0, threads }), want, `${name} ${isa} threads ${threads} (planted at ${where.join(', ') || 'none'})`);
+            }
+          }
+          addon().setIsa(addon().info().isa);
+          assert.equal(firstNonFinite(view, name), want, `${name} firstNonFinite`);
+        }
+      });
+    });
+  }
 });

@@ -39,4 +39,21 @@ void convert_ref(const void* src, int sdt, void* dst, int ddt, size_t n, bool sa
   }
 }
 
+size_t first_nonfinite_ref(const void* src, int dt, size_t n) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  for (size_t i = 0; i < n; i++) {
+    if (dt == DTYPE_F32) {
+      uint32_t u;
+      std::memcpy(&u, s + 4 * i, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u) return i;
+    } else {
+      uint16_t h;
+      std::memcpy(&h, s + 2 * i, 2);
+      const uint16_t e = dt == DTYPE_F16 ? 0x7c00 : 0x7f80;
+      if ((h & e) == e) return i;
+    }
+  }
+  return SIZE_MAX;
+}
+
 }  // namespace lowbit

@@ -57,4 +57,34 @@ void convert_range_neon(const void* src, int sdt, void* dst, int ddt, size_t n, 
   if (i < n) convert_range_generic(s + i * ss, sdt, d + i * ds, ddt, n - i, saturate, base + i, r);
 }
 
+
+// 32 elements per step: compares OR-ed into one vector, tested with a max across lanes.
+size_t first_nonfinite_range_neon(const void* src, int dt, size_t n) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  size_t i = 0;
+  if (dt == DTYPE_F32) {
+    const uint32x4_t e = vdupq_n_u32(0x7f800000u);
+    for (; i + 32 <= n; i += 32) {
+      uint32x4_t any = vdupq_n_u32(0);
+      for (int k = 0; k < 8; k++) {
+        const uint32x4_t u = vreinterpretq_u32_u8(vld1q_u8(s + (i + 4 * k) * 4));
+        any = vorrq_u32(any, vceqq_u32(vandq_u32(u, e), e));
+      }
+      if (vmaxvq_u32(any)) return i + first_nonfinite_ref(s + i * 4, dt, 32);
+    }
+  } else {
+    const uint16x8_t e = vdupq_n_u16(dt == DTYPE_F16 ? 0x7c00 : 0x7f80);
+    for (; i + 32 <= n; i += 32) {
+      uint16x8_t any = vdupq_n_u16(0);
+      for (int k = 0; k < 4; k++) {
+        const uint16x8_t u = vreinterpretq_u16_u8(vld1q_u8(s + (i + 8 * k) * 2));
+        any = vorrq_u16(any, vceqq_u16(vandq_u16(u, e), e));
+      }
+      if (vmaxvq_u16(any)) return i + first_nonfinite_ref(s + i * 2, dt, 32);
+    }
+  }
+  const size_t r = first_nonfinite_range_generic(s + i * dtype_size(dt), dt, n - i);
+  return r == SIZE_MAX ? r : i + r;
+}
+
 }  // namespace lowbit
