@@ -101,6 +101,25 @@ describe('native conversion', function () {
     assert.equal(r.firstOverflow, 70001);
   });
 
+  it('a conversion to the same type is the identity, bit for bit (signaling NaN payloads too), in every variant', function () {
+    const f16 = Uint16Array.from([0x7c01, 0xfd55, 0x7e00, 0x3c00, 0x0001, 0x7c00, 0x8000, 0x7dff, 0x1234, 0xfc01, 0x7c02, 0x3555, 0x4000, 0x7c03, 0xffff, 0x7fff, 0x7c04]);
+    const f32 = Uint32Array.from([0x7f800001, 0xff812345, 0x7fc00000, 0x3f800000, 0x00000001, 0x7f800000, 0x80000000, 0x7fbfffff, 0x12345678]);
+    for (const mode of [1, 0]) {
+      for (const isa of mode === 1 ? ['ref'] : runnableIsas()) {
+        if (isa !== 'ref') addon().setIsa(isa);
+        for (const dt of [F16, BF16]) {
+          const out = new Uint16Array(f16.length);
+          addon().convertSync({ src: f16, srcDtype: dt, dst: out, dstDtype: dt, saturate: dt === F16, mode });
+          assertArraysEqual(out, f16, `${isa} ${dt === F16 ? 'f16' : 'bf16'} -> itself`);
+        }
+        const out = new Uint32Array(f32.length);
+        addon().convertSync({ src: f32, srcDtype: F32, dst: out, dstDtype: F32, saturate: false, mode });
+        assertArraysEqual(out, f32, `${isa} f32 -> itself`);
+      }
+    }
+    addon().setIsa(addon().info().isa);
+  });
+
   // firstNonFiniteSync: every variant == the native reference (mode 1) == the TypeScript reference
   // (firstNonFiniteRef), on random finite data with 0, 1 or several NaN/±Inf planted anywhere
   // (first element, inside a vector, at 64-element block edges, in the tail, across the threads'
