@@ -153,6 +153,34 @@ export async function benchConvert(src: Uint8Array, o: KernelOpts): Promise<Kern
   });
 }
 
+/**
+ * The NaN/Inf scan every reader runs on every tensor it hands out (first_nonfinite over the fp16
+ * tensor, all finite, so the whole tensor is read), against a copy of the same bytes.
+ */
+export async function benchScan(src: Uint8Array, o: KernelOpts): Promise<KernelEntry> {
+  const scan = (mode: number) => {
+    const r = addon().firstNonFiniteSync({ src, dtype: DTYPE_ID.F16, mode, threads: o.threads });
+    if (r !== -1) throw new Error(`scan-nonfinite-f16: found a non-finite value at ${r} in finite data`);
+    return Promise.resolve();
+  };
+  const { a, b } = await measurePaired(() => scan(0), copyOnce(src.byteLength, o.threads), o);
+  let refSeconds: number | null = null;
+  if (o.reference) {
+    log('scan-nonfinite-f16: reference path (mode 1), once');
+    await settle();
+    const t0 = performance.now();
+    await scan(1);
+    refSeconds = (performance.now() - t0) / 1000;
+  }
+  return entry({
+    name: 'scan-nonfinite-f16',
+    description: 'NaN/Inf scan of a 4096×11008 fp16 tensor (firstNonFiniteSync, mode 0, all threads; all values finite, so every byte is read): ' +
+      'the check every reader runs on every tensor it hands out. It only reads, so its limit is a read stream: fractionOfCopy ' +
+      '(input bytes per second over the copy\'s) can exceed 1, fractionOfCopyTraffic compares bytes moved',
+    inputBytes: src.byteLength, outputBytes: 0, a, b, refSeconds,
+  });
+}
+
 export interface RtnVariant {
   name: string;
   bits: number;

@@ -20,7 +20,7 @@ import { setThreads, setKernelMode } from '../../lib';
 import { writeJsonAtomic } from '../../lib/formats/output';
 import { commandLine, gitInfo, machineInfo, versions } from './env';
 import { measureLimits } from './limits';
-import { benchConvert, benchRtn, makeF16Weights, RTN_VARIANTS, ROWS, COLS, type KernelEntry } from './kernels';
+import { benchConvert, benchScan, benchRtn, makeF16Weights, RTN_VARIANTS, ROWS, COLS, type KernelEntry } from './kernels';
 import { benchCheckpoint, type CheckpointEntry } from './checkpoint';
 import { benchGemm, gemmShapes, medianRatio, type GemmEntry } from './gemm';
 import { benchRuntime, type RuntimeEntry, type SkippedEntry } from './runtime';
@@ -33,7 +33,7 @@ const GEMM_NAMES = gemmShapes(false).map((s) => `gemm-${s.m}x${s.k}x${s.n}`);
 const RUNTIME_NAMES = ['runtime-stories260k-prefill', 'runtime-stories260k-decode', 'runtime-1b-prefill', 'runtime-1b-decode'];
 /** Every benchmark name `--only` accepts. */
 export const NAMES = [
-  'convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), ...GEMM_NAMES,
+  'convert-f16-f32', 'scan-nonfinite-f16', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name), ...GEMM_NAMES,
   'checkpoint-1b-inspect', 'checkpoint-1b-rtn', 'checkpoint-1b-gguf', ...RUNTIME_NAMES,
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
@@ -146,7 +146,7 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   };
 
   const kernels: KernelEntry[] = [];
-  const wantKernels = ['convert-f16-f32', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name)].some(want);
+  const wantKernels = ['convert-f16-f32', 'scan-nonfinite-f16', 'copy-same-bytes', ...RTN_VARIANTS.map((v) => v.name)].some(want);
   if (wantKernels) {
     log(`making a ${ROWS}×${COLS} fp16 tensor`);
     const src = makeF16Weights(ROWS, COLS);
@@ -154,6 +154,10 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
     if (want('convert-f16-f32') || want('copy-same-bytes')) {
       log('convert-f16-f32 (interleaved with copy-same-bytes)');
       kernels.push(await benchConvert(src, ko));
+    }
+    if (want('scan-nonfinite-f16')) {
+      log('scan-nonfinite-f16 (interleaved with copy-same-bytes)');
+      kernels.push(await benchScan(src, ko));
     }
     for (const v of RTN_VARIANTS) {
       if (!want(v.name)) continue;
