@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { LowbitError, badFormat, toLowbitError } from '../errors';
+import { jsonDepth, MAX_JSON_DEPTH } from './json';
 
 /** Calibration data as read. */
 export interface CalibrationData {
@@ -25,17 +26,25 @@ export interface CalibrationData {
   sha256: string;
 }
 
-/** Largest calibration input read (a guard against a wrong path, not a limit of the method). */
-const MAX_BYTES = 2 ** 31;
+/**
+ * Largest calibration input read, per file and per directory in total: 2^29 − 24 bytes (just under
+ * 512 MiB), the longest string V8 can hold, so the text can always be decoded (a guard against a
+ * wrong path, not a limit of the method). It was 2^31, which no string can hold: a 600 MB file was
+ * read whole, then failed decoding with a plain Error (ERR_STRING_TOO_LONG).
+ */
+export const MAX_CALIB_BYTES = 2 ** 29 - 24;
 
-function readUtf8(file: string): Buffer {
+function readUtf8(file: string, limit = MAX_CALIB_BYTES): Buffer {
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
   } catch {
     throw new LowbitError('LOWBIT_NOT_FOUND', `calibration: cannot read ${file}`, { option: 'calib', file });
   }
-  if (st.size > MAX_BYTES) throw badFormat(file, `${st.size} bytes of calibration data is above the ${MAX_BYTES}-byte limit`);
+  if (st.size > limit) {
+    const all = limit === MAX_CALIB_BYTES ? '' : ` (with the files before it in the directory, ${MAX_CALIB_BYTES - limit + st.size} bytes)`;
+    throw badFormat(file, `${st.size} bytes of calibration data${all} is above the ${MAX_CALIB_BYTES}-byte limit`);
+  }
   try {
     return fs.readFileSync(file);
   } catch (e) {
@@ -50,6 +59,7 @@ function parseJsonl(file: string, buf: Buffer): { texts: string[] | null; ids: n
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
     if (line === '') continue;
+    if (jsonDepth(line).depth > MAX_JSON_DEPTH) throw badFormat(file, `line ${i + 1}: JSON nested more than ${MAX_JSON_DEPTH} levels deep`, { line: i + 1 });
     let rec: unknown;
     try {
       rec = JSON.parse(line);
@@ -92,7 +102,7 @@ export function readCalibrationFile(p: string): CalibrationData {
     const texts: string[] = [];
     let bytes = 0;
     for (const f of files) {
-      const b = readUtf8(path.join(abs, f));
+      const b = readUtf8(path.join(abs, f), MAX_CALIB_BYTES - bytes); // the limit holds for the files together
       hash.update(b);
       bytes += b.length;
       texts.push(b.toString('utf8'));

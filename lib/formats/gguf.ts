@@ -35,6 +35,12 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 export const GGUF_MAX_STRING_BYTES = 2 ** 30;
 /** Most elements an array may have. */
 export const GGUF_MAX_ARRAY_LENGTH = 2 ** 30;
+/** Most tensor infos a header may declare (the largest real models have a few thousand). */
+export const GGUF_MAX_TENSORS = 1_000_000;
+/** Most metadata KVs a header may declare (real files have a few dozen; a vocabulary is one KV). */
+export const GGUF_MAX_KVS = 1_000_000;
+/** Largest size key of a llama GGUF (dims, heads, layers, context): the runtime indexes with 32-bit integers. */
+export const GGUF_MAX_LLAMA_SIZE = 2 ** 31 - 1;
 
 /** GGUF metadata value types, by id (§6.1). */
 export const GGUF_VALUE_TYPES = [
@@ -370,6 +376,9 @@ function parseHeader(c: HeaderCursor, file: string): ParsedHeader {
   if (tensorCount64 * 24n + kvCount64 * 14n > left) {
     throw badFormat(file, `tensor_count ${tensorCount64} cannot fit in the ${left} bytes after the header with ${kvCount64} KVs (at least 24 bytes per tensor info)`, { key: 'tensor_count' });
   }
+  // sane limits on top of the file-size bound above (a 100 MB file could otherwise declare 7 M KVs)
+  if (kvCount64 > BigInt(GGUF_MAX_KVS)) throw badFormat(file, `kv_count ${kvCount64} exceeds the limit of ${GGUF_MAX_KVS} KVs`, { key: 'kv_count' });
+  if (tensorCount64 > BigInt(GGUF_MAX_TENSORS)) throw badFormat(file, `tensor_count ${tensorCount64} exceeds the limit of ${GGUF_MAX_TENSORS} tensors`, { key: 'tensor_count' });
   const kvCount = Number(kvCount64);
   const tensorCount = Number(tensorCount64);
 
@@ -409,6 +418,8 @@ function parseHeader(c: HeaderCursor, file: string): ParsedHeader {
     for (let d = 0; d < nDims; d++) {
       const v = c.i64(`${t} ne[${d}]`);
       if (v < 0n) throw badFormat(file, `${t}: ne[${d}] = ${v} is negative`, { tensor: name });
+      // shapes are numbers: a dimension past 2^53 (possible in a valid file only beside a 0) cannot be one
+      if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw unsupported(file, `${t}: ne[${d}] = ${v} exceeds 2^53 − 1, the largest dimension lowbit represents`, { tensor: name });
       ne.push(v);
     }
     const typeId = c.u32(`${t} type`);
@@ -666,6 +677,7 @@ function metaOf(g: GgufFile, key: string, type: GgufValueType, required: boolean
 function positiveU32(g: GgufFile, key: string): number {
   const v = metaOf(g, key, 'UINT32', true).value as number;
   if (v <= 0) throw badFormat(g.file, `key "${key}": expected a positive value, found ${v}`, { key });
+  if (v > GGUF_MAX_LLAMA_SIZE) throw badFormat(g.file, `key "${key}": expected at most ${GGUF_MAX_LLAMA_SIZE} (2^31 − 1), found ${v}`, { key });
   return v;
 }
 
@@ -691,7 +703,7 @@ export function ggufLlamaConfig(g: GgufFile): GgufLlamaConfig {
   let vocabSize: number;
   const vs = metaOf(g, 'llama.vocab_size', 'UINT32', false);
   const toks = g.metadata.get('tokenizer.ggml.tokens');
-  if (vs) vocabSize = vs.value as number;
+  if (vs) vocabSize = positiveU32(g, 'llama.vocab_size');
   else if (toks && toks.type === 'ARRAY') vocabSize = toks.value.length;
   else if (g.has('token_embd.weight') && g.tensor('token_embd.weight').ne.length === 2) vocabSize = g.tensor('token_embd.weight').ne[1];
   else throw badFormat(g.file, 'cannot tell the vocabulary size: no "llama.vocab_size", "tokenizer.ggml.tokens" or 2-D token_embd.weight', { key: 'llama.vocab_size' });

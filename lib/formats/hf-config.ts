@@ -10,6 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { LowbitError, toLowbitError } from '../errors';
+import { readJsonFile } from './json';
 
 /** A model family lowbit can load; decides tensor names and which projections have biases. */
 export type ModelFamily = 'llama' | 'mistral' | 'qwen2';
@@ -105,10 +106,20 @@ function bad(file: string, msg: string, details?: Record<string, unknown>): Lowb
   return new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file, ...details });
 }
 
+/**
+ * Largest value of a size field (hidden_size, num_hidden_layers, vocab_size, max_position_embeddings,
+ * …): 2^31 − 1, because the runtime and the kernels index with 32-bit integers. A larger value is
+ * refused here, naming the field, instead of deep inside loading.
+ */
+export const MAX_CONFIG_INT = 2 ** 31 - 1;
+
 function positiveInt(file: string, obj: Record<string, unknown>, key: string): number {
   const v = obj[key];
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
     throw bad(file, `${key}: expected a positive integer, got ${show(v)}`, { field: key });
+  }
+  if (v > MAX_CONFIG_INT) {
+    throw bad(file, `${key}: expected a positive integer ≤ ${MAX_CONFIG_INT} (2^31 − 1), got ${show(v)}`, { field: key });
   }
   return v;
 }
@@ -287,24 +298,15 @@ export function readHfConfig(dir: string): ModelConfig {
     throw new LowbitError('LOWBIT_NOT_FOUND', `${dir}: expected a model directory, found a file`, { path: dir });
   }
   const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new LowbitError('LOWBIT_NOT_FOUND', `${file}: not found (a Hugging Face model directory has a config.json)`, {
-        path: file,
-      });
-    }
-    throw toLowbitError(e, file);
+  if (!fs.existsSync(file)) {
+    throw new LowbitError('LOWBIT_NOT_FOUND', `${file}: not found (a Hugging Face model directory has a config.json)`, {
+      path: file,
+    });
   }
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (e) {
-    throw bad(file, `invalid JSON: ${(e as Error).message}`);
-  }
-  return parseHfConfig(obj, file);
+  // size (MAX_JSON_FILE_BYTES), strict UTF-8 and nesting depth (MAX_JSON_DEPTH) are checked
+  // before the value is built: a 1e6-deep config would parse, then overflow the stack when the
+  // output's config.json is written from `raw`
+  return parseHfConfig(readJsonFile(file), file);
 }
 
 /**

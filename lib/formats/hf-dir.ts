@@ -61,8 +61,18 @@ export function openModel(dir: string, options: OpenModelOptions = {}): Model {
     return { dir: abs, config, tensors, linears, close, [Symbol.dispose]: close };
   } catch (e) {
     tensors.close();
-    throw e;
+    throw namingDir(e, abs);
   }
+}
+
+/**
+ * The shape checks of hf-model name the tensor but not the model; a file-level error (BAD_FORMAT,
+ * SHAPE_MISMATCH, NOT_FOUND) that does not name the directory gets it as a prefix.
+ */
+function namingDir(e: unknown, dir: string): unknown {
+  if (!(e instanceof LowbitError) || e.message.includes(dir)) return e;
+  if (e.code !== 'LOWBIT_BAD_FORMAT' && e.code !== 'LOWBIT_SHAPE_MISMATCH' && e.code !== 'LOWBIT_NOT_FOUND') return e;
+  return new LowbitError(e.code, `${dir}: ${e.message}`, { ...e.details, dir }, { cause: e });
 }
 
 /** What {@link inspectModel} reports. */
@@ -119,7 +129,14 @@ export function inspectHfDir(dir: string): ModelSummary {
     }
     let bytesOnDisk = 0;
     for (const f of fs.readdirSync(abs)) {
-      const st = fs.statSync(path.join(abs, f));
+      // a dangling symlink (a Hugging Face cache whose blob is gone) or an unreadable entry is not
+      // a file of the model: it counts nothing, instead of failing with a raw ENOENT
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(path.join(abs, f));
+      } catch {
+        continue;
+      }
       if (st.isFile()) bytesOnDisk += st.size;
     }
     return {

@@ -34,6 +34,11 @@ export const LLAMA2C_MAGIC = 0x616b3432;
 export const LLAMA2C_V0_HEADER_BYTES = 28;
 /** Header size of versions 1 and 2. */
 export const LLAMA2C_V1_HEADER_BYTES = 256;
+/**
+ * Largest max_token_length a tokenizer.bin may declare (64 KiB; real vocabularies: 7 to ~50 bytes).
+ * It bounds what a reader reads: vocab_size records of at most 8 + max_token_length bytes.
+ */
+export const LLAMA2C_MAX_TOKEN_LENGTH = 65536;
 
 /** Hyper-parameters of a llama2.c model. */
 export interface Llama2cConfig {
@@ -141,6 +146,16 @@ function layout(version: 0 | 1, c: Llama2cConfig): Segment[] {
   return segs;
 }
 
+/** Floats in the body of a file: the sum of {@link layout}'s segments, without listing them. */
+function bodyFloats(version: 0 | 1, c: Llama2cConfig): bigint {
+  const [dim, hid, L, V, kv, hs, seq] = [c.dim, c.hiddenDim, c.nLayers, c.vocabSize, c.kvDim, c.headSize, c.seqLen].map(BigInt);
+  const perLayer = 2n * dim + 2n * dim * dim + 2n * kv * dim + 3n * hid * dim; // 2 norms, q/o, k/v, w1/w2/w3
+  let n = V * dim + L * perLayer + dim; // embedding, layers, final norm
+  if (version === 0) n += 2n * seq * (hs / 2n); // RoPE cos and sin tables (skipped)
+  if (!c.sharedClassifier) n += V * dim;
+  return n;
+}
+
 /** The order tensors are listed in {@link Llama2cModel.tensors}. */
 function canonicalOrder(c: Llama2cConfig): string[] {
   const names = ['model.embed_tokens.weight'];
@@ -230,15 +245,16 @@ export function readLlama2cModel(file: string): Llama2cModel {
     dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen, headSize, kvDim: nKvHeads * headSize, sharedClassifier: shared,
   };
 
-  const segs = layout(version, config);
-  const floats = segs.reduce((a, s) => a + s.numel, 0n);
-  const expected = BigInt(headerBytes) + 4n * floats;
+  // The size in closed form first: layout() lists one segment per layer and kind, so a lying
+  // n_layers (2^31 − 1) must be refused before it is built (a multi-second loop, GBs of objects).
+  const expected = BigInt(headerBytes) + 4n * bodyFloats(version, config);
   if (expected !== BigInt(size)) {
     const cfg = `dim ${dim}, hidden_dim ${hiddenDim}, n_layers ${nLayers}, n_heads ${nHeads}, n_kv_heads ${nKvHeads}, vocab_size ${rawVocab}, seq_len ${seqLen}`;
     const why = BigInt(size) < expected ? 'truncated file?' : 'trailing bytes, or a header that does not match the weights';
     throw badFormat(abs, `expected ${expected} bytes for a version ${version} file with ${cfg}${shared ? '' : ' (unshared classifier)'}, found ${size} (${why})`, { expected: Number(expected), found: size });
   }
 
+  const segs = layout(version, config); // n_layers is now bounded by the file size
   const data = loadFileData(abs, size);
   const tensors = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
@@ -309,9 +325,24 @@ export function readLlama2cTokenizer(file: string, vocabSize: number): Vocab {
   const abs = path.resolve(file);
   const fd = openForRead(abs);
   let buf: Buffer;
+  let size: number;
   try {
-    const size = fileSizeOf(fd, abs);
-    buf = Buffer.alloc(size);
+    const fileSize = fileSizeOf(fd, abs);
+    if (fileSize < 4) throw badFormat(abs, `file is ${fileSize} bytes, too short for the 4-byte max_token_length`);
+    // At least 8 bytes per record: reject an impossible count before allocating for it.
+    if (vocabSize > (fileSize - 4) / 8) {
+      throw badFormat(abs, `expected ${vocabSize} records (at least ${4 + 8 * vocabSize} bytes), but the file has ${fileSize} bytes (wrong vocab size, or a truncated file?)`);
+    }
+    const head = Buffer.alloc(4);
+    readFully(fd, head, 0, abs);
+    const maxLen = head.readUInt32LE(0);
+    if (maxLen > LLAMA2C_MAX_TOKEN_LENGTH) {
+      throw badFormat(abs, `max_token_length ${maxLen} exceeds the limit of ${LLAMA2C_MAX_TOKEN_LENGTH} bytes (not a llama2.c tokenizer.bin?)`);
+    }
+    // vocabSize records of at most 8 + max_token_length bytes each: only that much is read (it was
+    // the whole file); a larger file fails below, at the record that breaks a rule or as trailing bytes
+    size = fileSize;
+    buf = Buffer.alloc(Math.min(fileSize, 4 + vocabSize * (8 + maxLen)));
     readFully(fd, buf, 0, abs);
   } finally {
     try {
@@ -319,11 +350,6 @@ export function readLlama2cTokenizer(file: string, vocabSize: number): Vocab {
     } catch {
       // nothing useful to do
     }
-  }
-  if (buf.length < 4) throw badFormat(abs, `file is ${buf.length} bytes, too short for the 4-byte max_token_length`);
-  // At least 8 bytes per record: reject an impossible count before allocating for it.
-  if (vocabSize > (buf.length - 4) / 8) {
-    throw badFormat(abs, `expected ${vocabSize} records (at least ${4 + 8 * vocabSize} bytes), but the file has ${buf.length} bytes (wrong vocab size, or a truncated file?)`);
   }
   const maxTokenLength = buf.readUInt32LE(0);
   const pieces = new Array<string>(vocabSize);
@@ -348,8 +374,8 @@ export function readLlama2cTokenizer(file: string, vocabSize: number): Vocab {
     pieces[i] = td.decode(b);
     p += len;
   }
-  if (p !== buf.length) {
-    throw badFormat(abs, `${buf.length - p} trailing bytes after ${vocabSize} records (ends at ${p}, file has ${buf.length}; wrong vocab size?)`);
+  if (p !== size) {
+    throw badFormat(abs, `${size - p} trailing bytes after ${vocabSize} records (ends at ${p}, file has ${size}; wrong vocab size?)`);
   }
   return { pieces, pieceBytes, scores, bos: Math.min(1, vocabSize - 1), eos: Math.min(2, vocabSize - 1), maxTokenLength };
 }

@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, abortError, toLowbitError, badFormat, formatBytes } from '../errors';
 import { openForRead, readFully } from './io';
+import { jsonDepth, MAX_JSON_DEPTH } from './json';
 import { checkObject, checkSignal, invalidOption } from '../config/validate';
 import { openMapping, type NativeMapping } from '../native';
 import { DTYPES, DTYPE_SIZES, UNSUPPORTED_DTYPES, assertFiniteTensor, firstNonFinite, isDtype, numelOf, toFloat32 as bytesToFloat32, type Dtype } from './dtype';
@@ -215,6 +216,8 @@ function parseHeader(file: string, raw: Uint8Array, dataSize: number, dataOffset
   } catch {
     throw badFormat(file, `header (${raw.length} bytes) is not valid UTF-8`);
   }
+  const { depth, at } = jsonDepth(text);
+  if (depth > MAX_JSON_DEPTH) throw badFormat(file, `header JSON is nested more than ${MAX_JSON_DEPTH} levels deep (at offset ${at}); lowbit reads at most ${MAX_JSON_DEPTH}`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -359,11 +362,17 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
 function loadIndex(indexPath: string): { names: string[]; weightMap: Record<string, unknown> } {
   let text: string;
   try {
+    // the index is a JSON object of names: held to the header's size limit, checked before reading
+    const size = fs.statSync(indexPath).size;
+    if (size > MAX_HEADER_BYTES) throw badFormat(indexPath, `index of ${size} bytes exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
     text = fs.readFileSync(indexPath, 'utf8');
   } catch (e) {
+    if (e instanceof LowbitError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LowbitError('LOWBIT_NOT_FOUND', `${indexPath}: no such file`, { file: indexPath });
     throw toLowbitError(e, indexPath);
   }
+  const { depth, at } = jsonDepth(text);
+  if (depth > MAX_JSON_DEPTH) throw badFormat(indexPath, `index JSON is nested more than ${MAX_JSON_DEPTH} levels deep (at offset ${at}); lowbit reads at most ${MAX_JSON_DEPTH}`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -711,6 +720,29 @@ async function writeAll(fh: fs.promises.FileHandle, data: Uint8Array): Promise<v
   }
 }
 
+/**
+ * Compare names with their digit runs read as numbers ("layers.2." before "layers.10."); ties
+ * (equal numbers spelled differently, "01" and "1") fall back to code-unit order, so the order is
+ * total and deterministic.
+ */
+export function naturalCompare(a: string, b: string): number {
+  const re = /(\d+)|(\D+)/g;
+  const pa = a.match(re) ?? [], pb = b.match(re) ?? [];
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const x = pa[i], y = pb[i];
+    const dx = x.charCodeAt(0) >= 48 && x.charCodeAt(0) <= 57, dy = y.charCodeAt(0) >= 48 && y.charCodeAt(0) <= 57;
+    if (dx && dy) {
+      const nx = x.replace(/^0+(?=\d)/, ''), ny = y.replace(/^0+(?=\d)/, '');
+      if (nx.length !== ny.length) return nx.length - ny.length;
+      if (nx !== ny) return nx < ny ? -1 : 1;
+    } else if (x !== y) {
+      return x < y ? -1 : 1;
+    }
+  }
+  if (pa.length !== pb.length) return pa.length - pb.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -748,7 +780,9 @@ export async function writeSafetensors(target: string, tensors: TensorEntry[], o
   if (signal?.aborted) throw abortError('writeSafetensors');
 
   // Descending element size keeps every tensor naturally aligned (data starts 8-aligned).
-  planned.sort((a, b) => b.size - a.size || (a.entry.name < b.entry.name ? -1 : a.entry.name > b.entry.name ? 1 : 0));
+  // Names in natural order (layer 2 before layer 10), so that a streaming producer is asked for
+  // its layers in the order it makes them (GPTQ runs one decoder block at a time).
+  planned.sort((a, b) => b.size - a.size || naturalCompare(a.entry.name, b.entry.name));
   const totalBytes = planned.reduce((s, t) => s + t.byteLength, 0);
 
   const groups: Planned[][] = [];

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LowbitError, badFormat } from '../errors';
+import { LowbitError, badFormat, toLowbitError } from '../errors';
 import { LLAMA2C_MAGIC, LLAMA2C_V0_HEADER_BYTES, readLlama2cModel } from './llama2c';
 import { GGUF_MAGIC, ggufLlamaConfig, readGguf } from './gguf';
 import { inspectHfDir, type ModelSummary } from './hf-dir';
@@ -25,14 +25,19 @@ export interface ModelSource {
   dir: string | null;
 }
 
+/** The first `n` bytes of a file; a file that cannot be read is LOWBIT_IO naming it (it was a raw EACCES / EISDIR). */
 function readHead(file: string, n: number): Buffer {
-  const fd = fs.openSync(file, 'r');
   try {
-    const b = Buffer.alloc(n);
-    const got = fs.readSync(fd, b, 0, n, 0);
-    return b.subarray(0, got);
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(n);
+      const got = fs.readSync(fd, b, 0, n, 0);
+      return b.subarray(0, got);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    throw toLowbitError(e, file);
   }
 }
 
@@ -45,17 +50,24 @@ function safetensorsProblem(head: Buffer, size: number): string | null {
   return null;
 }
 
-/** Why a file is not a llama2.c checkpoint, or null when its header is plausible. */
+/**
+ * Why a file is not a llama2.c checkpoint, or null when its header is plausible. A version 1/2
+ * header (magic first) gets the same plausibility limits on its seven integers as a legacy one:
+ * it used to be trusted on its magic alone, so a seq_len of 2^31 − 1 went on to loadModel, whose
+ * KV cache for it cannot be allocated (the process aborted on std::bad_alloc).
+ */
 function llama2cProblem(head: Buffer, size: number): string | null {
-  if (head.length >= 8 && head.readUInt32LE(0) === LLAMA2C_MAGIC) return null;
-  if (head.length < LLAMA2C_V0_HEADER_BYTES) return `${size} bytes, shorter than its ${LLAMA2C_V0_HEADER_BYTES}-byte header`;
-  const f = [0, 1, 2, 3, 4, 5, 6].map((i) => head.readInt32LE(4 * i));
+  const magic = head.length >= 8 && head.readUInt32LE(0) === LLAMA2C_MAGIC;
+  const at = magic ? 8 : 0;
+  if (head.length < at + LLAMA2C_V0_HEADER_BYTES) return `${size} bytes, shorter than its ${magic ? 256 : LLAMA2C_V0_HEADER_BYTES}-byte header`;
+  const f = [0, 1, 2, 3, 4, 5, 6].map((i) => head.readInt32LE(at + 4 * i));
   const [dim, hidden, layers, heads, kvHeads, vocab, seq] = f;
   const sane = (v: number, max: number) => v > 0 && v <= max;
   if (!sane(dim, 1 << 16) || !sane(hidden, 1 << 18) || !sane(layers, 1024) || !sane(heads, 1024) || !sane(kvHeads, 1024) ||
       !sane(Math.abs(vocab), 1 << 22) || !sane(seq, 1 << 22) || dim % heads !== 0 || heads % kvHeads !== 0) {
     return `its 7-integer header (${f.join(', ')}) is not a model's dimensions`;
   }
+  if (magic) return null; // the reader checks the exact size of a versioned file
   // the float32 weights must fill the rest of the file (at least the embedding and one layer)
   if ((size - LLAMA2C_V0_HEADER_BYTES) % 4 !== 0 || size - LLAMA2C_V0_HEADER_BYTES < 4 * Math.abs(vocab) * dim) return `its ${size} bytes do not hold the float32 weights its header describes`;
   return null;
@@ -78,7 +90,12 @@ export function detectModelSource(p: string): ModelSource {
   if (st.isDirectory()) {
     const tried: string[] = [];
     if (!fs.existsSync(path.join(abs, 'config.json'))) tried.push('a Hugging Face model directory: no config.json');
-    const files = fs.readdirSync(abs);
+    let files: string[];
+    try {
+      files = fs.readdirSync(abs);
+    } catch (e) {
+      throw toLowbitError(e, abs);
+    }
     if (!files.some((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json')) tried.push('a Hugging Face model directory: no *.safetensors');
     if (tried.length === 0) return { kind: 'hf-dir', path: abs, dir: abs };
     const models = files.filter((f) => f.endsWith('.gguf') || f.endsWith('.bin'));

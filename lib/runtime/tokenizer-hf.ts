@@ -5,15 +5,58 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
-import { LowbitError } from '../errors';
+import { LowbitError, badFormat, isLowbitError } from '../errors';
+import { readJsonFile, MAX_JSON_FILE_BYTES, MAX_TOKENIZER_JSON_BYTES } from '../formats/json';
 import type { EncodeOptions, TextTokenizer, Vocab } from './tokenizer';
 
-function readJson(file: string): Record<string, unknown> {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new LowbitError('LOWBIT_BAD_FORMAT', `${file}: not valid JSON (${(e as Error).message})`, { file });
+/**
+ * A JSON object file (size, UTF-8 and nesting depth checked first, see formats/json): anything
+ * else is LOWBIT_BAD_FORMAT naming the file.
+ */
+function readJson(file: string, maxBytes = MAX_JSON_FILE_BYTES): Record<string, unknown> {
+  const v = readJsonFile(file, maxBytes);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw badFormat(file, `expected a JSON object, found ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`);
   }
+  return v as Record<string, unknown>;
+}
+
+/** Largest token id accepted in a tokenizer.json (ids index 32-bit embedding rows). */
+const MAX_TOKEN_ID = 2 ** 31 - 2;
+
+/** A JSON value for a message (at most 80 characters; `undefined` and functions by their type). */
+function show(v: unknown): string {
+  const s = JSON.stringify(v) as string | undefined;
+  return s === undefined ? typeof v : s.length > 80 ? `${s.slice(0, 80)}…` : s;
+}
+
+const isTokenId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_TOKEN_ID;
+
+/**
+ * The ids tokenizer.json assigns, checked before the tokenizer library sees them: every
+ * `model.vocab` value (when it is a piece → id object) and every `added_tokens[].id` must be an
+ * integer id; the library accepts anything there and then returns it from encode().
+ */
+function checkIds(file: string, json: Record<string, unknown>): void {
+  const model = json.model;
+  if (model !== undefined && (typeof model !== 'object' || model === null || Array.isArray(model))) {
+    throw badFormat(file, `"model": expected an object, found ${model === null ? 'null' : Array.isArray(model) ? 'an array' : typeof model}`);
+  }
+  const vocab = (model as { vocab?: unknown } | undefined)?.vocab;
+  if (vocab !== null && typeof vocab === 'object' && !Array.isArray(vocab)) {
+    for (const [piece, id] of Object.entries(vocab)) {
+      if (!isTokenId(id)) throw badFormat(file, `model.vocab ${JSON.stringify(piece)}: expected a token id (an integer 0 … ${MAX_TOKEN_ID}), found ${show(id)}`);
+    }
+  }
+  const added = json.added_tokens;
+  if (added === undefined || added === null) return;
+  if (!Array.isArray(added)) throw badFormat(file, `added_tokens: expected an array, found ${typeof added}`);
+  added.forEach((t: unknown, i: number) => {
+    const e = (typeof t === 'object' && t !== null ? t : {}) as { id?: unknown; content?: unknown };
+    if (!isTokenId(e.id) || typeof e.content !== 'string') {
+      throw badFormat(file, `added_tokens[${i}]: expected { id: a token id, content: a string }, found ${show(t)}`);
+    }
+  });
 }
 
 /** A tokenizer.json tokenizer. */
@@ -21,44 +64,90 @@ export class HfTokenizer implements TextTokenizer {
   readonly size: number;
   readonly bosId: number;
   private readonly impl: HfTokenizerImpl;
+  private readonly file: string;
+  /** The id of `model.unk_token`, or -1. */
+  private readonly unkId: number;
 
-  private constructor(impl: HfTokenizerImpl, size: number, bosId: number) {
+  private constructor(impl: HfTokenizerImpl, size: number, bosId: number, file: string, unkId: number) {
     this.impl = impl;
     this.size = size;
     this.bosId = bosId;
+    this.file = file;
+    this.unkId = unkId;
   }
 
-  /** Load `tokenizer.json` (+ `tokenizer_config.json`, `config.json` for the BOS id) from a model directory. */
+  /**
+   * Load `tokenizer.json` (+ `tokenizer_config.json`, `config.json` for the BOS id) from a model directory.
+   *
+   * Errors: LOWBIT_NOT_FOUND (no tokenizer.json), LOWBIT_BAD_FORMAT (not a JSON object, invalid
+   * UTF-8, nested deeper than 64 levels, larger than 500 MiB, ids that are not integers, or a
+   * tokenizer that fails on a short probe text), LOWBIT_UNSUPPORTED (components the tokenizer
+   * library cannot build).
+   */
   static fromDir(dir: string, vocabSize: number, bosFromConfig?: number): HfTokenizer {
     const file = path.join(dir, 'tokenizer.json');
     if (!fs.existsSync(file)) throw new LowbitError('LOWBIT_NOT_FOUND', `${dir}: no tokenizer.json (pass a llama2.c tokenizer.bin with --tokenizer)`, { file });
-    const json = readJson(file);
+    const json = readJson(file, MAX_TOKENIZER_JSON_BYTES);
+    checkIds(file, json);
     const cfgFile = path.join(dir, 'tokenizer_config.json');
     const cfg = fs.existsSync(cfgFile) ? readJson(cfgFile) : {};
     let impl: HfTokenizerImpl;
     try {
       impl = new HfTokenizerImpl(json, cfg);
     } catch (e) {
-      throw new LowbitError('LOWBIT_UNSUPPORTED', `${file}: cannot build the tokenizer (${(e as Error).message})`, { file });
+      throw new LowbitError('LOWBIT_UNSUPPORTED', `${file}: cannot build the tokenizer (${e instanceof Error ? e.message : String(e)})`, { file });
     }
+    const model = json.model as { vocab?: Record<string, number> | [string, number][]; unk_token?: unknown } | undefined;
+    const vocab = model?.vocab;
+    const unk = typeof model?.unk_token === 'string' && vocab && !Array.isArray(vocab) && Object.prototype.hasOwnProperty.call(vocab, model.unk_token) ? vocab[model.unk_token] : -1;
+    const tok = new HfTokenizer(impl, 0, 1, file, unk);
+    // Components the library builds lazily (regexes, decoders) fail on first use: probe them here,
+    // so a broken file fails at load, naming it, rather than in the middle of a run.
+    const encodes = (text: string): number[] | null => {
+      try {
+        return tok.encode(text);
+      } catch (e) {
+        if (isLowbitError(e, 'LOWBIT_UNSUPPORTED')) return null; // text this vocabulary cannot encode: not a broken file
+        throw e;
+      }
+    };
+    const probe = encodes('Hello world 1');
+    if (probe) tok.decode(probe);
     let bos = bosFromConfig ?? -1;
-    const bosTok = typeof cfg.bos_token === 'string' ? cfg.bos_token : (cfg.bos_token as { content?: string } | undefined)?.content;
+    const bosTok = typeof cfg.bos_token === 'string' ? cfg.bos_token : (cfg.bos_token as { content?: unknown } | null | undefined)?.content;
     if (bos < 0 && typeof bosTok === 'string') {
-      const ids = impl.encode(bosTok, { add_special_tokens: false }).ids;
-      if (ids.length === 1) bos = ids[0];
+      const ids = encodes(bosTok);
+      if (ids?.length === 1) bos = ids[0];
     }
-    // the tokenizer's own size: the largest id it knows, +1 (embeddings are often padded beyond it)
-    const model = json.model as { vocab?: Record<string, number> | [string, number][] } | undefined;
+    // the tokenizer's own size: the largest id it knows, +1 (embeddings are often padded beyond it);
+    // checkIds made every id an integer
     let size = 0;
     if (model && Array.isArray(model.vocab)) size = model.vocab.length;
-    else if (model?.vocab && typeof model.vocab === 'object') for (const id of Object.values(model.vocab)) size = Math.max(size, Number(id) + 1);
-    for (const t of (json.added_tokens as { id: number }[] | undefined) ?? []) size = Math.max(size, t.id + 1);
+    else if (model?.vocab && typeof model.vocab === 'object') for (const id of Object.values(model.vocab as Record<string, number>)) size = Math.max(size, id + 1);
+    for (const t of (json.added_tokens as { id: number }[] | null | undefined) ?? []) size = Math.max(size, t.id + 1);
     if (size === 0) size = vocabSize;
-    return new HfTokenizer(impl, size, bos < 0 ? 1 : bos);
+    return new HfTokenizer(impl, size, bos < 0 ? 1 : bos, file, unk);
+  }
+
+  /** Run the tokenizer library; whatever it throws becomes LOWBIT_BAD_FORMAT naming the file. */
+  private _lib<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (isLowbitError(e)) throw e;
+      throw new LowbitError('LOWBIT_BAD_FORMAT', `${this.file}: the tokenizer failed to ${what} (${e instanceof Error ? e.message : String(e)})`, { file: this.file }, { cause: e });
+    }
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    const raw: unknown[] = this._lib('encode', () => this.impl.encode(text, { add_special_tokens: false }).ids);
+    // the library's WordLevel model gives `undefined` for a word outside its vocabulary (instead of
+    // the unknown token): such an id becomes unk_token's, or the text cannot be encoded
+    const ids = raw.map((id) => {
+      if (typeof id === 'number' && Number.isInteger(id) && id >= 0) return id;
+      if (this.unkId >= 0) return this.unkId;
+      throw new LowbitError('LOWBIT_UNSUPPORTED', `${this.file}: the tokenizer has no id for a piece of the text and no unk_token to stand for it`, { file: this.file });
+    });
     return opts.bos ? [this.bosId, ...ids] : ids;
   }
 
@@ -67,12 +156,15 @@ export class HfTokenizer implements TextTokenizer {
     if (id < 0 || id >= this.size) return new Uint8Array(0); // an id of the padded embedding rows
     if (prev < 0 || prev >= this.size) prev = this.bosId;
     const o = { skip_special_tokens: true };
-    const a = this.impl.decode([prev], o), b = this.impl.decode([prev, id], o);
-    return Buffer.from(b.startsWith(a) ? b.slice(a.length) : this.impl.decode([id], o), 'utf8');
+    return this._lib('decode', () => {
+      const a = this.impl.decode([prev], o), b = this.impl.decode([prev, id], o);
+      return Buffer.from(b.startsWith(a) ? b.slice(a.length) : this.impl.decode([id], o), 'utf8');
+    });
   }
 
   decode(ids: number[]): string {
-    return this.impl.decode(ids, { skip_special_tokens: true });
+    if (ids.length === 0) return ''; // the library throws on an empty list
+    return this._lib('decode', () => this.impl.decode(ids, { skip_special_tokens: true }));
   }
 }
 
@@ -106,7 +198,7 @@ function tokenText(v: unknown): string | undefined {
 export function hfVocab(dir: string, vocabSize: number, ids: { bos?: number; eos?: number } = {}): Vocab {
   const file = path.join(dir, 'tokenizer.json');
   if (!fs.existsSync(file)) throw new LowbitError('LOWBIT_NOT_FOUND', `${dir}: no tokenizer.json (pass a llama2.c tokenizer.bin with --tokenizer)`, { file });
-  const json = readJson(file);
+  const json = readJson(file, MAX_TOKENIZER_JSON_BYTES);
   const bad = (msg: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${msg}`, { file });
   const model = json.model as { type?: string; vocab?: unknown; merges?: unknown; byte_fallback?: boolean; unk_token?: string } | undefined;
   if (!model || typeof model !== 'object') throw bad('no "model" object');
