@@ -17,6 +17,8 @@ export const ERROR_CODES = [
   'LOWBIT_NO_ADDON',
   'LOWBIT_NO_CUDA',
   'LOWBIT_DISPOSED',
+  'LOWBIT_RESOURCE',
+  'LOWBIT_QUEUE',
   'LOWBIT_INTERNAL',
 ] as const;
 

@@ -15,13 +15,14 @@ export function evalCommand(run: RunFn): Command {
     .option('--ctx <n>', 'window length in tokens, BOS included (default: min(512, context))', intFlag('ctx'))
     .option('--max-chunks <n>', 'score only the first N windows', intFlag('maxChunks'))
     .option('--reference <model>', 'unquantized model to compare against (same tokenizer)')
+    .option('--max-context <n>', 'positions the model holds (its KV cache is allocated for them; default min(4096, the model\'s context))', intFlag('maxContext'))
     .option('--activations <a>', "how packed layers multiply: int8 (integer dot products, W4A8/W8A8) or f32", 'int8')
     .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {ppl, nll, tokens, kl, top1} as JSON')
     .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
     .option('--quiet', 'no progress bar')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean; activations: 'int8' | 'f32'; packed: boolean; download?: boolean }>();
+      const o = this.opts<{ text: string; tokenizer?: string; ctx?: number; maxChunks?: number; reference?: string; json?: boolean; quiet?: boolean; activations: 'int8' | 'f32'; packed: boolean; download?: boolean; maxContext?: number }>();
       await run(async (json) => {
         let text: string;
         try {
@@ -30,8 +31,8 @@ export function evalCommand(run: RunFn): Command {
           throw new LowbitError('LOWBIT_NOT_FOUND', `text: cannot read ${o.text}`, { option: 'text' });
         }
         const sig = abortOnSignals();
-        const m = await loadModel(await modelArg(model, o.download, json || !!o.quiet), { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
-        const ref = o.reference ? await loadModel(o.reference, { tokenizer: o.tokenizer }) : undefined;
+        const m = await loadModel(await modelArg(model, o.download, json || !!o.quiet), { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed, maxContext: o.maxContext });
+        const ref = o.reference ? await loadModel(o.reference, { tokenizer: o.tokenizer, maxContext: o.maxContext }) : undefined;
         const bar = progressBar(!o.quiet && !json);
         try {
           const r = await evaluate(m, { text, ctx: o.ctx, maxChunks: o.maxChunks, reference: ref, signal: sig.signal, onProgress: (p) => bar.update(p) });

@@ -14,15 +14,16 @@ export function generateCommand(run: RunFn): Command {
     .option('--temperature <t>', '0 = greedy', numFlag('temperature'), 1.0)
     .option('--top-p <p>', 'nucleus sampling threshold (0 or 1: off)', numFlag('topP'), 0.9)
     .option('--seed <s>', 'sampler seed (default: the clock)', intFlag('seed'))
+    .option('--max-context <n>', 'positions the model holds (its KV cache is allocated for them; default min(4096, the model\'s context))', intFlag('maxContext'))
     .option('--activations <a>', "how packed layers multiply: int8 (integer dot products, W4A8/W8A8) or f32", 'int8')
     .option('--no-packed', 'dequantize quantized layers to f32 at load')
     .option('--json', 'print {text, ids, stoppedBy, tokens/s} as JSON')
     .option('--download', 'fetch a Hugging Face id into the local cache first (needs the network; safetensors, config and tokenizer files only)')
     .action(async function (this: Command, model: string) {
-      const o = this.opts<{ tokenizer?: string; prompt: string; steps?: number; maxTokens?: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean; download?: boolean }>();
+      const o = this.opts<{ tokenizer?: string; prompt: string; steps?: number; maxTokens?: number; temperature: number; topP: number; seed?: number; json?: boolean; activations: 'int8' | 'f32'; packed: boolean; download?: boolean; maxContext?: number }>();
       await run(async (json) => {
         const sig = abortOnSignals();
-        const m = await loadModel(await modelArg(model, o.download, json), { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed });
+        const m = await loadModel(await modelArg(model, o.download, json), { tokenizer: o.tokenizer, activations: o.activations, packed: o.packed, maxContext: o.maxContext });
         try {
           const r = await m.generate({
             prompt: o.prompt, ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : {}), temperature: o.temperature, topP: o.topP, seed: o.seed ?? Date.now(), signal: sig.signal,

@@ -1,11 +1,11 @@
 /** `lowbit quantize <model> --method rtn --bits 4 --group-size 128 … --out <dir>` */
 import { Command, Option } from 'commander';
-import { quantize, type QuantizeResult } from '../pipeline/quantize';
+import { quantize, type QuantizeResult, type QuantizeRunOptions } from '../pipeline/quantize';
 import { OUTPUT_FORMATS, QUANT_METHODS, type QuantizeConfig, type OutputFormat } from '../config/quantize';
 import type { ExportGgufResult } from '../pipeline/gguf-export';
 import type { Progress } from '../config/run';
 import { isLowbitError, optionError } from '../errors';
-import { abortOnSignals, formatBytes, intFlag, modelArg, numFlag, progressBar, table, type RunFn } from './util';
+import { abortOnSignals, formatBytes, intFlag, modelArg, numFlag, progressBar, sizeFlag, table, type RunFn } from './util';
 
 interface QuantizeFlags {
   method: string;
@@ -26,6 +26,7 @@ interface QuantizeFlags {
   out: string;
   force?: boolean;
   threads?: number;
+  maxMemory?: number;
   include?: string[];
   exclude?: string[];
   lmHead?: boolean;
@@ -99,49 +100,21 @@ export function quantizeCommand(run: RunFn): Command {
     .option('--lm-head', 'also quantize lm_head (dequant format)')
     .option('--max-shard <bytes>', 'largest safetensors shard in bytes', intFlag('maxShard'))
     .option('--threads <n>', 'compute threads (default: physical cores)', intFlag('threads'))
+    .option('--max-memory <size>', 'memory budget, e.g. 8G: GPTQ spills calibration activations to a temporary file to stay under it, or refuses up front with the numbers', sizeFlag('maxMemory'))
     .option('--force', 'replace a non-empty output directory (only once the new one is complete)')
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress bar')
     .action(async function (this: Command, model: string) {
       const o = this.opts<QuantizeFlags>();
-      // Only what the user wrote goes to the library, which fills the defaults and refuses an
-      // option that does not apply (commander's defaults would look like choices the user made).
-      const given = (k: keyof QuantizeFlags) => this.getOptionValueSource(k) === 'cli';
-      const pick = <K extends keyof QuantizeFlags>(k: K, as: string = k): Record<string, QuantizeFlags[K]> => (given(k) ? { [as]: o[k] } : {});
-      // A rule broken by options the user wrote as flags (`--bits 3` with `--format gguf:q4_0`,
-      // `--act-order` with RTN) is reported with the flag as it was written; a bad value keeps the
-      // library's message (the same for the CLI and the API).
-      const asFlag = (e: unknown): unknown => {
-        if (!isLowbitError(e, 'LOWBIT_INVALID_OPTION') || e.details?.rule !== true) return e;
-        const option = String(e.details.option);
-        const flag = (Object.keys(CONFIG_KEY) as (keyof QuantizeFlags)[]).find((k) => CONFIG_KEY[k] === option && given(k));
-        if (!flag || !e.message.startsWith(`${option}:`)) return e;
-        const v = o[flag];
-        const text = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}${typeof v === 'boolean' || v === undefined ? '' : ` ${Array.isArray(v) ? v.join(' ') : String(v)}`}`;
-        return optionError(option, `${text}${e.message.slice(option.length)}`, { ...e.details, flag: text });
-      };
       await run(async (json) => {
         try {
-          return await runQuantize(json);
+          return await runQuantize(this, json);
         } catch (e) {
-          throw asFlag(e);
+          throw quantizeFlagError(this, e);
         }
       }, !!o.json);
-      async function runQuantize(json: boolean): Promise<number> {
-        if (o.sym && o.asym) throw optionError('sym', 'sym/asym: expected one of --sym or --asym, received both');
-        const config = {
-          method: o.method,
-          ...pick('bits'), ...pick('groupSize'), ...(o.asym ? { sym: false } : o.sym ? { sym: true } : {}), ...pick('clip'), ...pick('codebook'),
-          ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}), ...pick('format'),
-          ...pick('include'), ...pick('exclude'), ...pick('maxShard', 'maxShardBytes'),
-          ...(o.actOrder ? { actOrder: true } : {}), ...(o.staticGroups ? { staticGroups: true } : {}), ...pick('damp', 'dampPercent'), ...pick('blockSize'),
-        } as unknown as QuantizeConfig;
-        const tok = o.tokenizer?.endsWith('.bin') ? o.tokenizer : undefined;
-        const evalFlags = (['evalCtx', 'evalChunks'] as const).filter((k) => given(k));
-        if (!o.eval && evalFlags.length) throw optionError(evalFlags[0], `--${evalFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the evaluation; pass --eval FILE`);
-        const calibFlags = (['calibSamples', 'calibSeqlen', 'seed'] as const).filter((k) => given(k));
-        if (!o.calib && calibFlags.length) throw optionError(calibFlags[0], `--${calibFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the calibration data; pass --calib FILE (GPTQ)`);
-        const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
+      async function runQuantize(cmd: Command, json: boolean): Promise<number> {
+        const call = quantizeCall(cmd, model);
         const bar = progressBar(!o.quiet);
         const sig = abortOnSignals();
         try {
@@ -154,10 +127,8 @@ export function quantizeCommand(run: RunFn): Command {
             }
             bar.update(p);
           };
-          const r = await quantize(await modelArg(model, o.download, json || !!o.quiet), config, {
-            out: o.out, overwrite: !!o.force, ...pick('tokenizer'), calibration, onProgress, signal: sig.signal, ...pick('threads'),
-            ...(o.allowRequantize ? { allowRequantize: true } : {}),
-            ...(o.eval ? { evaluate: { file: o.eval, ...pick('evalCtx', 'ctx'), ...pick('evalChunks', 'maxChunks') } } : {}),
+          const r = await quantize(await modelArg(call.model, call.download, json || !!o.quiet), call.config, {
+            ...call.run, onProgress, signal: sig.signal,
             // the model card's "how it was made" (absolute paths become base names there)
             command: ['lowbit', ...process.argv.slice(2)].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' '),
           });
@@ -178,9 +149,67 @@ export function quantizeCommand(run: RunFn): Command {
     });
 }
 
+/** What a `lowbit quantize` command line asks of `quantize()`: the model argument, the config and the run options (progress, signal and the model card's command are the caller's). */
+export interface QuantizeCall {
+  model: string;
+  /** `--download`: fetch the Hugging Face id into the local cache first. */
+  download: boolean;
+  config: QuantizeConfig;
+  run: Omit<QuantizeRunOptions, 'onProgress' | 'signal' | 'command'>;
+}
+
+/**
+ * The library call a parsed quantize command line stands for (`lowbit quantize` runs it, `lowbit
+ * submit` queues it). Only what the user wrote goes to the library, which fills the defaults and
+ * refuses an option that does not apply (commander's defaults would look like choices the user made).
+ */
+export function quantizeCall(cmd: Command, model: string): QuantizeCall {
+  const o = cmd.opts<QuantizeFlags>();
+  const given = (k: keyof QuantizeFlags) => cmd.getOptionValueSource(k) === 'cli';
+  const pick = <K extends keyof QuantizeFlags>(k: K, as: string = k): Record<string, QuantizeFlags[K]> => (given(k) ? { [as]: o[k] } : {});
+  if (o.sym && o.asym) throw optionError('sym', 'sym/asym: expected one of --sym or --asym, received both');
+  const config = {
+    method: o.method,
+    ...pick('bits'), ...pick('groupSize'), ...(o.asym ? { sym: false } : o.sym ? { sym: true } : {}), ...pick('clip'), ...pick('codebook'),
+    ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}), ...pick('format'),
+    ...pick('include'), ...pick('exclude'), ...pick('maxShard', 'maxShardBytes'),
+    ...(o.actOrder ? { actOrder: true } : {}), ...(o.staticGroups ? { staticGroups: true } : {}), ...pick('damp', 'dampPercent'), ...pick('blockSize'),
+  } as unknown as QuantizeConfig;
+  const tok = o.tokenizer?.endsWith('.bin') ? o.tokenizer : undefined;
+  const evalFlags = (['evalCtx', 'evalChunks'] as const).filter((k) => given(k));
+  if (!o.eval && evalFlags.length) throw optionError(evalFlags[0], `--${evalFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the evaluation; pass --eval FILE`);
+  const calibFlags = (['calibSamples', 'calibSeqlen', 'seed'] as const).filter((k) => given(k));
+  if (!o.calib && calibFlags.length) throw optionError(calibFlags[0], `--${calibFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the calibration data; pass --calib FILE (GPTQ)`);
+  const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
+  return {
+    model, download: !!o.download, config,
+    run: {
+      out: o.out, overwrite: !!o.force, ...pick('tokenizer'), ...(calibration ? { calibration } : {}), ...pick('threads'), ...pick('maxMemory'),
+      ...(o.allowRequantize ? { allowRequantize: true } : {}),
+      ...(o.eval ? { evaluate: { file: o.eval, ...pick('evalCtx', 'ctx'), ...pick('evalChunks', 'maxChunks') } } : {}),
+    },
+  };
+}
+
+/**
+ * A rule broken by options the user wrote as flags (`--bits 3` with `--format gguf:q4_0`,
+ * `--act-order` with RTN), reported with the flag as it was written; a bad value keeps the
+ * library's message (the same for the CLI and the API). Any other error is returned as it is.
+ */
+export function quantizeFlagError(cmd: Command, e: unknown): unknown {
+  if (!isLowbitError(e, 'LOWBIT_INVALID_OPTION') || e.details?.rule !== true) return e;
+  const o = cmd.opts<QuantizeFlags>();
+  const option = String(e.details.option);
+  const flag = (Object.keys(CONFIG_KEY) as (keyof QuantizeFlags)[]).find((k) => CONFIG_KEY[k] === option && cmd.getOptionValueSource(k) === 'cli');
+  if (!flag || !e.message.startsWith(`${option}:`)) return e;
+  const v = o[flag];
+  const text = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}${typeof v === 'boolean' || v === undefined ? '' : ` ${Array.isArray(v) ? v.join(' ') : String(v)}`}`;
+  return optionError(option, `${text}${e.message.slice(option.length)}`, { ...e.details, flag: text });
+}
+
 /** The config key each quantize flag sets (for naming flags in errors). */
 const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
   method: 'method', bits: 'bits', groupSize: 'groupSize', clip: 'clip', codebook: 'codebook', perTensor: 'perTensor', format: 'format',
   include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
-  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate',
+  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate', maxMemory: 'maxMemory',
 };

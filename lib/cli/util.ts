@@ -77,6 +77,19 @@ export function intFlag(name: string) {
   };
 }
 
+/**
+ * Parse a size flag: bytes, or a number with K, M, G or T (binary: 8G = 8 GiB; "GiB"/"GB" read
+ * the same), e.g. `--max-memory 8G`.
+ */
+export function sizeFlag(name: string) {
+  return (v: string): number => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(v);
+    const n = m ? Math.round(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase())) : NaN;
+    if (!m || !Number.isSafeInteger(n)) throw optionError(name, `${name}: expected a size such as 8G, 512M or a byte count, received ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+
 /** Parse a number flag. */
 export function numFlag(name: string) {
   return (v: string): number => {

@@ -45,6 +45,16 @@ export interface CalibrationSummary {
   data: { kind: 'text' | 'jsonl' | 'dir' | 'texts'; records: number; bytes: number; sha256: string };
   /** Bytes the calibration needed at its peak beyond the model weights (stated before the run). */
   expectedPeakBytes: number;
+  /**
+   * The whole run's expected peak, every part: the resident block's f32 weights, activations (all
+   * windows, or one chunk when spilled), one layer's Hessians, one window's temporaries, GPTQ's
+   * working set for the largest layer and the outputs held for the writer (stated before the run).
+   */
+  expectedRunPeakBytes?: number;
+  /** Where the activations lived: in memory, or spilled to a temporary file with one chunk in memory. */
+  activations?: { totalBytes: number; memoryBytes: number; spilled: boolean; chunkSamples: number };
+  /** Decoder layers run (GPTQ runs them as the writer asks for their modules). */
+  layers?: number;
   seconds: number;
 }
 
@@ -59,6 +69,8 @@ export interface MethodContext {
   calibration: NormalizedCalibration | null;
   /** Compute threads of this call (undefined: the process default). */
   threads: number | undefined;
+  /** The run's memory budget in bytes (Infinity: none); a method spills or refuses up front. */
+  maxMemory: number;
   signal: AbortSignal | undefined;
   /** Progress (never throws). */
   report(p: Progress): void;
@@ -87,6 +99,8 @@ export interface QuantMethod {
 export interface MethodRun {
   /** The tensors of one planned module (called once per module, in write order). */
   quantizeModule(mod: LinearModule): Promise<QuantizedModule>;
-  /** What the method records in the result and quant_log.json (calibration). */
+  /** What the method records in the result and quant_log.json (calibration); complete once the writer is done. */
   readonly calibration?: CalibrationSummary;
+  /** Release what the run holds (a streaming model, spill files); the pipeline calls it once, success or not. */
+  close?(): Promise<void>;
 }

@@ -18,6 +18,15 @@ export const rtnMethod: QuantMethod = {
     const packed = storesPacked(config);
     let done = 0;
     const total = ctx.plan.size;
+    // one module at a time: its source converted to f32, its codes and its output tensors
+    let largest = 0;
+    for (const mod of ctx.plan.values()) largest = Math.max(largest, mod.rows * mod.cols);
+    const peak = largest * (4 + 4 + 1 + 2) + (64 << 20);
+    if (peak > ctx.maxMemory) {
+      return Promise.reject(new LowbitError('LOWBIT_RESOURCE',
+        `quantize: RTN needs about ${gib(peak)} GiB for its largest module (${largest} weights: f32 copy, codes, outputs) but maxMemory is ${gib(ctx.maxMemory)} GiB`,
+        { expectedPeakBytes: peak, maxMemory: ctx.maxMemory }));
+    }
     return Promise.resolve({
       async quantizeModule(mod: LinearModule): Promise<QuantizedModule> {
         if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', `quantize: aborted by signal at module ${done}/${total} (no output written)`);
@@ -39,3 +48,7 @@ export const rtnMethod: QuantMethod = {
     });
   },
 };
+
+function gib(b: number): string {
+  return (b / 2 ** 30).toFixed(2);
+}

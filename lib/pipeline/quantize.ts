@@ -71,6 +71,14 @@ export interface QuantizeRunOptions {
    * quantized again (two roundings; llama.cpp's quantize asks for the same flag). @default false
    */
   allowRequantize?: boolean;
+  /**
+   * A memory budget in bytes for the run (CLI `--max-memory 8G`). The expected peak is computed
+   * before any work: GPTQ spills its calibration activations to a temporary file when they do not
+   * fit beside one block, its Hessians and its working set, and refuses up front
+   * (LOWBIT_RESOURCE, with the numbers) when even one window would not; RTN refuses when its
+   * largest module would not fit. @default no budget (activations in memory)
+   */
+  maxMemory?: number;
 }
 
 /** Summary of a quantize run (what the CLI prints as a table or JSON). */
@@ -166,6 +174,8 @@ export interface NormalizedRunOptions {
   tokenizers: string[];
   calibration: NormalizedCalibration | null;
   threads: number | undefined;
+  /** Bytes (Infinity: no budget). */
+  maxMemory: number;
   signal: AbortSignal | undefined;
   report: (p: Progress) => void;
 }
@@ -189,6 +199,9 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
     throw optionError('calibration', `calibration: ${cfg.method.toUpperCase()} needs calibration data ({calibration: {file | text, samples, seqLen, seed}}, CLI --calib FILE)`);
   }
   if (run.overwrite !== undefined && typeof run.overwrite !== 'boolean') throw invalidOption('overwrite', 'a boolean', run.overwrite);
+  if (run.maxMemory !== undefined && cfg.ggufType && cfg.method === 'rtn') {
+    throw optionError('maxMemory', 'maxMemory: a GGUF RTN export encodes tensor by tensor and has no budget to apply it to (it applies to GPTQ, and to RTN into safetensors)');
+  }
   return {
     out: run.out,
     sourceName: '',
@@ -199,6 +212,7 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
     tokenizers,
     calibration: run.calibration === undefined ? null : normalizeCalibration(run.calibration),
     threads: checkThreads(run.threads),
+    maxMemory: run.maxMemory === undefined ? Infinity : checkInt('maxMemory', run.maxMemory, 1 << 20, Number.MAX_SAFE_INTEGER),
     signal: checkSignal(run.signal),
     report: safeReporter(run.onProgress),
   };
@@ -313,7 +327,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
   const staged = await stageDir(opts.out, opts.overwrite);
   try {
     const method = METHODS[cfg.method];
-    const methodRun: MethodRun = await method.start({ model: m, config: cfg, plan, calibration: opts.calibration, threads: opts.threads, signal, report });
+    const methodRun: MethodRun = await method.start({ model: m, config: cfg, plan, calibration: opts.calibration, threads: opts.threads, maxMemory: opts.maxMemory, signal, report });
     // Each module is produced once, when the writer first asks for one of its tensors.
     const produced = new Map<string, Promise<QuantizedModule>>();
     const part = (mod: LinearModule, name: string) => async (): Promise<Uint8Array> => {
@@ -371,9 +385,14 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       }
     }
     const skipped = [...logs.values()].filter((l) => l.storage === 'fp16');
-    const calibration = methodRun.calibration;
     const metadata: Record<string, string> = { format: 'pt', quantizer: `lowbit:${LOWBIT_VERSION}`, quant_method: packed ? 'gptq' : 'lowbit-dequant', bits: String(q.bits), group_size: String(q.groupSize) };
-    await writeSafetensors(staged.tmp, entries, { metadata, maxShardBytes: cfg.maxShardBytes, signal });
+    try {
+      await writeSafetensors(staged.tmp, entries, { metadata, maxShardBytes: cfg.maxShardBytes, signal });
+    } finally {
+      await methodRun.close?.();
+    }
+    // (a streaming method's summary is complete once the writer has asked for every module)
+    const calibration = methodRun.calibration;
     if (lastCopied.name !== null) reader.release(lastCopied.name);
     report({ phase: 'write', done: total, total });
     // config.json (+ quantize_config.json)

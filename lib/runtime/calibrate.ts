@@ -9,10 +9,12 @@
  * Reported Hessians are H = 2/n · Σ xxᵀ (n = tokens; GPTQ's scale does not change its result).
  */
 import { createHash } from 'node:crypto';
-import { optionError } from '../errors';
+import { LowbitError, optionError } from '../errors';
 import { checkBool, checkInt, checkSignal, invalidOption, checkObject } from '../config/validate';
 import type { NativeStats } from '../ops/model';
-import type { LanguageModel } from './model';
+import type { LanguageModel, RuntimeConfig } from './model';
+import type { TextTokenizer } from './tokenizer';
+import { ActivationStore, type ActivationPlacement } from './activations';
 import type { Progress } from '../config/run';
 
 /** Statistics of one linear-layer input. */
@@ -97,13 +99,17 @@ function rng(seed: number): () => number {
   };
 }
 
-/** Memory a calibration run needs beyond the weights. */
-export function calibrationPeakBytes(model: LanguageModel, samples: number, seqLen: number): number {
+/**
+ * Memory a calibration run needs beyond the weights: the activations (all windows, or one chunk
+ * when spilled), one layer's statistics (four Hessians and their channel sums) and one window's
+ * block temporaries (the statistics pass's copy, the block's intermediates and Xᵀ).
+ */
+export function calibrationPeakBytes(model: { config: RuntimeConfig }, samples: number, seqLen: number, placement?: ActivationPlacement): number {
   const c = model.config;
   const qd = c.nHeads * c.headDim;
-  const act = samples * seqLen * c.dim * 4;
+  const act = placement ? placement.memoryBytes : samples * seqLen * c.dim * 4;
   const stats = 4 * (2 * c.dim * c.dim + qd * qd + c.hiddenDim * c.hiddenDim) + 4 * 4 * (2 * c.dim + qd + c.hiddenDim);
-  const scratch = 4 * seqLen * (3 * c.dim + 3 * qd + 2 * c.hiddenDim) + 4 * seqLen * c.hiddenDim; // one block's temporaries + Xᵀ
+  const scratch = 4 * seqLen * c.dim + 4 * seqLen * (3 * c.dim + 3 * qd + 2 * c.hiddenDim) + 4 * seqLen * c.hiddenDim;
   return act + stats + scratch;
 }
 
@@ -119,6 +125,10 @@ export interface NormalizedCalibrateOptions {
   seqLen: number;
   seed: number;
   keepHessians: boolean;
+  /** Activations above this many bytes are spilled to a file (Infinity: always in memory). */
+  activationBudgetBytes: number;
+  /** Where a spill file goes. @default the OS temp directory */
+  spillDir?: string;
   onLayer: CalibrateOptions['onLayer'];
   signal: AbortSignal | undefined;
   onProgress: ((p: Progress) => void) | undefined;
@@ -135,77 +145,176 @@ export async function calibrate(model: LanguageModel, opts: CalibrateOptions): P
     seqLen: Math.min(checkInt('seqLen', opts.seqLen ?? 2048, 2, 1 << 24), model.config.seqLen),
     seed: checkInt('seed', opts.seed ?? 0, 0, 2 ** 32 - 1),
     keepHessians: opts.keepHessians === undefined ? false : checkBool('keepHessians', opts.keepHessians),
+    activationBudgetBytes: Infinity,
     onLayer: opts.onLayer,
     signal: checkSignal(opts.signal),
     onProgress: opts.onProgress,
   });
 }
 
-/** {@link calibrate} on checked options (what the pipelines call). @internal */
-export async function calibrateNormalized(model: LanguageModel, opts: NormalizedCalibrateOptions): Promise<CalibrationResult> {
-  const t0 = performance.now();
-  const tok = model.tokenizer;
-  if (!tok && !opts.tokens) throw optionError('tokenizer', `${model.source}: calibration needs a tokenizer`);
-  const { samples, seqLen, seed, signal } = opts;
-  const ids = opts.tokens ?? (tok ? tok.encode(opts.text, { bos: false }) : []);
-  if (opts.tokens) {
-    for (const id of opts.tokens) if (id >= model.config.vocabSize) throw optionError('calibration', `calibration: token id ${id} is outside the model's vocabulary (${model.config.vocabSize})`);
-  }
-  if (ids.length < seqLen + 1) {
-    throw optionError('text', `text: ${ids.length} tokens is shorter than one calibration window of ${seqLen} tokens`);
-  }
-  // Windows as GPTQ's reference samples them: a random start in [0, len − seqLen − 1]; no BOS.
-  const next = rng(seed);
-  const windows: number[] = [];
-  for (let s = 0; s < samples; s++) windows.push(Math.floor(next() * (ids.length - seqLen)));
-  const c = model.config;
-  const dim = c.dim, qd = c.nHeads * c.headDim;
-  const hidden = new Float32Array(samples * seqLen * dim);
-  const embed = model._embedTable();
-  for (let s = 0; s < samples; s++) {
-    for (let t = 0; t < seqLen; t++) {
-      const id = ids[windows[s] + t];
-      hidden.set(embed.subarray(id * dim, (id + 1) * dim), (s * seqLen + t) * dim);
+/**
+ * What calibration needs of a model: the in-memory {@link LanguageModel}, or the block-by-block
+ * streaming model (runtime/stream-model.ts) that holds one decoder layer at a time. @internal
+ */
+export interface CalibrationModel {
+  readonly config: RuntimeConfig;
+  readonly tokenizer: TextTokenizer | null;
+  readonly source: string;
+  /** Embedding rows of `ids`, one after another into `out` from `offset`. */
+  _embedRows(ids: ArrayLike<number>, out: Float32Array, offset?: number): void;
+  /** A layer's linear weight (out × in, f32), the array the layer computes with (GPTQ writes into it). */
+  _linearWeight(layer: number, kind: 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'): Float32Array;
+  /** Run decoder layer `layer` over hidden states (samples × seqLen × dim, in place), feeding the statistics buffers. */
+  _calibrateBlock(layer: number, hidden: Float32Array, seqLen: number, stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>,
+    signal?: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<void>;
+  /** The driver is done with the layer it last ran (a streaming model drops its weights). */
+  _releaseLayer(): void;
+}
+
+/**
+ * Calibration one decoder layer at a time, as a driver: `start` tokenizes and embeds the windows,
+ * each `step()` runs the next layer (statistics, `onLayer`, the layer's forward) and returns its
+ * statistics. GPTQ steps it lazily, as the writer asks for each layer's modules, so finished
+ * layers are written while the next are still to run. @internal
+ */
+export class LayerCalibrator {
+  private layer = 0;
+  private readonly t0 = performance.now();
+  private constructor(private readonly model: CalibrationModel, private readonly opts: NormalizedCalibrateOptions, private readonly store: ActivationStore,
+    private readonly windows: number[], private readonly textSha256: string) {}
+
+  /** Tokenize, sample the windows, embed them into the activation store. */
+  static async start(model: CalibrationModel, opts: NormalizedCalibrateOptions): Promise<LayerCalibrator> {
+    const tok = model.tokenizer;
+    if (!tok && !opts.tokens) throw optionError('tokenizer', `${model.source}: calibration needs a tokenizer`);
+    const { samples, seqLen, seed } = opts;
+    const ids = opts.tokens ?? (tok ? tok.encode(opts.text, { bos: false }) : []);
+    if (opts.tokens) {
+      for (const id of opts.tokens) if (id >= model.config.vocabSize) throw optionError('calibration', `calibration: token id ${id} is outside the model's vocabulary (${model.config.vocabSize})`);
     }
+    if (ids.length < seqLen + 1) {
+      throw optionError('text', `text: ${ids.length} tokens is shorter than one calibration window of ${seqLen} tokens`);
+    }
+    // Windows as GPTQ's reference samples them: a random start in [0, len − seqLen − 1]; no BOS.
+    const next = rng(seed);
+    const windows: number[] = [];
+    for (let s = 0; s < samples; s++) windows.push(Math.floor(next() * (ids.length - seqLen)));
+    const dim = model.config.dim, row = seqLen * dim;
+    const store = await ActivationStore.create(samples, row, opts.activationBudgetBytes, opts.spillDir);
+    try {
+      await store.forEach((first, count, data) => {
+        for (let s = 0; s < count; s++) {
+          const w = windows[first + s];
+          model._embedRows(ids.slice(w, w + seqLen), data, s * row);
+        }
+        return Promise.resolve();
+      }, true);
+    } catch (e) {
+      await store.dispose();
+      throw e;
+    }
+    const textSha256 = opts.dataSha256 ?? createHash('sha256').update(opts.text).digest('hex');
+    return new LayerCalibrator(model, opts, store, windows, textSha256);
   }
-  const n = samples * seqLen;
-  const layers: LayerStats[] = [];
-  const make = (modules: string[], w: number): NativeStats & { modules: string[]; w: number } => ({
-    modules, w, H: new Float32Array(w * w), sumAbs: new Float32Array(w), maxAbs: new Float32Array(w),
-  });
-  for (let l = 0; l < c.nLayers; l++) {
-    const st = { attn: make(['q_proj', 'k_proj', 'v_proj'], dim), o: make(['o_proj'], qd), mlp: make(['gate_proj', 'up_proj'], dim), down: make(['down_proj'], c.hiddenDim) };
-    // Statistics pass over a copy (the layer may change before it runs forward, e.g. under GPTQ).
-    const copy = opts.onLayer ? hidden.slice() : hidden;
-    await model._calibrateBlock(l, copy, seqLen, st, signal, (done, total) => opts.onProgress?.({ phase: 'calibrate', layer: l, layers: c.nLayers, done, total }));
-    const finish = (x: typeof st.attn): InputStats => {
+
+  /** Layers run so far (the next `step` runs this one). */
+  get layersDone(): number {
+    return this.layer;
+  }
+
+  /** Where the activations live (in memory, or spilled with one chunk in memory). */
+  get placement(): ActivationPlacement {
+    return this.store.placement;
+  }
+
+  /** Run the next layer. */
+  async step(): Promise<LayerStats> {
+    const { model, opts, store } = this;
+    const c = model.config;
+    const l = this.layer;
+    if (l >= c.nLayers) throw new LowbitError('LOWBIT_INTERNAL', `${model.source}: calibration already ran every layer`);
+    const { seqLen, signal } = opts;
+    const dim = c.dim, qd = c.nHeads * c.headDim, row = seqLen * dim;
+    const n = opts.samples * seqLen;
+    const widths = { attn: dim, o: qd, mlp: dim, down: c.hiddenDim };
+    const names = { attn: ['q_proj', 'k_proj', 'v_proj'], o: ['o_proj'], mlp: ['gate_proj', 'up_proj'], down: ['down_proj'] };
+    const make = (input: keyof typeof widths): NativeStats & { modules: string[]; w: number } => {
+      const w = widths[input];
+      return { modules: names[input], w, H: new Float32Array(w * w), sumAbs: new Float32Array(w), maxAbs: new Float32Array(w) };
+    };
+    const finish = (x: ReturnType<typeof make>): InputStats => {
       const H = x.H;
       const scale = 2 / n;
       for (let i = 0; i < H.length; i++) H[i] *= scale;
       const meanAbs = x.sumAbs.map((v) => v / n);
       return { modules: x.modules, inFeatures: x.w, tokens: n, hessian: H, meanAbs, maxAbs: x.maxAbs };
     };
+    // A statistics pass runs the layer on a copy of each window (the layer may still change before
+    // it runs forward, under GPTQ): one window's scratch, windows in order, statistics accumulated.
+    const scratch = new Float32Array(row);
+    const statsPass = async (st: Partial<Record<keyof typeof widths, NativeStats>>, progress: boolean) => {
+      await store.forEach(async (first, count, data) => {
+        for (let s = 0; s < count; s++) {
+          scratch.set(data.subarray(s * row, (s + 1) * row));
+          await model._calibrateBlock(l, scratch, seqLen, st, signal);
+          if (progress) opts.onProgress?.({ phase: 'calibrate', layer: l, layers: c.nLayers, done: first + s + 1, total: opts.samples });
+        }
+      }, false);
+    };
+    const st = { attn: make('attn'), o: make('o'), mlp: make('mlp'), down: make('down') };
+    if (opts.onLayer) await statsPass(st, true);
+    else {
+      // nothing changes the layer: collect the statistics while it runs forward, in place
+      await store.forEach(async (first, count, data) => {
+        for (let s = 0; s < count; s++) {
+          await model._calibrateBlock(l, data.subarray(s * row, (s + 1) * row), seqLen, st, signal);
+          opts.onProgress?.({ phase: 'calibrate', layer: l, layers: c.nLayers, done: first + s + 1, total: opts.samples });
+        }
+      }, true);
+    }
     const ls: LayerStats = { layer: l, attn: finish(st.attn), o: finish(st.o), mlp: finish(st.mlp), down: finish(st.down) };
     if (opts.onLayer) {
       const tools: LayerTools = {
         recollect: async (input) => {
-          const widths = { attn: dim, o: qd, mlp: dim, down: c.hiddenDim };
-          const names = { attn: ['q_proj', 'k_proj', 'v_proj'], o: ['o_proj'], mlp: ['gate_proj', 'up_proj'], down: ['down_proj'] };
-          const one = make(names[input], widths[input]);
-          await model._calibrateBlock(l, hidden.slice(), seqLen, { [input]: one }, signal);
+          const one = make(input);
+          await statsPass({ [input]: one }, false);
           return finish(one);
         },
       };
       await opts.onLayer(ls, tools);
       // Run the (possibly updated) layer forward: its output is the next layer's input.
-      await model._calibrateBlock(l, hidden, seqLen, {}, signal);
+      await store.forEach((_first, _count, data) => model._calibrateBlock(l, data, seqLen, {}, signal), true);
     }
+    model._releaseLayer();
     if (!opts.keepHessians) for (const k of ['attn', 'o', 'mlp', 'down'] as const) ls[k].hessian = null;
-    layers.push(ls);
+    this.layer++;
+    return ls;
   }
-  return {
-    samples, seqLen, tokens: n, seed, textSha256: opts.dataSha256 ?? createHash('sha256').update(opts.text).digest('hex'), windows,
-    expectedPeakBytes: calibrationPeakBytes(model, samples, seqLen), layers, seconds: (performance.now() - t0) / 1000,
-  };
+
+  /** The run so far. */
+  summary(layers: LayerStats[]): CalibrationResult {
+    const { samples, seqLen, seed } = this.opts;
+    return {
+      samples, seqLen, tokens: samples * seqLen, seed, textSha256: this.textSha256, windows: this.windows,
+      expectedPeakBytes: calibrationPeakBytes(this.model, samples, seqLen, this.store.placement), layers, seconds: (performance.now() - this.t0) / 1000,
+    };
+  }
+
+  /** Remove the activations (and their spill file). */
+  async close(): Promise<void> {
+    this.model._releaseLayer();
+    await this.store.dispose();
+  }
 }
 
+/** {@link calibrate} on checked options (what the pipelines call). @internal */
+export async function calibrateNormalized(model: CalibrationModel, opts: NormalizedCalibrateOptions): Promise<CalibrationResult> {
+  const cal = await LayerCalibrator.start(model, opts);
+  try {
+    const layers: LayerStats[] = [];
+    for (let l = 0; l < model.config.nLayers; l++) layers.push(await cal.step());
+    return cal.summary(layers);
+  } finally {
+    await cal.close();
+  }
+}

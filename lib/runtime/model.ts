@@ -13,16 +13,19 @@ import { qblockFromGgml, qblockFromGptq, GGML_QBLOCK_TYPES, type GgmlQBlockType 
 import { isLowbitError } from '../errors';
 import { unpackValues } from '../ops/pack';
 import { readLlama2cModel } from '../formats/llama2c';
-import { detectModelSource, findTokenizer } from '../formats/source';
+import { detectModelSource, findTokenizer, type ModelSource } from '../formats/source';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
 import { decodeGgml, type GgmlDecodeType } from '../formats/ggml-blocks';
-import { readHfConfig } from '../formats/hf-config';
+import { readHfConfig, type ModelConfig } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
 import { Tokenizer, type TextTokenizer } from './tokenizer';
 import { HfTokenizer } from './tokenizer-hf';
 import { Sampler, type SamplerOptions } from './sampler';
 import { invalidOption, checkInt, checkOneOf, checkSignal } from '../config/validate';
+
+/** The context {@link loadModel} allocates unless told otherwise (`maxContext`). */
+export const DEFAULT_MAX_CONTEXT = 4096;
 
 /** Architecture of a loaded model. */
 export interface RuntimeConfig {
@@ -45,7 +48,10 @@ export interface RuntimeConfig {
 export interface LoadModelOptions {
   /** A llama2.c tokenizer.bin; without it the model's own vocabulary is used (GGUF metadata, or an HF directory's tokenizer.json). */
   tokenizer?: string;
-  /** Cap the context (KV cache size) below the model's maximum. */
+  /**
+   * The context this instance holds (the KV cache is allocated for it): at most the model's own.
+   * @default min(the model's context, 4096) — a 131k-context model does not reserve a 34 GB cache
+   */
   maxContext?: number;
   /**
    * Run quantized layers from their codes, never dequantized: GPTQ/RTN checkpoints of 2, 3, 4 and
@@ -206,6 +212,17 @@ export class LanguageModel {
     return this.weights.embed;
   }
 
+  /** Embedding rows of `ids`, written one after another into `out` from `offset`. @internal */
+  _embedRows(ids: ArrayLike<number>, out: Float32Array, offset = 0): void {
+    const dim = this.config.dim, e = this.weights.embed;
+    for (let i = 0; i < ids.length; i++) out.set(e.subarray(ids[i] * dim, (ids[i] + 1) * dim), offset + i * dim);
+  }
+
+  /** Nothing to load: every layer is resident. @internal */
+  _releaseLayer(): void {
+    // the in-memory model keeps its weights
+  }
+
   /**
    * Run decoder layer `layer` over hidden states (samples × seqLen × dim, in place), feeding the
    * given statistics buffers. @internal
@@ -227,10 +244,11 @@ export class LanguageModel {
   }
 }
 
-function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConfig, where: string, tied: boolean,
-  shapeOf: (name: string) => number[] | null, packed: Map<string, NativePackedLinear | NativeQBlock> = new Map()): NativeModelWeights {
-  // expected shapes, row-major (out, in) for matrices
-  const need = (name: string, numel: number, shape?: number[]): Float32Array => {
+type Getter = (name: string) => Float32Array | null;
+
+/** A getter of f32 tensors that checks presence, element count and (when known) shape. */
+function needer(get: Getter, where: string, shapeOf: (name: string) => number[] | null) {
+  return (name: string, numel: number, shape?: number[]): Float32Array => {
     const t = get(name);
     if (!t) throw new LowbitError('LOWBIT_BAD_FORMAT', `${where}: missing tensor ${name}`, { tensor: name });
     if (t.length !== numel) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${name} has ${t.length} elements, expected ${numel}`, { tensor: name });
@@ -240,39 +258,53 @@ function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConf
     }
     return t;
   };
-  const { dim, hiddenDim: hid, nHeads, nKvHeads, headDim, vocabSize } = cfg;
+}
+
+/**
+ * The weights of decoder layer `i` (norms, the seven linear layers, q/k/v/o biases), f32 unless
+ * `packed` holds a module's packed layout. @internal
+ */
+export function layerTensors(get: Getter, cfg: RuntimeConfig, where: string, shapeOf: (name: string) => number[] | null, i: number,
+  packed: Map<string, NativePackedLinear | NativeQBlock> = new Map()): NativeModelWeights['layers'][number] {
+  const need = needer(get, where, shapeOf);
+  const { dim, hiddenDim: hid, nHeads, nKvHeads, headDim } = cfg;
   const qd = nHeads * headDim, kvd = nKvHeads * headDim;
   const dims: Record<(typeof LIN)[number], [number, number]> = { q: [qd, dim], k: [kvd, dim], v: [kvd, dim], o: [dim, qd], gate: [hid, dim], up: [hid, dim], down: [dim, hid] };
+  const p = `model.layers.${i}`;
+  const L: NativeModelWeights['layers'][number] = {
+    attnNorm: need(`${p}.input_layernorm.weight`, dim, [dim]), ffnNorm: need(`${p}.post_attention_layernorm.weight`, dim, [dim]),
+  } as NativeModelWeights['layers'][number];
+  for (const k of LIN) {
+    const pk = packed.get(`${p}.${HF_LIN[k]}`);
+    if (pk) {
+      if ('kb' in pk && (pk.inFeatures !== dims[k][1] || pk.outFeatures !== dims[k][0])) {
+        throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${p}.${HF_LIN[k]} is ${pk.outFeatures}×${pk.inFeatures}, expected ${dims[k][0]}×${dims[k][1]}`, { tensor: `${p}.${HF_LIN[k]}` });
+      }
+      (L.packed ??= {})[k] = pk;
+      (L as unknown as Record<string, Float32Array>)[k] = new Float32Array(0);
+    } else {
+      (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k]);
+    }
+  }
+  for (const k of LIN) {
+    const b = get(`${p}.${HF_LIN[k]}.bias`);
+    if (!b) continue;
+    if (k !== 'q' && k !== 'k' && k !== 'v' && k !== 'o') {
+      throw new LowbitError('LOWBIT_UNSUPPORTED', `${where}: ${p}.${HF_LIN[k]}.bias: MLP biases are not part of the Llama family`, { tensor: `${p}.${HF_LIN[k]}.bias` });
+    }
+    need(`${p}.${HF_LIN[k]}.bias`, dims[k][0], [dims[k][0]]);
+    (L as unknown as Record<string, Float32Array>)[`${k}Bias`] = b;
+  }
+  return L;
+}
+
+function f32Tensors(get: Getter, cfg: RuntimeConfig, where: string, tied: boolean,
+  shapeOf: (name: string) => number[] | null, packed: Map<string, NativePackedLinear | NativeQBlock> = new Map()): NativeModelWeights {
+  const need = needer(get, where, shapeOf);
+  const { dim, vocabSize } = cfg;
   const embed = need('model.embed_tokens.weight', vocabSize * dim, [vocabSize, dim]);
   const layers = [];
-  for (let i = 0; i < cfg.nLayers; i++) {
-    const p = `model.layers.${i}`;
-    const L: NativeModelWeights['layers'][number] = {
-      attnNorm: need(`${p}.input_layernorm.weight`, dim, [dim]), ffnNorm: need(`${p}.post_attention_layernorm.weight`, dim, [dim]),
-    } as NativeModelWeights['layers'][number];
-    for (const k of LIN) {
-      const pk = packed.get(`${p}.${HF_LIN[k]}`);
-      if (pk) {
-        if ('kb' in pk && (pk.inFeatures !== dims[k][1] || pk.outFeatures !== dims[k][0])) {
-          throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${p}.${HF_LIN[k]} is ${pk.outFeatures}×${pk.inFeatures}, expected ${dims[k][0]}×${dims[k][1]}`, { tensor: `${p}.${HF_LIN[k]}` });
-        }
-        (L.packed ??= {})[k] = pk;
-        (L as unknown as Record<string, Float32Array>)[k] = new Float32Array(0);
-      } else {
-        (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k]);
-      }
-    }
-    for (const k of LIN) {
-      const b = get(`${p}.${HF_LIN[k]}.bias`);
-      if (!b) continue;
-      if (k !== 'q' && k !== 'k' && k !== 'v' && k !== 'o') {
-        throw new LowbitError('LOWBIT_UNSUPPORTED', `${where}: ${p}.${HF_LIN[k]}.bias: MLP biases are not part of the Llama family`, { tensor: `${p}.${HF_LIN[k]}.bias` });
-      }
-      need(`${p}.${HF_LIN[k]}.bias`, dims[k][0], [dims[k][0]]);
-      (L as unknown as Record<string, Float32Array>)[`${k}Bias`] = b;
-    }
-    layers.push(L);
-  }
+  for (let i = 0; i < cfg.nLayers; i++) layers.push(layerTensors(get, cfg, where, shapeOf, i, packed));
   const head = packed.get('lm_head');
   if (head && 'kb' in head) {
     if (head.inFeatures !== dim || head.outFeatures !== vocabSize) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: lm_head is ${head.outFeatures}×${head.inFeatures}, expected ${vocabSize}×${dim}`, { tensor: 'lm_head.weight' });
@@ -283,6 +315,14 @@ function f32Tensors(get: (name: string) => Float32Array | null, cfg: RuntimeConf
   return { embed, finalNorm: need('model.norm.weight', dim, [dim]), classifier, layers };
 }
 
+/** The runtime's view of a Hugging Face config.json (checked). @internal */
+export function hfRuntimeConfig(hc: ModelConfig, where: string): RuntimeConfig {
+  const cfg: RuntimeConfig = { dim: hc.hiddenSize, hiddenDim: hc.intermediateSize, nLayers: hc.numLayers, nHeads: hc.numHeads, nKvHeads: hc.numKvHeads,
+    headDim: hc.headDim, vocabSize: hc.vocabSize, seqLen: hc.maxPositionEmbeddings, rmsEps: hc.rmsNormEps, ropeTheta: hc.ropeTheta, rope: 'half' };
+  checkConfig(cfg, where);
+  return cfg;
+}
+
 function checkConfig(c: RuntimeConfig, where: string): void {
   const bad = (why: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${where}: ${why}`);
   for (const k of ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'headDim', 'vocabSize', 'seqLen'] as const) {
@@ -290,6 +330,23 @@ function checkConfig(c: RuntimeConfig, where: string): void {
   }
   if (c.nHeads % c.nKvHeads !== 0) throw bad(`heads (${c.nHeads}) must be a multiple of kv heads (${c.nKvHeads})`);
   if (c.headDim % 2 !== 0) throw bad(`head size ${c.headDim} must be even for rotary embeddings`);
+}
+
+/**
+ * The tokenizer a model runs with: `given` (a llama2.c tokenizer.bin), else `own` (GGUF metadata,
+ * an HF directory's tokenizer.json), else a tokenizer.bin beside the model (outputs carry theirs),
+ * else null. Its size is checked against the embedding: llama2.c vocabularies must match exactly,
+ * tokenizer.json vocabularies may be smaller than a padded embedding. @internal
+ */
+export function finishTokenizer(own: TextTokenizer | null, source: ModelSource, vocabSize: number, given: string | undefined): TextTokenizer | null {
+  let tokenizer = own;
+  const found = findTokenizer(source);
+  if (given) tokenizer = Tokenizer.fromLlama2c(given, vocabSize);
+  else if (!tokenizer && found?.endsWith('.bin')) tokenizer = Tokenizer.fromLlama2c(found, vocabSize);
+  if (tokenizer && (tokenizer instanceof HfTokenizer ? tokenizer.size > vocabSize : tokenizer.size !== vocabSize)) {
+    throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${source.dir ?? source.path}: the tokenizer has ${tokenizer.size} pieces but the embedding has ${vocabSize} rows`);
+  }
+  return tokenizer;
 }
 
 /** Load a model for the native runtime. */
@@ -341,9 +398,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       weights = f32Tensors((n) => m.tensors.get(n) ?? null, cfg, abs, c.sharedClassifier, (n) => m.shapes.get(n) ?? null);
     } else {
       const hc = readHfConfig(abs);
-      cfg = { dim: hc.hiddenSize, hiddenDim: hc.intermediateSize, nLayers: hc.numLayers, nHeads: hc.numHeads, nKvHeads: hc.numKvHeads,
-        headDim: hc.headDim, vocabSize: hc.vocabSize, seqLen: hc.maxPositionEmbeddings, rmsEps: hc.rmsNormEps, ropeTheta: hc.ropeTheta, rope: 'half' };
-      checkConfig(cfg, abs);
+      cfg = hfRuntimeConfig(hc, abs);
       const st = openSafetensors(abs);
       const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
       const packedMods = new Map<string, NativePackedLinear | NativeQBlock>();
@@ -397,18 +452,16 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       }
       if (!options.tokenizer && fs.existsSync(path.join(abs, 'tokenizer.json'))) tokenizer = HfTokenizer.fromDir(abs, cfg.vocabSize, hc.bosTokenId);
     }
-    // a llama2.c tokenizer.bin: the one given, else one next to the model (outputs carry theirs)
-    const found = findTokenizer(source);
-    if (options.tokenizer) tokenizer = Tokenizer.fromLlama2c(options.tokenizer, cfg.vocabSize);
-    else if (!tokenizer && found?.endsWith('.bin')) tokenizer = Tokenizer.fromLlama2c(found, cfg.vocabSize);
+    tokenizer = finishTokenizer(tokenizer, source, cfg.vocabSize, options.tokenizer);
   } catch (e) {
     throw toLowbitError(e);
   }
-  if (options.maxContext !== undefined) cfg.seqLen = Math.min(cfg.seqLen, checkInt('maxContext', options.maxContext, 1, 1 << 24));
-  // llama2.c vocabularies must match exactly; tokenizer.json vocabularies may be smaller than a padded embedding
-  if (tokenizer && (tokenizer instanceof HfTokenizer ? tokenizer.size > cfg.vocabSize : tokenizer.size !== cfg.vocabSize)) {
-    throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${abs}: the tokenizer has ${tokenizer.size} pieces but the embedding has ${cfg.vocabSize} rows`);
+  cfg.seqLen = Math.min(cfg.seqLen, options.maxContext === undefined ? DEFAULT_MAX_CONTEXT : checkInt('maxContext', options.maxContext, 1, 1 << 24));
+  let native;
+  try {
+    native = createModelHandle({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);
+  } catch (e) {
+    throw toLowbitError(e, abs);
   }
-  const native = createModelHandle({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);
   return new LanguageModel(cfg, tokenizer, abs, native, weights, threads);
 }

@@ -108,6 +108,12 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   } catch (const Error& e) {
     delete h;
     throw Napi::Error::New(env, e.what());
+  } catch (const std::bad_alloc&) {
+    delete h;
+    const double kv = 8.0 * cfg.n_layers * (double)cfg.seq_len * cfg.n_kv_heads * cfg.head_dim;
+    throw_js(env, "LOWBIT_RESOURCE",
+             "createModel: out of memory allocating the model's buffers (the KV cache alone is " + std::to_string((long long)(kv / 1048576)) +
+                 " MiB for a context of " + std::to_string(cfg.seq_len) + " positions; load it with a smaller maxContext)");
   } catch (...) {
     delete h;
     throw;
