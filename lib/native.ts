@@ -336,6 +336,8 @@ export interface NativeModelConfig {
   headDim: number; rmsEps: number; ropeTheta: number;
   /** 0: adjacent pairs (llama2.c, GGUF); 1: half split (Hugging Face). */
   ropeStyle: number;
+  /** RoPE frequencies (headDim / 2) of a model that scales them. */
+  invFreq?: Float32Array;
 }
 
 /** Weights of the native runtime: f32, (out, in) row-major. @internal */

@@ -46,6 +46,12 @@ export interface ModelConfig {
   rmsNormEps: number;
   /** RoPE base (`rope_theta`, or `rope_parameters.rope_theta`). @default 10000 */
   ropeTheta: number;
+  /**
+   * RoPE scaling (`rope_scaling`, or `rope_parameters` with a `rope_type` other than "default"):
+   * its type and the numeric parameters it carries; null when the model has none. The runtime
+   * applies "linear" and "llama3" and refuses the others (it never drops one).
+   */
+  ropeScaling: RopeScaling | null;
   /** true ⇒ `lm_head` shares `embed_tokens` and no `lm_head.weight` is stored. @default false */
   tieWordEmbeddings: boolean;
   /** dtype of unquantised tensors. @default 'float32' (what transformers loads when neither key is set) */
@@ -218,6 +224,39 @@ function torchDtypeOf(file: string, obj: Record<string, unknown>): TorchDtype {
  * @throws LowbitError `LOWBIT_BAD_FORMAT` (not an object, missing/invalid field, naming the field),
  *   `LOWBIT_UNSUPPORTED` (architecture, model_type or dtype lowbit cannot load)
  */
+/** RoPE scaling as config.json states it. */
+export interface RopeScaling {
+  /** `rope_type` (or the older `type`): "linear", "llama3", "dynamic", "yarn", … */
+  type: string;
+  /** `factor`, when given. */
+  factor?: number;
+  /** llama3: `low_freq_factor`, `high_freq_factor`, `original_max_position_embeddings`. */
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositionEmbeddings?: number;
+}
+
+function parseRopeScaling(file: string, obj: Record<string, unknown>): RopeScaling | null {
+  const where = isObject(obj.rope_scaling) ? 'rope_scaling' : isObject(obj.rope_parameters) ? 'rope_parameters' : null;
+  if (where === null) {
+    if (obj.rope_scaling !== undefined && obj.rope_scaling !== null) throw bad(file, `rope_scaling: expected an object or null, got ${show(obj.rope_scaling)}`, { field: 'rope_scaling' });
+    return null;
+  }
+  const r = obj[where] as Record<string, unknown>;
+  const type = r.rope_type ?? r.type;
+  if (type === undefined && where === 'rope_parameters') return null; // only rope_theta there
+  if (typeof type !== 'string') throw bad(file, `${where}.rope_type: expected a string, got ${show(type)}`, { field: `${where}.rope_type` });
+  if (type === 'default') return null;
+  const num = (k: string): number | undefined => optionalPositiveNumber(file, r, k, `${where}.${k}`);
+  const out: RopeScaling = { type };
+  const factor = num('factor'), low = num('low_freq_factor'), high = num('high_freq_factor'), orig = num('original_max_position_embeddings');
+  if (factor !== undefined) out.factor = factor;
+  if (low !== undefined) out.lowFreqFactor = low;
+  if (high !== undefined) out.highFreqFactor = high;
+  if (orig !== undefined) out.originalMaxPositionEmbeddings = orig;
+  return out;
+}
+
 export function parseHfConfig(obj: unknown, file = 'config.json'): ModelConfig {
   if (!isObject(obj)) throw bad(file, `expected a JSON object, got ${Array.isArray(obj) ? 'an array' : show(obj)}`);
   const { family, architectures } = familyOf(file, obj);
@@ -246,6 +285,7 @@ export function parseHfConfig(obj: unknown, file = 'config.json'): ModelConfig {
   if (ropeTheta === undefined && isObject(obj.rope_parameters)) {
     ropeTheta = optionalPositiveNumber(file, obj.rope_parameters, 'rope_theta', 'rope_parameters.rope_theta');
   }
+  const ropeScaling = parseRopeScaling(file, obj);
   const modelType = obj.model_type;
   if (modelType !== undefined && modelType !== null && typeof modelType !== 'string') {
     throw bad(file, `model_type: expected a string, got ${show(modelType)}`, { field: 'model_type' });
@@ -261,6 +301,7 @@ export function parseHfConfig(obj: unknown, file = 'config.json'): ModelConfig {
     headDim,
     rmsNormEps: optionalPositiveNumber(file, obj, 'rms_norm_eps') ?? 1e-6,
     ropeTheta: ropeTheta ?? 10000,
+    ropeScaling,
     tieWordEmbeddings: optionalBool(file, obj, 'tie_word_embeddings') ?? false,
     torchDtype: torchDtypeOf(file, obj),
     attentionBias,

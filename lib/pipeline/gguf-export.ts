@@ -115,6 +115,10 @@ export async function exportGgufNormalized(source: string, out: string, opts: Ex
     let vocab: Vocab | undefined;
     if (isDir) {
       const hc = readHfConfig(src);
+      if (hc.ropeScaling) {
+        // never dropped: a GGUF without it would run with other frequencies
+        throw new LowbitError('LOWBIT_UNSUPPORTED', `${src}: config.json has rope_scaling of type "${hc.ropeScaling.type}"; GGUF export does not write RoPE scaling yet (llama.cpp's rope_freqs / rope.scaling keys)`, { field: 'rope_scaling' });
+      }
       if (opts.tokenizer === undefined) vocab = hfVocab(src, hc.vocabSize, { bos: hc.bosTokenId, eos: hc.eosTokenId });
       const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(src, 'config.json')) : null;
       const sf = openSafetensors(src);

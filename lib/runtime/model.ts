@@ -16,7 +16,7 @@ import { readLlama2cModel } from '../formats/llama2c';
 import { detectModelSource, findTokenizer, type ModelSource } from '../formats/source';
 import { readGguf, ggufLlamaConfig, ggufLlamaTensorName } from '../formats/gguf';
 import { decodeGgml, type GgmlDecodeType } from '../formats/ggml-blocks';
-import { readHfConfig, type ModelConfig } from '../formats/hf-config';
+import { readHfConfig, type ModelConfig, type RopeScaling } from '../formats/hf-config';
 import { openSafetensors } from '../formats/safetensors';
 import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
 import { Tokenizer, type TextTokenizer } from './tokenizer';
@@ -42,6 +42,8 @@ export interface RuntimeConfig {
   ropeTheta: number;
   /** 'adjacent' (llama2.c, GGUF) or 'half' (Hugging Face) rotary pairs. */
   rope: 'adjacent' | 'half';
+  /** RoPE frequencies (headDim / 2) of a model that scales them; absent: 1 / ropeTheta^(2i / headDim). */
+  invFreq?: Float32Array;
 }
 
 /** Options of {@link loadModel}. */
@@ -320,7 +322,51 @@ export function hfRuntimeConfig(hc: ModelConfig, where: string): RuntimeConfig {
   const cfg: RuntimeConfig = { dim: hc.hiddenSize, hiddenDim: hc.intermediateSize, nLayers: hc.numLayers, nHeads: hc.numHeads, nKvHeads: hc.numKvHeads,
     headDim: hc.headDim, vocabSize: hc.vocabSize, seqLen: hc.maxPositionEmbeddings, rmsEps: hc.rmsNormEps, ropeTheta: hc.ropeTheta, rope: 'half' };
   checkConfig(cfg, where);
+  const f = ropeFrequencies(hc.ropeScaling, hc.ropeTheta, hc.headDim, where);
+  if (f) cfg.invFreq = f;
   return cfg;
+}
+
+/** 1 / theta^(2i / headDim), i < headDim / 2, in f32 (what the native runtime computes). */
+function baseFrequencies(theta: number, headDim: number): Float32Array {
+  const f = new Float32Array(headDim / 2);
+  for (let i = 0; i < f.length; i++) f[i] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)));
+  return f;
+}
+
+/**
+ * The RoPE frequencies of a scaled model, as transformers computes them ("linear": every
+ * frequency / factor; "llama3": low frequencies / factor, high ones kept, a smooth blend between),
+ * or null without scaling. Other types (dynamic NTK, YaRN, LongRoPE: they change with the sequence
+ * length or scale attention) are refused, never dropped.
+ */
+export function ropeFrequencies(s: RopeScaling | null, theta: number, headDim: number, where: string): Float32Array | null {
+  if (!s) return null;
+  const need = (v: number | undefined, key: string): number => {
+    if (v === undefined) throw new LowbitError('LOWBIT_BAD_FORMAT', `${where}: rope_scaling of type "${s.type}" needs ${key}`, { field: `rope_scaling.${key}` });
+    return v;
+  };
+  const base = baseFrequencies(theta, headDim);
+  if (s.type === 'linear') {
+    const factor = need(s.factor, 'factor');
+    return base.map((f) => f / factor);
+  }
+  if (s.type === 'llama3') {
+    const factor = need(s.factor, 'factor'), low = s.lowFreqFactor ?? 1, high = s.highFreqFactor ?? 4;
+    const old = need(s.originalMaxPositionEmbeddings, 'original_max_position_embeddings');
+    if (!(high > low)) throw new LowbitError('LOWBIT_BAD_FORMAT', `${where}: rope_scaling: high_freq_factor ${high} must exceed low_freq_factor ${low}`, { field: 'rope_scaling.high_freq_factor' });
+    const lowWavelen = old / low, highWavelen = old / high;
+    return base.map((f) => {
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen < highWavelen) return f;
+      if (wavelen > lowWavelen) return f / factor;
+      const smooth = (old / wavelen - low) / (high - low);
+      return (1 - smooth) * (f / factor) + smooth * f;
+    });
+  }
+  throw new LowbitError('LOWBIT_UNSUPPORTED',
+    `${where}: rope_scaling of type "${s.type}" is not supported by lowbit's runtime (supported: linear, llama3); running without it would compute different attention`,
+    { field: 'rope_scaling' });
 }
 
 function checkConfig(c: RuntimeConfig, where: string): void {
@@ -366,6 +412,22 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       const c = ggufLlamaConfig(g);
       cfg = { dim: c.dim, hiddenDim: c.hiddenDim, nLayers: c.nLayers, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
         vocabSize: c.vocabSize, seqLen: c.contextLength, rmsEps: c.rmsEps, ropeTheta: c.ropeTheta, rope: 'adjacent' };
+      // RoPE scaling: llama.cpp's converter stores Llama 3's as per-frequency divisors (rope_freqs.weight);
+      // a scaling type in the metadata is applied when linear, refused otherwise (never dropped)
+      const st = g.metadata.get('llama.rope.scaling.type');
+      const stype = st && st.type === 'STRING' ? String(st.value) : 'none';
+      if (stype !== 'none') {
+        const fv = g.metadata.get('llama.rope.scaling.factor');
+        const factor = fv && fv.type !== 'ARRAY' ? Number(fv.value) : undefined;
+        const f = ropeFrequencies({ type: stype, ...(factor !== undefined && factor > 0 ? { factor } : {}) }, c.ropeTheta, c.headDim, abs);
+        if (f) cfg.invFreq = f;
+      }
+      if (g.has('rope_freqs.weight')) {
+        const div = g.tensorF32('rope_freqs.weight');
+        if (div.length !== c.headDim / 2) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${abs}: rope_freqs.weight has ${div.length} values, expected head size / 2 = ${c.headDim / 2}`, { tensor: 'rope_freqs.weight' });
+        const f = cfg.invFreq ?? baseFrequencies(c.ropeTheta, c.headDim);
+        cfg.invFreq = f.map((x, i) => x / div[i]);
+      }
       const map = new Map<string, string>();
       for (const t of g.tensors) { const n = ggufLlamaTensorName(t.name); if (n) map.set(n, t.name); }
       checkConfig(cfg, abs);

@@ -58,6 +58,12 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   cfg.rms_eps = (float)c.num("rmsEps");
   cfg.rope_theta = (float)c.num("ropeTheta");
   cfg.rope_style = c.i32("ropeStyle");
+  if (c.has("invFreq")) {
+    const View f = c.view("invFreq");
+    if (cfg.head_dim <= 0 || f.bytes != (size_t)cfg.head_dim / 2 * 4) c.fail("invFreq", "a Float32Array of headDim / 2 frequencies");
+    const float* p = reinterpret_cast<const float*>(f.data);
+    cfg.inv_freq.assign(p, p + cfg.head_dim / 2);
+  }
   auto* h = new ModelHolder();
   try {
     LlamaWeights lw;

@@ -23,6 +23,10 @@ Llama::Llama(const LlamaConfig& c, const LlamaWeights& w) : cfg_(c), w_(w) {
   // Frequencies exactly as llama2.c's run.c computes them (float powf), shared by both styles.
   inv_freq_.resize(c.head_dim / 2);
   for (int i = 0; i < c.head_dim / 2; i++) inv_freq_[i] = 1.0f / powf(c.rope_theta, (float)(2 * i) / (float)c.head_dim);
+  if (!c.inv_freq.empty()) {
+    LOWBIT_CHECK(c.inv_freq.size() == inv_freq_.size(), "llama: inv_freq must hold head_dim / 2 values");
+    inv_freq_ = c.inv_freq;
+  }
 }
 
 static void rmsnorm(float* out, const float* x, const float* w, size_t n, size_t dim, float eps) {

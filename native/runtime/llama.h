@@ -34,6 +34,9 @@ struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab = 0, seq_len = 0, head_dim = 0;
   float rms_eps = 1e-5f, rope_theta = 10000.0f;
   int rope_style = ROPE_ADJACENT;
+  // RoPE frequencies (head_dim / 2) when the model scales them (HF rope_scaling linear / llama3,
+  // GGUF rope_freqs); empty: 1 / rope_theta^(2i / head_dim), as llama2.c computes them.
+  std::vector<float> inv_freq;
 };
 
 // A linear layer kept in GPTQ 4-bit form (see kernels/qgemm.h): multiplied straight from the words.
