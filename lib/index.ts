@@ -40,3 +40,8 @@ export { writeGguf, buildLlamaGgufSpec, type GgufWriteSpec, type LlamaGgufSpec }
 export { encodeQ8_0, encodeQ4_0, encodeQ4_1, decodeGgml } from './formats/ggml-blocks';
 export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type ExportGgufResult, type GgufExportType } from './pipeline/gguf-export';
 export { qmatmulGptq4, type GptqInt4Weights, type QmatmulOptions } from './ops/qmatmul';
+export { enqueue, getJob, listJobs, waitForJob, cancel, type EnqueueOptions, type EnqueueResult, type JobStatus, type JobState, type ListJobsOptions, type WaitForJobOptions, type CancelResult } from './queue/client';
+export { startWorker, QueueWorker, type StartWorkerOptions, type WorkerEvent } from './queue/worker';
+export { JOB_KINDS, type JobKind, type JobData, type QuantizeJobData, type EvalJobData, type ExportJobData } from './queue/job';
+export { DEFAULT_QUEUE, type QueueCallOptions } from './queue/connection';
+export type { JobResult } from './queue/run';

@@ -9,6 +9,10 @@ import { demoCommand } from './demo';
 import { generateCommand } from './generate';
 import { evalCommand } from './eval';
 import { benchCommand } from './bench';
+import { exportCommand } from './export';
+import { workerCommand } from './worker';
+import { submitCommand } from './submit';
+import { jobsCommand } from './jobs';
 
 /** Run the CLI with `argv` (process.argv form); resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -26,7 +30,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError('(run `lowbit --help` for usage)');
-  for (const c of [inspectCommand(run), quantizeCommand(run), generateCommand(run), evalCommand(run), doctorCommand(run), demoCommand(run), benchCommand(run)]) program.addCommand(c.exitOverride());
+  for (const c of [inspectCommand(run), quantizeCommand(run), generateCommand(run), evalCommand(run), doctorCommand(run), demoCommand(run), benchCommand(run), exportCommand(run), workerCommand(run), submitCommand(run), jobsCommand(run)]) program.addCommand(c.exitOverride());
   try {
     await program.parseAsync(argv);
   } catch (e) {

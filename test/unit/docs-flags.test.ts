@@ -12,6 +12,8 @@
  *   another program (`npm …`, `node …`) or another `lowbit` command;
  * - a table with a "CLI" or "CLI flag" column: the flags in that column belong to the command of the
  *   nearest code block above the table that runs `lowbit <command>`.
+ * After `lowbit submit … --`, the words are a command line of the command named next (its flags are
+ * checked against that command).
  * A word after `lowbit` that is not a command counts only when flags follow it (then it is an unknown
  * command). `--help` and `--version` are valid everywhere. A flag written with a variadic value
  * (`--include <pattern...>`) must be variadic in the CLI too.
@@ -59,8 +61,12 @@ function scanCode(code: string): { uses: { command: string; flag: string; value:
     for (let i = 0; i < matches.length; i++) {
       const m = matches[i];
       const to = i + 1 < matches.length ? matches[i + 1].index : part.length;
-      for (const f of flagsIn(part.slice(m.index + m[0].length, to))) uses.push({ command: m[1], ...f });
-      open = lastCommand = m[1];
+      const seg = part.slice(m.index + m[0].length, to);
+      // `lowbit submit … -- <command> …`: what follows the bare `--` is a command line of that command
+      const inner = m[1] === 'submit' ? /(?:^|\s)--\s+([a-z][a-z0-9-]*)/.exec(seg) : null;
+      for (const f of flagsIn(inner ? seg.slice(0, inner.index) : seg)) uses.push({ command: m[1], ...f });
+      if (inner) for (const f of flagsIn(seg.slice(inner.index + inner[0].length))) uses.push({ command: inner[1], ...f });
+      open = lastCommand = inner ? inner[1] : m[1];
     }
     if (matches.length === 0 && OTHER_PROGRAM.test(part)) open = null;
   }
