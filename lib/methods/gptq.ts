@@ -114,6 +114,10 @@ export const gptqMethod: QuantMethod = {
     });
     const total = ctx.plan.size;
     let done = 0;
+    // one pair of output buffers for every layer's codes and dequantized weight (the largest module's size)
+    let largest = 0;
+    for (const mod of byName.values()) largest = Math.max(largest, mod.rows * mod.cols);
+    const scratch = { dequant: new Float32Array(largest), codes: new Uint8Array(largest) };
     const quantizeStage = async (layer: number, stats: InputStats, kinds: (typeof STAGES)[number]['kinds']) => {
       for (const kind of kinds) {
         const name = `model.layers.${layer}.${kind === 'q' || kind === 'k' || kind === 'v' || kind === 'o' ? 'self_attn' : 'mlp'}.${HF_KIND[kind]}`;
@@ -127,7 +131,7 @@ export const gptqMethod: QuantMethod = {
         try {
           r = await gptqLayerNormalized(W, hessian, {
             rows: mod.rows, cols: mod.cols, quantizer: q, actOrder: g.actOrder, staticGroups: g.staticGroups, dampPercent: g.dampPercent,
-            dampMax: 1.0, blockSize: g.blockSize, signal, threads, onProgress: undefined,
+            dampMax: 1.0, blockSize: g.blockSize, signal, threads, onProgress: undefined, scratch,
           });
         } catch (e) {
           // name the module (and say where a non-finite Hessian comes from: the layer's input activations)
@@ -162,6 +166,9 @@ export const gptqMethod: QuantMethod = {
       cal = await LayerCalibrator.start(lm, {
         text, tokens, dataSha256: data.sha256, samples: calib.samples, seqLen, seed: calib.seed, keepHessians: false, signal,
         activationBudgetBytes: placement.spilled ? placement.memoryBytes : Infinity,
+        // true-sequential GPTQ recollects o, gate/up and down after the stages before them: the
+        // first pass needs only q/k/v's input (the others would be collected and thrown away)
+        firstPassInputs: g.trueSequential ? ['attn'] : ['attn', 'o', 'mlp', 'down'],
         onProgress: (p) => ctx.report({ ...p, phase: 'calibrate' }),
         onLayer: async (stats, tools) => {
           for (const [si, stage] of STAGES.entries()) {

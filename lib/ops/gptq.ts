@@ -79,6 +79,12 @@ export interface NormalizedGptqLayerOptions {
   signal: AbortSignal | undefined;
   threads: number | undefined;
   onProgress: ((p: Progress) => void) | undefined;
+  /**
+   * Buffers to write the codes and the dequantized weight into (at least rows × cols each; the
+   * result's arrays are views of them), instead of new ones per layer: a whole-model run reuses
+   * one pair, so nothing of that size waits for the garbage collector. @internal
+   */
+  scratch?: { dequant: Float32Array; codes: Uint8Array };
 }
 
 /** @internal The checked options of one GPTQ layer (shared by {@link gptqLayer} and cudaGptqLayer). */
@@ -113,7 +119,8 @@ export function gptqGroupSize(o: NormalizedGptqLayerOptions): number {
 }
 
 /** @internal The weight/Hessian shape checks and the output buffers of one GPTQ layer. */
-export function gptqLayerBuffers(weight: Float32Array, hessian: Float32Array, rows: number, cols: number, gs: number) {
+export function gptqLayerBuffers(weight: Float32Array, hessian: Float32Array, rows: number, cols: number, gs: number,
+  scratch?: { dequant: Float32Array; codes: Uint8Array }) {
   if (!(weight instanceof Float32Array) || weight.length !== rows * cols) {
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `weight: expected a Float32Array of ${rows}×${cols}, got ${weight instanceof Float32Array ? weight.length : typeof weight}`);
   }
@@ -121,8 +128,10 @@ export function gptqLayerBuffers(weight: Float32Array, hessian: Float32Array, ro
     throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `hessian: expected a Float32Array of ${cols}×${cols}, got ${hessian instanceof Float32Array ? hessian.length : typeof hessian}`);
   }
   const groups = gs < cols ? Math.ceil(cols / gs) : 1;
-  return { groups, codes: new Uint8Array(rows * cols), scales: new Float32Array(rows * groups), zeros: new Uint8Array(rows * groups),
-    gIdx: new Int32Array(cols), dequant: new Float32Array(rows * cols) };
+  const n = rows * cols;
+  const fits = scratch !== undefined && scratch.dequant.length >= n && scratch.codes.length >= n;
+  return { groups, codes: fits ? scratch.codes.subarray(0, n) : new Uint8Array(n), scales: new Float32Array(rows * groups), zeros: new Uint8Array(rows * groups),
+    gIdx: new Int32Array(cols), dequant: fits ? scratch.dequant.subarray(0, n) : new Float32Array(n) };
 }
 
 /** The native job of one GPTQ layer (CPU and CUDA take the same fields). @internal */
@@ -143,7 +152,7 @@ export async function gptqLayer(weight: Float32Array, hessian: Float32Array, opt
 
 /** {@link gptqLayer} on checked options (what the pipelines call). @internal */
 export async function gptqLayerNormalized(weight: Float32Array, hessian: Float32Array, o: NormalizedGptqLayerOptions): Promise<GptqLayerResult> {
-  const out = gptqLayerBuffers(weight, hessian, o.rows, o.cols, gptqGroupSize(o));
+  const out = gptqLayerBuffers(weight, hessian, o.rows, o.cols, gptqGroupSize(o), o.scratch);
   const r = await runTask(() => addon().gptqLayer(gptqLayerJob(weight, hessian, o, out)), o.signal, 'gptqLayer');
   return { dequantized: out.dequant, codes: out.codes, scales: out.scales, zeros: out.zeros, gIdx: out.gIdx, groups: out.groups, dampUsed: r.dampUsed, loss: r.loss };
 }

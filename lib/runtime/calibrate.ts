@@ -125,6 +125,12 @@ export interface NormalizedCalibrateOptions {
   seqLen: number;
   seed: number;
   keepHessians: boolean;
+  /**
+   * The inputs whose statistics the first pass over a layer collects (the others come back empty:
+   * no Hessian, zero sums) when `onLayer` recollects them anyway (GPTQ's true-sequential order
+   * needs only q/k/v's up front). @default all four
+   */
+  firstPassInputs?: readonly ('attn' | 'o' | 'mlp' | 'down')[];
   /** Activations above this many bytes are spilled to a file (Infinity: always in memory). */
   activationBudgetBytes: number;
   /** Where a spill file goes. @default the OS temp directory */
@@ -247,7 +253,7 @@ export class LayerCalibrator {
       const scale = 2 / n;
       for (let i = 0; i < H.length; i++) H[i] *= scale;
       const meanAbs = x.sumAbs.map((v) => v / n);
-      return { modules: x.modules, inFeatures: x.w, tokens: n, hessian: H, meanAbs, maxAbs: x.maxAbs };
+      return { modules: x.modules, inFeatures: x.w, tokens: n, hessian: H.length ? H : null, meanAbs, maxAbs: x.maxAbs };
     };
     // A statistics pass runs the layer on a copy of each window (the layer may still change before
     // it runs forward, under GPTQ): one window's scratch, windows in order, statistics accumulated.
@@ -261,13 +267,17 @@ export class LayerCalibrator {
         }
       }, false);
     };
-    const st = { attn: make('attn'), o: make('o'), mlp: make('mlp'), down: make('down') };
-    if (opts.onLayer) await statsPass(st, true);
+    const want = opts.firstPassInputs ?? ['attn', 'o', 'mlp', 'down'];
+    const empty = (input: keyof typeof widths): ReturnType<typeof make> => ({ modules: names[input], w: widths[input], H: new Float32Array(0), sumAbs: new Float32Array(0), maxAbs: new Float32Array(0) });
+    const st = { attn: make('attn'), o: want.includes('o') ? make('o') : empty('o'), mlp: want.includes('mlp') ? make('mlp') : empty('mlp'), down: want.includes('down') ? make('down') : empty('down') };
+    const collected: Partial<Record<keyof typeof widths, NativeStats>> = { attn: st.attn };
+    for (const k of ['o', 'mlp', 'down'] as const) if (want.includes(k)) collected[k] = st[k];
+    if (opts.onLayer) await statsPass(collected, true);
     else {
       // nothing changes the layer: collect the statistics while it runs forward, in place
       await store.forEach(async (first, count, data) => {
         for (let s = 0; s < count; s++) {
-          await model._calibrateBlock(l, data.subarray(s * row, (s + 1) * row), seqLen, st, signal);
+          await model._calibrateBlock(l, data.subarray(s * row, (s + 1) * row), seqLen, collected, signal);
           opts.onProgress?.({ phase: 'calibrate', layer: l, layers: c.nLayers, done: first + s + 1, total: opts.samples });
         }
       }, true);
