@@ -55,11 +55,14 @@ export function _setGptqModelOpener(open: CalibrationModelOpener): CalibrationMo
 }
 
 /**
- * GPTQ's working set for one (out × in) layer: the weight and its dequantized copy, codes, the
- * Hessian, its factor and a scratch matrix (f32).
+ * GPTQ's working set for one (out × in) layer (native/quant/gptq.cpp, linalg.cpp): the weight's
+ * working copy beside either the factorization (the factor, the reversed matrix being factored and
+ * the triangular inverse's temporaries, about one more in × in) or the column sweep (the factor,
+ * codes and dequantized values), plus the reused output buffers (dequantized f32 and codes).
  */
 function gptqLayerBytes(out: number, inF: number): number {
-  return 2 * 4 * out * inF + out * inF + 3 * 4 * inF * inF;
+  const oi = out * inF, ii = inF * inF;
+  return Math.max(4 * oi + 12 * ii, 9 * oi + 4 * ii) + 5 * oi;
 }
 
 export const gptqMethod: QuantMethod = {

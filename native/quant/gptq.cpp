@@ -48,7 +48,10 @@ void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, con
     if (!std::isfinite(H[i]))
       throw Error("LOWBIT_NUMERICAL", "non-finite Hessian entry at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
 
-  std::vector<float> Wk(W, W + rows * cols), Hk(H, H + cols * cols);
+  // H itself is never copied: the dead-input fix, the act-order permutation and the damping are
+  // applied as the factorization reads it (gptq_inverse_factor_view), so GPTQ holds W's working copy,
+  // the factor and the factorization's own buffers — not two more copies of the Hessian
+  std::vector<float> Wk(W, W + rows * cols);
   // 1. per-row params on the original W when there are no groups
   std::vector<GroupParams> prow;
   if (!groups) {
@@ -56,9 +59,13 @@ void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, con
     for (size_t r = 0; r < rows; r++) prow[r] = params_of(W + r * cols, cols, q);
   }
   // 2. dead inputs
+  std::vector<uint8_t> dead(cols, 0);
+  std::vector<float> diag(cols);
   for (size_t j = 0; j < cols; j++) {
-    if (Hk[j * cols + j] == 0.0f) {
-      Hk[j * cols + j] = 1.0f;
+    diag[j] = H[j * cols + j];
+    if (diag[j] == 0.0f) {
+      dead[j] = 1;
+      diag[j] = 1.0f;
       for (size_t r = 0; r < rows; r++) Wk[r * cols + j] = 0.0f;
     }
   }
@@ -73,26 +80,21 @@ void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, con
   std::vector<size_t> perm(cols);
   std::iota(perm.begin(), perm.end(), 0);
   if (spec.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](size_t a, size_t b) { return Hk[a * cols + a] > Hk[b * cols + b]; });
-    std::vector<float> W2(rows * cols), H2(cols * cols);
+    std::stable_sort(perm.begin(), perm.end(), [&](size_t a, size_t b) { return diag[a] > diag[b]; });
+    std::vector<float> W2(rows * cols);
     for (size_t r = 0; r < rows; r++)
       for (size_t j = 0; j < cols; j++) W2[r * cols + j] = Wk[r * cols + perm[j]];
-    for (size_t i = 0; i < cols; i++)
-      for (size_t j = 0; j < cols; j++) H2[i * cols + j] = Hk[perm[i] * cols + perm[j]];
     Wk.swap(W2);
-    Hk.swap(H2);
   }
   // 5–6. damping (raised on failure) and U = upper Cholesky factor of H⁻¹
   double mean_diag = 0;
-  for (size_t j = 0; j < cols; j++) mean_diag += Hk[j * cols + j];
+  for (size_t j = 0; j < cols; j++) mean_diag += diag[perm[j]];
   mean_diag /= (double)cols;
-  std::vector<float> U(cols * cols), Hd(cols * cols);
+  std::vector<float> U(cols * cols);
   float damp = spec.damp;
   for (;;) {
     if (ctx) ctx->check("gptq");
-    Hd = Hk;
-    for (size_t j = 0; j < cols; j++) Hd[j * cols + j] += (float)(damp * mean_diag);
-    if (gptq_inverse_factor(Hd.data(), cols, U.data(), mode, ctx)) break;
+    if (gptq_inverse_factor_view(H, cols, perm.data(), dead.data(), (float)(damp * mean_diag), U.data(), mode, ctx)) break;
     const float next = damp + spec.damp_step;
     if (next > spec.damp_max + 1e-6f)
       throw Error("LOWBIT_NUMERICAL", "Hessian not positive definite after damping raised " + fmt(spec.damp) + " → " + fmt(damp) + " (the bound is " +
@@ -100,7 +102,6 @@ void gptq_quantize(const float* W, const float* H, size_t rows, size_t cols, con
     damp = next;
   }
   out.damp_used = damp;
-  std::vector<float>().swap(Hd);
 
   // 7. column sweep
   std::vector<uint8_t> codes_p(rows * cols);

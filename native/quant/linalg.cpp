@@ -113,10 +113,25 @@ void tri_inverse_lower(float* L, size_t n, size_t ld, int mode) {
 }
 
 bool gptq_inverse_factor(const float* H, size_t n, float* U, int mode, TaskContext* ctx) {
-  // Lt = J H J (reversed order), factor and invert it, then U = J Lt⁻¹ J.
+  return gptq_inverse_factor_view(H, n, nullptr, nullptr, 0.0f, U, mode, ctx);
+}
+
+bool gptq_inverse_factor_view(const float* H, size_t n, const size_t* perm, const uint8_t* dead, float damp_add, float* U, int mode,
+                              TaskContext* ctx) {
+  // Lt = J H' J (reversed order), factor and invert it, then U = J Lt⁻¹ J.
   std::vector<float> Lt(n * n);
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < n; j++) Lt[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
+  for (size_t i = 0; i < n; i++) {
+    const size_t pi = perm ? perm[n - 1 - i] : n - 1 - i;
+    for (size_t j = 0; j < n; j++) {
+      const size_t pj = perm ? perm[n - 1 - j] : n - 1 - j;
+      float v = H[pi * n + pj];
+      if (i == j) {
+        if (dead && dead[pi]) v = 1.0f;
+        v += damp_add;
+      }
+      Lt[i * n + j] = v;
+    }
+  }
   if (!cholesky_lower(Lt.data(), n, n, mode, ctx)) return false;
   tri_inverse_lower(Lt.data(), n, n, mode);
   for (size_t i = 0; i < n; i++)

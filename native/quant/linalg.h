@@ -12,6 +12,7 @@
 // the references are plain loops accumulating in double.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace lowbit {
 
@@ -24,5 +25,11 @@ void tri_inverse_lower(float* L, size_t n, size_t ld, int mode);
 // H (n × n, full symmetric, not modified) → U (n × n, upper triangle written, lower zeroed).
 // Returns false when H is not positive definite.
 bool gptq_inverse_factor(const float* H, size_t n, float* U, int mode, TaskContext* ctx);
+// The same on a view of H without materializing it: H'[i][j] = H[perm[i]][perm[j]], a dead input
+// (dead[perm[i]] != 0) has H'[i][i] = 1, and every diagonal entry gets + damp_add. GPTQ factors its
+// permuted, damped Hessian this way with no copy of it beside the factor (perm/dead may be null:
+// identity, none). Bit-identical to materializing H' and calling gptq_inverse_factor.
+bool gptq_inverse_factor_view(const float* H, size_t n, const size_t* perm, const uint8_t* dead, float damp_add, float* U, int mode,
+                              TaskContext* ctx);
 
 }  // namespace lowbit
