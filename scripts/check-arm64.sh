@@ -21,13 +21,12 @@ done
 seed=${1:-$(date +%s%N)}
 out=build-selftest
 mkdir -p "$out"
-src() { node -p "require('./native/sources.json').$1.join(' ')"; }
+# compiles run as parallel jobs, one per core (spawn / drain), and src reads native/sources.json
+. scripts/parallel.sh
 # the kernel sources (no N-API glue): core, references, portable kernels, ISA variants
 KERNELS="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/thread_pool.cpp
   $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp | tr '\n' ' ')"
 COMMON_FLAGS="-std=c++17 -O2 -Wall -Wextra -ffp-contract=off -Inative -pthread"
-# compiles run as parallel jobs, one per core (spawn / drain)
-. scripts/parallel.sh
 
 echo "check-arm64: building for aarch64 with $($CXX_ARM --version | head -1)"
 objs=()

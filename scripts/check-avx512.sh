@@ -21,15 +21,12 @@ fi
 seed=${1:-$(date +%s%N)}
 out=build-selftest
 mkdir -p "$out"
-src() { node -p "require('./native/sources.json').$1.join(' ')"; }
-flags() { node -p "require('./native/sources.json').flags.$1.join(' ')"; }
+# compiles run as parallel jobs, one per core (spawn / drain), and src / flags read native/sources.json
+. scripts/parallel.sh
 KERNELS="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/thread_pool.cpp
   $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp | tr '\n' ' ')"
 COMMON_FLAGS="-std=c++17 -O2 -Wall -Wextra -ffp-contract=off -Inative -pthread -DLOWBIT_HAVE_X86_VARIANTS=1"
 AVX2_FLAGS=$(flags x86_avx2)
-
-# compiles run as parallel jobs, one per core (spawn / drain)
-. scripts/parallel.sh
 
 # build <tag> <extra flags for common sources> <command printing flags for an AVX-512 group>
 build() {

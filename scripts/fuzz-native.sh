@@ -15,19 +15,12 @@ seconds=${1:-60}
 seed=${2:-1}
 out=build-fuzz
 mkdir -p "$out/corpus"
-src() { node -p "require('./native/sources.json').$1.join(' ')"; }
-flags() { node -p "require('./native/sources.json').flags.$1.join(' ')"; }
 COMMON="-std=c++17 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -ffp-contract=off -Inative -pthread"
 SOURCES="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/thread_pool.cpp
   $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp | tr '\n' ' ') native/tests/fuzz_native.cpp"
+# spawn / drain / src / flags / compile (into $out, with $CXX $COMMON)
 . scripts/parallel.sh
 objs=()
-compile() { # <file> <extra flags...>
-  local f=$1 o="$out/$(echo "$1" | tr / _).o"
-  shift
-  spawn $CXX $COMMON "$@" -c "$f" -o "$o"
-  objs+=("$o")
-}
 if [ "$(uname -m)" = x86_64 ]; then
   for f in $SOURCES; do compile "$f" -DLOWBIT_HAVE_X86_VARIANTS=1; done
   for g in x86_avx2 x86_avx512 x86_avx512vnni; do

@@ -14,19 +14,12 @@ cd "$(dirname "$0")/.."
 CXX=${CXX:-g++}
 out=build-tsan
 mkdir -p "$out"
-src() { node -p "require('./native/sources.json').$1.join(' ')"; }
-flags() { node -p "require('./native/sources.json').flags.$1.join(' ')"; }
 COMMON="-std=c++17 -O1 -g -fsanitize=thread -fno-omit-frame-pointer -ffp-contract=off -Inative -pthread"
 SOURCES="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/thread_pool.cpp
   $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp native/quant/*.cpp | tr '\n' ' ') native/runtime/llama.cpp native/tests/tsan_stress.cpp"
+# spawn / drain / src / flags / compile (into $out, with $CXX $COMMON)
 . scripts/parallel.sh
 objs=()
-compile() { # <file> <extra flags...>
-  local f=$1 o="$out/$(echo "$1" | tr / _).o"
-  shift
-  spawn $CXX $COMMON "$@" -c "$f" -o "$o"
-  objs+=("$o")
-}
 case "$(uname -m)" in
   x86_64)
     for f in $SOURCES; do compile "$f" -DLOWBIT_HAVE_X86_VARIANTS=1; done

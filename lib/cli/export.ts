@@ -1,15 +1,10 @@
 /** `lowbit export <model> --type Q4_0 --out model.gguf [--tokenizer tok.bin]`: a model to one GGUF file (`exportGguf`). */
 import { Command, Option } from 'commander';
-import { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type GgufExportType } from '../pipeline/gguf-export';
+import { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions } from '../pipeline/gguf-export';
 import { abortOnSignals, formatBytes, progressBar, type RunFn } from './util';
 
-interface ExportFlags {
+interface ExportFlags extends Pick<ExportGgufOptions, 'type' | 'tokenizer' | 'name' | 'embeddingType' | 'exclude'> {
   out: string;
-  type: GgufExportType;
-  tokenizer?: string;
-  name?: string;
-  embeddingType?: 'F32' | 'F16' | 'BF16';
-  exclude?: string[];
   force?: boolean;
   json?: boolean;
   quiet?: boolean;

@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { LowbitError, invalidOption, optionError } from '../errors';
 import { checkBool, checkEnum, checkInt, checkKnownKeys, checkObject, checkString } from '../config/validate';
-import { normalizeQuantizeConfig, GGUF_EXPORT_TYPES, type QuantizeConfig, type GgufExportType } from '../config/quantize';
+import { normalizeQuantizeConfig, GGUF_EXPORT_TYPES, type QuantizeConfig } from '../config/quantize';
+import type { ExportGgufOptions } from '../pipeline/gguf-export';
 import { normalizeCalibration, type CalibrationOptions } from '../config/calibration';
 import { checkThreads } from '../config/run';
 import { looksLikeRepoId } from '../formats/hf-cache';
@@ -77,24 +78,12 @@ export interface EvalJobData {
 }
 
 /** A GGUF export as a job: `exportGguf(model, out, {type, tokenizer, name, embeddingType, exclude, overwrite})`. */
-export interface ExportJobData {
+export interface ExportJobData extends Pick<ExportGgufOptions, 'type' | 'tokenizer' | 'name' | 'embeddingType' | 'exclude' | 'overwrite'> {
   kind: 'export';
   /** A llama2.c `.bin` or an HF directory (GPTQ checkpoints included). */
   model: string;
   /** The `.gguf` file to write. */
   out: string;
-  /** Type of the embedding and linear weights. */
-  type: GgufExportType;
-  /** llama2.c tokenizer.bin with the vocabulary. */
-  tokenizer?: string;
-  /** `general.name`. @default the source's base name */
-  name?: string;
-  /** Float type of the token embedding and the output head. @default `type` */
-  embeddingType?: 'F32' | 'F16' | 'BF16';
-  /** Tensors whose name contains one of these stay in float. */
-  exclude?: string[];
-  /** Replace an existing output file. @default false */
-  overwrite?: boolean;
 }
 
 /** The data of one job. */
