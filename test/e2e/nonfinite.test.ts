@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { quantize, exportGguf, loadModel, readGguf, writeSafetensors, writeGguf } from '../../lib/index';
 import { writeSyntheticModel } from '../../lib/runtime/synthetic';
-import { readLlama2cModel, writeLlama2cTokenizer } from '../../lib/formats/llama2c';
+import { readLlama2cModel } from '../../lib/formats/llama2c';
+import { writeByteTokenizer } from '../helpers/tiny-llama';
 import { writeHfFromLlama2c } from '../../lib/formats/convert';
 import { firstNonFinite } from '../../lib/formats/dtype';
 import { rejectsCode, throwsCode } from '../helpers/errors';
@@ -54,12 +55,7 @@ function plantF32At(file: string, offset: number, value: number): void {
 
 /** A llama2.c tokenizer.bin of the model's vocabulary size (byte pieces), beside its config.json. */
 function syntheticTokenizer(dir: string): string {
-  const n = (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size;
-  const pieces = Array.from({ length: n }, (_, i) => (i === 0 ? '<unk>' : i === 1 ? '\n<s>\n' : i === 2 ? '\n</s>\n' : `<0x${(i - 3).toString(16).toUpperCase().padStart(2, '0')}>`));
-  const pieceBytes = pieces.map((p) => new Uint8Array(Buffer.from(p, 'utf8')));
-  const file = path.join(dir, 'tokenizer.bin');
-  writeLlama2cTokenizer({ pieces, pieceBytes, scores: new Float32Array(n), bos: 1, eos: 2, maxTokenLength: Math.max(...pieceBytes.map((b) => b.length)) }, file);
-  return file;
+  return writeByteTokenizer(dir, (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size);
 }
 
 describe('non-finite values in any tensor stop quantize, GGUF export and loading (no output)', function () {

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel, writeSyntheticModel, exportGguf, readHfConfig } from '../../lib/index';
 import { ropeFrequencies } from '../../lib/runtime/model';
-import { writeLlama2cTokenizer } from '../../lib/formats/llama2c';
+import { writeByteTokenizer } from '../helpers/tiny-llama';
 import { rejectsCode, throwsCode } from '../helpers/errors';
 
 /** transformers' _compute_llama3_parameters, in float64. */
@@ -84,10 +84,7 @@ describe('RoPE scaling: applied (linear, llama3) or refused, never dropped', fun
     fs.writeFileSync(cfgFile, JSON.stringify({ ...base, rope_scaling: { rope_type: 'yarn', factor: 4 } }));
     await rejectsCode(loadModel(dir), 'LOWBIT_UNSUPPORTED', 'yarn');
     fs.writeFileSync(cfgFile, JSON.stringify({ ...base, rope_scaling: { rope_type: 'llama3', factor: 8, original_max_position_embeddings: 16 } }));
-    const n = 128; // the tiny preset's vocabulary: a tokenizer.bin of byte pieces, so that export gets that far
-    const pieces = Array.from({ length: n }, (_, i) => (i === 0 ? '<unk>' : i === 1 ? '\n<s>\n' : i === 2 ? '\n</s>\n' : `<0x${(i - 3).toString(16).toUpperCase().padStart(2, '0')}>`));
-    const pieceBytes = pieces.map((p) => new Uint8Array(Buffer.from(p, 'utf8')));
-    writeLlama2cTokenizer({ pieces, pieceBytes, scores: new Float32Array(n), bos: 1, eos: 2, maxTokenLength: 8 }, path.join(dir, 'tokenizer.bin'));
+    writeByteTokenizer(dir, 128); // the tiny preset's vocabulary, so that export gets as far as the config
     await rejectsCode(exportGguf(dir, path.join(root, 'x.gguf'), { type: 'F32' }), 'LOWBIT_UNSUPPORTED', 'rope_scaling');
     assert.ok(!fs.existsSync(path.join(root, 'x.gguf')));
     fs.writeFileSync(cfgFile, JSON.stringify({ ...base, rope_scaling: 'big' }));

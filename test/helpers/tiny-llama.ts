@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeSafetensors, type TensorEntry } from '../../lib/formats/safetensors';
+import { writeLlama2cTokenizer } from '../../lib/formats/llama2c';
 import type { Rng } from './rng';
 import type { SlowConfig } from './slow-forward';
 import { must } from './assert';
@@ -231,4 +232,16 @@ export function writeTinyTokenizer(file: string, extra: string[] = []): void {
   const head = Buffer.alloc(4);
   head.writeUInt32LE(maxLen, 0);
   fs.writeFileSync(file, Buffer.concat([head, ...recs]));
+}
+
+/**
+ * Write a llama2.c tokenizer.bin of `n` pieces into `dir` (<unk>, BOS, EOS, then byte pieces
+ * <0x00>…), for synthetic models whose vocabulary is only a size; returns its path.
+ */
+export function writeByteTokenizer(dir: string, n: number): string {
+  const pieces = Array.from({ length: n }, (_, i) => (i === 0 ? '<unk>' : i === 1 ? '\n<s>\n' : i === 2 ? '\n</s>\n' : `<0x${(i - 3).toString(16).toUpperCase().padStart(2, '0')}>`));
+  const pieceBytes = pieces.map((p) => new Uint8Array(Buffer.from(p, 'utf8')));
+  const file = path.join(dir, 'tokenizer.bin');
+  writeLlama2cTokenizer({ pieces, pieceBytes, scores: new Float32Array(n), bos: 1, eos: 2, maxTokenLength: Math.max(...pieceBytes.map((b) => b.length)) }, file);
+  return file;
 }
