@@ -14,7 +14,7 @@
  */
 import { LowbitError } from '../errors';
 import { LayerCalibrator, calibrationPeakBytes, type CalibrationModel, type InputStats, type LayerStats } from '../runtime/calibrate';
-import { openStreamingModel } from '../runtime/stream-model';
+import { blockWeightBytes, openStreamingModel } from '../runtime/stream-model';
 import { placeActivations } from '../runtime/activations';
 import { gptqLayerNormalized } from '../ops/gptq';
 import { moduleTensors, storesPacked } from './store';
@@ -89,7 +89,7 @@ export const gptqMethod: QuantMethod = {
     const seqLen = Math.min(calib.seqLen, c.seqLen);
     // the expected peak, every part, stated before any work (and recorded in quant_log.json)
     const qd = c.nHeads * c.headDim, kvd = c.nKvHeads * c.headDim;
-    const blockBytes = 4 * (2 * c.dim + 2 * qd * c.dim + 2 * kvd * c.dim + 3 * c.hiddenDim * c.dim);
+    const blockBytes = blockWeightBytes(c);
     const gptqBytes = Math.max(...[[qd, c.dim], [kvd, c.dim], [c.dim, qd], [c.hiddenDim, c.dim], [c.dim, c.hiddenDim]].map(([o, i]) => gptqLayerBytes(o, i)));
     const outBytes = (blockBytes / 4) * (q.bits / 8) * 1.1; // one block's packed output waiting for the writer
     const rowFloats = seqLen * c.dim;

@@ -25,6 +25,15 @@ import { finishTokenizer, hfRuntimeConfig, layerTensors, type RuntimeConfig } fr
 import type { TextTokenizer } from './tokenizer';
 import type { CalibrationModel } from './calibrate';
 
+/**
+ * Bytes of one decoder block's weights in f32 (norms and the seven linear layers): what a
+ * streaming model holds at a time.
+ */
+export function blockWeightBytes(c: RuntimeConfig): number {
+  const qd = c.nHeads * c.headDim, kvd = c.nKvHeads * c.headDim;
+  return 4 * (2 * c.dim + 2 * qd * c.dim + 2 * kvd * c.dim + 3 * c.hiddenDim * c.dim);
+}
+
 /** Options of {@link openStreamingModel}. */
 export interface StreamingModelOptions {
   /** A llama2.c tokenizer.bin; else the directory's tokenizer.json or tokenizer.bin. */
@@ -52,13 +61,6 @@ export class StreamingModel implements CalibrationModel {
       throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${source}: ${this.embedName} has shape [${e.shape.join(', ')}], expected [${config.vocabSize}, ${config.dim}]`, { tensor: this.embedName });
     }
     this.embedDtype = e.dtype;
-  }
-
-  /** Bytes of one decoder block's weights in f32 (what this model holds at a time). */
-  blockBytes(): number {
-    const c = this.config;
-    const qd = c.nHeads * c.headDim, kvd = c.nKvHeads * c.headDim;
-    return 4 * (2 * c.dim + qd * c.dim * 2 + kvd * c.dim * 2 + 3 * c.hiddenDim * c.dim + qd + 2 * kvd);
   }
 
   _embedRows(ids: ArrayLike<number>, out: Float32Array, offset = 0): void {

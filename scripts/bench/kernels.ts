@@ -131,20 +131,23 @@ export interface KernelOpts {
   reference: boolean;
 }
 
+/** Time the reference path (`run`, mode 1) once, after the machine settles; null unless asked. */
+async function referenceSeconds(name: string, o: KernelOpts, run: () => Promise<unknown>): Promise<number | null> {
+  if (!o.reference) return null;
+  log(`${name}: reference path (mode 1), once`);
+  await settle();
+  const t0 = performance.now();
+  await run();
+  return (performance.now() - t0) / 1000;
+}
+
 /** fp16 → fp32 of the whole tensor with the async native convert (mode 0 fast, 1 reference). */
 export async function benchConvert(src: Uint8Array, o: KernelOpts): Promise<KernelEntry> {
   const n = src.byteLength / 2;
   const dst = new Float32Array(n);
   const conv = (mode: number) => addon().convert({ src, srcDtype: DTYPE_ID.F16, dst, dstDtype: DTYPE_ID.F32, saturate: false, mode, threads: o.threads }).promise;
   const { a, b } = await measurePaired(() => conv(0), copyOnce(src.byteLength, o.threads), o);
-  let refSeconds: number | null = null;
-  if (o.reference) {
-    log('convert-f16-f32: reference path (mode 1), once');
-    await settle();
-    const t0 = performance.now();
-    await conv(1);
-    refSeconds = (performance.now() - t0) / 1000;
-  }
+  const refSeconds = await referenceSeconds('convert-f16-f32', o, () => conv(1));
   return entry({
     name: 'convert-f16-f32',
     description: 'fp16 → fp32 of a 4096×11008 tensor with the native fast path (async convert, mode 0, all threads); ' +
@@ -164,14 +167,7 @@ export async function benchScan(src: Uint8Array, o: KernelOpts): Promise<KernelE
     return Promise.resolve();
   };
   const { a, b } = await measurePaired(() => scan(0), copyOnce(src.byteLength, o.threads), o);
-  let refSeconds: number | null = null;
-  if (o.reference) {
-    log('scan-nonfinite-f16: reference path (mode 1), once');
-    await settle();
-    const t0 = performance.now();
-    await scan(1);
-    refSeconds = (performance.now() - t0) / 1000;
-  }
+  const refSeconds = await referenceSeconds('scan-nonfinite-f16', o, () => scan(1));
   return entry({
     name: 'scan-nonfinite-f16',
     description: 'NaN/Inf scan of a 4096×11008 fp16 tensor (firstNonFiniteSync, mode 0, all threads; all values finite, so every byte is read): ' +
