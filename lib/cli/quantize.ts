@@ -125,6 +125,8 @@ export function quantizeCommand(run: RunFn): Command {
               announced = true;
               if (!json) process.stderr.write(`lowbit: GPTQ calibration: ${p.module}\n`);
             }
+            // a killed run's work that is not done again
+            if (p.phase === 'resume' && !json) process.stderr.write(`lowbit: ${p.done} of ${p.total} layers ${p.module?.replace(/^resumed after layer \d+ /, 'read back ') ?? ''}\n`);
             bar.update(p);
           };
           const r = await quantize(await modelArg(call.model, call.download, json || !!o.quiet), call.config, {

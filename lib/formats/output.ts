@@ -15,32 +15,83 @@ export interface StagedDir {
   readonly tmp: string;
   /** The final path. */
   readonly target: string;
+  /**
+   * A resumable run's state directory inside `tmp` (`.resume`, removed before the commit), kept
+   * when the process dies so that the same run started again finds it; null for a run staged
+   * without a resume key.
+   */
+  readonly resumeDir: string | null;
+  /** Whether the staging directory was taken over from a dead run (its `resumeDir` may hold state). */
+  readonly takenOver: boolean;
   commit(): Promise<void>;
   abort(): Promise<void>;
 }
 
 /** The file in a staging directory that names its owner (removed before the commit). */
 const OWNER_FILE = '.lowbit-owner.json';
+/** The resumable state inside a staging directory. */
+const RESUME_DIR = '.resume';
+/** How often a live owner touches its owner file, and how old a heartbeat from another host must be to count as dead. */
+const HEARTBEAT_MS = 30_000;
+const STALE_MS = 10 * 60_000;
 
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
   }
+  // a killed process not yet reaped (a zombie: its parent, or a container's init, has not waited for it) is dead
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc (macOS): kill(0) said it exists
+  }
+}
+
+type OwnerState = 'none' | 'self' | 'live' | 'dead';
+
+/**
+ * Who owns a staging directory: none (no readable owner file: not ours to judge), this process,
+ * a live run, or a dead one — on this host, a process that no longer exists; on another host
+ * (a shared file system), an owner whose heartbeat (the owner file's mtime, touched every 30 s)
+ * is more than ten minutes old.
+ */
+function ownerOf(dir: string): OwnerState {
+  const file = path.join(dir, OWNER_FILE);
+  let owner: { host?: unknown; pid?: unknown };
+  let mtimeMs: number;
+  try {
+    owner = JSON.parse(fs.readFileSync(file, 'utf8')) as { host?: unknown; pid?: unknown };
+    mtimeMs = fs.statSync(file).mtimeMs;
+  } catch {
+    return 'none';
+  }
+  if (typeof owner.pid !== 'number' || typeof owner.host !== 'string') return 'none';
+  if (owner.host !== os.hostname()) return Date.now() - mtimeMs > STALE_MS ? 'dead' : 'live';
+  if (owner.pid === process.pid) return 'self';
+  return pidAlive(owner.pid) ? 'live' : 'dead';
+}
+
+/** Name this process the owner of a staging directory just created (see {@link removeAbandonedStaging}). */
+export function claimStaging(dir: string): void {
+  fs.writeFileSync(path.join(dir, OWNER_FILE), JSON.stringify({ host: os.hostname(), pid: process.pid, started: new Date().toISOString() }) + '\n');
 }
 
 /**
- * Remove the staging directories of `target` that a killed or crashed run left behind: those
- * whose owner file names this host and a process that no longer exists. Nothing else is touched —
- * not a live run's staging (this process's or another's), not another host's on a shared file
- * system, not a directory without an owner file. Returns what was removed.
+ * Remove the staging directories of `target` that a killed or crashed run left behind (the
+ * output's `.<name>.tmp-*` and a converted source's `.<name>.source-*`): those
+ * whose owner is dead (this host and a process that no longer exists; another host and a
+ * heartbeat older than ten minutes), except `keep` (the one a resumed run takes over). Nothing
+ * else is touched — not a live run's staging (this process's or another's), not a directory
+ * without an owner file. Returns what was removed.
  * @internal
  */
-export function removeAbandonedStaging(target: string): string[] {
+export function removeAbandonedStaging(target: string, keep?: string): string[] {
   const abs = path.resolve(target);
-  const parent = path.dirname(abs), prefix = `.${path.basename(abs)}.tmp-`;
+  const parent = path.dirname(abs), prefixes = [`.${path.basename(abs)}.tmp-`, `.${path.basename(abs)}.source-`];
   const removed: string[] = [];
   let names: string[];
   try {
@@ -49,15 +100,10 @@ export function removeAbandonedStaging(target: string): string[] {
     return removed;
   }
   for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
+    if (!prefixes.some((p) => name.startsWith(p))) continue;
     const dir = path.join(parent, name);
-    let owner: { host?: unknown; pid?: unknown };
-    try {
-      owner = JSON.parse(fs.readFileSync(path.join(dir, OWNER_FILE), 'utf8')) as { host?: unknown; pid?: unknown };
-    } catch {
-      continue; // not ours to judge
-    }
-    if (owner.host !== os.hostname() || typeof owner.pid !== 'number' || owner.pid === process.pid || pidAlive(owner.pid)) continue;
+    if (keep !== undefined && path.resolve(keep) === dir) continue;
+    if (ownerOf(dir) !== 'dead') continue;
     try {
       fs.rmSync(dir, { recursive: true, force: true });
       removed.push(dir);
@@ -68,15 +114,30 @@ export function removeAbandonedStaging(target: string): string[] {
   return removed;
 }
 
+/** Options of {@link stageDir}. */
+export interface StageOptions {
+  /**
+   * Names the run (a hash of its inputs and options): the staging directory is
+   * `.<name>.tmp-r<key>` instead of a random name, so that the same run started again after a
+   * crash or kill finds it, takes it over and resumes from its `.resume` state.
+   */
+  resumeKey?: string;
+}
+
 /**
  * Prepare to write `target`. A target that exists and is not empty is an error unless
  * `overwrite` (then it is replaced only at commit time, never before). Staging directories a
- * killed run left for the same target are removed first ({@link removeAbandonedStaging}).
+ * killed run left for the same target are removed first ({@link removeAbandonedStaging}), except
+ * the one a resumable run of the same key left: that one is taken over (its resume state kept,
+ * every other file in it removed). A live run writing the same key is an error.
  */
-export async function stageDir(target: string, overwrite: boolean): Promise<StagedDir> {
+export async function stageDir(target: string, overwrite: boolean, opts: StageOptions = {}): Promise<StagedDir> {
   const abs = path.resolve(target);
   const parent = path.dirname(abs);
-  removeAbandonedStaging(abs);
+  const resumeKey = opts.resumeKey;
+  if (resumeKey !== undefined && !/^[0-9a-f]{16,64}$/.test(resumeKey)) throw new LowbitError('LOWBIT_INTERNAL', `stageDir: resume key ${JSON.stringify(resumeKey)} is not hex`);
+  const tmp = path.join(parent, `.${path.basename(abs)}.tmp-${resumeKey !== undefined ? `r${resumeKey.slice(0, 24)}` : randomBytes(6).toString('hex')}`);
+  removeAbandonedStaging(abs, resumeKey !== undefined ? tmp : undefined);
   try {
     const st = fs.statSync(abs);
     if (!st.isDirectory()) throw new LowbitError('LOWBIT_IO', `${abs}: output path exists and is a file`, { file: abs });
@@ -93,23 +154,45 @@ export async function stageDir(target: string, overwrite: boolean): Promise<Stag
   } catch (e) {
     throw toLowbitError(e, `${abs}: cannot create the output directory`);
   }
-  const tmp = path.join(parent, `.${path.basename(abs)}.tmp-${randomBytes(6).toString('hex')}`);
+  let takenOver = false;
   try {
-    await fs.promises.mkdir(tmp);
-    // who owns it: a later run removes it if this process dies before commit or abort
+    if (resumeKey !== undefined && fs.existsSync(tmp)) {
+      const owner = ownerOf(tmp);
+      if (owner === 'live' || owner === 'self') {
+        throw new LowbitError('LOWBIT_IO', `${abs}: another live run with the same inputs and options is writing it (staging directory ${tmp}); wait for it, or stop it`, { file: abs });
+      }
+      // a dead run's (or an ownerless one's: a crash between mkdir and the owner file): keep its resume state only
+      for (const f of await fs.promises.readdir(tmp)) if (f !== RESUME_DIR) await fs.promises.rm(path.join(tmp, f), { recursive: true, force: true });
+      takenOver = true;
+    } else {
+      await fs.promises.mkdir(tmp);
+    }
+    // who owns it: a later run removes (or, with the same key, resumes) it if this process dies before commit or abort
     await fs.promises.writeFile(path.join(tmp, OWNER_FILE), JSON.stringify({ host: os.hostname(), pid: process.pid, started: new Date().toISOString() }) + '\n');
+    if (resumeKey !== undefined) await fs.promises.mkdir(path.join(tmp, RESUME_DIR), { recursive: true });
   } catch (e) {
+    if (e instanceof LowbitError) throw e;
     throw toLowbitError(e, `${abs}: cannot create a temporary directory next to the output`);
   }
+  // the heartbeat another host's run reads to tell this live run from a dead one
+  const beat = setInterval(() => {
+    const now = new Date();
+    fs.utimes(path.join(tmp, OWNER_FILE), now, now, () => undefined);
+  }, HEARTBEAT_MS);
+  beat.unref();
   let done = false;
   return {
     tmp,
     target: abs,
+    resumeDir: resumeKey !== undefined ? path.join(tmp, RESUME_DIR) : null,
+    takenOver,
     async commit() {
       if (done) return;
       done = true;
+      clearInterval(beat);
       let old: string | null = null;
       try {
+        await fs.promises.rm(path.join(tmp, RESUME_DIR), { recursive: true, force: true });
         await fs.promises.rm(path.join(tmp, OWNER_FILE), { force: true });
         if (fs.existsSync(abs)) {
           old = path.join(parent, `.${path.basename(abs)}.old-${randomBytes(6).toString('hex')}`);
@@ -126,6 +209,7 @@ export async function stageDir(target: string, overwrite: boolean): Promise<Stag
     async abort() {
       if (done) return;
       done = true;
+      clearInterval(beat);
       await fs.promises.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     },
   };

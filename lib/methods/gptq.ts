@@ -22,6 +22,7 @@ import type { CalibrationSummary, MethodContext, MethodRun, ModuleLog, QuantMeth
 import type { LinearModule } from '../formats/hf-model';
 import type { NormalizedCalibration } from '../config/calibration';
 import { calibrationTexts, readCalibrationFile, type CalibrationData } from '../formats/calib';
+import type { ResumePart, ResumeState } from '../formats/resume';
 
 const STAGES: { input: 'attn' | 'o' | 'mlp' | 'down'; kinds: ('q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down')[] }[] = [
   { input: 'attn', kinds: ['q', 'k', 'v'] },
@@ -68,6 +69,7 @@ function gptqLayerBytes(out: number, inF: number): number {
 export const gptqMethod: QuantMethod = {
   name: 'gptq',
   needsCalibration: true,
+  resumable: true,
   async start(ctx: MethodContext): Promise<MethodRun> {
     const { model: m, config: cfg, signal, threads } = ctx;
     const g = cfg.gptq;
@@ -164,6 +166,8 @@ export const gptqMethod: QuantMethod = {
         ctx.report({ phase: 'gptq', layer, layers: c.nLayers, done, total, module: `${name} loss ${r.loss.toExponential(3)}` });
       }
     };
+    const resume = ctx.resume;
+    let resumed = 0;
     let cal: LayerCalibrator;
     try {
       cal = await LayerCalibrator.start(lm, {
@@ -185,13 +189,59 @@ export const gptqMethod: QuantMethod = {
       lm.dispose();
       throw e;
     }
+    try {
+      // a killed run of the same inputs and options recorded its first layers: go on after them
+      if (resume && resume.steps > 0) {
+        resumed = resume.steps;
+        const file = resume.attachment;
+        if (file === null && resumed < c.nLayers) throw new LowbitError('LOWBIT_INTERNAL', 'gptq: resume state without its activations');
+        await cal.resumeAt(resumed, file);
+        ctx.report({ phase: 'resume', done: resumed, total: c.nLayers, module: `resumed after layer ${resumed - 1} from the staging directory of a killed run` });
+      }
+    } catch (e) {
+      await cal.close().catch(() => undefined);
+      lm.dispose();
+      throw e;
+    }
     const layers: LayerStats[] = [];
+    const prefixOf = (layer: number) => `model.layers.${layer}.`;
+    // Record a finished layer: its modules' tensors and logs, and the hidden states after it (the
+    // next layer's input; none after the last), so that a killed run goes on from here.
+    const record = async (layer: number) => {
+      if (!resume) return;
+      const parts: ResumePart[] = [];
+      for (const [name, r] of produced) if (name.startsWith(prefixOf(layer))) parts.push({ name, meta: r.log, tensors: r.tensors });
+      const last = layer === c.nLayers - 1;
+      await resume.saveStep(layer, parts, last ? null : `activations-${layer}.f32`, last ? undefined : (f) => cal.saveActivations(f));
+    };
+    // Read a recorded layer's modules back.
+    const restore = async (state: ResumeState, layer: number) => {
+      for (const p of await state.loadStep(layer)) {
+        const log = p.meta as ModuleLog;
+        // (JSON has no Infinity: an exact layer's SQNR comes back as null)
+        if (log.stats && (log.stats.sqnrDb as number | null) === null) log.stats.sqnrDb = Infinity;
+        produced.set(p.name, { tensors: p.tensors, log });
+        done++;
+      }
+    };
+    const restored = new Set<number>();
     // Layers run in order, each once, when the writer first asks for one of their modules (it asks
     // layer by layer), so a finished layer's tensors are written while the next is still to run.
     let running: Promise<void> = Promise.resolve();
     const through = (layer: number): Promise<void> => {
       running = running.then(async () => {
-        while (cal.layersDone <= layer) layers.push(await cal.step());
+        if (resume && layer < resumed) {
+          if (!restored.has(layer)) {
+            restored.add(layer);
+            await restore(resume, layer);
+          }
+          return;
+        }
+        while (cal.layersDone <= layer) {
+          const l = cal.layersDone;
+          layers.push(await cal.step());
+          await record(l);
+        }
       });
       return running;
     };
@@ -202,7 +252,7 @@ export const gptqMethod: QuantMethod = {
         return {
           samples: res.samples, seqLen: res.seqLen, tokens: res.tokens, seed: res.seed, textSha256: res.textSha256, expectedPeakBytes, expectedRunPeakBytes,
           activations: { totalBytes: placement.totalBytes, memoryBytes: placement.memoryBytes, spilled: placement.spilled, chunkSamples: placement.chunkSamples },
-          layers: cal.layersDone, seconds: res.seconds,
+          layers: cal.layersDone, resumedLayers: resumed, seconds: res.seconds,
           data: { kind: data.kind, records: data.records, bytes: data.bytes, sha256: data.sha256 },
         };
       },

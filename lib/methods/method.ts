@@ -14,6 +14,7 @@ import type { Progress } from '../config/run';
 import type { Model } from '../formats/hf-dir';
 import type { LinearModule } from '../formats/hf-model';
 import type { QuantStats } from '../ops/quantize';
+import type { ResumeState } from '../formats/resume';
 
 /** Per-module record (also written to quant_log.json). */
 export interface ModuleLog {
@@ -53,8 +54,10 @@ export interface CalibrationSummary {
   expectedRunPeakBytes?: number;
   /** Where the activations lived: in memory, or spilled to a temporary file with one chunk in memory. */
   activations?: { totalBytes: number; memoryBytes: number; spilled: boolean; chunkSamples: number };
-  /** Decoder layers run (GPTQ runs them as the writer asks for their modules). */
+  /** Decoder layers run (GPTQ runs them as the writer asks for their modules), those read back from a killed run's state included. */
   layers?: number;
+  /** Layers whose results were read back from the staging directory of a killed run of the same inputs and options (0: none). */
+  resumedLayers?: number;
   seconds: number;
 }
 
@@ -71,6 +74,12 @@ export interface MethodContext {
   threads: number | undefined;
   /** The run's memory budget in bytes (Infinity: none); a method spills or refuses up front. */
   maxMemory: number;
+  /**
+   * A resumable method's state in the staging directory (null for a method that is not): what a
+   * killed run of the same inputs and options recorded, to go on from, and where to record each
+   * finished step.
+   */
+  resume: ResumeState | null;
   signal: AbortSignal | undefined;
   /** Progress (never throws). */
   report(p: Progress): void;
@@ -88,6 +97,12 @@ export interface QuantMethod {
   readonly name: string;
   /** Whether the method needs calibration data (the pipeline refuses to start without it). */
   readonly needsCalibration: boolean;
+  /**
+   * Whether the method records its progress step by step (`MethodContext.resume`), so that a run
+   * killed part-way goes on from its staging directory when started again. A method whose work is
+   * quick per module (RTN) starts over instead.
+   */
+  readonly resumable: boolean;
   /**
    * Start a run. Whole-model methods do their work here (and report progress); the returned run
    * then serves each module's tensors.

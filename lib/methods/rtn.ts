@@ -12,6 +12,7 @@ import type { LinearModule } from '../formats/hf-model';
 export const rtnMethod: QuantMethod = {
   name: 'rtn',
   needsCalibration: false,
+  resumable: false,
   start(ctx: MethodContext): Promise<MethodRun> {
     const { model, config, signal, threads } = ctx;
     const reader = model.tensors;

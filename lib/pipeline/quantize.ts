@@ -24,6 +24,8 @@ import { gptqQuantizationConfig } from '../formats/gptq';
 import { writeSafetensors, type TensorEntry, type Dtype } from '../formats/safetensors';
 import { fromFloat32, toFloat32 } from '../formats/dtype';
 import { stageDir, writeJsonAtomic } from '../formats/output';
+import { ResumeState } from '../formats/resume';
+import { fingerprint, keyOf } from '../formats/fingerprint';
 import { getKernelMode, nativeInfo } from '../ops/system';
 import { METHODS } from '../methods';
 import type { CalibrationSummary, MethodRun, ModuleLog, QuantizedModule } from '../methods/method';
@@ -137,7 +139,7 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
   const staged = await stageQuantizeSource(model, opts.out, { allowRequantize: opts.allowRequantize, tokenizer: vocabFile, signal: opts.signal });
   try {
     // a tokenizer copied into the staged directory is carried by it: not copied a second time
-    const run = { ...opts, sourceName: sourceNameOf(model, staged.source),
+    const run = { ...opts, sourceName: sourceNameOf(model, staged.source), sourcePath: staged.source.dir ?? staged.source.path,
       tokenizers: staged.tokenizer ? opts.tokenizers.filter((t) => t !== staged.tokenizer) : opts.tokenizers };
     if (cfg.ggufType) return await quantizeToGguf(staged.dir, cfg, run, t0);
     const m = openModel(staged.dir, { lmHead: cfg.lmHead });
@@ -169,6 +171,8 @@ export interface NormalizedRunOptions {
   command: string | null;
   /** The source's name for what is written (its base name, extension dropped; never an absolute path). */
   sourceName: string;
+  /** The source as given (a file or directory; its fingerprint is part of the resume key), or null when an opened Model was given. */
+  sourcePath: string | null;
   allowRequantize: boolean;
   overwrite: boolean;
   tokenizers: string[];
@@ -205,6 +209,7 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
   return {
     out: run.out,
     sourceName: '',
+    sourcePath: null,
     command: run.command === undefined ? null : checkCommand(run.command),
     evaluate: run.evaluate === undefined ? null : normalizeEvaluate(run.evaluate),
     overwrite: run.overwrite ?? false,
@@ -300,12 +305,14 @@ async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConf
     const r = await exportGgufNormalized(source, outAbs, { type, tokenizer: vocab, overwrite: opts.overwrite, exclude, signal: opts.signal, name: opts.sourceName, onProgress: opts.report });
     return withQuality(summary(r, null), outAbs, source, opts);
   }
-  const tmp = `${outAbs}.gptq-tmp-${process.pid}-${Date.now().toString(36)}`;
+  // the GPTQ checkpoint's directory: a fixed name, so that a killed run's staging (and resume state) is found again
+  const tmp = path.join(path.dirname(outAbs), `.${path.basename(outAbs)}.gptq`);
   try {
     const m = typeof model === 'string' ? openModel(model, { lmHead: cfg.lmHead }) : model;
     let q: QuantizeResult;
     try {
-      q = await runPipeline(m, { ...cfg, format: cfg.checkpointFormat }, { ...opts, out: tmp, overwrite: false }, t0);
+      // (a checkpoint a killed run committed but did not export is replaced: it is this run's)
+      q = await runPipeline(m, { ...cfg, format: cfg.checkpointFormat }, { ...opts, out: tmp, overwrite: true }, t0);
     } finally {
       if (typeof model === 'string') m.close();
     }
@@ -317,6 +324,25 @@ async function quantizeToGguf(model: Model | string, cfg: NormalizedQuantizeConf
   }
 }
 
+/**
+ * What names a resumable run (issue 18): lowbit's version, the kernels that compute it (another
+ * ISA rounds differently), the normalized configuration, the calibration options and the
+ * fingerprint (names, sizes, mtimes) of every input file. The same command over the same files
+ * gives the same key, so a killed run's staging directory is found again; a changed input or
+ * option gives another key, and the old state is removed as abandoned. Threads are not part of
+ * it: results do not depend on them.
+ */
+function resumeKey(m: Model, cfg: NormalizedQuantizeConfig, opts: NormalizedRunOptions): string {
+  const info = nativeInfo();
+  const calib = opts.calibration;
+  return keyOf({
+    v: 1, lowbit: LOWBIT_VERSION, isa: info.isa, kernelMode: getKernelMode(), config: cfg,
+    calibration: calib && { ...calib, file: calib.file && fingerprint(path.resolve(calib.file)), tokenizer: calib.tokenizer && fingerprint(path.resolve(calib.tokenizer)) },
+    tokenizers: opts.tokenizers.map((t) => fingerprint(path.resolve(t))),
+    source: fingerprint(path.resolve(opts.sourcePath ?? m.dir)),
+  });
+}
+
 async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: NormalizedRunOptions, t0: number): Promise<QuantizeResult> {
   const { signal, report } = opts;
   const q = cfg.quantizer;
@@ -324,10 +350,12 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
   const reader = m.tensors;
   const { modules: plan, kept } = planModules(m, cfg);
   const logs = new Map<string, ModuleLog>(kept);
-  const staged = await stageDir(opts.out, opts.overwrite);
+  const method = METHODS[cfg.method];
+  const key = method.resumable ? resumeKey(m, cfg, opts) : undefined;
+  const staged = await stageDir(opts.out, opts.overwrite, { resumeKey: key });
   try {
-    const method = METHODS[cfg.method];
-    const methodRun: MethodRun = await method.start({ model: m, config: cfg, plan, calibration: opts.calibration, threads: opts.threads, maxMemory: opts.maxMemory, signal, report });
+    const resume = staged.resumeDir !== null && key !== undefined ? await ResumeState.open(staged.resumeDir, key) : null;
+    const methodRun: MethodRun = await method.start({ model: m, config: cfg, plan, calibration: opts.calibration, threads: opts.threads, maxMemory: opts.maxMemory, resume, signal, report });
     // Each module is produced once, when the writer first asks for one of its tensors.
     const produced = new Map<string, Promise<QuantizedModule>>();
     const part = (mod: LinearModule, name: string) => async (): Promise<Uint8Array> => {

@@ -14,6 +14,7 @@ import { detectModelSource, type ModelSource } from '../formats/source';
 import { readLlama2cModel } from '../formats/llama2c';
 import { readGguf } from '../formats/gguf';
 import { writeHfFromGguf, writeHfFromLlama2c } from '../formats/convert';
+import { claimStaging } from '../formats/output';
 
 /** A source ready for the pipeline. */
 export interface StagedSource {
@@ -41,6 +42,9 @@ export async function stageQuantizeSource(p: string, out: string, opts: { allowR
   const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
   try {
     fs.mkdirSync(path.dirname(outAbs), { recursive: true });
+    // owned, so that a later run removes it if this process is killed before its cleanup
+    fs.mkdirSync(dir);
+    claimStaging(dir);
     if (source.kind === 'gguf') {
       const g = readGguf(source.path);
       try {

@@ -7,7 +7,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
 import { LowbitError, invalidOption, optionError } from '../errors';
 import { checkBool, checkEnum, checkInt, checkKnownKeys, checkObject, checkString } from '../config/validate';
 import { normalizeQuantizeConfig, GGUF_EXPORT_TYPES, type QuantizeConfig } from '../config/quantize';
@@ -15,6 +14,7 @@ import type { ExportGgufOptions } from '../pipeline/gguf-export';
 import { normalizeCalibration, type CalibrationOptions } from '../config/calibration';
 import { checkThreads } from '../config/run';
 import { looksLikeRepoId } from '../formats/hf-cache';
+import { fingerprint, keyOf } from '../formats/fingerprint';
 
 /** The kinds of job a worker runs. */
 export const JOB_KINDS = ['quantize', 'eval', 'export'] as const;
@@ -208,16 +208,6 @@ export function resolveJobPaths(data: JobData, cwd: string): JobData {
   return drop({ ...data, model: absModel(data.model, cwd), out: path.resolve(cwd, data.out), tokenizer: abs(data.tokenizer) });
 }
 
-/** JSON with object keys sorted at every level and undefined members dropped: equal data, equal text. @internal */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const entries = Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-
 /** The input files a job reads (not its output). */
 function inputsOf(data: JobData): string[] {
   const list: (string | undefined)[] = [data.model];
@@ -231,40 +221,6 @@ function inputsOf(data: JobData): string[] {
   return list.filter((p): p is string => p !== undefined);
 }
 
-/** One input as the id sees it: each file's relative name, size and mtime (a directory: its files, two levels deep), or absent. */
-function fingerprint(p: string): unknown {
-  const stat = (f: string) => {
-    try {
-      return fs.statSync(f); // follows links (a Hugging Face cache snapshot is links to blobs)
-    } catch {
-      return null;
-    }
-  };
-  const top = stat(p);
-  if (!top) return { path: p, absent: true };
-  if (!top.isDirectory()) return { path: p, size: top.size, mtimeMs: top.mtimeMs };
-  const files: [string, number, number][] = [];
-  const walk = (dir: string, rel: string, depth: number) => {
-    let names: string[];
-    try {
-      names = fs.readdirSync(dir).sort();
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const s = stat(path.join(dir, n));
-      if (!s) continue;
-      if (s.isDirectory()) {
-        if (depth < 2) walk(path.join(dir, n), `${rel}${n}/`, depth + 1);
-      } else {
-        files.push([`${rel}${n}`, s.size, s.mtimeMs]);
-      }
-    }
-  };
-  walk(p, '', 1);
-  return { path: p, files };
-}
-
 /**
  * The id of a job: `<kind>-<SHA-256 hex>` over the canonical JSON of its (path-resolved) data and
  * the fingerprint of every input file (size and mtime; a directory's files), so resubmitting the
@@ -273,7 +229,7 @@ function fingerprint(p: string): unknown {
  */
 export function jobIdOf(data: JobData): string {
   const inputs = [...new Set(inputsOf(data))].sort().map(fingerprint);
-  const hash = createHash('sha256').update(canonicalJson({ v: 1, data, inputs })).digest('hex');
+  const hash = keyOf({ v: 1, data, inputs });
   return `${data.kind}-${hash}`;
 }
 

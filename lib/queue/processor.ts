@@ -6,9 +6,10 @@
  * {@link PROGRESS_INTERVAL_MS} apart, and fails the job with `CODE: message` so the failedReason
  * holds the LowbitError.
  *
- * When the worker process dies (SIGKILL), the IPC channel closes: the running job is aborted (its
- * staging is removed) and the child exits, so no orphan finishes the job beside the worker that
- * picks it up after it stalls.
+ * When the worker process dies (SIGKILL), the IPC channel closes and the child exits at once, as if
+ * it had been killed with its worker, so no orphan finishes the job beside the worker that picks it
+ * up after it stalls — and a resumable run's staging directory (GPTQ: the layers done) stays for
+ * that worker to go on from; whatever else it staged is removed by the next run of the same output.
  */
 import type { SandboxedJob } from 'bullmq';
 import { LowbitError, toLowbitError } from '../errors';
@@ -19,18 +20,9 @@ import { runJob, type JobResult } from './run';
 /** Least time between two progress updates sent to Redis (latest wins). */
 export const PROGRESS_INTERVAL_MS = 250;
 
-/** Aborted when the parent (the worker) goes away. */
-const orphaned = new AbortController();
-let running: Promise<unknown> | null = null;
 if (typeof process.send === 'function') {
-  process.once('disconnect', () => {
-    orphaned.abort(new LowbitError('LOWBIT_ABORTED', 'the worker process went away'));
-    const exit = () => process.exit(1);
-    // give the run a moment to remove its staging, then go
-    setTimeout(exit, 5000).unref();
-    if (running) void running.finally(exit);
-    else exit();
-  });
+  // the worker went away: exit now, leaving the run's staging to whoever runs the job next
+  process.once('disconnect', () => process.exit(1));
 }
 
 /** A progress sender that forwards at most one report per interval and always the last one. */
@@ -69,13 +61,11 @@ function throttled(send: (p: Progress) => Promise<void>): { report(p: Progress):
 /** BullMQ's entry point in the child process. */
 export default async function processJob(job: SandboxedJob, _token?: string, signal?: AbortSignal): Promise<JobResult> {
   const progress = throttled((p) => job.updateProgress(p));
-  const stop = signal ? AbortSignal.any([signal, orphaned.signal]) : orphaned.signal;
   const run = (async () => {
     const data = checkJobData(job.data);
     const rerun = job.attemptsStarted > 1 ? { attemptStartedAt: job.processedOn ?? Date.now(), enqueuedAt: job.timestamp } : undefined;
-    return runJob(data, { signal: stop, onProgress: (p) => { progress.report(p); }, rerun });
+    return runJob(data, { signal, onProgress: (p) => { progress.report(p); }, rerun });
   })();
-  running = run;
   try {
     const result = await run;
     await progress.flush();
@@ -83,10 +73,8 @@ export default async function processJob(job: SandboxedJob, _token?: string, sig
   } catch (e) {
     await progress.flush();
     let le = toLowbitError(e);
-    if (stop.aborted && le.code !== 'LOWBIT_ABORTED') le = new LowbitError('LOWBIT_ABORTED', `job ${job.id}: cancelled (${le.code}: ${le.message})`);
+    if (signal?.aborted && le.code !== 'LOWBIT_ABORTED') le = new LowbitError('LOWBIT_ABORTED', `job ${job.id}: cancelled (${le.code}: ${le.message})`);
     else if (le.code === 'LOWBIT_ABORTED' && signal?.aborted) le = new LowbitError('LOWBIT_ABORTED', `job ${job.id} cancelled: ${le.message}`);
     throw new Error(failedReasonOf(le), { cause: e });
-  } finally {
-    running = null;
   }
 }

@@ -31,7 +31,9 @@ export interface RunJobOptions {
  * Before a rerun: delete what an attempt that was killed left beside `out` — the staging
  * directories and temp files the writers name `[.]<name>.<what>-<12 hex>` — when they are older than
  * this attempt; and say whether `out` itself was made after the job was enqueued (then by an earlier
- * attempt of this job, which finished its rename just before it died), so it may be replaced.
+ * attempt of this job, which finished its rename just before it died), so it may be replaced. A
+ * resumable run's staging (`.<name>.tmp-r<24 hex>`, named by its inputs and options) is not
+ * matched: the rerun takes it over and goes on from the layers it recorded (formats/output.ts).
  */
 function prepareRerun(out: string, rerun: NonNullable<RunJobOptions['rerun']>): boolean {
   const abs = path.resolve(out);

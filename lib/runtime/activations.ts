@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { toLowbitError } from '../errors';
+import { LowbitError, toLowbitError } from '../errors';
 
 /** Where and how the activations live. */
 export interface ActivationPlacement {
@@ -81,6 +81,43 @@ export class ActivationStore {
           throw toLowbitError(e, p);
         }
       }
+    }
+  }
+
+  /** Write every window's hidden states, in order, into a new file `file` (synced): a resume point. */
+  async saveTo(file: string): Promise<void> {
+    let out: fs.promises.FileHandle | null = null;
+    try {
+      out = await fs.promises.open(file, 'wx');
+      const rowBytes = this.rowFloats * 4;
+      const fh = out;
+      await this.forEach(async (first, _count, data) => {
+        await writeAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), first * rowBytes);
+      }, false);
+      await out.sync();
+    } catch (e) {
+      throw toLowbitError(e, file);
+    } finally {
+      await out?.close().catch(() => undefined);
+    }
+  }
+
+  /** Replace every window's hidden states with those {@link saveTo} wrote into `file`. */
+  async loadFrom(file: string): Promise<void> {
+    let src: fs.promises.FileHandle | null = null;
+    try {
+      src = await fs.promises.open(file, 'r');
+      const size = (await src.stat()).size;
+      if (size !== this.placement.totalBytes) throw new LowbitError('LOWBIT_BAD_FORMAT', `${file}: ${size} bytes of activations, expected ${this.placement.totalBytes}`, { file });
+      const rowBytes = this.rowFloats * 4;
+      const fh = src;
+      await this.forEach(async (first, _count, data) => {
+        await readAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), first * rowBytes);
+      }, true);
+    } catch (e) {
+      throw e instanceof LowbitError ? e : toLowbitError(e, file);
+    } finally {
+      await src?.close().catch(() => undefined);
     }
   }
 

@@ -233,6 +233,24 @@ export class LayerCalibrator {
     return this.store.placement;
   }
 
+  /** Save the hidden states that are the next layer's input into a new file (a resume point). */
+  saveActivations(file: string): Promise<void> {
+    return this.store.saveTo(file);
+  }
+
+  /**
+   * Go on from layer `layer`, with its input hidden states read from `file` (what
+   * {@link saveActivations} wrote after layer − 1 ran, in a run with the same inputs; null after
+   * the last layer): the layers before it are not run again.
+   */
+  async resumeAt(layer: number, file: string | null): Promise<void> {
+    const n = this.model.config.nLayers;
+    if (this.layer !== 0 || layer < 0 || layer > n || (file === null && layer !== n)) throw new LowbitError('LOWBIT_INTERNAL', `${this.model.source}: cannot resume at layer ${layer} after ${this.layer}`);
+    // (after the last layer there is nothing left to run: no hidden states are needed)
+    if (file !== null) await this.store.loadFrom(file);
+    this.layer = layer;
+  }
+
   /** Run the next layer. */
   async step(): Promise<LayerStats> {
     const { model, opts, store } = this;

@@ -40,7 +40,20 @@ function assertSameOutput(serial: string, queued: string): void {
 
 /** Staging left beside outputs (`.<name>.tmp-…`, `.<name>.source-…`). */
 function leftovers(dir: string): string[] {
-  return fs.readdirSync(dir).filter((n) => /^\..*\.[a-z]+-[0-9a-f]{12}$/.test(n));
+  return fs.readdirSync(dir).filter((n) => /^\..*\.([a-z]+-[0-9a-f]{12}|tmp-r[0-9a-f]{24})$/.test(n));
+}
+
+/** Layers a GPTQ run writing `dir/name` has recorded in its staging directory (0: none yet). */
+function recordedLayers(dir: string, name: string): number {
+  for (const n of fs.readdirSync(dir)) {
+    if (!n.startsWith(`.${name}.tmp-r`)) continue;
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(dir, n, '.resume', 'state.json'), 'utf8')) as { steps: number }).steps;
+    } catch {
+      // not written yet
+    }
+  }
+  return 0;
 }
 
 /** A `lowbit worker --json` process and the events it printed. */
@@ -101,6 +114,7 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
   let redis: RedisServer;
   let hf: string;
   let big: string;
+  let calibIds: string;
   const workers: WorkerProcess[] = [];
   const serial = new Map<string, string>();
 
@@ -113,13 +127,17 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
   function slowJob(dir: string, name: string, bits: number): QuantizeJobData {
     return { kind: 'quantize', model: big, config: { method: 'rtn', bits, groupSize: 64, clip: 'mse' }, out: path.join(dir, name), threads: 1 };
   }
+  /** A slow GPTQ job (seconds per layer of the 512-wide synthetic model, one thread): resumable. */
+  function gptqJob(dir: string, name: string): QuantizeJobData {
+    return { kind: 'quantize', model: big, config: { method: 'gptq', bits: 4, groupSize: 64 }, calibration: { file: calibIds, samples: 16, seqLen: 256 }, out: path.join(dir, name), threads: 1 };
+  }
   /** The serial quantize() of the same config, run once per config. */
   async function serialRun(job: QuantizeJobData): Promise<string> {
-    const key = JSON.stringify([job.model, job.config]);
+    const key = JSON.stringify([job.model, job.config, job.calibration]);
     let dir = serial.get(key);
     if (dir === undefined) {
       dir = path.join(root, 'serial', String(serial.size));
-      await quantize(job.model, job.config, { out: dir, threads: 1 });
+      await quantize(job.model, job.config, { out: dir, threads: 1, calibration: job.calibration });
       serial.set(key, dir);
     }
     return dir;
@@ -144,6 +162,8 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
     hf = path.join(root, 'hf');
     await writeHfFromLlama2c(readLlama2cModel(path.join(f, 'stories260K', 'stories260K.bin')), hf, 'F32');
     big = path.join(root, 'big');
+    calibIds = path.join(root, 'ids.jsonl');
+    fs.writeFileSync(calibIds, Array.from({ length: 16 }, (_, r) => JSON.stringify({ input_ids: Array.from({ length: 300 }, (_, i) => (r * 7919 + i * 104729) % 2048) })).join('\n') + '\n');
     await writeSyntheticModel(big, { shape: { hiddenSize: 512, intermediateSize: 1536, layers: 4, heads: 8, kvHeads: 4, vocabSize: 2048, maxPositions: 512 }, dtype: 'F32' });
   });
   after(async function () {
@@ -152,7 +172,7 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
     if (root) fs.rmSync(root, { recursive: true, force: true });
   });
 
-  it('40 jobs over 2 worker processes, one SIGKILLed mid-job: each completes exactly once, byte-identical to serial quantize()', async function () {
+  it('40 jobs over 2 worker processes, one SIGKILLed mid-job: each completes exactly once, byte-identical to serial quantize(); the killed GPTQ job resumes from its staging directory', async function () {
     const queue = 'kill';
     const dir = path.join(root, 'a');
     fs.mkdirSync(dir);
@@ -160,15 +180,16 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
     workers.push(a, b);
     await a.waitFor((e) => e.type === 'ready', 'ready');
     await b.waitFor((e) => e.type === 'ready', 'ready');
-    const jobs = [slowJob(dir, 'slow-0', 4), slowJob(dir, 'slow-1', 3)];
+    const jobs = [gptqJob(dir, 'slow-0'), slowJob(dir, 'slow-1', 3)];
     for (let i = 0; jobs.length < 40; i++) jobs.push(fastJob(dir, i));
     const ids: string[] = [];
     for (const j of jobs) ids.push((await enqueue(redis.url, j, { queue })).id);
     assert.equal(new Set(ids).size, 40, 'every job has its own id');
-    // kill whichever worker runs the first slow job, once it is under way
-    const slow = new Set(ids.slice(0, 2));
-    const first = await Promise.race([a, b].map(async (w) => ({ w, e: await w.waitFor((e) => e.type === 'active' && slow.has(e.id), 'a slow job') })));
-    await new Promise((r) => setTimeout(r, 300));
+    // kill whichever worker runs the GPTQ job, once it is under way
+    // (the GPTQ job is killed once it has recorded a layer, so that the rerun has something to resume)
+    const first = await Promise.race([a, b].map(async (w) => ({ w, e: await w.waitFor((e) => e.type === 'active' && e.id === ids[0], 'the GPTQ job') })));
+    const t0 = Date.now();
+    while (recordedLayers(dir, 'slow-0') < 1 && Date.now() - t0 < 120000) await new Promise((r) => setTimeout(r, 5));
     const killedId = (first.e as { id: string }).id;
     assert.equal(first.w.count('completed', killedId), 0, 'the job is still running when its worker is killed');
     first.w.proc.kill('SIGKILL');
@@ -177,6 +198,8 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
     for (const s of done) assert.equal(s.state, 'completed', `${s.id}: ${s.state} ${s.error?.code ?? ''} ${s.error?.message ?? ''}`);
     const killed = done[ids.indexOf(killedId)];
     assert.ok(killed.attempts >= 2, `the killed job ran again (attempts ${killed.attempts})`);
+    const resumed = (killed.result as { calibration?: { resumedLayers?: number } } | null)?.calibration?.resumedLayers ?? 0;
+    assert.ok(resumed >= 1, `the rerun went on from the killed attempt's layers (resumed ${resumed})`);
     assert.equal(survivor.count('completed', killedId), 1, 'the surviving worker completed the killed job');
     for (const id of ids) assert.equal(a.count('completed', id) + b.count('completed', id), 1, `${id} completed exactly once`);
     for (const j of jobs) assertSameOutput(await serialRun(j), j.out);
