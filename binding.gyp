@@ -8,12 +8,14 @@
     "lowbit_avx2": "<!(node -p \"require('./native/sources.json').x86_avx2.join(' ')\")",
     "lowbit_avx512": "<!(node -p \"require('./native/sources.json').x86_avx512.join(' ')\")",
     "lowbit_avx512vnni": "<!(node -p \"require('./native/sources.json').x86_avx512vnni.join(' ')\")",
+    "lowbit_avx512bf16": "<!(node -p \"require('./native/sources.json').x86_avx512bf16.join(' ')\")",
     "lowbit_neon": "<!(node -p \"require('./native/sources.json').arm_neon.join(' ')\")",
     "lowbit_neon_dotprod": "<!(node -p \"require('./native/sources.json').arm_neon_dotprod.join(' ')\")",
     "lowbit_neon_dotprod_flags": "<!(node -p \"require('./native/sources.json').flags.arm_neon_dotprod.join(' ')\")",
     "lowbit_avx2_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx2.join(' ')\")",
     "lowbit_avx512_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512.join(' ')\")",
-    "lowbit_avx512vnni_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512vnni.join(' ')\")"
+    "lowbit_avx512vnni_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512vnni.join(' ')\")",
+    "lowbit_avx512bf16_flags": "<!(node -p \"require('./native/sources.json').flags.x86_avx512bf16.join(' ')\")"
   },
   "target_defaults": {
     "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
@@ -36,7 +38,7 @@
       "conditions": [
         ["target_arch=='x64' and OS!='win'", {
           "defines": ["LOWBIT_HAVE_X86_VARIANTS=1"],
-          "dependencies": ["lowbit_avx2", "lowbit_avx512", "lowbit_avx512vnni"]
+          "dependencies": ["lowbit_avx2", "lowbit_avx512", "lowbit_avx512vnni", "lowbit_avx512bf16"]
         }],
         ["target_arch=='arm64'", {
           "defines": ["LOWBIT_HAVE_NEON_VARIANTS=1"],
@@ -69,6 +71,13 @@
           "sources": ["<@(lowbit_avx512vnni)"],
           "cflags_cc": ["<@(lowbit_avx512vnni_flags)", "-fPIC"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<@(lowbit_avx512vnni_flags)"] }
+        },
+        {
+          "target_name": "lowbit_avx512bf16",
+          "type": "static_library",
+          "sources": ["<@(lowbit_avx512bf16)"],
+          "cflags_cc": ["<@(lowbit_avx512bf16_flags)", "-fPIC"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["<@(lowbit_avx512bf16_flags)"] }
         }
       ]
     }],

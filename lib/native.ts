@@ -158,7 +158,12 @@ export interface NativeGemmJob extends NativeThreads {
   x: Float32Array;
   m: number;
   k: number;
-  w: Float32Array;
+  /** f32, or 16-bit bits (Uint16Array) with `wDtype`. */
+  w: Float32Array | Uint16Array;
+  /** 1: w is f16, 2: bf16 (kernels/gemm.h gemm_w16; no accumulate). Absent: f32. */
+  wDtype?: number;
+  /** Compute on bf16-rounded operands with f32 sums (kernels/gemm.h gemm_bf16; f32 x and w, no accumulate). */
+  bf16?: boolean;
   n: number;
   y: Float32Array;
   /** Add to y instead of overwriting it. */
@@ -338,14 +343,19 @@ export interface NativeModelConfig {
   ropeStyle: number;
   /** RoPE frequencies (headDim / 2) of a model that scales them. */
   invFreq?: Float32Array;
+  /** f32-weight linear layers multiply bf16-rounded operands with f32 sums (kernels/gemm.h gemm_bf16). */
+  bf16Compute?: boolean;
 }
 
 /** Weights of the native runtime: f32, (out, in) row-major. @internal */
 export interface NativeModelWeights {
-  embed: Float32Array; finalNorm: Float32Array; classifier: Float32Array;
+  /** The embedding, head and linear layers may be 16-bit (Uint16Array of `dtype16` bits: the checkpoint's own, read where they lie). */
+  embed: Float32Array | Uint16Array; finalNorm: Float32Array; classifier: Float32Array | Uint16Array;
+  /** 1 (F16) or 2 (BF16) when any weight is a Uint16Array. */
+  dtype16?: number;
   layers: {
-    attnNorm: Float32Array; ffnNorm: Float32Array; q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array;
-    gate: Float32Array; up: Float32Array; down: Float32Array; qBias?: Float32Array; kBias?: Float32Array; vBias?: Float32Array;
+    attnNorm: Float32Array; ffnNorm: Float32Array; q: Float32Array | Uint16Array; k: Float32Array | Uint16Array; v: Float32Array | Uint16Array; o: Float32Array | Uint16Array;
+    gate: Float32Array | Uint16Array; up: Float32Array | Uint16Array; down: Float32Array | Uint16Array; qBias?: Float32Array; kBias?: Float32Array; vBias?: Float32Array;
     /** Linear layers kept packed (GPTQ 4-bit); their f32 entry is then an unused empty array. */
     packed?: Partial<Record<'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down', NativePackedLinear | NativeQBlock>>;
   }[];

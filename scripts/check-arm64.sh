@@ -55,7 +55,7 @@ if [ "${SELFTEST_HOST:-0}" = 1 ]; then
     spawn g++ $COMMON_FLAGS -DLOWBIT_HAVE_X86_VARIANTS=1 -c "$f" -o "$o"
     hobjs+=("$o")
   done
-  for group in x86_avx2 x86_avx512 x86_avx512vnni; do
+  for group in x86_avx2 x86_avx512 x86_avx512vnni x86_avx512bf16; do
     flags=$(node -p "require('./native/sources.json').flags.$group.join(' ')")
     for f in $(src $group); do
       o="$out/host-$(echo "$f" | tr / _).o"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks lowbit's AVX-512 kernels (x86_avx512 and x86_avx512vnni in native/sources.json) against
+# Checks lowbit's AVX-512 kernels (x86_avx512, x86_avx512vnni, x86_avx512bf16 in native/sources.json) against
 # their plain references on fresh random inputs, on any x86-64 CPU with AVX2: the standalone
 # self-test (native/tests/selftest.cpp) is built with the AVX-512 sources compiled against portable
 # emulations of their intrinsics (SIMDe, plus native/tests/avx512_emu.h for the few SIMDe lacks)
@@ -41,7 +41,7 @@ build() {
     spawn $CXX $COMMON_FLAGS $AVX2_FLAGS -c "$f" -o "$o"
     objs+=("$o")
   done
-  for group in x86_avx512 x86_avx512vnni; do
+  for group in x86_avx512 x86_avx512vnni x86_avx512bf16; do
     local gflags
     gflags=$($3 $group)
     for f in $(src $group); do

@@ -23,7 +23,7 @@ SOURCES="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/threa
 objs=()
 if [ "$(uname -m)" = x86_64 ]; then
   for f in $SOURCES; do compile "$f" -DLOWBIT_HAVE_X86_VARIANTS=1; done
-  for g in x86_avx2 x86_avx512 x86_avx512vnni; do
+  for g in x86_avx2 x86_avx512 x86_avx512vnni x86_avx512bf16; do
     # -Wno-unknown-warning-option: the groups' GCC-only -Wno-* flags
     for f in $(src $g); do compile "$f" -DLOWBIT_HAVE_X86_VARIANTS=1 $(flags $g) -Wno-unknown-warning-option; done
   done

@@ -77,6 +77,25 @@ async function main(): Promise<void> {
     rows.push({ method: label, bits, group: g === -1 ? 'channel' : g, sym: sym ? 'sym' : 'asym', ppl: r.ppl, kl, top1, tokens: r.tokens });
     process.stderr.write(`${label} ${bits}-bit g${g} ${sym ? 'sym' : 'asym'} ${clip}: ppl ${r.ppl.toFixed(4)} KL ${kl.toExponential(3)} top1 ${top1.toFixed(4)}\n`);
   }
+  // GPTQ with the calibration forward in bf16 (issue 18) beside the same run in f32
+  if (!only || only === 'gptq-bf16') {
+    for (const bits of [4, 3]) {
+      for (const compute of ['f32', 'bf16'] as const) {
+        const out = path.join(work, `gptq-${bits}-${compute}`);
+        const t0 = performance.now();
+        await quantize(hf, { method: 'gptq', bits, groupSize: 32, sym: false, format: 'dequant' }, { out, calibration: { ...calibration, compute } });
+        const seconds = (performance.now() - t0) / 1000;
+        const m = await loadModel(out, { tokenizer: tok });
+        const r = await evaluate(m, { text, ctx: 512, reference: ref });
+        m.dispose();
+        fs.rmSync(out, { recursive: true, force: true });
+        const { kl, top1 } = againstReference(r);
+        const label = `GPTQ (${compute} calibration forward)`;
+        rows.push({ method: label, bits, group: 32, sym: 'asym', ppl: r.ppl, kl, top1, tokens: r.tokens });
+        process.stderr.write(`${label} ${bits}-bit g32: ppl ${r.ppl.toFixed(4)} KL ${kl.toExponential(3)} top1 ${top1.toFixed(4)} (${seconds.toFixed(1)} s)\n`);
+      }
+    }
+  }
   if (!only || only === 'gguf') {
     // GGUF files: GPTQ and RTN on the grids of Q4_0 (4-bit sym g32) and Q4_1 (4-bit asym g32) through
     // lowbit's GPTQ checkpoint (codes → blocks, no second rounding), beside ggml's own block encoders

@@ -23,7 +23,7 @@ objs=()
 case "$(uname -m)" in
   x86_64)
     for f in $SOURCES; do compile "$f" -DLOWBIT_HAVE_X86_VARIANTS=1; done
-    for g in x86_avx2 x86_avx512 x86_avx512vnni; do
+    for g in x86_avx2 x86_avx512 x86_avx512vnni x86_avx512bf16; do
       for f in $(src $g); do compile "$f" -DLOWBIT_HAVE_X86_VARIANTS=1 $(flags $g); done
     done ;;
   aarch64)

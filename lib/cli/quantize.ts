@@ -36,6 +36,7 @@ interface QuantizeFlags {
   calib?: string;
   calibSamples?: number;
   calibSeqlen?: number;
+  calibCompute?: 'f32' | 'bf16';
   seed?: number;
   actOrder?: boolean;
   staticGroups?: boolean;
@@ -76,6 +77,7 @@ export function quantizeCommand(run: RunFn): Command {
     .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
     .option('--calib-seqlen <n>', 'GPTQ: tokens per window (capped at the model context)', intFlag('calibSeqlen'), 2048)
     .option('--seed <n>', 'GPTQ: seed of the window sampler', intFlag('seed'), 0)
+    .addOption(new Option('--calib-compute <dtype>', 'GPTQ: the calibration forward\'s matrix products: f32, or bf16 operands with f32 sums (AVX-512 BF16 where the CPU has it)').choices(['f32', 'bf16']).default('f32'))
     .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal (desc_act)')
     .option('--static-groups', 'GPTQ: group params from the original column order')
     .option('--damp <f>', 'GPTQ: damping, fraction of the mean Hessian diagonal', numFlag('damp'), 0.01)
@@ -180,9 +182,9 @@ export function quantizeCall(cmd: Command, model: string): QuantizeCall {
   const tok = o.tokenizer?.endsWith('.bin') ? o.tokenizer : undefined;
   const evalFlags = (['evalCtx', 'evalChunks'] as const).filter((k) => given(k));
   if (!o.eval && evalFlags.length) throw optionError(evalFlags[0], `--${evalFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the evaluation; pass --eval FILE`);
-  const calibFlags = (['calibSamples', 'calibSeqlen', 'seed'] as const).filter((k) => given(k));
+  const calibFlags = (['calibSamples', 'calibSeqlen', 'seed', 'calibCompute'] as const).filter((k) => given(k));
   if (!o.calib && calibFlags.length) throw optionError(calibFlags[0], `--${calibFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: applies to the calibration data; pass --calib FILE (GPTQ)`);
-  const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
+  const calibration = o.calib ? { file: o.calib, ...pick('calibSamples', 'samples'), ...pick('calibSeqlen', 'seqLen'), ...pick('seed'), ...pick('calibCompute', 'compute'), ...(tok ? { tokenizer: tok } : {}) } : undefined;
   return {
     model, download: !!o.download, config,
     run: {

@@ -2,7 +2,7 @@
  * Calibration data options (GPTQ, and every calibrated method after it): validated once here.
  */
 import { optionError } from '../errors';
-import { checkInt, checkKnownKeys, invalidOption, checkObject } from './validate';
+import { checkInt, checkKnownKeys, checkOneOf, invalidOption, checkObject } from './validate';
 
 /** Calibration data of a calibrated method (GPTQ). */
 export interface CalibrationOptions {
@@ -23,6 +23,13 @@ export interface CalibrationOptions {
   seed?: number;
   /** A llama2.c tokenizer.bin to tokenize the text with. @default the model's own tokenizer (tokenizer.json, tokenizer.bin next to it, or the GGUF vocabulary) */
   tokenizer?: string;
+  /**
+   * The calibration forward's matrix products: 'f32', or 'bf16' — operands rounded to bf16, sums
+   * in f32 (AVX-512 BF16 `vdpbf16ps` where the CPU has it: 2–3× the f32 GEMM here). The Hessians
+   * are still collected from f32 activations and GPTQ itself runs in f32; the effect on quality is
+   * measured in docs/QUALITY.md. @default 'f32'
+   */
+  compute?: 'f32' | 'bf16';
 }
 
 /** @internal */
@@ -36,9 +43,10 @@ export interface NormalizedCalibration {
   seqLen: number;
   seed: number;
   tokenizer: string | null;
+  compute: 'f32' | 'bf16';
 }
 
-const KEYS = ['text', 'texts', 'file', 'samples', 'seqLen', 'seed', 'tokenizer'] as const;
+const KEYS = ['text', 'texts', 'file', 'samples', 'seqLen', 'seed', 'tokenizer', 'compute'] as const;
 
 /** Validate calibration options and fill the defaults. */
 export function normalizeCalibration(c: CalibrationOptions): NormalizedCalibration {
@@ -61,5 +69,6 @@ export function normalizeCalibration(c: CalibrationOptions): NormalizedCalibrati
     seqLen: checkInt('calibration.seqLen', c.seqLen ?? 2048, 2, 1 << 24),
     seed: checkInt('calibration.seed', c.seed ?? 0, 0, 2 ** 32 - 1),
     tokenizer: c.tokenizer ?? null,
+    compute: c.compute === undefined ? 'f32' : checkOneOf('calibration.compute', c.compute, ['f32', 'bf16'] as const),
   };
 }

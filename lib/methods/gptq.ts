@@ -40,7 +40,7 @@ function readCalibration(calib: NormalizedCalibration): CalibrationData {
 }
 
 /** How GPTQ opens the model it calibrates (the streaming model; a test swaps in the in-memory one). */
-export type CalibrationModelOpener = (dir: string, opts: { tokenizer?: string; threads?: number }) => Promise<CalibrationModel & { dispose(): void }>;
+export type CalibrationModelOpener = (dir: string, opts: { tokenizer?: string; threads?: number; compute?: 'f32' | 'bf16' }) => Promise<CalibrationModel & { dispose(): void }>;
 
 let openModel: CalibrationModelOpener = (dir, opts) => Promise.resolve(openStreamingModel(dir, opts));
 
@@ -83,7 +83,7 @@ export const gptqMethod: QuantMethod = {
     const text = data.texts ? data.texts.join('\n\n') : '';
     const tokens = data.ids ? Int32Array.from(data.ids.flat()) : undefined;
     // one decoder block resident at a time (runtime/stream-model.ts); the run's threads for every pass
-    const lm = await openModel(m.dir, { tokenizer: calib.tokenizer ?? undefined, threads });
+    const lm = await openModel(m.dir, { tokenizer: calib.tokenizer ?? undefined, threads, compute: calib.compute });
     const produced = new Map<string, QuantizedModule>();
     const byName = new Map<string, LinearModule>();
     for (const mod of ctx.plan.values()) byName.set(mod.name, mod);

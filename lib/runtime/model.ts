@@ -22,7 +22,8 @@ import { parseGptqConfig, decodeGptqModule } from '../formats/gptq';
 import { Tokenizer, type TextTokenizer } from './tokenizer';
 import { HfTokenizer } from './tokenizer-hf';
 import { Sampler, type SamplerOptions } from './sampler';
-import { invalidOption, checkInt, checkOneOf, checkSignal } from '../config/validate';
+import { invalidOption, checkBool, checkInt, checkOneOf, checkSignal } from '../config/validate';
+import { toFloat32 } from '../formats/dtype';
 
 /** The context {@link loadModel} allocates unless told otherwise (`maxContext`). */
 export const DEFAULT_MAX_CONTEXT = 4096;
@@ -76,6 +77,13 @@ export interface LoadModelOptions {
    * @default the process default (setThreads, LOWBIT_THREADS, physical cores)
    */
   threads?: number;
+  /**
+   * Convert the F16/BF16 weights of a Hugging Face checkpoint to f32 at load. By default they stay
+   * 16-bit, read where they lie in the memory-mapped file (half the memory of f32: a 7B F16 model
+   * in about 14 GB, not 28) and multiplied by f32 kernels on exactly converted tiles, so logits are
+   * the same either way; f32 copies are needed only to change weights in place. @default false
+   */
+  f32Weights?: boolean;
 }
 
 /** Options of {@link LanguageModel.generate}. */
@@ -206,18 +214,23 @@ export class LanguageModel {
    * model). kind: q, k, v, o, gate, up, down. @internal
    */
   _linearWeight(layer: number, kind: 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'): Float32Array {
-    return this.weights.layers[layer][kind];
-  }
-
-  /** The token embedding table (vocab × dim). @internal */
-  _embedTable(): Float32Array {
-    return this.weights.embed;
+    const w = this.weights.layers[layer][kind];
+    if (!(w instanceof Float32Array)) throw new LowbitError('LOWBIT_INTERNAL', `${this.source}: layer ${layer} ${kind} is 16-bit (load with f32Weights to change weights in place)`);
+    return w;
   }
 
   /** Embedding rows of `ids`, written one after another into `out` from `offset`. @internal */
   _embedRows(ids: ArrayLike<number>, out: Float32Array, offset = 0): void {
     const dim = this.config.dim, e = this.weights.embed;
-    for (let i = 0; i < ids.length; i++) out.set(e.subarray(ids[i] * dim, (ids[i] + 1) * dim), offset + i * dim);
+    for (let i = 0; i < ids.length; i++) {
+      const row = e.subarray(ids[i] * dim, (ids[i] + 1) * dim);
+      out.set(row instanceof Float32Array ? row : toFloat32(new Uint8Array(row.buffer, row.byteOffset, row.byteLength), this.weights.dtype16 === 2 ? 'BF16' : 'F16'), offset + i * dim);
+    }
+  }
+
+  /** The dtype the weights are held in: 'F32', or the checkpoint's 'F16' / 'BF16' kept 16-bit. */
+  get weightDtype(): 'F32' | 'F16' | 'BF16' {
+    return this.weights.dtype16 === 1 ? 'F16' : this.weights.dtype16 === 2 ? 'BF16' : 'F32';
   }
 
   /** Nothing to load: every layer is resident. @internal */
@@ -246,12 +259,16 @@ export class LanguageModel {
   }
 }
 
-type Getter = (name: string) => Float32Array | null;
+/** A tensor by name: f32, or — when `wide` (a linear weight, the embedding, the head) and the source keeps them — its 16-bit bits. */
+type Getter = (name: string, wide?: boolean) => Float32Array | Uint16Array | null;
 
-/** A getter of f32 tensors that checks presence, element count and (when known) shape. */
+/** A getter of tensors that checks presence, element count and (when known) shape. */
 function needer(get: Getter, where: string, shapeOf: (name: string) => number[] | null) {
-  return (name: string, numel: number, shape?: number[]): Float32Array => {
-    const t = get(name);
+  function need(name: string, numel: number, shape?: number[]): Float32Array;
+  function need(name: string, numel: number, shape: number[], wide: true): Float32Array | Uint16Array;
+  function need(name: string, numel: number, shape?: number[], wide?: boolean): Float32Array | Uint16Array {
+    const t = get(name, wide);
+    if (t instanceof Uint16Array && !wide) throw new LowbitError('LOWBIT_INTERNAL', `${where}: ${name} came back 16-bit`);
     if (!t) throw new LowbitError('LOWBIT_BAD_FORMAT', `${where}: missing tensor ${name}`, { tensor: name });
     if (t.length !== numel) throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${name} has ${t.length} elements, expected ${numel}`, { tensor: name });
     const got = shapeOf(name);
@@ -259,7 +276,8 @@ function needer(get: Getter, where: string, shapeOf: (name: string) => number[] 
       throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${where}: ${name} has shape [${got.join(', ')}], expected [${shape.join(', ')}]`, { tensor: name });
     }
     return t;
-  };
+  }
+  return need;
 }
 
 /**
@@ -285,7 +303,7 @@ export function layerTensors(get: Getter, cfg: RuntimeConfig, where: string, sha
       (L.packed ??= {})[k] = pk;
       (L as unknown as Record<string, Float32Array>)[k] = new Float32Array(0);
     } else {
-      (L as unknown as Record<string, Float32Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k]);
+      (L as unknown as Record<string, Float32Array | Uint16Array>)[k] = need(`${p}.${HF_LIN[k]}.weight`, dims[k][0] * dims[k][1], dims[k], true);
     }
   }
   for (const k of LIN) {
@@ -294,8 +312,7 @@ export function layerTensors(get: Getter, cfg: RuntimeConfig, where: string, sha
     if (k !== 'q' && k !== 'k' && k !== 'v' && k !== 'o') {
       throw new LowbitError('LOWBIT_UNSUPPORTED', `${where}: ${p}.${HF_LIN[k]}.bias: MLP biases are not part of the Llama family`, { tensor: `${p}.${HF_LIN[k]}.bias` });
     }
-    need(`${p}.${HF_LIN[k]}.bias`, dims[k][0], [dims[k][0]]);
-    (L as unknown as Record<string, Float32Array>)[`${k}Bias`] = b;
+    (L as unknown as Record<string, Float32Array>)[`${k}Bias`] = need(`${p}.${HF_LIN[k]}.bias`, dims[k][0], [dims[k][0]]);
   }
   return L;
 }
@@ -304,7 +321,7 @@ function f32Tensors(get: Getter, cfg: RuntimeConfig, where: string, tied: boolea
   shapeOf: (name: string) => number[] | null, packed: Map<string, NativePackedLinear | NativeQBlock> = new Map()): NativeModelWeights {
   const need = needer(get, where, shapeOf);
   const { dim, vocabSize } = cfg;
-  const embed = need('model.embed_tokens.weight', vocabSize * dim, [vocabSize, dim]);
+  const embed = need('model.embed_tokens.weight', vocabSize * dim, [vocabSize, dim], true);
   const layers = [];
   for (let i = 0; i < cfg.nLayers; i++) layers.push(layerTensors(get, cfg, where, shapeOf, i, packed));
   const head = packed.get('lm_head');
@@ -313,7 +330,7 @@ function f32Tensors(get: Getter, cfg: RuntimeConfig, where: string, tied: boolea
     return { embed, finalNorm: need('model.norm.weight', dim, [dim]), classifier: embed, classifierPacked: head, layers };
   }
   const lm = get('lm_head.weight');
-  const classifier = lm ? need('lm_head.weight', vocabSize * dim, [vocabSize, dim]) : tied ? embed : need('lm_head.weight', vocabSize * dim, [vocabSize, dim]);
+  const classifier = lm ? need('lm_head.weight', vocabSize * dim, [vocabSize, dim], true) : tied ? embed : need('lm_head.weight', vocabSize * dim, [vocabSize, dim], true);
   return { embed, finalNorm: need('model.norm.weight', dim, [dim]), classifier, layers };
 }
 
@@ -399,6 +416,7 @@ export function finishTokenizer(own: TextTokenizer | null, source: ModelSource, 
 export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<LanguageModel> {
   if (typeof file !== 'string' || !file) throw invalidOption('model', 'a path', file);
   if (options.activations !== undefined) checkOneOf('activations', options.activations, ['int8', 'f32']);
+  if (options.f32Weights !== undefined) checkBool('f32Weights', options.f32Weights);
   const threads = checkThreads(options.threads);
   // the kind by magic bytes and layout (formats/source.ts), not by the file name
   const source = detectModelSource(file);
@@ -497,9 +515,18 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           if (qc.bits === 4) packedMods.set(mod, { qweight: src.qweight, scales: src.scales, zeros, gIdx, groups });
         }
       }
+      // 16-bit weights stay 16-bit (views of the mapping, valid after close), in one dtype: the
+      // checkpoint's first; a tensor of the other 16-bit type, or any tensor with f32Weights, converts
+      const kept: { dtype16: 'F16' | 'BF16' | null } = { dtype16: null };
       try {
-        weights = f32Tensors((n) => {
+        weights = f32Tensors((n, wide) => {
           if (st.has(n)) {
+            const d = st.info(n).dtype;
+            if (wide && !options.f32Weights && (d === 'F16' || d === 'BF16') && (kept.dtype16 === null || kept.dtype16 === d)) {
+              kept.dtype16 = d;
+              const b = st.bytes(n);
+              return b.byteOffset % 2 === 0 ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2) : new Uint16Array(b.slice().buffer);
+            }
             const f = st.toFloat32(n);
             // a converted copy no longer needs the source pages (an F32 tensor may be a view: keep it)
             if (st.info(n).dtype !== 'F32') st.release(n);
@@ -509,6 +536,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           if (qc && n.endsWith('.weight') && st.has(`${mod}.qweight`)) return decodeGptqModule(st, mod, qc).weight;
           return null;
         }, cfg, abs, hc.tieWordEmbeddings, (n) => (st.has(n) ? st.info(n).shape : null), packedMods);
+        if (kept.dtype16 !== null) weights.dtype16 = kept.dtype16 === 'F16' ? 1 : 2;
       } finally {
         st.close();
       }

@@ -40,6 +40,11 @@ export interface StreamingModelOptions {
   tokenizer?: string;
   /** Compute threads of every block pass. */
   threads?: number;
+  /**
+   * The block's matrix products: 'f32', or 'bf16' (operands rounded to bf16, f32 sums: AVX-512
+   * BF16 where the CPU has it). The statistics (Hessians) see the f32 activations. @default 'f32'
+   */
+  compute?: 'f32' | 'bf16';
 }
 
 type LinearKind = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
@@ -55,7 +60,8 @@ export class StreamingModel implements CalibrationModel {
 
   /** @internal */
   constructor(readonly config: RuntimeConfig, readonly tokenizer: TextTokenizer | null, readonly source: string,
-    private readonly reader: SafetensorsReader, private readonly gptq: GptqConfig | null, private readonly threads: number | undefined) {
+    private readonly reader: SafetensorsReader, private readonly gptq: GptqConfig | null, private readonly threads: number | undefined,
+    private readonly bf16Compute = false) {
     const e = reader.info(this.embedName);
     if (e.shape.length !== 2 || e.shape[0] !== config.vocabSize || e.shape[1] !== config.dim) {
       throw new LowbitError('LOWBIT_SHAPE_MISMATCH', `${source}: ${this.embedName} has shape [${e.shape.join(', ')}], expected [${config.vocabSize}, ${config.dim}]`, { tensor: this.embedName });
@@ -128,12 +134,15 @@ export class StreamingModel implements CalibrationModel {
   private handle(weights: NativeModelWeights['layers'][number], seqLen: number): ModelHandle {
     const c = this.config;
     const unused = new Float32Array(c.dim);
-    return createModelHandle({ ...c, nLayers: 1, vocabSize: 1, seqLen, ropeStyle: c.rope === 'half' ? 1 : 0 },
+    return createModelHandle({ ...c, nLayers: 1, vocabSize: 1, seqLen, ropeStyle: c.rope === 'half' ? 1 : 0, ...(this.bf16Compute ? { bf16Compute: true } : {}) },
       { embed: unused, finalNorm: unused, classifier: unused, layers: [weights] });
   }
 
   _linearWeight(layer: number, kind: LinearKind): Float32Array {
-    return this.ensure(layer, this.current?.layer === layer ? this.current.seqLen : 1).weights[kind];
+    const w = this.ensure(layer, this.current?.layer === layer ? this.current.seqLen : 1).weights[kind];
+    // (the streaming model converts every block to f32: GPTQ writes into it)
+    if (!(w instanceof Float32Array)) throw new LowbitError('LOWBIT_INTERNAL', `${this.source}: layer ${layer} ${kind} is not f32`);
+    return w;
   }
 
   _calibrateBlock(layer: number, hidden: Float32Array, seqLen: number, stats: Partial<Record<'attn' | 'o' | 'mlp' | 'down', NativeStats>>,
@@ -175,7 +184,7 @@ export function openStreamingModel(dir: string, options: StreamingModelOptions =
     const gptq = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
     const own = fs.existsSync(path.join(abs, 'tokenizer.json')) ? HfTokenizer.fromDir(abs, cfg.vocabSize, hc.bosTokenId) : null;
     const tokenizer = finishTokenizer(own, source, cfg.vocabSize, options.tokenizer);
-    return new StreamingModel(cfg, tokenizer, abs, st, gptq, options.threads);
+    return new StreamingModel(cfg, tokenizer, abs, st, gptq, options.threads, options.compute === 'bf16');
   } catch (e) {
     st.close();
     throw toLowbitError(e);

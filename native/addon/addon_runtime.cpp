@@ -8,6 +8,7 @@
 
 #include "addon/qblock_js.h"
 #include "addon/task.h"
+#include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "kernels/qgemm.h"
 #include "quant/hessian.h"
@@ -34,6 +35,22 @@ const float* f32(const Napi::Object& o, const char* key, ModelHolder* h, bool op
     throw Napi::Error::New(o.Env(), std::string("LOWBIT_INTERNAL: createModel: ") + key + " must be a Float32Array");
   h->refs.push_back(Napi::Persistent(v));
   return reinterpret_cast<const float*>(view_of(v, key).data);
+}
+
+bool is_u16(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+}
+
+// A 16-bit weight (Uint16Array of f16 or bf16 bits) of exactly `count` elements.
+const uint16_t* u16(const Napi::Object& o, const char* key, size_t count, ModelHolder* h) {
+  Napi::Value v = o.Get(key);
+  const View view = view_of(v, key);
+  if (view.bytes != count * 2)
+    throw Napi::Error::New(o.Env(), std::string("LOWBIT_INTERNAL: createModel: ") + key + " has " + std::to_string(view.bytes / 2) +
+                                        " elements, expected " + std::to_string(count));
+  h->refs.push_back(Napi::Persistent(v));
+  return reinterpret_cast<const uint16_t*>(view.data);
 }
 
 }  // namespace
@@ -64,12 +81,24 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     const float* p = reinterpret_cast<const float*>(f.data);
     cfg.inv_freq.assign(p, p + cfg.head_dim / 2);
   }
+  if (c.has("bf16Compute")) cfg.bf16_compute = c.flag("bf16Compute");
   auto* h = new ModelHolder();
   try {
     LlamaWeights lw;
-    lw.embed = f32(w, "embed", h);
+    const size_t vd = (size_t)cfg.vocab * cfg.dim;
+    const bool any16 = is_u16(w, "embed") || is_u16(w, "classifier");
+    if (w.Has("dtype16")) {
+      lw.dtype16 = w.Get("dtype16").ToNumber().Int32Value();
+      if (lw.dtype16 != DTYPE_F16 && lw.dtype16 != DTYPE_BF16)
+        throw Napi::Error::New(env, "LOWBIT_INTERNAL: createModel: dtype16 must be 1 (F16) or 2 (BF16)");
+    } else if (any16) {
+      throw Napi::Error::New(env, "LOWBIT_INTERNAL: createModel: 16-bit weights without dtype16");
+    }
+    if (is_u16(w, "embed")) lw.embed16 = u16(w, "embed", vd, h);
+    else lw.embed = f32(w, "embed", h);
     lw.final_norm = f32(w, "finalNorm", h);
-    lw.classifier = f32(w, "classifier", h);
+    if (is_u16(w, "classifier")) lw.classifier16 = u16(w, "classifier", vd, h);
+    else lw.classifier = f32(w, "classifier", h);
     if (w.Has("classifierPacked") && w.Get("classifierPacked").IsObject()) {
       std::vector<Napi::Value> keep;
       qblock_from_js(Job(w.Get("classifierPacked").As<Napi::Object>(), "createModel", "weights.classifierPacked"), lw.classifier_q, keep);
@@ -103,6 +132,11 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
           P.g_idx = reinterpret_cast<const int32_t*>(po.view("gIdx").data);
           P.groups = po.count("groups");
           for (const char* key : {"qweight", "scales", "zeros", "gIdx"}) h->refs.push_back(Napi::Persistent(po.get(key)));
+        } else if (is_u16(lo, names[k])) {
+          if (!lw.dtype16) throw Napi::Error::New(env, "LOWBIT_INTERNAL: createModel: 16-bit weights without dtype16");
+          const size_t qd = (size_t)cfg.n_heads * cfg.head_dim, kvd = (size_t)cfg.n_kv_heads * cfg.head_dim, d = cfg.dim, hd = cfg.hidden_dim;
+          const size_t sizes[LIN_COUNT] = {qd * d, kvd * d, kvd * d, d * qd, hd * d, hd * d, d * hd};
+          L.w16[k] = u16(lo, names[k], sizes[k], h);
         } else {
           L.w[k] = f32(lo, names[k], h);
         }
@@ -232,7 +266,8 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// gemm({x, m, k, w, n, y, accumulate, mode, threads}) -> task
+// gemm({x, m, k, w, n, y, accumulate, mode, threads, wDtype?, bf16?}) -> task; wDtype 1 (F16) or 2 (BF16):
+// w is 16-bit (gemm_w16, no accumulate); bf16: compute on bf16-rounded operands (gemm_bf16)
 static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Job job(info, "gemm");
@@ -240,10 +275,25 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const size_t m = job.count("m"), k = job.count("k"), n = job.count("n");
   const bool acc = job.flag("accumulate");
   const int mode = job.mode();
-  if (x.bytes < m * k * 4 || w.bytes < n * k * 4 || y.bytes < m * n * 4) throw_js(env, "LOWBIT_INTERNAL", "gemm: buffer sizes disagree");
+  const int wdt = job.has("wDtype") ? job.i32("wDtype") : DTYPE_F32;
+  if (wdt != DTYPE_F32 && wdt != DTYPE_F16 && wdt != DTYPE_BF16) throw_js(env, "LOWBIT_INTERNAL", "gemm: wDtype must be 0, 1 or 2");
+  if (wdt != DTYPE_F32 && acc) throw_js(env, "LOWBIT_INTERNAL", "gemm: 16-bit weights do not accumulate");
+  const bool bf16 = job.has("bf16") && job.flag("bf16");
+  if (bf16 && (acc || wdt != DTYPE_F32)) throw_js(env, "LOWBIT_INTERNAL", "gemm: bf16 compute takes f32 operands and does not accumulate");
+  if (x.bytes < m * k * 4 || w.bytes < n * k * dtype_size(wdt) || y.bytes < m * n * 4)
+    throw_js(env, "LOWBIT_INTERNAL", "gemm: buffer sizes disagree");
   return Task::Start(
       env, "lowbit.gemm",
       [=](TaskContext&) {
+        if (bf16) {
+          gemm_bf16(reinterpret_cast<const float*>(x.data), m, k, reinterpret_cast<const float*>(w.data), n, reinterpret_cast<float*>(y.data), mode);
+          return;
+        }
+        if (wdt != DTYPE_F32) {
+          gemm_w16(reinterpret_cast<const float*>(x.data), m, k, reinterpret_cast<const uint16_t*>(w.data), wdt, n, reinterpret_cast<float*>(y.data),
+                   mode);
+          return;
+        }
         gemm(reinterpret_cast<const float*>(x.data), m, k, reinterpret_cast<const float*>(w.data), n, reinterpret_cast<float*>(y.data), acc, mode);
       },
       [](Napi::Env e) { return e.Undefined(); }, {job.get("x"), job.get("w"), job.get("y")}, Napi::Value(), 0.0, job.threads());

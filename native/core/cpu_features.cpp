@@ -95,7 +95,7 @@ CpuFeatures detect() {
 #if defined(LOWBIT_EMULATE_AVX512)
   // Test builds only (scripts/check-avx512.sh): the AVX-512 sources are compiled against portable
   // emulations of their intrinsics (native/tests/avx512_emu.h), so the dispatcher may pick them here.
-  c.avx512f = c.avx512bw = c.avx512vl = c.avx512dq = c.avx512vnni = c.avx2 && c.fma && c.f16c;
+  c.avx512f = c.avx512bw = c.avx512vl = c.avx512dq = c.avx512vnni = c.avx512bf16 = c.avx2 && c.fma && c.f16c;
   c.model += " (AVX-512 emulated)";
 #endif
   return c;

@@ -9,6 +9,7 @@
 // Reference: a triple loop accumulating in double.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace lowbit {
 
@@ -66,5 +67,30 @@ float dot_f32_avx2(const float* a, const float* b, size_t n);
 float dot_f32_neon(const float* a, const float* b, size_t n);
 float dot_f32_generic(const float* a, const float* b, size_t n);
 void gemm_ref_ld(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, size_t ldy, bool accumulate);
+
+// y = x · wᵀ with w in f16 or bf16 (wdt: DTYPE_F16 / DTYPE_BF16 of kernels/convert.h), (n, k)
+// row-major, read where it lies (a memory-mapped checkpoint): the runtime keeps 16-bit weights
+// 16-bit (half the memory of f32, and half the bytes a decode step streams). A GEMV (m == 1, AVX2
+// and AVX-512) converts in registers (gemv_w16_avx2); otherwise tiles of whole weight panels are
+// converted to f32 (exactly: every f16/bf16 value is an f32) into a per-chunk buffer
+// and multiplied by the same f32 kernel, on the same path (GEMV, small batch, blocked), as
+// gemm() on the converted matrix, so the result is bit-identical to converting w first.
+// Reference: each tile converted by convert_ref, then gemm_ref_ld.
+void gemm_w16(const float* x, size_t m, size_t k, const uint16_t* w, int wdt, size_t n, float* y, int mode, size_t ldy = 0);
+
+// The AVX2 GEMV (m == 1) reading f16/bf16 weights as stored, converted in registers: the f32
+// GEMV's arithmetic, so bit-identical to it on the converted weights (y written, not accumulated).
+void gemv_w16_avx2(const float* x, size_t k, const uint16_t* w, int wdt, float* y, size_t n0, size_t n1);
+
+// bf16 compute (the calibration forward's option, issue 18): y = x̃ · w̃ᵀ where x̃, w̃ are x and w
+// rounded to bf16 (round to nearest even), products exact (8 × 8 significand bits fit f32) and
+// sums in f32. AVX-512 BF16 (vdpbf16ps, kernels/cpu/x86/gemm_bf16_avx512.cpp) where the CPU has
+// it and the active ISA is AVX2 or AVX-512; elsewhere (and under LOWBIT_ISA=generic) the generic
+// path: x̃ and w̃ formed exactly, then the f32 kernels (gemm_w16). Either is within the f32
+// summation bound of the reference: the rounded inputs' products summed in double.
+// Its error against the f32 product is the bf16 input rounding (at most 2⁻⁸ relative per operand: 8 significand bits).
+void gemm_bf16(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, int mode, size_t ldy = 0);
+// The AVX-512 BF16 kernel on one packed panel of ≤ 32 columns (layout: see its source).
+void gemm_bf16_panel_avx512bf16(const uint16_t* xb, size_t m, size_t kp, const uint16_t* panel, size_t cols, float* y, size_t ldy);
 
 }  // namespace lowbit

@@ -9,6 +9,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "kernels/qgemm.h"
 
@@ -57,6 +58,10 @@ void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, siz
     const PackedLinear& P = L.packed[kind];
     QGemmArgs a{x, n, in, out, P.groups, P.qweight, P.scales, P.zeros, P.g_idx, y};
     qgemm_gptq4(a, mode);
+  } else if (L.w16[kind]) {
+    gemm_w16(x, n, in, L.w16[kind], w_.dtype16, out, y, mode);
+  } else if (cfg_.bf16_compute) {
+    gemm_bf16(x, n, in, L.w[kind], out, y, mode);
   } else {
     gemm(x, n, in, L.w[kind], out, y, false, mode);
   }
@@ -72,6 +77,7 @@ void Llama::linears(int layer, const float* x, size_t n, size_t in, const LinOut
     all_q = all_q && L.qblock[k].q && qdot_can_share_acts(L.qblock[o[0].kind], L.qblock[k]);
     all_f32 = all_f32 && L.w[k] && !L.qblock[k].q && !L.packed[k].qweight;
   }
+  if (cfg_.bf16_compute) all_f32 = false;  // one gemm_bf16 per layer
   if (count > 1 && count <= 8 && mode != MODE_REF && (all_q || all_f32)) {
     if (all_q) {
       QdotPart parts[8];
@@ -255,7 +261,8 @@ void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits,
     const int32_t tok = tokens[t];
     if (tok < 0 || tok >= c.vocab)
       throw Error("LOWBIT_INVALID_OPTION", "token id " + std::to_string(tok) + " is outside the vocabulary (" + std::to_string(c.vocab) + ")");
-    std::memcpy(&x[t * dim], w_.embed + (size_t)tok * dim, dim * 4);
+    if (w_.embed16) convert_range(w_.embed16 + (size_t)tok * dim, w_.dtype16, &x[t * dim], DTYPE_F32, dim);
+    else std::memcpy(&x[t * dim], w_.embed + (size_t)tok * dim, dim * 4);
   }
   for (int l = 0; l < c.n_layers; l++) {
     if (ctx) ctx->check("forward");
@@ -267,6 +274,7 @@ void Llama::forward(const int32_t* tokens, size_t n, size_t pos0, float* logits,
     xn.resize(r * dim);
     rmsnorm(xn.data(), x.data() + (n - r) * dim, w_.final_norm, r, dim, c.rms_eps);
     if (w_.classifier_q.q) qdot_linear(w_.classifier_q, xn.data(), r, logits, (size_t)c.vocab, mode);
+    else if (w_.classifier16) gemm_w16(xn.data(), r, dim, w_.classifier16, w_.dtype16, (size_t)c.vocab, logits, mode);
     else gemm(xn.data(), r, dim, w_.classifier, (size_t)c.vocab, logits, false, mode);
   }
 }

@@ -1,4 +1,4 @@
-// A small Llama-family transformer runtime (fp32 compute).
+// A small Llama-family transformer runtime (fp32 compute; f32 or 16-bit weights).
 //
 //   x = embed[token]; per layer:  h = x + Wo·attn(rope(Wq·n1(x)), rope(Wk·n1(x)), Wv·n1(x))
 //                                 x = h + W2·(silu(W1·n2(h)) ⊙ W3·n2(h))
@@ -8,7 +8,8 @@
 // (i, i + hd/2) (Hugging Face). Weights are (out, in) row-major f32 arrays owned by the caller
 // (JS typed arrays kept alive by the addon); activations are (tokens, features) row-major.
 //
-// Linear layers are f32 (gemm), GPTQ 4-bit with f32 activations (kernels/qgemm.h), or in the
+// Linear layers are f32 (gemm), 16-bit f16/bf16 as stored (gemm_w16: f32 compute on exactly
+// converted tiles, half the weight memory), GPTQ 4-bit with f32 activations (kernels/qgemm.h), or in the
 // integer-dot layout with int8 activations per block (kernels/qdot.h: W4A8 / W8A8).
 // Seams for what comes next (not implemented here): every linear layer goes through
 // Llama::linear(); every K/V write goes
@@ -37,6 +38,9 @@ struct LlamaConfig {
   // RoPE frequencies (head_dim / 2) when the model scales them (HF rope_scaling linear / llama3,
   // GGUF rope_freqs); empty: 1 / rope_theta^(2i / head_dim), as llama2.c computes them.
   std::vector<float> inv_freq;
+  // Linear layers with f32 weights multiply bf16-rounded operands with f32 sums (gemm_bf16): the
+  // calibration forward's option (twice the multiply-adds per instruction on AVX-512 BF16).
+  bool bf16_compute = false;
 };
 
 // A linear layer kept in GPTQ 4-bit form (see kernels/qgemm.h): multiplied straight from the words.
@@ -51,14 +55,21 @@ struct PackedLinear {
 struct LayerWeights {
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
-  const float* w[LIN_COUNT] = {};  // (out, in) each, or null when packed[kind] / qblock[kind] is set
+  const float* w[LIN_COUNT] = {};  // (out, in) each, or null when w16 / packed[kind] / qblock[kind] is set
+  // (out, in) in f16 or bf16 (LlamaWeights::dtype16), read where they lie (kernels/gemm.h gemm_w16)
+  const uint16_t* w16[LIN_COUNT] = {};
   PackedLinear packed[LIN_COUNT];
   QBlockMatrix qblock[LIN_COUNT];     // integer-dot layout (int8 activations) when .q is set
   const float* bias[LIN_COUNT] = {};  // q/k/v biases (Qwen2) or null
 };
 
 struct LlamaWeights {
-  const float* embed = nullptr;  // (vocab, dim)
+  const float* embed = nullptr;  // (vocab, dim), or null when embed16 is set
+  // 16-bit weights (any of embed16, classifier16, LayerWeights::w16) are all of this dtype
+  // (DTYPE_F16 or DTYPE_BF16, kernels/convert.h): the checkpoint's own, kept 16-bit
+  int dtype16 = 0;
+  const uint16_t* embed16 = nullptr;
+  const uint16_t* classifier16 = nullptr;
   std::vector<LayerWeights> layers;
   const float* final_norm = nullptr;
   const float* classifier = nullptr;  // (vocab, dim); == embed when tied

@@ -78,6 +78,43 @@ void check_gemm(const char* isa) {
   }
 }
 
+// gemm_bf16 (the AVX-512 BF16 kernel where the CPU has it, else rounding + the f32 kernels) against
+// its reference: the bf16-rounded inputs' products summed in double.
+void check_gemm_bf16(const char* isa) {
+  struct S {
+    size_t m, k, n;
+  };
+  const S shapes[] = {{1, 1, 1}, {1, 7, 5}, {2, 64, 33}, {11, 31, 31}, {12, 32, 32}, {13, 300, 40}, {25, 129, 65}, {64, 512, 97}, {3, 1025, 17}};
+  for (const S& s : shapes) {
+    std::vector<float> x(s.m * s.k), w(s.n * s.k), y(s.m * s.n), r(s.m * s.n), xr(s.m * s.k), wr(s.n * s.k);
+    for (auto& v : x) v = uni(-1, 1);
+    for (auto& v : w) v = uni(-1, 1);
+    gemm_bf16(x.data(), s.m, s.k, w.data(), s.n, y.data(), MODE_FAST);
+    gemm_bf16(x.data(), s.m, s.k, w.data(), s.n, r.data(), MODE_REF);
+    std::vector<uint16_t> b(std::max(x.size(), w.size()));
+    ConvertResult cr;
+    convert_ref(x.data(), DTYPE_F32, b.data(), DTYPE_BF16, x.size(), false, &cr);
+    convert_ref(b.data(), DTYPE_BF16, xr.data(), DTYPE_F32, x.size(), false, &cr);
+    convert_ref(w.data(), DTYPE_F32, b.data(), DTYPE_BF16, w.size(), false, &cr);
+    convert_ref(b.data(), DTYPE_BF16, wr.data(), DTYPE_F32, w.size(), false, &cr);
+    checks++;
+    for (size_t i = 0; i < s.m; i++)
+      for (size_t j = 0; j < s.n; j++) {
+        double mag = 0.0;
+        for (size_t t = 0; t < s.k; t++) mag += std::fabs((double)xr[i * s.k + t] * wr[j * s.k + t]);
+        const double bound = (double)(s.k + 1) * std::ldexp(1.0, -22) * mag + 1e-30;
+        if (std::fabs((double)y[i * s.n + j] - r[i * s.n + j]) > bound) {
+          char msg[200];
+          std::snprintf(msg, sizeof msg, "[%s] gemm_bf16 %zux%zux%zu y[%zu,%zu] %.9g vs ref %.9g (bound %.3g)", isa, s.m, s.k, s.n, i, j,
+                        y[i * s.n + j], r[i * s.n + j], bound);
+          fail(msg);
+          i = s.m;
+          break;
+        }
+      }
+  }
+}
+
 void check_dot(const char* isa) {
   for (size_t n : {1, 3, 7, 8, 9, 31, 32, 33, 64, 100, 257, 1000}) {
     std::vector<float> a(n), b(n);
@@ -309,9 +346,12 @@ int main(int argc, char** argv) {
   for (Isa isa : {ISA_GENERIC, ISA_AVX2, ISA_AVX512, ISA_NEON}) {
     if (!set_isa(isa)) continue;
     const char* name = isa_name(isa);
-    const char* variant = isa == ISA_NEON ? (f.dotprod ? "neon+dotprod" : "neon") : isa == ISA_AVX512 && f.avx512vnni ? "avx512+vnni" : name;
+    const char* variant = isa == ISA_NEON                   ? (f.dotprod ? "neon+dotprod" : "neon")
+                        : isa == ISA_AVX512 && f.avx512vnni ? (f.avx512bf16 ? "avx512+vnni+bf16" : "avx512+vnni")
+                                                            : name;
     const int before = failures, c0 = checks;
     check_gemm(variant);
+    check_gemm_bf16(variant);
     check_dot(variant);
     check_quantize_acts(variant);
     check_qdot(variant);

@@ -47,7 +47,7 @@ describe('GPTQ in bounded memory: one block resident, activations spilled under 
       const config = { method: 'gptq' as const, bits: 4, groupSize: 32, sym: false, actOrder };
       const calibration = { text, samples: 8, seqLen: 128 };
       const streamed = await quantize(hf, config, { out: path.join(root, `stream-${actOrder}`), calibration });
-      const prev = _setGptqModelOpener((dir, o) => loadModel(dir, o));
+      const prev = _setGptqModelOpener((dir, o) => loadModel(dir, { ...o, f32Weights: true }));
       let inMemory: QuantizeResult;
       try {
         inMemory = await quantize(hf, config, { out: path.join(root, `memory-${actOrder}`), calibration });

@@ -2,12 +2,15 @@
 // splits output columns across the thread pool and picks the ISA variant.
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "kernels/convert.h"
 #include "kernels/gemm.h"
 
 namespace lowbit {
@@ -205,6 +208,152 @@ static void gemm_parts(const GemmPart* parts, size_t count, const float* x, size
   parallel_for_parts(units.data(), count, grain, [&](size_t p, size_t u0, size_t u1) {
     const GemmPart& P = parts[p];
     gemm_range(x, m, k, P.w, P.n, P.y, P.ldy, accumulate, u0 * U, std::min(P.n, u1 * U));
+  });
+}
+
+// Columns of a 16-bit weight converted at a time: about 256 KiB of f32 (an L2-resident tile), in
+// whole multiples of `unit` (the f32 path's panel or chunk unit, so tile edges fall where the f32
+// path's chunk edges may, and every column is computed by the same code).
+static size_t w16_tile(size_t k, size_t unit) {
+  const size_t fit = ((size_t)1 << 16) / std::max<size_t>(k, 1);
+  return std::max(unit, fit / unit * unit);
+}
+
+void gemm_w16(const float* x, size_t m, size_t k, const uint16_t* w, int wdt, size_t n, float* y, int mode, size_t ldy) {
+  if (ldy == 0) ldy = n;
+  LOWBIT_CHECK(wdt == DTYPE_F16 || wdt == DTYPE_BF16, "gemm_w16: weights must be f16 or bf16");
+  if (m == 0 || n == 0) return;
+  if (mode == MODE_REF) {
+    const size_t T = 64;
+    std::vector<float> tile(T * k);
+    for (size_t c = 0; c < n; c += T) {
+      const size_t e = std::min(n, c + T);
+      ConvertResult r;
+      convert_ref(w + c * k, wdt, tile.data(), DTYPE_F32, (e - c) * k, false, &r);
+      gemm_ref_ld(x, m, k, tile.data(), e - c, y + c, ldy, false);
+    }
+    return;
+  }
+  const Isa isa = active_isa();
+  // Convert the tiles of columns [c0, c1) one after another and run `mul(tile, cols, y + c)` on each.
+  auto tiles = [&](size_t c0, size_t c1, size_t T, std::vector<float>& tile, const std::function<void(const float*, size_t, float*)>& mul) {
+    for (size_t c = c0; c < c1; c += T) {
+      const size_t e = std::min(c1, c + T);
+      convert_range(w + c * k, wdt, tile.data(), DTYPE_F32, (e - c) * k);
+      mul(tile.data(), e - c, y + c);
+    }
+  };
+  if (use_small(m, k)) {
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
+    const float* xp = pack_small(x, m, k);
+    const size_t units = (n + SMALL_UNIT - 1) / SMALL_UNIT, T = w16_tile(k, SMALL_UNIT);
+    const size_t grain = std::max<size_t>(1, ((size_t)1 << 20) / (2 * m * k * SMALL_UNIT));
+    parallel_for(units, grain, [&](size_t u0, size_t u1) {
+      std::vector<float> tile(T * k);
+      tiles(u0 * SMALL_UNIT, std::min(n, u1 * SMALL_UNIT), T, tile,
+            [&](const float* t, size_t cols, float* yc) { gemm_small_avx2_range(xp, m, k, t, yc, ldy, false, 0, cols); });
+    });
+    return;
+  }
+  const size_t U = isa == ISA_AVX512 && m > 1 ? 32 : 16, T = w16_tile(k, U);
+  const size_t units = (n + U - 1) / U;
+  const size_t target = m == 1 ? (size_t)1 << 19 : (size_t)1 << 21;
+  const size_t grain = std::max<size_t>(1, target / std::max<size_t>(2 * m * k * U, 1));
+  if (m == 1 && (isa == ISA_AVX2 || isa == ISA_AVX512)) {
+    // decoding: the weights converted in registers, each byte read once
+    parallel_for(units, grain, [&](size_t u0, size_t u1) { gemv_w16_avx2(x, k, w, wdt, y, u0 * U, std::min(n, u1 * U)); });
+    return;
+  }
+  const BlockedOps* ops = blocked_ops(isa);
+  if (ops && m >= 2 && k > 0 && m * k <= ((size_t)1 << 24)) {
+    std::lock_guard<std::mutex> hold(pack_buffer().mu);
+    float* apre = pack_buffer().get(ops->packed_a_floats(m, k));
+    parallel_for(ops->a_tiles(m), std::max<size_t>(1, 4096 / k), [&](size_t t0, size_t t1) { ops->pack_a(x, m, k, apre, t0, t1); });
+    parallel_for(units, grain, [&](size_t u0, size_t u1) {
+      std::vector<float> tile(T * k);
+      tiles(u0 * U, std::min(n, u1 * U), T, tile,
+            [&](const float* t, size_t cols, float* yc) { ops->range(x, m, k, t, cols, yc, ldy, false, 0, cols, apre); });
+    });
+    return;
+  }
+  parallel_for(units, grain, [&](size_t u0, size_t u1) {
+    std::vector<float> tile(T * k);
+    tiles(u0 * U, std::min(n, u1 * U), T, tile,
+          [&](const float* t, size_t cols, float* yc) { gemm_range(x, m, k, t, cols, yc, ldy, false, 0, cols); });
+  });
+}
+
+#if !defined(LOWBIT_HAVE_X86_VARIANTS)
+void gemv_w16_avx2(const float*, size_t, const uint16_t*, int, float*, size_t, size_t) {
+  throw Error("LOWBIT_INTERNAL", "gemv_w16: the AVX2 kernel is not built for this CPU");
+}
+void gemm_bf16_panel_avx512bf16(const uint16_t*, size_t, size_t, const uint16_t*, size_t, float*, size_t) {
+  throw Error("LOWBIT_INTERNAL", "gemm_bf16: the AVX-512 BF16 kernel is not built for this CPU");
+}
+#endif
+
+// Round n f32 values to bf16 bits (round to nearest even), on the pool.
+static void to_bf16(const float* src, uint16_t* dst, size_t n) {
+  parallel_for(n, (size_t)1 << 16, [&](size_t b, size_t e) { convert_range(src + b, DTYPE_F32, dst + b, DTYPE_BF16, e - b); });
+}
+
+void gemm_bf16(const float* x, size_t m, size_t k, const float* w, size_t n, float* y, int mode, size_t ldy) {
+  if (ldy == 0) ldy = n;
+  if (m == 0 || n == 0) return;
+  if (mode == MODE_REF) {
+    // the rounded inputs, their products summed in double
+    std::vector<uint16_t> bits(std::max(m, (size_t)64) * k);
+    std::vector<float> xr(m * k), wr(64 * k);
+    ConvertResult r;
+    convert_ref(x, DTYPE_F32, bits.data(), DTYPE_BF16, m * k, false, &r);
+    convert_ref(bits.data(), DTYPE_BF16, xr.data(), DTYPE_F32, m * k, false, &r);
+    for (size_t c = 0; c < n; c += 64) {
+      const size_t e = std::min(n, c + 64);
+      convert_ref(w + c * k, DTYPE_F32, bits.data(), DTYPE_BF16, (e - c) * k, false, &r);
+      convert_ref(bits.data(), DTYPE_BF16, wr.data(), DTYPE_F32, (e - c) * k, false, &r);
+      gemm_ref_ld(xr.data(), m, k, wr.data(), e - c, y + c, ldy, false);
+    }
+    return;
+  }
+  const Isa isa = active_isa();
+#if defined(LOWBIT_HAVE_X86_VARIANTS)
+  const bool kernel = cpu_features().avx512bf16 && (isa == ISA_AVX2 || isa == ISA_AVX512);
+#else
+  const bool kernel = false;
+#endif
+  if (!kernel) {
+    // x̃ as f32, w̃ as bf16 bits: the f32 kernels on exactly converted tiles
+    std::vector<uint16_t> xb(m * k), wb(n * k);
+    std::vector<float> xr(m * k);
+    to_bf16(x, xb.data(), m * k);
+    parallel_for(m * k, (size_t)1 << 16, [&](size_t b, size_t e) { convert_range(xb.data() + b, DTYPE_BF16, xr.data() + b, DTYPE_F32, e - b); });
+    to_bf16(w, wb.data(), n * k);
+    gemm_w16(xr.data(), m, k, wb.data(), DTYPE_BF16, n, y, MODE_FAST, ldy);
+    return;
+  }
+  const size_t kp = (k + 1) & ~(size_t)1;
+  std::vector<uint16_t> xb(m * kp, 0);
+  parallel_for(m, std::max<size_t>(1, 4096 / std::max<size_t>(k, 1)), [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; i++) convert_range(x + i * k, DTYPE_F32, xb.data() + i * kp, DTYPE_BF16, k);
+  });
+  const size_t panels = (n + 31) / 32;
+  const size_t grain = std::max<size_t>(1, ((size_t)1 << 21) / std::max<size_t>(m * 32 * kp, 1));
+  parallel_for(panels, grain, [&](size_t p0, size_t p1) {
+    std::vector<uint16_t> panel(kp * 32), row(kp, 0);
+    for (size_t p = p0; p < p1; p++) {
+      const size_t c0 = p * 32, cols = std::min<size_t>(32, n - c0);
+      // channel pairs interleaved: word (p, c) of the panel = (w[c][2p], w[c][2p+1])
+      for (size_t c = 0; c < 32; c++) {
+        if (c < cols) convert_range(w + (c0 + c) * k, DTYPE_F32, row.data(), DTYPE_BF16, k);
+        else std::fill(row.begin(), row.end(), (uint16_t)0);
+        uint16_t* dst = panel.data() + (c < 16 ? 0 : 32) + (c % 16) * 2;
+        for (size_t q = 0; q < kp / 2; q++) {
+          dst[q * 64] = row[2 * q];
+          dst[q * 64 + 1] = row[2 * q + 1];
+        }
+      }
+      gemm_bf16_panel_avx512bf16(xb.data(), m, kp, panel.data(), cols, y + c0, ldy);
+    }
   });
 }
 

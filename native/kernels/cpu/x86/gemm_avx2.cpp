@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/half.h"
+#include "kernels/convert.h"
 #include "kernels/cpu/gemm_blocked.h"
 #include "kernels/cpu/x86/gemm_pack_avx.h"
 #include "kernels/gemm.h"
@@ -31,25 +33,47 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-void gemv(const float* x, size_t k, const float* w, float* y, bool accumulate, size_t n0, size_t n1) {
+// Weight loaders of the GEMV: 8 values at p as f32 (exact for f16 and bf16), and one value.
+struct LoadF32 {
+  using T = float;
+  static __m256 v8(const float* p) { return _mm256_loadu_ps(p); }
+  static float one(const float* p) { return *p; }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m256 v8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static float one(const uint16_t* p) { return f16_to_f32(*p); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m256 v8(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  static float one(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+
+// The weights' type only changes how they are loaded: the arithmetic (and so every bit of y) is
+// the f32 GEMV's.
+template <class L>
+void gemv_t(const float* x, size_t k, const typename L::T* w, float* y, bool accumulate, size_t n0, size_t n1) {
   size_t j = n0;
   for (; j + 4 <= n1; j += 4) {
-    const float *w0 = w + j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+    const typename L::T *w0 = w + j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t t = 0;
     for (; t + 8 <= k; t += 8) {
       __m256 xv = _mm256_loadu_ps(x + t);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + t), xv, a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + t), xv, a1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + t), xv, a2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + t), xv, a3);
+      a0 = _mm256_fmadd_ps(L::v8(w0 + t), xv, a0);
+      a1 = _mm256_fmadd_ps(L::v8(w1 + t), xv, a1);
+      a2 = _mm256_fmadd_ps(L::v8(w2 + t), xv, a2);
+      a3 = _mm256_fmadd_ps(L::v8(w3 + t), xv, a3);
     }
     float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
     for (; t < k; t++) {
-      s0 += x[t] * w0[t];
-      s1 += x[t] * w1[t];
-      s2 += x[t] * w2[t];
-      s3 += x[t] * w3[t];
+      s0 += x[t] * L::one(w0 + t);
+      s1 += x[t] * L::one(w1 + t);
+      s2 += x[t] * L::one(w2 + t);
+      s3 += x[t] * L::one(w3 + t);
     }
     if (accumulate) {
       y[j] += s0;
@@ -64,14 +88,18 @@ void gemv(const float* x, size_t k, const float* w, float* y, bool accumulate, s
     }
   }
   for (; j < n1; j++) {
-    const float* wj = w + j * k;
+    const typename L::T* wj = w + j * k;
     __m256 a = _mm256_setzero_ps();
     size_t t = 0;
-    for (; t + 8 <= k; t += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(wj + t), _mm256_loadu_ps(x + t), a);
+    for (; t + 8 <= k; t += 8) a = _mm256_fmadd_ps(L::v8(wj + t), _mm256_loadu_ps(x + t), a);
     float s = hsum(a);
-    for (; t < k; t++) s += x[t] * wj[t];
+    for (; t < k; t++) s += x[t] * L::one(wj + t);
     y[j] = accumulate ? y[j] + s : s;
   }
+}
+
+void gemv(const float* x, size_t k, const float* w, float* y, bool accumulate, size_t n0, size_t n1) {
+  gemv_t<LoadF32>(x, k, w, y, accumulate, n0, n1);
 }
 
 // C (mr × nr valid of a 6 × 16 tile, leading dimension ldc) (+)= A_pack · B_pack over kc.
@@ -252,6 +280,11 @@ void gemm_small_avx2_range(const float* xp, size_t m, size_t k, const float* w, 
       j += rows;
     }
   }
+}
+
+void gemv_w16_avx2(const float* x, size_t k, const uint16_t* w, int wdt, float* y, size_t n0, size_t n1) {
+  if (wdt == DTYPE_F16) gemv_t<LoadF16>(x, k, w, y, false, n0, n1);
+  else gemv_t<LoadBF16>(x, k, w, y, false, n0, n1);
 }
 
 size_t gemm_avx2_packed_a_floats(size_t m, size_t k) { return packed_a_floats<MR>(m, k); }
