@@ -42,6 +42,7 @@ export { exportGguf, GGUF_EXPORT_TYPES, type ExportGgufOptions, type ExportGgufR
 export { qmatmulGptq4, type GptqInt4Weights, type QmatmulOptions } from './ops/qmatmul';
 export { enqueue, getJob, listJobs, waitForJob, cancel, type EnqueueOptions, type EnqueueResult, type JobStatus, type JobState, type ListJobsOptions, type WaitForJobOptions, type CancelResult } from './queue/client';
 export { startWorker, QueueWorker, type StartWorkerOptions, type WorkerEvent } from './queue/worker';
+export { startDashboard, type Dashboard, type DashboardOptions } from './queue/dashboard';
 export { JOB_KINDS, type JobKind, type JobData, type QuantizeJobData, type EvalJobData, type ExportJobData } from './queue/job';
 export { DEFAULT_QUEUE, type QueueCallOptions } from './queue/connection';
 export type { JobResult } from './queue/run';

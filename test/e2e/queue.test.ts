@@ -261,6 +261,48 @@ describe('job queue on BullMQ and a real Redis (lowbit worker / submit / jobs)',
     await w.stop();
   });
 
+  it('lowbit worker --dashboard: bull-board on loopback lists the queue and its jobs; headless Chromium renders it (where installed)', async function () {
+    const queue = 'board';
+    const dir = path.join(root, 'board');
+    fs.mkdirSync(dir);
+    const w = new WorkerProcess(redis.url, queue, ['--dashboard', '0']);
+    workers.push(w);
+    const ready = (await w.waitFor((e) => e.type === 'ready', 'ready')) as { dashboard?: string };
+    assert.ok(ready.dashboard && /^http:\/\/127\.0\.0\.1:\d+\/$/.test(ready.dashboard), `dashboard URL ${String(ready.dashboard)}`);
+    const url = ready.dashboard;
+    const job = fastJob(dir, 3);
+    const { id } = await enqueue(redis.url, job, { queue });
+    assert.equal((await waitForJob(redis.url, id, { queue, pollMs: 100 })).state, 'completed');
+    const page = await fetch(url);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<html/i);
+    const api = await fetch(`${url}api/queues?activeQueue=${queue}&status=completed&page=1&jobsPerPage=10`);
+    assert.equal(api.status, 200);
+    const body = (await api.json()) as { queues: { name: string; counts: Record<string, number>; jobs: { id: string }[] }[] };
+    const q = body.queues.find((x) => x.name === queue);
+    assert.ok(q, `the queue is listed: ${body.queues.map((x) => x.name).join(', ')}`);
+    assert.ok(q.counts.completed >= 1, JSON.stringify(q.counts));
+    assert.ok(q.jobs.some((j) => j.id === id), 'the completed job is listed');
+    // a browser's view (Debian's chromium, when installed): the page renders to a PNG
+    const chromium = ['chromium', 'chromium-browser'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
+    if (chromium) {
+      const png = path.join(dir, 'dashboard.png');
+      const r = spawnSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--window-size=1280,720', '--virtual-time-budget=5000', `--screenshot=${png}`, `${url}queue/${queue}?status=completed`], { encoding: 'utf8', timeout: 120000 });
+      assert.equal(r.status, 0, r.stderr);
+      const b = fs.readFileSync(png);
+      assert.ok(b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) && b.length > 10000, `a rendered PNG (${b.length} bytes)`);
+      if (process.env.LOWBIT_DASHBOARD_PNG) fs.copyFileSync(png, process.env.LOWBIT_DASHBOARD_PNG);
+    } else {
+      console.log('      (chromium not installed: the dashboard was checked over HTTP only)');
+    }
+    // a port already in use is LOWBIT_IO, and the worker does not start
+    const port = Number(new URL(url).port);
+    const r = lowbit('worker', '--redis', redis.url, '--queue', queue, '--dashboard', String(port), '--json');
+    assert.notEqual(r.code, 0);
+    assert.match(r.stdout + r.stderr, /LOWBIT_IO.*dashboard: cannot listen/);
+    w.proc.kill('SIGTERM');
+  });
+
   it('eval and export jobs from the command line: submit, jobs --wait; the export is byte-identical to `lowbit export`', async function () {
     const queue = 'cli';
     const dir = path.join(root, 'f');
