@@ -215,13 +215,13 @@ export async function stageDir(target: string, overwrite: boolean, opts: StageOp
   };
 }
 
-/** Write a JSON file (pretty, trailing newline) with an atomic temp + rename. */
-export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+/** Write `file` through a temp file beside it: filled by `fill`, synced, renamed into place (a reader sees the old file or the whole new one). */
+export async function writeFileDurable(file: string, fill: (fh: fs.promises.FileHandle) => Promise<void>): Promise<void> {
   const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
   try {
     const fh = await fs.promises.open(tmp, 'w');
     try {
-      await fh.writeFile(JSON.stringify(value, null, 2) + '\n');
+      await fill(fh);
       await fh.sync();
     } finally {
       await fh.close();
@@ -229,6 +229,13 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
     await fs.promises.rename(tmp, file);
   } catch (e) {
     await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-    throw toLowbitError(e, file);
+    throw e instanceof LowbitError ? e : toLowbitError(e, file);
   }
+}
+
+/** Write a JSON file (pretty, trailing newline) with an atomic temp + rename. */
+export function writeJsonAtomic(file: string, value: unknown): Promise<void> {
+  return writeFileDurable(file, async (fh) => {
+    await fh.writeFile(JSON.stringify(value, null, 2) + '\n');
+  });
 }

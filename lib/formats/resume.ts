@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, toLowbitError } from '../errors';
+import { writeFileDurable } from './output';
 
 /** One result of a step: a name, its JSON-able record and its tensors. */
 export interface ResumePart {
@@ -39,24 +40,6 @@ async function syncDir(dir: string): Promise<void> {
     }
   } catch {
     // a file system that cannot sync a directory: the renames still order the files
-  }
-}
-
-/** Write `file` through a temp file: filled by `fill`, synced, renamed into place. */
-export async function writeFileDurable(file: string, fill: (fh: fs.promises.FileHandle) => Promise<void>): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    const fh = await fs.promises.open(tmp, 'w');
-    try {
-      await fill(fh);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.promises.rename(tmp, file);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-    throw e instanceof LowbitError ? e : toLowbitError(e, file);
   }
 }
 
