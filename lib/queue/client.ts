@@ -3,7 +3,8 @@
  * {@link waitForJob} and {@link cancel}. Each call opens its own bounded Redis connection and closes
  * it, so an unreachable Redis is LOWBIT_QUEUE within `timeoutMs`.
  */
-import type { Job } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { ERROR_CODES, LowbitError, type ErrorCode } from '../errors';
 import { checkInt, checkSignal, checkString } from '../config/validate';
 import type { Progress } from '../config/run';
@@ -74,8 +75,21 @@ function progressOf(v: unknown): Progress | null {
   return v !== null && typeof v === 'object' && typeof (v as Progress).phase === 'string' ? (v as Progress) : null;
 }
 
-async function statusOf(job: Job, queue: string, cancelled: boolean): Promise<JobStatus> {
-  const state = await job.getState();
+/**
+ * A job's status, read as its state first and its fields second: a job moves forward only (waiting →
+ * active → completed / failed), and BullMQ writes the result or the failure reason in the same step
+ * that moves it, so fields read after the state always hold what that state has. (Read the other way
+ * round, a job that failed between the two reads showed `failed` with no error.) Null: no such job.
+ */
+async function readStatus(queue: Queue, client: Redis, id: string, queueName: string): Promise<JobStatus | null> {
+  const state = await queue.getJobState(id);
+  if (state === 'unknown') return null;
+  const job = await queue.getJob(id);
+  if (!job) return null;
+  return statusOf(job, state, queueName, (await client.exists(cancelKey(queueName, id))) === 1);
+}
+
+function statusOf(job: Job, state: JobState, queue: string, cancelled: boolean): JobStatus {
   const result: unknown = job.returnvalue;
   return {
     id: job.id ?? '',
@@ -134,9 +148,9 @@ export async function getJob(redis: string, id: string, options: QueueCallOption
   const o = checkCallOptions(redis, options);
   checkString('id', id);
   return withQueue(o.url, o.queue, o.timeoutMs, `job ${id}`, async (queue, client) => {
-    const job = await queue.getJob(id);
-    if (!job) throw notFound(id, o.queue);
-    return statusOf(job, o.queue, (await client.exists(cancelKey(o.queue, id))) === 1);
+    const s = await readStatus(queue, client, id, o.queue);
+    if (!s) throw notFound(id, o.queue);
+    return s;
   });
 }
 
@@ -159,7 +173,10 @@ export async function listJobs(redis: string, options: ListJobsOptions = {}): Pr
     const jobs = listed.filter((j): j is Job => j !== undefined);
     jobs.sort((a, b) => b.timestamp - a.timestamp);
     const out: JobStatus[] = [];
-    for (const j of jobs.slice(0, limit)) out.push(await statusOf(j, o.queue, (await client.exists(cancelKey(o.queue, j.id ?? ''))) === 1));
+    for (const j of jobs.slice(0, limit)) {
+      const st = await readStatus(queue, client, j.id ?? '', o.queue);
+      if (st) out.push(st); // (removed since the listing: left out)
+    }
     return out;
   });
 }
@@ -187,9 +204,8 @@ export async function waitForJob(redis: string, id: string, options: WaitForJobO
     let seen = '';
     for (;;) {
       if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', `wait for job ${id}: aborted by signal (the job goes on)`);
-      const job = await queue.getJob(id);
-      if (!job) throw notFound(id, o.queue);
-      const s = await statusOf(job, o.queue, (await client.exists(cancelKey(o.queue, id))) === 1);
+      const s = await readStatus(queue, client, id, o.queue);
+      if (!s) throw notFound(id, o.queue);
       const p = s.progress ? JSON.stringify(s.progress) : '';
       if (s.progress && p !== seen) {
         seen = p;
