@@ -1,4 +1,4 @@
-/** Small file helpers shared by the format readers (safetensors, GGUF, llama2.c). */
+/** Small file helpers shared by the format readers and writers (safetensors, GGUF, llama2.c, resume state, spilled activations). */
 import * as fs from 'node:fs';
 import { LowbitError, toLowbitError } from '../errors';
 
@@ -24,5 +24,24 @@ export function readFully(fd: number, buf: Uint8Array, position: number, file: s
       throw new LowbitError('LOWBIT_IO', `${file}: unexpected end of file reading ${buf.length} bytes at offset ${position} (the file shrank after it was opened?)`, { file });
     }
     done += got;
+  }
+}
+
+/** Write all of `bytes` at `position` (in pieces of at most 1 GiB). */
+export async function writeAllAt(fh: fs.promises.FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.byteLength - done, 1 << 30), position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Fill `buf` from `position` (in pieces of at most 1 GiB); the end of the file first is an Error (callers name the file). */
+export async function readAllAt(fh: fs.promises.FileHandle, buf: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const { bytesRead } = await fh.read(buf, done, Math.min(buf.byteLength - done, 1 << 30), position + done);
+    if (bytesRead === 0) throw new Error(`short read at ${position + done}`);
+    done += bytesRead;
   }
 }

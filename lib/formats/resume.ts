@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, toLowbitError } from '../errors';
 import { writeFileDurable } from './output';
+import { writeAllAt } from './io';
 
 /** One result of a step: a name, its JSON-able record and its tensors. */
 export interface ResumePart {
@@ -40,14 +41,6 @@ async function syncDir(dir: string): Promise<void> {
     }
   } catch {
     // a file system that cannot sync a directory: the renames still order the files
-  }
-}
-
-async function writeAllAt(fh: fs.promises.FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.byteLength - done, 1 << 30), position + done);
-    done += bytesWritten;
   }
 }
 

@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LowbitError, toLowbitError } from '../errors';
+import { readAllAt, writeAllAt } from '../formats/io';
 
 /** Where and how the activations live. */
 export interface ActivationPlacement {
@@ -69,14 +70,14 @@ export class ActivationStore {
       const data = this.mem.subarray(0, count * this.rowFloats);
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       try {
-        await readAll(fh, bytes, first * rowBytes);
+        await readAllAt(fh, bytes, first * rowBytes);
       } catch (e) {
         throw toLowbitError(e, p);
       }
       await fn(first, count, data);
       if (write) {
         try {
-          await writeAll(fh, bytes, first * rowBytes);
+          await writeAllAt(fh, bytes, first * rowBytes);
         } catch (e) {
           throw toLowbitError(e, p);
         }
@@ -92,7 +93,7 @@ export class ActivationStore {
       const rowBytes = this.rowFloats * 4;
       const fh = out;
       await this.forEach(async (first, _count, data) => {
-        await writeAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), first * rowBytes);
+        await writeAllAt(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), first * rowBytes);
       }, false);
       await out.sync();
     } catch (e) {
@@ -112,7 +113,7 @@ export class ActivationStore {
       const rowBytes = this.rowFloats * 4;
       const fh = src;
       await this.forEach(async (first, _count, data) => {
-        await readAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), first * rowBytes);
+        await readAllAt(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), first * rowBytes);
       }, true);
     } catch (e) {
       throw e instanceof LowbitError ? e : toLowbitError(e, file);
@@ -127,22 +128,5 @@ export class ActivationStore {
     const { fh, path: p } = this.file;
     await fh.close().catch(() => undefined);
     await fs.promises.rm(p, { force: true }).catch(() => undefined);
-  }
-}
-
-async function readAll(fh: fs.promises.FileHandle, buf: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.byteLength) {
-    const { bytesRead } = await fh.read(buf, done, Math.min(buf.byteLength - done, 1 << 30), position + done);
-    if (bytesRead === 0) throw new Error(`short read at ${position + done}`);
-    done += bytesRead;
-  }
-}
-
-async function writeAll(fh: fs.promises.FileHandle, buf: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.byteLength) {
-    const { bytesWritten } = await fh.write(buf, done, Math.min(buf.byteLength - done, 1 << 30), position + done);
-    done += bytesWritten;
   }
 }
