@@ -75,6 +75,15 @@ function ownerOf(dir: string): OwnerState {
   return pidAlive(owner.pid) ? 'live' : 'dead';
 }
 
+/** How long ago `p` was modified (0 when it cannot be read). */
+function ageMs(p: string): number {
+  try {
+    return Date.now() - fs.statSync(p).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
 /** Name this process the owner of a staging directory just created (see {@link removeAbandonedStaging}). */
 export function claimStaging(dir: string): void {
   fs.writeFileSync(path.join(dir, OWNER_FILE), JSON.stringify({ host: os.hostname(), pid: process.pid, started: new Date().toISOString() }) + '\n');
@@ -92,6 +101,9 @@ export function claimStaging(dir: string): void {
 export function removeAbandonedStaging(target: string, keep?: string): string[] {
   const abs = path.resolve(target);
   const parent = path.dirname(abs), prefixes = [`.${path.basename(abs)}.tmp-`, `.${path.basename(abs)}.source-`];
+  // a staging directory being made or taken over (stageDir): it lives for milliseconds, so one with
+  // no owner file yet is abandoned once a minute old
+  const claim = `.${path.basename(abs)}.claim-`;
   const removed: string[] = [];
   let names: string[];
   try {
@@ -100,10 +112,12 @@ export function removeAbandonedStaging(target: string, keep?: string): string[] 
     return removed;
   }
   for (const name of names) {
-    if (!prefixes.some((p) => name.startsWith(p))) continue;
+    const claiming = name.startsWith(claim);
+    if (!claiming && !prefixes.some((p) => name.startsWith(p))) continue;
     const dir = path.join(parent, name);
     if (keep !== undefined && path.resolve(keep) === dir) continue;
-    if (ownerOf(dir) !== 'dead') continue;
+    const owner = ownerOf(dir);
+    if (owner !== 'dead' && !(claiming && owner === 'none' && ageMs(dir) > 60_000)) continue;
     try {
       fs.rmSync(dir, { recursive: true, force: true });
       removed.push(dir);
@@ -154,24 +168,43 @@ export async function stageDir(target: string, overwrite: boolean, opts: StageOp
   } catch (e) {
     throw toLowbitError(e, `${abs}: cannot create the output directory`);
   }
+  // The directory appears with its owner file already in it (made aside, then renamed into place),
+  // and a dead run's is taken over by moving it aside first: only one contender's rename succeeds,
+  // so two runs never write the same staging directory.
+  const busy = () => new LowbitError('LOWBIT_IO', `${abs}: another live run with the same inputs and options is writing it (staging directory ${tmp}); wait for it, or stop it`, { file: abs });
+  const aside = path.join(parent, `.${path.basename(abs)}.claim-${randomBytes(6).toString('hex')}`);
+  const owned = () => fs.promises.writeFile(path.join(aside, OWNER_FILE), JSON.stringify({ host: os.hostname(), pid: process.pid, started: new Date().toISOString() }) + '\n');
+  const raced = (e: unknown) => ['ENOENT', 'EEXIST', 'ENOTEMPTY'].includes((e as NodeJS.ErrnoException).code ?? '');
   let takenOver = false;
   try {
     if (resumeKey !== undefined && fs.existsSync(tmp)) {
-      const owner = ownerOf(tmp);
-      if (owner === 'live' || owner === 'self') {
-        throw new LowbitError('LOWBIT_IO', `${abs}: another live run with the same inputs and options is writing it (staging directory ${tmp}); wait for it, or stop it`, { file: abs });
+      // a dead run's: keep its resume state only. (A directory without an owner file is not one
+      // lowbit left: staging directories are created with theirs.)
+      if (ownerOf(tmp) !== 'dead') throw busy();
+      try {
+        await fs.promises.rename(tmp, aside);
+      } catch (e) {
+        if (raced(e)) throw busy(); // another run took it over first
+        throw e;
       }
-      // a dead run's (or an ownerless one's: a crash between mkdir and the owner file): keep its resume state only
-      for (const f of await fs.promises.readdir(tmp)) if (f !== RESUME_DIR) await fs.promises.rm(path.join(tmp, f), { recursive: true, force: true });
+      for (const f of await fs.promises.readdir(aside)) if (f !== RESUME_DIR) await fs.promises.rm(path.join(aside, f), { recursive: true, force: true });
       takenOver = true;
     } else {
-      await fs.promises.mkdir(tmp);
+      await fs.promises.mkdir(aside);
     }
     // who owns it: a later run removes (or, with the same key, resumes) it if this process dies before commit or abort
-    await fs.promises.writeFile(path.join(tmp, OWNER_FILE), JSON.stringify({ host: os.hostname(), pid: process.pid, started: new Date().toISOString() }) + '\n');
-    if (resumeKey !== undefined) await fs.promises.mkdir(path.join(tmp, RESUME_DIR), { recursive: true });
+    await owned();
+    if (resumeKey !== undefined) await fs.promises.mkdir(path.join(aside, RESUME_DIR), { recursive: true });
+    try {
+      await fs.promises.rename(aside, tmp);
+    } catch (e) {
+      await fs.promises.rm(aside, { recursive: true, force: true }).catch(() => undefined);
+      if (raced(e)) throw busy(); // another run made it meanwhile
+      throw e;
+    }
   } catch (e) {
     if (e instanceof LowbitError) throw e;
+    await fs.promises.rm(aside, { recursive: true, force: true }).catch(() => undefined);
     throw toLowbitError(e, `${abs}: cannot create a temporary directory next to the output`);
   }
   // the heartbeat another host's run reads to tell this live run from a dead one

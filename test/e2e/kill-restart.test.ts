@@ -165,7 +165,12 @@ describe('kill -9 mid-run, then the same command: the same bytes, no staging lef
     fs.utimesSync(path.join(stale, '.lowbit-owner.json'), old, old);
     // a converted source (llama2.c, GGUF) a killed run left
     const source = mk('.keep.source-999999999999', { host: os.hostname(), pid: 2 ** 22 + 7 });
-    assert.deepEqual(removeAbandonedStaging(target).sort(), [source, dead, stale].sort());
-    for (const d of [live, other, bare, unrelated]) assert.ok(fs.existsSync(d), d);
+    // a staging directory being made (no owner file yet): kept while fresh, removed once a minute old
+    const claimFresh = mk('.keep.claim-111111111111', null);
+    const claimOld = mk('.keep.claim-222222222222', null);
+    const ago = new Date(Date.now() - 2 * 60_000);
+    fs.utimesSync(claimOld, ago, ago);
+    assert.deepEqual(removeAbandonedStaging(target).sort(), [source, dead, stale, claimOld].sort());
+    for (const d of [live, other, bare, unrelated, claimFresh]) assert.ok(fs.existsSync(d), d);
   });
 });
