@@ -80,8 +80,9 @@ export interface LoadModelOptions {
   /**
    * Convert the F16/BF16 weights of a Hugging Face checkpoint to f32 at load. By default they stay
    * 16-bit, read where they lie in the memory-mapped file (half the memory of f32: a 7B F16 model
-   * in about 14 GB, not 28) and multiplied by f32 kernels on exactly converted tiles, so logits are
-   * the same either way; f32 copies are needed only to change weights in place. @default false
+   * in about 14 GB, not 28) and multiplied by the f32 kernels — converted in registers when
+   * decoding, in exactly converted tiles otherwise — so logits are the same either way; f32 copies
+   * are needed only to change weights in place. @default false
    */
   f32Weights?: boolean;
 }
