@@ -12,11 +12,22 @@ export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 
 export type GgufExportType = (typeof GGUF_EXPORT_TYPES)[number];
 
 /** Output formats of the quantize pipeline: checkpoint directories, or one GGUF file. */
-export type OutputFormat = 'gptq' | 'gptq-v2' | 'dequant' | GgufOutputFormat;
+export type OutputFormat = 'gptq' | 'gptq-v2' | 'dequant' | CtOutputFormat | GgufOutputFormat;
+/** compressed-tensors checkpoints (vLLM's `quant_method: "compressed-tensors"`; lib/formats/compressed-tensors.ts). */
+export type CtOutputFormat = 'ct-w4a16' | 'ct-w8a8';
 /** A GGUF file whose weights use one ggml type (`gguf:q4_0` …). */
 export type GgufOutputFormat = `gguf:${Lowercase<GgufExportType>}`;
-export const CHECKPOINT_FORMATS = ['gptq', 'gptq-v2', 'dequant'] as const;
+export const CHECKPOINT_FORMATS = ['gptq', 'gptq-v2', 'dequant', 'ct-w4a16', 'ct-w8a8'] as const;
 export const OUTPUT_FORMATS: readonly OutputFormat[] = [...CHECKPOINT_FORMATS, ...GGUF_EXPORT_TYPES.map((t) => `gguf:${t.toLowerCase()}` as GgufOutputFormat)];
+
+/**
+ * Weight widths the compressed-tensors `pack-quantized` layout is written with: the divisors of 32,
+ * which every compressed-tensors version packs alike (3 bits is packed differently by 0.9 and 0.18).
+ */
+export const CT_PACK_BITS: readonly number[] = [2, 4, 8];
+
+/** The grid `ct-w8a8` stores (vLLM's int8 W8A8: one symmetric scale per output channel). */
+const CT_W8A8_GRID = { bits: 8, groupSize: -1, sym: true } as const;
 
 /** The methods `quantize` runs. */
 export const QUANT_METHODS = ['rtn', 'gptq'] as const;
@@ -39,7 +50,11 @@ export interface RtnConfig extends QuantizerOptions {
    * `'gptq'`: HF GPTQ checkpoint, zeros stored as zero − 1 (checkpoint_format "gptq", what the
    * common tools read); `'gptq-v2'`: true zeros (checkpoint_format "gptq_v2"); `'dequant'`: the
    * same architecture with every quantized linear stored dequantized (fake quant: any layer width,
-   * a shorter last group, codebooks); `'gguf:<type>'`: one GGUF file (`out` is the file) — with RTN,
+   * a shorter last group, codebooks); `'ct-w4a16'`: a compressed-tensors "pack-quantized" checkpoint
+   * (2, 4 or 8-bit weights, per group or per channel, symmetric or not; activations in float);
+   * `'ct-w8a8'`: compressed-tensors "int-quantized", int8 weights with one symmetric scale per output
+   * channel and int8 per-token dynamic activations (bits 8, groupSize -1, sym are filled in when
+   * left out, and refused when given otherwise); `'gguf:<type>'`: one GGUF file (`out` is the file) — with RTN,
    * ggml's own block quantizers decide every parameter, so no quantizer option may be given; with
    * GPTQ, Q4_0/Q4_1/Q8_0 fix the grid (bits, groups of 32, symmetry) and GPTQ runs on it.
    * @default 'gptq'
@@ -144,6 +159,29 @@ function ggufQuantizer(method: QuantMethodName, type: GgufExportType, format: st
   return { ...raw, bits: grid.bits, groupSize: grid.groupSize, sym: grid.sym, signedMax: grid.signedMax };
 }
 
+/**
+ * `ct-w8a8` fixes bits, groupSize and sym: filled in when left out, refused when given otherwise
+ * (never silently replaced).
+ */
+function ctW8a8Quantizer(raw: QuantizerOptions): QuantizerOptions {
+  for (const [k, v] of Object.entries(CT_W8A8_GRID) as [keyof typeof CT_W8A8_GRID, number | boolean][]) {
+    if (raw[k] !== undefined && raw[k] !== v) {
+      throw optionError(k, `${k}: format ct-w8a8 stores int8 weights with one symmetric scale per output channel (bits 8, groupSize -1, sym true); leave ${k} out or set it to ${String(v)}, received ${JSON.stringify(raw[k])}`);
+    }
+  }
+  return { ...raw, ...CT_W8A8_GRID };
+}
+
+/** The rules of the compressed-tensors formats on a normalized quantizer (the ones the GPTQ checks below do not cover). */
+function checkCtQuantizer(format: 'ct-w4a16' | 'ct-w8a8', q: NormalizedQuantizer): void {
+  if (format === 'ct-w4a16' && !CT_PACK_BITS.includes(q.bits)) {
+    throw optionError('bits', `bits: format ct-w4a16 packs ${CT_PACK_BITS.join(', ')} bits into int32 (3 bits is packed differently by different compressed-tensors versions), received ${q.bits}; use format "gptq" or "dequant" for it`);
+  }
+  if (q.signedMax) {
+    throw optionError('signedMax', `signedMax: format ${format} stores symmetric codes with the zero at 2^(bits−1) (or true zero points with sym false); the signed-max grid's zeros are not, so leave signedMax out`);
+  }
+}
+
 /** Validate a quantize config (any method) and fill its defaults. The one place these options are checked. */
 export function normalizeQuantizeConfig(c: QuantizeConfig): NormalizedQuantizeConfig {
   checkObject('config', c, 'an object');
@@ -175,7 +213,9 @@ export function normalizeQuantizeConfig(c: QuantizeConfig): NormalizedQuantizeCo
   }
   const checkpointFormat: NormalizedQuantizeConfig['checkpointFormat'] = ggufType ? 'gptq' : (format as NormalizedQuantizeConfig['checkpointFormat']);
   if (checkpointFormat === 'dequant' && raw.raggedLastGroup === undefined) raw.raggedLastGroup = true;
+  if (checkpointFormat === 'ct-w8a8') raw = ctW8a8Quantizer(raw);
   const quantizer = normalizeQuantizer(raw);
+  if (checkpointFormat === 'ct-w4a16' || checkpointFormat === 'ct-w8a8') checkCtQuantizer(checkpointFormat, quantizer);
   if (method === 'gptq' && (quantizer.codebook !== 'uniform' || quantizer.perTensor)) {
     throw optionError('method', 'method: GPTQ quantizes on a uniform per-channel or per-group grid (no codebook, no per-tensor scale)');
   }

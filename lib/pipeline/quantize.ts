@@ -21,6 +21,7 @@ import { evaluate } from '../runtime/evaluate';
 import { openModel, type Model } from '../formats/hf-dir';
 import { hfConfigToJson, type TorchDtype } from '../formats/hf-config';
 import { gptqQuantizationConfig } from '../formats/gptq';
+import { ctQuantizationConfig, ctTensorSpecs, ctTensorsFromGptq, type CtModuleLayout, type CtScheme } from '../formats/compressed-tensors';
 import { writeSafetensors, type TensorEntry, type Dtype } from '../formats/safetensors';
 import { fromFloat32, toFloat32 } from '../formats/dtype';
 import { stageDir, writeJsonAtomic } from '../formats/output';
@@ -375,6 +376,30 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       return b;
     };
     const total = plan.size;
+    // compressed-tensors: each module's GPTQ v2 tensors (what the method stores) re-encoded once,
+    // when the writer first asks for one of its tensors (lib/formats/compressed-tensors.ts).
+    const ctScheme: CtScheme | null = cfg.checkpointFormat === 'ct-w4a16' ? 'w4a16' : cfg.checkpointFormat === 'ct-w8a8' ? 'w8a8' : null;
+    // act-order: "group" when the groups follow the permuted order (g_idx stored), "weight" when the layout is unchanged
+    const ctActorder = cfg.gptq?.actOrder ? (q.groupSize !== -1 && !cfg.gptq.staticGroups ? 'group' : 'weight') : null;
+    const ctLayout = (scheme: CtScheme, mod: LinearModule): CtModuleLayout => ({
+      scheme, rows: mod.rows, cols: mod.cols, bits: q.bits, groups: q.groupSize === -1 ? 1 : mod.cols / q.groupSize, sym: q.sym, gIdx: ctActorder === 'group',
+    });
+    const ctProduced = new Map<string, Promise<Map<string, Uint8Array>>>();
+    const ctPart = (scheme: CtScheme, mod: LinearModule, name: string) => async (): Promise<Uint8Array> => {
+      let p = ctProduced.get(mod.name);
+      if (!p) {
+        const gptq = (suffix: string) => part(mod, `${mod.name}.${suffix}`)();
+        p = (async () => ctTensorsFromGptq(mod.name, ctLayout(scheme, mod),
+          { qweight: await gptq('qweight'), qzeros: await gptq('qzeros'), scales: await gptq('scales'), gIdx: await gptq('g_idx') }))();
+        ctProduced.set(mod.name, p);
+      }
+      const tensors = await p;
+      const b = tensors.get(name);
+      if (!b) throw new LowbitError('LOWBIT_INTERNAL', `${name}: produced twice or never`);
+      tensors.delete(name);
+      if (tensors.size === 0) ctProduced.delete(mod.name);
+      return b;
+    };
     // Tensors to write.
     const entries: TensorEntry[] = [];
     // the last copied tensor, whose source pages are dropped when the next one is read
@@ -401,7 +426,9 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
         entries.push({ name, dtype: isBiasOfPacked ? 'F16' : keepDtype(info.dtype), shape: info.shape, data: copy(name, isBiasOfPacked ? 'F16' : keepDtype(info.dtype)) });
         continue;
       }
-      if (packed) {
+      if (ctScheme) {
+        for (const t of ctTensorSpecs(mod.name, ctLayout(ctScheme, mod))) entries.push({ ...t, data: ctPart(ctScheme, mod, t.name) });
+      } else if (packed) {
         const gsz = q.groupSize === -1 ? mod.cols : q.groupSize;
         const G = Math.ceil(mod.cols / gsz);
         entries.push({ name: `${mod.name}.qweight`, dtype: 'I32', shape: [(mod.cols * q.bits) / 32, mod.rows], data: part(mod, `${mod.name}.qweight`) });
@@ -413,7 +440,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       }
     }
     const skipped = [...logs.values()].filter((l) => l.storage === 'fp16');
-    const metadata: Record<string, string> = { format: 'pt', quantizer: `lowbit:${LOWBIT_VERSION}`, quant_method: packed ? 'gptq' : 'lowbit-dequant', bits: String(q.bits), group_size: String(q.groupSize) };
+    const metadata: Record<string, string> = { format: 'pt', quantizer: `lowbit:${LOWBIT_VERSION}`, quant_method: ctScheme ? 'compressed-tensors' : packed ? 'gptq' : 'lowbit-dequant', bits: String(q.bits), group_size: String(q.groupSize) };
     try {
       await writeSafetensors(staged.tmp, entries, { metadata, maxShardBytes: cfg.maxShardBytes, signal });
     } finally {
@@ -431,7 +458,12 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
     configJson.torch_dtype = TORCH_DTYPE[outDtype] ?? 'float16';
     delete configJson.dtype;
     delete configJson.quantization_config;
-    if (packed) {
+    if (ctScheme) {
+      // modules kept in float (the plan's, lm_head always) are named in `ignore`
+      configJson.quantization_config = ctQuantizationConfig({
+        scheme: ctScheme, bits: q.bits, groupSize: q.groupSize, sym: q.sym, actorder: ctActorder, clip: q.clip, ignore: skipped.map((l) => l.module),
+      });
+    } else if (packed) {
       const dynamic: Record<string, unknown> = {};
       for (const s of skipped) dynamic[`-:^${s.module.replace(/\./g, '\\.')}$`] = {};
       const qc = gptqQuantizationConfig({
