@@ -94,6 +94,14 @@ export interface NativeAddon {
   qblockFromGptq(job: NativeQblockFromGptqJob): NativeTask<NativeQBlock>;
   qblockFromGgml(job: NativeQblockFromGgmlJob): NativeTask<NativeQBlock>;
   qdotLinear(job: NativeQdotLinearJob): NativeTask<void>;
+  kvQuantize(job: NativeKvJob & { x: Float32Array }): { codes: Uint8Array; sz: Uint16Array };
+  kvDequantize(job: NativeKvJob & { codes: Uint8Array; sz: Uint16Array }): Float32Array;
+  kvDotGroups(job: NativeKvJob & { q: Float32Array; codes: Uint8Array; mode: number }): Float32Array;
+  kvAxpyGroups(job: NativeKvJob & { w: Float32Array; codes: Uint8Array; y: Float32Array; mode: number }): void;
+  actFakeQuant(job: { x: Float32Array; rows: number; n: number; bits: number; scale?: number; mode: number }): void;
+  rotate(job: NativeThreads & { x: Float32Array; rows: number; n: number; seed: number; mode: number }): NativeTask<void>;
+  createKvCache(job: { layers: number; seqLen: number; nHeads: number; nKvHeads: number; headDim: number; kv: NonNullable<NativeModelConfig['kv']> }): NativeKvCache;
+  rotationInfo(job: { n: number; seed: number; matrix?: boolean }): { n: number; p: number; m: number; hadamard: boolean; matrix?: Float64Array };
   quantizeActs(job: NativeQuantizeActsJob): { xq: Int8Array; sx: Float32Array; sum: Int32Array };
   hessian(job: NativeHessianJob): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
@@ -335,6 +343,16 @@ export interface NativePackJob extends NativeThreads {
   mode: number;
 }
 
+/** A standalone quantized KV cache (native/runtime/kv_cache.h), for tests. @internal */
+export interface NativeKvCache {
+  bytesPerToken: number;
+  fixedBytes: number;
+  attend(job: { layer: number; q: Float32Array; k: Float32Array; v: Float32Array; n: number; pos0: number; out: Float32Array; mode: number }): void;
+}
+
+/** The shape of KV-cache rows for the kernel entries (kernels/rtquant.h). @internal */
+export interface NativeKvJob { rows: number; n: number; bits: number; group: number; sym?: boolean; channel?: boolean }
+
 /** Model configuration crossing into the native runtime. @internal */
 export interface NativeModelConfig {
   dim: number; hiddenDim: number; nLayers: number; nHeads: number; nKvHeads: number; vocabSize: number; seqLen: number;
@@ -345,6 +363,13 @@ export interface NativeModelConfig {
   invFreq?: Float32Array;
   /** f32-weight linear layers multiply bf16-rounded operands with f32 sums (kernels/gemm.h gemm_bf16). */
   bf16Compute?: boolean;
+  /** A quantized KV cache (native/runtime/llama.h KvQuantConfig). */
+  kv?: { bits: number; group: number; sym: boolean; kChannel: boolean; block?: number; window: number; rotate: boolean; rotateSeed?: number };
+  /** Activation bits and static scales (0: dynamic) per layer and input (nLayers × 4: qkv, o, gate/up, down). */
+  actBits?: Int32Array;
+  actScale?: Float32Array;
+  /** Apply the rotation of this seed to down_proj's input (weights folded with it offline). */
+  rotateDownSeed?: number;
 }
 
 /** Weights of the native runtime: f32, (out, in) row-major. @internal */
@@ -402,6 +427,10 @@ export interface NativeQBlock {
 
 /** A native model instance (KV cache included). @internal */
 export interface NativeModel {
+  /** Bytes the KV cache holds per position (all layers, K and V, scales included). */
+  kvBytesPerToken: number;
+  /** The cache's fixed full-precision part (window, pending per-channel block). */
+  kvFixedBytes: number;
   forward(job: NativeForwardJob): NativeTask<void>;
   calibrateBlock(job: NativeCalibrateBlockJob): NativeTask<void>;
   dispose(): void;

@@ -17,6 +17,10 @@ export interface ModelCallOptions {
 
 /** A native model instance. Calls on one instance must not overlap (lib/runtime/model.ts serializes them). */
 export interface ModelHandle {
+  /** Bytes the KV cache holds per position (all layers, K and V, scales included). */
+  readonly kvBytesPerToken: number;
+  /** The cache's fixed full-precision part (window, pending per-channel block). */
+  readonly kvFixedBytes: number;
   /** Run `tokens` at positions pos0…; fills `logits` with the last `rows` positions' logits. */
   forward(tokens: Int32Array, pos0: number, logits: Float32Array, rows: number, opts: ModelCallOptions): Promise<void>;
   /** Run one decoder layer over hidden states (samples × seqLen × dim, in place), feeding the statistics buffers. */
@@ -29,6 +33,8 @@ export interface ModelHandle {
 export function createModelHandle(config: NativeModelConfig, weights: NativeModelWeights): ModelHandle {
   const native: NativeModel = addon().createModel(config, weights);
   return {
+    kvBytesPerToken: native.kvBytesPerToken,
+    kvFixedBytes: native.kvFixedBytes,
     forward: (tokens, pos0, logits, rows, opts) =>
       runTask(() => native.forward({ tokens, pos0, logits, logitRows: rows, mode: modeId(), threads: nativeThreads(opts.threads) }), opts.signal, 'forward'),
     calibrateBlock: (layer, hidden, seqLen, stats, opts) =>

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError, optionError } from '../errors';
-import { createModelHandle, type ModelHandle, type NativeModelWeights, type NativePackedLinear, type NativeQBlock, type NativeStats } from '../ops/model';
+import { createModelHandle, type ModelHandle, type NativeModelConfig, type NativeModelWeights, type NativePackedLinear, type NativeQBlock, type NativeStats } from '../ops/model';
 import { checkThreads } from '../config/run';
 import { qblockFromGgml, qblockFromGptq, GGML_QBLOCK_TYPES, type GgmlQBlockType } from '../ops/qdot';
 import { isLowbitError } from '../errors';
@@ -24,6 +24,7 @@ import { HfTokenizer } from './tokenizer-hf';
 import { Sampler, type SamplerOptions } from './sampler';
 import { invalidOption, checkBool, checkInt, checkOneOf, checkSignal } from '../config/validate';
 import { toFloat32 } from '../formats/dtype';
+import { normalizeKv, normalizeActQuant, ACT_INPUTS, type KvCacheOptions, type ActQuantOptions, type NormalizedKv, type NormalizedActQuant, type ActInput } from '../config/runtime-quant';
 
 /** The context {@link loadModel} allocates unless told otherwise (`maxContext`). */
 export const DEFAULT_MAX_CONTEXT = 4096;
@@ -85,6 +86,32 @@ export interface LoadModelOptions {
    * are needed only to change weights in place. @default false
    */
   f32Weights?: boolean;
+  /**
+   * Quantize the KV cache (stored quantized: bytes per position in `model.quantization.kv`). A
+   * checkpoint whose config.json has a `lowbit.kv` section runs with it unless this is given;
+   * `null` turns it off.
+   */
+  kv?: KvCacheOptions | null;
+  /**
+   * Quantize the input of every linear module (W·A8, W·A4): through the integer-dot kernels where the
+   * layer is packed and the setting is what they do (8-bit, dynamic), as fake quantization (quantize
+   * and decode in f32) everywhere else — `model.quantization.activations` says which ran where. A
+   * checkpoint's `lowbit.actQuant` applies unless this is given; `null` turns it off.
+   */
+  actQuant?: ActQuantOptions | null;
+}
+
+/** What a loaded model quantizes at run time, and how (see {@link LanguageModel.quantization}). */
+export interface RuntimeQuantization {
+  weights: 'f32' | 'f16' | 'bf16' | 'packed' | 'mixed';
+  kv: (NormalizedKv & { bytesPerToken: number; f32BytesPerToken: number; f16BytesPerToken: number; fixedBytes: number; from: 'options' | 'checkpoint' }) | null;
+  activations: {
+    bits: number; scheme: 'dynamic' | 'static'; inputs: ActInput[]; from: 'options' | 'checkpoint';
+    /** Module inputs (layer.input) multiplied by the integer-dot kernels (int8 per block of channels) and by fake quantization. */
+    kernel: number; fake: number;
+  } | null;
+  /** down_proj's input is rotated online (R4; the checkpoint's weights were folded with it). */
+  rotateDown: boolean;
 }
 
 /** Options of {@link LanguageModel.generate}. */
@@ -123,7 +150,9 @@ export class LanguageModel {
 
   /** @internal */
   constructor(readonly config: RuntimeConfig, readonly tokenizer: TextTokenizer | null, readonly source: string,
-    private readonly native: ModelHandle, private readonly weights: NativeModelWeights, private readonly threads: number | undefined) {}
+    private readonly native: ModelHandle, private readonly weights: NativeModelWeights, private readonly threads: number | undefined,
+    /** What runs quantized besides the stored weights: the KV cache, the activations. */
+    readonly quantization: RuntimeQuantization = { weights: 'f32', kv: null, activations: null, rotateDown: false }) {}
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.queue.then(fn, fn);
@@ -425,6 +454,8 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   let cfg: RuntimeConfig;
   let weights: NativeModelWeights;
   let tokenizer: TextTokenizer | null = null;
+  // run-time settings a lowbit checkpoint carries (config.json "lowbit": {kv, actQuant, rotateDown})
+  let stored: { kv?: KvCacheOptions; actQuant?: ActQuantOptions; rotateDown?: { seed: number } } = {};
   try {
     if (source.kind === 'gguf') {
       const g = readGguf(abs);
@@ -480,6 +511,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     } else {
       const hc = readHfConfig(abs);
       cfg = hfRuntimeConfig(hc, abs);
+      stored = readLowbitSection(hc.raw.lowbit, path.join(abs, 'config.json'));
       const st = openSafetensors(abs);
       const qc = hc.raw.quantization_config !== undefined ? parseGptqConfig(hc.raw.quantization_config, path.join(abs, 'config.json')) : null;
       const packedMods = new Map<string, NativePackedLinear | NativeQBlock>();
@@ -548,11 +580,86 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     throw toLowbitError(e);
   }
   cfg.seqLen = Math.min(cfg.seqLen, options.maxContext === undefined ? DEFAULT_MAX_CONTEXT : checkInt('maxContext', options.maxContext, 1, 1 << 24));
+  const rq = runtimeQuantization(cfg, weights, options, stored, abs);
   let native;
   try {
-    native = createModelHandle({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0 }, weights);
+    native = createModelHandle({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0, ...rq.native }, weights);
   } catch (e) {
     throw toLowbitError(e, abs);
   }
-  return new LanguageModel(cfg, tokenizer, abs, native, weights, threads);
+  if (rq.report.kv) {
+    const kvd = cfg.nKvHeads * cfg.headDim * cfg.nLayers * 2;
+    rq.report.kv = { ...rq.report.kv, bytesPerToken: native.kvBytesPerToken, fixedBytes: native.kvFixedBytes, f32BytesPerToken: kvd * 4, f16BytesPerToken: kvd * 2 };
+  }
+  return new LanguageModel(cfg, tokenizer, abs, native, weights, threads, rq.report);
+}
+
+/** config.json's "lowbit" section (written by lowbit's transforms and recipes), checked. */
+function readLowbitSection(raw: unknown, file: string): { kv?: KvCacheOptions; actQuant?: ActQuantOptions; rotateDown?: { seed: number } } {
+  if (raw === undefined) return {};
+  const bad = (why: string) => new LowbitError('LOWBIT_BAD_FORMAT', `${file}: lowbit: ${why}`, { field: 'lowbit' });
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('must be an object');
+  const o = raw as Record<string, unknown>;
+  const out: { kv?: KvCacheOptions; actQuant?: ActQuantOptions; rotateDown?: { seed: number } } = {};
+  if (o.kv !== undefined && o.kv !== null) out.kv = o.kv as KvCacheOptions;
+  if (o.actQuant !== undefined && o.actQuant !== null) out.actQuant = o.actQuant as ActQuantOptions;
+  if (o.rotateDown !== undefined && o.rotateDown !== null) {
+    const r = o.rotateDown as { seed?: unknown };
+    if (typeof r !== 'object' || !Number.isSafeInteger(r.seed) || (r.seed as number) < 0) throw bad('rotateDown must be {seed: a non-negative integer}');
+    out.rotateDown = { seed: r.seed as number };
+  }
+  return out;
+}
+
+/** The native KV / activation / rotation settings of a model, and the report of what runs. */
+function runtimeQuantization(cfg: RuntimeConfig, weights: NativeModelWeights, options: LoadModelOptions,
+  stored: { kv?: KvCacheOptions; actQuant?: ActQuantOptions; rotateDown?: { seed: number } }, abs: string): { native: Partial<NativeModelConfig>; report: RuntimeQuantization } {
+  const native: Partial<NativeModelConfig> = {};
+  const packedKinds = weights.layers.flatMap((L) => Object.values(L.packed ?? {}));
+  const report: RuntimeQuantization = {
+    weights: packedKinds.length === 0 ? (weights.dtype16 === 1 ? 'f16' : weights.dtype16 === 2 ? 'bf16' : 'f32') : packedKinds.length === weights.layers.length * 7 ? 'packed' : 'mixed',
+    kv: null, activations: null, rotateDown: false,
+  };
+  const wrap = <T>(fromCheckpoint: boolean, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      if (fromCheckpoint && isLowbitError(e)) throw new LowbitError('LOWBIT_BAD_FORMAT', `${path.join(abs, 'config.json')}: lowbit: ${e.message}`, { field: 'lowbit' });
+      throw e;
+    }
+  };
+  const kvFrom = options.kv !== undefined ? 'options' : 'checkpoint';
+  const kvOpt = options.kv !== undefined ? options.kv : stored.kv;
+  if (kvOpt) {
+    const kv: NormalizedKv = wrap(kvFrom === 'checkpoint', () => normalizeKv(kvOpt, cfg.headDim, cfg.seqLen));
+    native.kv = { bits: kv.bits, group: kv.group, sym: kv.sym, kChannel: kv.axis === 'channel', block: kv.block, window: kv.window, rotate: kv.rotate };
+    report.kv = { ...kv, bytesPerToken: 0, f32BytesPerToken: 0, f16BytesPerToken: 0, fixedBytes: 0, from: kvFrom };
+  }
+  const actFrom = options.actQuant !== undefined ? 'options' : 'checkpoint';
+  const actOpt = options.actQuant !== undefined ? options.actQuant : stored.actQuant;
+  if (actOpt) {
+    const a: NormalizedActQuant = wrap(actFrom === 'checkpoint', () => normalizeActQuant(actOpt, cfg.nLayers));
+    const bits = new Int32Array(cfg.nLayers * ACT_INPUTS.length), scale = new Float32Array(bits.length);
+    const first = { qkv: 'q', o: 'o', gate_up: 'gate', down: 'down' } as const;
+    let kernel = 0, fake = 0;
+    for (let l = 0; l < cfg.nLayers; l++) {
+      ACT_INPUTS.forEach((inp, j) => {
+        if (!a.inputs.includes(inp)) return;
+        const i = l * ACT_INPUTS.length + j;
+        bits[i] = a.bits;
+        scale[i] = a.scales ? a.scales[i] : 0;
+        const pk = weights.layers[l].packed?.[first[inp]];
+        if (a.bits === 8 && a.scheme === 'dynamic' && pk && 'kb' in pk) kernel++;
+        else fake++;
+      });
+    }
+    native.actBits = bits;
+    native.actScale = scale;
+    report.activations = { bits: a.bits, scheme: a.scheme, inputs: a.inputs, from: actFrom, kernel, fake };
+  }
+  if (stored.rotateDown) {
+    native.rotateDownSeed = stored.rotateDown.seed;
+    report.rotateDown = true;
+  }
+  return { native, report };
 }

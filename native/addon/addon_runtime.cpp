@@ -82,6 +82,32 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     cfg.inv_freq.assign(p, p + cfg.head_dim / 2);
   }
   if (c.has("bf16Compute")) cfg.bf16_compute = c.flag("bf16Compute");
+  if (c.has("kv")) {
+    // kv: {bits, group, sym, kChannel, block, window, rotate, rotateSeed}
+    const Job kv = c.object("kv");
+    cfg.kv.bits = kv.i32("bits");
+    cfg.kv.group = kv.i32("group");
+    cfg.kv.sym = kv.flag("sym");
+    cfg.kv.k_channel = kv.flag("kChannel");
+    if (kv.has("block")) cfg.kv.block = kv.i32("block");
+    cfg.kv.window = kv.i32("window");
+    cfg.kv.rotate = kv.flag("rotate");
+    if (kv.has("rotateSeed")) cfg.kv.rotate_seed = (uint64_t)kv.count("rotateSeed");
+  }
+  if (c.has("actBits")) {
+    // actBits: Int32Array (nLayers × 4), actScale: Float32Array (nLayers × 4; 0 = dynamic per token)
+    const View b = c.view("actBits"), sc = c.view("actScale");
+    const size_t acts = (size_t)std::max(cfg.n_layers, 0) * ACT_INPUTS;
+    if (b.bytes != acts * 4 || sc.bytes != acts * 4) c.fail("actBits", "Int32Array and Float32Array (actScale) of nLayers × 4");
+    const int32_t* bp = reinterpret_cast<const int32_t*>(b.data);
+    const float* sp = reinterpret_cast<const float*>(sc.data);
+    cfg.act_bits.assign(bp, bp + acts);
+    cfg.act_scale.assign(sp, sp + acts);
+  }
+  if (c.has("rotateDownSeed")) {
+    cfg.rotate_down = true;
+    cfg.rotate_down_seed = (uint64_t)c.count("rotateDownSeed");
+  }
   auto* h = new ModelHolder();
   try {
     LlamaWeights lw;
@@ -159,6 +185,8 @@ static Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     throw;
   }
   Napi::Object o = Napi::Object::New(env);
+  o.Set("kvBytesPerToken", Napi::Number::New(env, h->model->kv_bytes_per_token()));
+  o.Set("kvFixedBytes", Napi::Number::New(env, (double)h->model->kv_fixed_bytes()));
   o.Set("forward", Napi::Function::New(env, [h](const Napi::CallbackInfo& ci) -> Napi::Value {
           Napi::Env e = ci.Env();
           if (h->disposed) throw_js(e, "LOWBIT_DISPOSED", "model is disposed");

@@ -12,6 +12,8 @@
 #include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "kernels/qgemm.h"
+#include "kernels/rtquant.h"
+#include "runtime/kv_cache.h"
 
 namespace lowbit {
 
@@ -19,8 +21,19 @@ Llama::Llama(const LlamaConfig& c, const LlamaWeights& w) : cfg_(c), w_(w) {
   LOWBIT_CHECK(c.dim > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 && c.head_dim > 0 && c.head_dim % 2 == 0, "llama: bad config");
   LOWBIT_CHECK((int)w.layers.size() == c.n_layers, "llama: layer count");
   const size_t kv_dim = (size_t)c.n_kv_heads * c.head_dim;
-  kcache_.assign((size_t)c.n_layers * c.seq_len * kv_dim, 0.0f);
-  vcache_.assign(kcache_.size(), 0.0f);
+  const KvQuantConfig& kv = c.kv;
+  if (kv.bits == 0) {
+    kcache_.assign((size_t)c.n_layers * c.seq_len * kv_dim, 0.0f);
+    vcache_.assign(kcache_.size(), 0.0f);
+  } else {
+    kvq_ = std::make_unique<KvCache>(c.n_layers, c.seq_len, c.n_heads, c.n_kv_heads, c.head_dim, kv);
+  }
+  if (kv.rotate) rot_head_ = make_rotation((size_t)c.head_dim, kv.rotate_seed);
+  if (c.rotate_down) rot_down_ = make_rotation((size_t)c.hidden_dim, c.rotate_down_seed);
+  const size_t acts = (size_t)c.n_layers * ACT_INPUTS;
+  LOWBIT_CHECK(c.act_bits.empty() || (c.act_bits.size() == acts && c.act_scale.size() == acts), "llama: act_bits / act_scale sizes");
+  for (int b : c.act_bits)
+    if (b != 0 && (b < 2 || b > 8)) throw Error("LOWBIT_INVALID_OPTION", "activations: bits must be 2…8, received " + std::to_string(b));
   // Frequencies exactly as llama2.c's run.c computes them (float powf), shared by both styles.
   inv_freq_.resize(c.head_dim / 2);
   for (int i = 0; i < c.head_dim / 2; i++) inv_freq_[i] = 1.0f / powf(c.rope_theta, (float)(2 * i) / (float)c.head_dim);
@@ -49,8 +62,33 @@ void Llama::add_bias(int kind, int layer, size_t n, size_t out, float* y) const 
     for (size_t j = 0; j < out; j++) y[t * out + j] += b[j];
 }
 
-void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs) {
-  if (obs) obs->observe(layer, kind, x, n, in);
+static int act_input_of(int kind) {
+  switch (kind) {
+    case LIN_Q:
+    case LIN_K:
+    case LIN_V: return ACT_QKV;
+    case LIN_O: return ACT_O;
+    case LIN_GATE:
+    case LIN_UP: return ACT_GATE_UP;
+    default: return ACT_DOWN;
+  }
+}
+
+const float* Llama::act_input(int layer, int input, int first_kind, const float* x, size_t n, size_t in, std::vector<float>& buf, int mode) const {
+  if (cfg_.act_bits.empty()) return x;
+  const size_t i = (size_t)layer * ACT_INPUTS + input;
+  const int bits = cfg_.act_bits[i];
+  if (bits == 0) return x;
+  const float scale = cfg_.act_scale[i];
+  // Dynamic 8-bit into an integer-dot layer: the kernel quantizes its input to int8 per block of
+  // channels itself (finer than per token): no fake quantization in front of it.
+  if (bits == 8 && scale == 0.0f && w_.layers[layer].qblock[first_kind].q) return x;
+  buf.assign(x, x + n * in);
+  act_fake_quant(buf.data(), n, in, bits, scale > 0.0f ? &scale : nullptr, mode);
+  return buf.data();
+}
+
+void Llama::linear_raw(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode) {
   const LayerWeights& L = w_.layers[layer];
   if (L.qblock[kind].q) {
     qdot_linear(L.qblock[kind], x, n, y, out, mode);
@@ -68,8 +106,16 @@ void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, siz
   add_bias(kind, layer, n, out, y);
 }
 
-void Llama::linears(int layer, const float* x, size_t n, size_t in, const LinOut* o, size_t count, int mode, Observer* obs) {
-  if (obs) obs->observe(layer, o[0].kind, x, n, in);  // one input, observed once (as its first layer)
+void Llama::linear(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode, Observer* obs) {
+  if (obs) obs->observe(layer, kind, x, n, in);
+  std::vector<float> buf;
+  linear_raw(kind, layer, act_input(layer, act_input_of(kind), kind, x, n, in, buf, mode), n, in, out, y, mode);
+}
+
+void Llama::linears(int layer, const float* x0, size_t n, size_t in, const LinOut* o, size_t count, int mode, Observer* obs) {
+  if (obs) obs->observe(layer, o[0].kind, x0, n, in);  // one input, observed once (as its first layer)
+  std::vector<float> buf;
+  const float* x = act_input(layer, act_input_of(o[0].kind), o[0].kind, x0, n, in, buf, mode);
   const LayerWeights& L = w_.layers[layer];
   bool all_q = true, all_f32 = true;
   for (size_t i = 0; i < count; i++) {
@@ -91,11 +137,11 @@ void Llama::linears(int layer, const float* x, size_t n, size_t in, const LinOut
     for (size_t i = 0; i < count; i++) add_bias(o[i].kind, layer, n, o[i].out, o[i].y);
     return;
   }
-  for (size_t i = 0; i < count; i++) linear(o[i].kind, layer, x, n, in, o[i].out, o[i].y, mode, nullptr);
+  for (size_t i = 0; i < count; i++) linear_raw(o[i].kind, layer, x, n, in, o[i].out, o[i].y, mode);
 }
 
 void Llama::kv_write(int layer, size_t pos, const float* k, const float* v) {
-  // Seam: a quantized KV cache (4/8-bit, per token or per head) would encode k and v here.
+  // The f32 cache (a quantized one is written by attention_quant).
   const size_t kv_dim = (size_t)cfg_.n_kv_heads * cfg_.head_dim;
   float* kc = kcache_.data() + ((size_t)layer * cfg_.seq_len + pos) * kv_dim;
   float* vc = vcache_.data() + ((size_t)layer * cfg_.seq_len + pos) * kv_dim;
@@ -221,6 +267,13 @@ void Llama::attention(int layer, const float* q, size_t n, size_t pos0, float* o
   });
 }
 
+double Llama::kv_bytes_per_token() const {
+  if (kvq_) return kvq_->bytes_per_token();
+  return (double)cfg_.n_layers * cfg_.n_kv_heads * cfg_.head_dim * 8.0;
+}
+
+size_t Llama::kv_fixed_bytes() const { return kvq_ ? kvq_->fixed_bytes() : 0; }
+
 void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* obs) {
   const LlamaConfig& c = cfg_;
   if (pos0 > (size_t)c.seq_len || n > (size_t)c.seq_len - pos0)
@@ -234,8 +287,16 @@ void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* ob
   const LinOut qkv[3] = {{LIN_Q, qd, q.data()}, {LIN_K, kvd, k.data()}, {LIN_V, kvd, v.data()}};
   linears(l, xn.data(), n, dim, qkv, 3, mode, obs);
   rope(q.data(), k.data(), n, pos0);
-  for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
-  attention(l, q.data(), n, pos0, att.data(), mode);
+  if (c.kv.rotate) {
+    rotate_rows(rot_head_, q.data(), n * c.n_heads, mode);
+    rotate_rows(rot_head_, k.data(), n * c.n_kv_heads, mode);
+  }
+  if (c.kv.bits) {
+    kvq_->attend(l, q.data(), k.data(), v.data(), n, pos0, att.data(), mode);
+  } else {
+    for (size_t t = 0; t < n; t++) kv_write(l, pos0 + t, &k[t * kvd], &v[t * kvd]);
+    attention(l, q.data(), n, pos0, att.data(), mode);
+  }
   linear(LIN_O, l, att.data(), n, qd, dim, tmp.data(), mode, obs);
   for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
   rmsnorm(xn.data(), x, L.ffn_norm, n, dim, c.rms_eps);
@@ -245,6 +306,7 @@ void Llama::block(int l, float* x, size_t n, size_t pos0, int mode, Observer* ob
     const float g = h1[i];
     h1[i] = g * (1.0f / (1.0f + expf(-g))) * h3[i];
   }
+  if (c.rotate_down) rotate_rows(rot_down_, h1.data(), n, mode);
   linear(LIN_DOWN, l, h1.data(), n, hid, dim, tmp.data(), mode, obs);
   for (size_t i = 0; i < n * dim; i++) x[i] += tmp[i];
 }

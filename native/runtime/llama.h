@@ -19,10 +19,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/qdot.h"
+#include "kernels/rtquant.h"
+#include "runtime/kv_cache.h"
 
 namespace lowbit {
 
@@ -30,6 +33,9 @@ struct TaskContext;
 
 enum RopeStyle { ROPE_ADJACENT = 0, ROPE_HALF = 1 };
 enum LinearKind { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
+
+// Inputs of a layer's linear modules, for activation quantization.
+enum ActInput { ACT_QKV = 0, ACT_O, ACT_GATE_UP, ACT_DOWN, ACT_INPUTS };
 
 struct LlamaConfig {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab = 0, seq_len = 0, head_dim = 0;
@@ -41,6 +47,15 @@ struct LlamaConfig {
   // Linear layers with f32 weights multiply bf16-rounded operands with f32 sums (gemm_bf16): the
   // calibration forward's option (twice the multiply-adds per instruction on AVX-512 BF16).
   bool bf16_compute = false;
+  KvQuantConfig kv;
+  // Activation quantization per layer and input (ACT_INPUTS per layer: q/k/v, o, gate/up, down):
+  // act_bits 0 (none) or 2…8, symmetric; act_scale 0: dynamic per token, else that static scale.
+  std::vector<int> act_bits;
+  std::vector<float> act_scale;
+  // Online rotation of down_proj's input (QuaRot's R4): the checkpoint's down_proj weights were
+  // multiplied by Qᵀ offline; the runtime applies Q = make_rotation(hidden_dim, seed) to the input.
+  bool rotate_down = false;
+  uint64_t rotate_down_seed = 0;
 };
 
 // A linear layer kept in GPTQ 4-bit form (see kernels/qgemm.h): multiplied straight from the words.
@@ -92,6 +107,10 @@ class Llama {
   // Writes logits (rows × vocab) for the last `logit_rows` positions (0: none).
   void forward(const int32_t* tokens, size_t n, size_t pos0, float* logits, size_t logit_rows, int mode, TaskContext* ctx, Observer* obs = nullptr);
   size_t kv_capacity() const { return (size_t)cfg_.seq_len; }
+  // Bytes the KV cache holds per position (all layers, K and V, scales included), and the fixed
+  // full-precision part (window / pending per-channel block) on top of it.
+  double kv_bytes_per_token() const;
+  size_t kv_fixed_bytes() const;
   // One decoder layer on hidden states x (n × dim, in place) at positions pos0 …, writing that
   // layer's KV cache: the unit the sequential calibration driver (and GPTQ) runs block by block.
   void block(int layer, float* x, size_t n, size_t pos0, int mode, Observer* obs);
@@ -106,6 +125,9 @@ class Llama {
     float* y;
   };
   void linears(int layer, const float* x, size_t n, size_t in, const LinOut* outs, size_t count, int mode, Observer* obs);
+  void linear_raw(int kind, int layer, const float* x, size_t n, size_t in, size_t out, float* y, int mode);
+  // The input of a linear module as it is multiplied: x itself, or its fake-quantized copy in buf.
+  const float* act_input(int layer, int input, int first_kind, const float* x, size_t n, size_t in, std::vector<float>& buf, int mode) const;
   void add_bias(int kind, int layer, size_t n, size_t out, float* y) const;
   void kv_write(int layer, size_t pos, const float* k, const float* v);
   void rope(float* q, float* k, size_t n, size_t pos0) const;
@@ -116,6 +138,8 @@ class Llama {
   LlamaWeights w_;
   std::vector<float> kcache_, vcache_;  // (layers, seq_len, kv_dim)
   std::vector<float> inv_freq_;         // head_dim / 2
+  std::unique_ptr<KvCache> kvq_;        // the quantized cache (cfg_.kv.bits > 0)
+  Rotation rot_head_, rot_down_;
 };
 
 }  // namespace lowbit

@@ -64,11 +64,21 @@ function applyRope(v: Float64Array, heads: number, hd: number, pos: number, thet
   }
 }
 
+/** Where a test changes what the plain forward computes (a simulated quantized cache, rotations, quantized activations). */
+export interface SlowHooks {
+  /** Q and K of position `pos` after RoPE (all heads, in place). */
+  afterRope?: (q: Float64Array, k: Float64Array, layer: number, pos: number) => void;
+  /** The K or V row a query at position `last` reads for position p; rows: every position's exact row. */
+  kvRead?: (kind: 'k' | 'v', layer: number, p: number, last: number, rows: Float64Array[]) => Float64Array;
+  /** The input of a layer's linear modules as they multiply it. */
+  act?: (input: 'qkv' | 'o' | 'gate_up' | 'down', layer: number, x: Float64Array) => Float64Array;
+}
+
 /**
  * Logits (tokens.length × vocab, row-major, float64) of every position of `tokens`, run at
  * positions 0 … n−1 from an empty cache.
  */
-export function slowForward(cfg: SlowConfig, weights: Map<string, Float32Array>, tokens: ArrayLike<number>): Float64Array {
+export function slowForward(cfg: SlowConfig, weights: Map<string, Float32Array>, tokens: ArrayLike<number>, hooks: SlowHooks = {}): Float64Array {
   const { dim, hiddenDim: hid, nLayers, nHeads, nKvHeads, headDim: hd, vocabSize: V, rmsEps, ropeTheta, rope } = cfg;
   const qd = nHeads * hd, kvd = nKvHeads * hd, group = nHeads / nKvHeads;
   const get = (name: string, numel: number): Float32Array => {
@@ -98,10 +108,12 @@ export function slowForward(cfg: SlowConfig, weights: Map<string, Float32Array>,
     // Every position's q, k, v first (k and v are the cache), then causal attention.
     const qs: Float64Array[] = [], ks: Float64Array[] = [], vs: Float64Array[] = [];
     for (let t = 0; t < n; t++) {
-      const xn = rmsnorm(xs[t], n1, rmsEps);
+      const xn0 = rmsnorm(xs[t], n1, rmsEps);
+      const xn = hooks.act ? hooks.act('qkv', l, xn0) : xn0;
       const q = matvec(wq, xn, qd, dim, bq), k = matvec(wk, xn, kvd, dim, bk), v = matvec(wv, xn, kvd, dim, bv);
       applyRope(q, nHeads, hd, t, ropeTheta, rope);
       applyRope(k, nKvHeads, hd, t, ropeTheta, rope);
+      hooks.afterRope?.(q, k, l, t);
       qs.push(q);
       ks.push(k);
       vs.push(v);
@@ -114,7 +126,8 @@ export function slowForward(cfg: SlowConfig, weights: Map<string, Float32Array>,
         let max = -Infinity;
         for (let s = 0; s <= t; s++) {
           let dot = 0;
-          for (let i = 0; i < hd; i++) dot += qs[t][h * hd + i] * ks[s][kh * hd + i];
+          const kr = hooks.kvRead ? hooks.kvRead('k', l, s, t, ks) : ks[s];
+          for (let i = 0; i < hd; i++) dot += qs[t][h * hd + i] * kr[kh * hd + i];
           scores[s] = dot / Math.sqrt(hd);
           if (scores[s] > max) max = scores[s];
         }
@@ -125,16 +138,18 @@ export function slowForward(cfg: SlowConfig, weights: Map<string, Float32Array>,
         }
         for (let s = 0; s <= t; s++) {
           const a = scores[s] / sum;
-          for (let i = 0; i < hd; i++) att[h * hd + i] += a * vs[s][kh * hd + i];
+          const vr = hooks.kvRead ? hooks.kvRead('v', l, s, t, vs) : vs[s];
+          for (let i = 0; i < hd; i++) att[h * hd + i] += a * vr[kh * hd + i];
         }
       }
-      const o = matvec(wo, att, dim, qd);
+      const o = matvec(wo, hooks.act ? hooks.act('o', l, att) : att, dim, qd);
       for (let i = 0; i < dim; i++) xs[t][i] += o[i];
-      const xn = rmsnorm(xs[t], n2, rmsEps);
+      const xn2 = rmsnorm(xs[t], n2, rmsEps);
+      const xn = hooks.act ? hooks.act('gate_up', l, xn2) : xn2;
       const g = matvec(wg, xn, hid, dim), u = matvec(wu, xn, hid, dim);
       const act = new Float64Array(hid);
       for (let i = 0; i < hid; i++) act[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
-      const d = matvec(wd, act, dim, hid);
+      const d = matvec(wd, hooks.act ? hooks.act('down', l, act) : act, dim, hid);
       for (let i = 0; i < dim; i++) xs[t][i] += d[i];
     }
   }
