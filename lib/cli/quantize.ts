@@ -1,6 +1,6 @@
 /** `lowbit quantize <model> --method rtn --bits 4 --group-size 128 … --out <dir>` */
 import { Command, Option } from 'commander';
-import { quantize, type QuantizeResult, type QuantizeRunOptions } from '../pipeline/quantize';
+import { quantize, transformModel, type QuantizeResult, type QuantizeRunOptions } from '../pipeline/quantize';
 import { OUTPUT_FORMATS, QUANT_METHODS, type QuantizeConfig, type OutputFormat } from '../config/quantize';
 import type { ExportGgufResult } from '../pipeline/gguf-export';
 import type { Progress } from '../config/run';
@@ -38,6 +38,7 @@ interface QuantizeFlags {
   calibSeqlen?: number;
   calibCompute?: 'f32' | 'bf16';
   seed?: number;
+  transform?: string[];
   actOrder?: boolean;
   staticGroups?: boolean;
   damp?: number;
@@ -72,7 +73,8 @@ export function quantizeCommand(run: RunFn): Command {
     .description('quantize every linear layer of a Llama-family model (HF directory, llama2.c .bin or F32/F16/BF16 GGUF) and write a checkpoint or a GGUF file')
     .argument('<model>', 'an HF model directory (config.json + *.safetensors), a llama2.c .bin or an F32/F16/BF16 GGUF file')
     .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
-    .addOption(new Option('--method <method>', 'quantization method').choices([...QUANT_METHODS, 'awq']).default('rtn'))
+    .addOption(new Option('--method <method>', 'quantization method; none: apply --transform only').choices([...QUANT_METHODS, 'none', 'awq']).default('rtn'))
+    .option('--transform <t...>', 'transform the weights first, exactly (repeatable): rotate[:down] (Hadamard rotations, QuaRot-style; :down adds the online down_proj rotation, lowbit runtime only), smoothquant[:alpha] (needs --calib)')
     .option('--calib <path>', 'GPTQ: calibration data: a UTF-8 text file, a .jsonl file ("text" or "input_ids" per line) or a directory of .txt files')
     .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
     .option('--calib-seqlen <n>', 'GPTQ: tokens per window (capped at the model context)', intFlag('calibSeqlen'), 2048)
@@ -116,6 +118,7 @@ export function quantizeCommand(run: RunFn): Command {
         }
       }, !!o.json);
       async function runQuantize(cmd: Command, json: boolean): Promise<number> {
+        if (o.method === 'none') return runTransformOnly(cmd, model, json);
         const call = quantizeCall(cmd, model);
         const bar = progressBar(!o.quiet);
         const sig = abortOnSignals();
@@ -178,6 +181,7 @@ export function quantizeCall(cmd: Command, model: string): QuantizeCall {
     ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}), ...pick('format'),
     ...pick('include'), ...pick('exclude'), ...pick('maxShard', 'maxShardBytes'),
     ...(o.actOrder ? { actOrder: true } : {}), ...(o.staticGroups ? { staticGroups: true } : {}), ...pick('damp', 'dampPercent'), ...pick('blockSize'),
+    ...pick('transform', 'transforms'),
   } as unknown as QuantizeConfig;
   const tok = o.tokenizer?.endsWith('.bin') ? o.tokenizer : undefined;
   const evalFlags = (['evalCtx', 'evalChunks'] as const).filter((k) => given(k));
@@ -193,6 +197,35 @@ export function quantizeCall(cmd: Command, model: string): QuantizeCall {
       ...(o.eval ? { evaluate: { file: o.eval, ...pick('evalCtx', 'ctx'), ...pick('evalChunks', 'maxChunks') } } : {}),
     },
   };
+}
+
+/** `--method none`: the transforms only (transformModel); every quantizer flag is refused, naming it. */
+async function runTransformOnly(cmd: Command, model: string, json: boolean): Promise<number> {
+  const o = cmd.opts<QuantizeFlags>();
+  const given = (k: keyof QuantizeFlags) => cmd.getOptionValueSource(k) === 'cli';
+  if (!o.transform?.length) throw optionError('method', '--method none: applies transforms only; give at least one --transform');
+  const quantizerFlags = (['bits', 'groupSize', 'sym', 'asym', 'clip', 'codebook', 'perTensor', 'format', 'include', 'exclude', 'lmHead', 'actOrder', 'staticGroups', 'damp', 'blockSize', 'eval', 'maxMemory', 'allowRequantize', 'maxShard'] as const).filter((k) => given(k));
+  if (quantizerFlags.length) {
+    const f = `--${quantizerFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    throw optionError(quantizerFlags[0], `${f}: --method none quantizes nothing (it writes the transformed F32 checkpoint); leave ${f} out or choose a method`);
+  }
+  const call = quantizeCall(cmd, model);
+  const sig = abortOnSignals();
+  try {
+    const r = await transformModel(await modelArg(call.model, call.download, json || !!o.quiet), o.transform, {
+      out: o.out, ...(o.force ? { overwrite: true } : {}), ...(call.run.calibration ? { calibration: call.run.calibration } : {}), ...(call.run.threads !== undefined ? { threads: call.run.threads } : {}),
+      ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}), signal: sig.signal, command: ['lowbit', ...process.argv.slice(2)].join(' '),
+    });
+    if (json) process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+    else {
+      process.stdout.write(`${r.out}: ${r.report.transforms.map((t) => t.kind).join(' + ')} (F32, ${formatBytes(r.outputBytes)}, ${r.seconds.toFixed(1)} s)\n`);
+      for (const x of r.report.rotations ?? []) process.stdout.write(`  ${x.name}: size ${x.n}, seed ${x.seed}\n`);
+      if (r.report.smoothquant) process.stdout.write(`  smoothquant α ${r.report.smoothquant.alpha} over ${r.report.smoothquant.tokens} tokens; scale ranges ${Object.entries(r.report.smoothquant.scaleRange).map(([k, [a, b]]) => `${k} ${a.toPrecision(3)}…${b.toPrecision(3)}`).join(', ')}\n`);
+    }
+    return 0;
+  } finally {
+    sig.dispose();
+  }
 }
 
 /**
@@ -215,5 +248,5 @@ export function quantizeFlagError(cmd: Command, e: unknown): unknown {
 const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
   method: 'method', bits: 'bits', groupSize: 'groupSize', clip: 'clip', codebook: 'codebook', perTensor: 'perTensor', format: 'format',
   include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
-  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate', maxMemory: 'maxMemory',
+  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', transform: 'transforms', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate', maxMemory: 'maxMemory',
 };

@@ -6,6 +6,7 @@
 import { normalizeQuantizer, QUANTIZER_KEYS, type NormalizedQuantizer, type QuantizerOptions } from './quant';
 import { checkBool, checkEnum, checkInt, checkNumber, invalidOption, checkObject } from './validate';
 import { LowbitError, optionError } from '../errors';
+import { normalizeTransforms, type Transform } from './transform';
 
 /** GGUF tensor types lowbit writes (the type of the embedding and the linear weights; norms stay F32). */
 export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K'] as const;
@@ -68,6 +69,13 @@ export interface RtnConfig extends QuantizerOptions {
   exclude?: (string | RegExp)[];
   /** Largest safetensors shard in bytes (checkpoint formats). @default 5 GiB */
   maxShardBytes?: number;
+  /**
+   * Transforms applied to the weights first, exact in full precision (lib/pipeline/transform.ts):
+   * `{kind: 'rotate', down?}` / `'rotate'`, `'rotate:down'` (QuaRot-style Hadamard rotations), or
+   * `{kind: 'smoothquant', alpha?}` / `'smoothquant:0.5'` (needs calibration data). The method then
+   * quantizes the transformed model. @default []
+   */
+  transforms?: (Transform | string)[];
 }
 
 /** GPTQ configuration: RTN's options plus the algorithm's own (see {@link gptqLayer}). */
@@ -111,12 +119,13 @@ export interface NormalizedQuantizeConfig {
   include?: (string | RegExp)[];
   exclude?: (string | RegExp)[];
   maxShardBytes: number;
+  transforms: Transform[];
 }
 /** @deprecated the old name of {@link NormalizedQuantizeConfig}. @internal */
 export type NormalizedRtnConfig = NormalizedQuantizeConfig;
 
 const GPTQ_KEYS = ['actOrder', 'staticGroups', 'dampPercent', 'blockSize', 'trueSequential'] as const;
-const RUN_KEYS = ['method', 'format', 'lmHead', 'include', 'exclude', 'maxShardBytes'] as const;
+const RUN_KEYS = ['method', 'format', 'lmHead', 'include', 'exclude', 'maxShardBytes', 'transforms'] as const;
 
 function checkPatterns(name: string, v: unknown): (string | RegExp)[] | undefined {
   if (v === undefined) return undefined;
@@ -245,6 +254,7 @@ export function normalizeQuantizeConfig(c: QuantizeConfig): NormalizedQuantizeCo
   return {
     method, gptq, quantizer, format, checkpointFormat, ggufType, lmHead,
     include: checkPatterns('include', c.include), exclude: checkPatterns('exclude', c.exclude), maxShardBytes,
+    transforms: c.transforms === undefined ? [] : normalizeTransforms(c.transforms),
   };
 }
 

@@ -25,6 +25,8 @@ import { ctQuantizationConfig, ctTensorSpecs, ctTensorsFromGptq, type CtModuleLa
 import { writeSafetensors, type TensorEntry, type Dtype } from '../formats/safetensors';
 import { fromFloat32, toFloat32 } from '../formats/dtype';
 import { stageDir, writeJsonAtomic } from '../formats/output';
+import { applyTransforms, type TransformReport } from './transform';
+import { normalizeTransforms, type Transform } from '../config/transform';
 import { ResumeState } from '../formats/resume';
 import { fingerprint, keyOf } from '../formats/fingerprint';
 import { getKernelMode, nativeInfo } from '../ops/system';
@@ -133,6 +135,7 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
   if (opts.signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'quantize: aborted by signal before start (no output written)');
   if (typeof model !== 'string') {
     const named = { ...opts, sourceName: path.basename(model.dir) };
+    if (cfg.transforms.length) return withTransforms(model.dir, cfg, named, t0);
     return cfg.ggufType ? quantizeToGguf(model, cfg, named, t0) : runPipeline(model, cfg, named, t0);
   }
   // any source kind: an HF directory as it is; llama2.c and GGUF through a staged HF directory
@@ -142,12 +145,91 @@ export async function quantize(model: Model | string, config: QuantizeConfig, ru
     // a tokenizer copied into the staged directory is carried by it: not copied a second time
     const run = { ...opts, sourceName: sourceNameOf(model, staged.source), sourcePath: staged.source.dir ?? staged.source.path,
       tokenizers: staged.tokenizer ? opts.tokenizers.filter((t) => t !== staged.tokenizer) : opts.tokenizers };
+    if (cfg.transforms.length) return await withTransforms(staged.dir, cfg, run, t0);
     if (cfg.ggufType) return await quantizeToGguf(staged.dir, cfg, run, t0);
     const m = openModel(staged.dir, { lmHead: cfg.lmHead });
     try {
       return await runPipeline(m, cfg, run, t0);
     } finally {
       m.close();
+    }
+  } finally {
+    staged.cleanup();
+  }
+}
+
+/**
+ * Transforms first (an F32 HF directory staged beside the output, removed afterwards), then the
+ * method on the transformed model; the quant log records what the transforms did.
+ */
+async function withTransforms(dir: string, cfg: NormalizedQuantizeConfig, opts: NormalizedRunOptions, t0: number): Promise<QuantizeResult> {
+  const outAbs = path.resolve(opts.out);
+  const tdir = path.join(path.dirname(outAbs), `.${path.basename(outAbs)}.transformed-${process.pid}`);
+  fs.rmSync(tdir, { recursive: true, force: true });
+  try {
+    const report = await applyTransforms(dir, tdir, cfg.transforms, { calibration: opts.calibration, threads: opts.threads, signal: opts.signal });
+    const run = { ...opts, transformReport: report };
+    const plain = { ...cfg, transforms: [] };
+    if (cfg.ggufType) return await quantizeToGguf(tdir, plain, run, t0);
+    const m = openModel(tdir, { lmHead: cfg.lmHead });
+    try {
+      return await runPipeline(m, plain, run, t0);
+    } finally {
+      m.close();
+    }
+  } finally {
+    fs.rmSync(tdir, { recursive: true, force: true });
+  }
+}
+
+/** What {@link transformModel} returns. */
+export interface TransformResult {
+  out: string;
+  report: TransformReport;
+  outputBytes: number;
+  seconds: number;
+}
+
+/**
+ * Apply transforms only (no quantization; CLI `--method none`): the source (any kind lowbit reads)
+ * becomes an F32 Hugging Face checkpoint in `run.out`, written atomically, with a quant_log.json
+ * saying what was done. Rotation without `down` gives a standard Llama checkpoint that any runtime
+ * loads unchanged.
+ */
+export async function transformModel(model: string, transforms: (Transform | string)[],
+  run: { out: string; calibration?: CalibrationOptions; threads?: number; signal?: AbortSignal; overwrite?: boolean; tokenizer?: string; command?: string }): Promise<TransformResult> {
+  const t0 = performance.now();
+  if (typeof model !== 'string' || !model) throw invalidOption('model', 'a path', model);
+  const list = normalizeTransforms(transforms);
+  if (list.length === 0) throw invalidOption('transforms', 'at least one transform', transforms);
+  checkObject('run', run, 'an object with at least {out}');
+  if (typeof run.out !== 'string' || run.out.length === 0) throw invalidOption('out', 'an output directory path', run.out);
+  const calibration = run.calibration === undefined ? null : normalizeCalibration(run.calibration);
+  if (calibration && !list.some((t) => t.kind === 'smoothquant')) throw optionError('calibration', 'calibration: only transform smoothquant uses calibration data');
+  const threads = checkThreads(run.threads);
+  const signal = checkSignal(run.signal);
+  const overwrite = run.overwrite === undefined ? false : checkBool('overwrite', run.overwrite);
+  if (run.tokenizer !== undefined && (typeof run.tokenizer !== 'string' || !fs.existsSync(run.tokenizer))) {
+    throw new LowbitError('LOWBIT_NOT_FOUND', `tokenizer: no such file ${JSON.stringify(run.tokenizer)}`, { option: 'tokenizer' });
+  }
+  const staged = await stageQuantizeSource(model, run.out, { allowRequantize: false, tokenizer: run.tokenizer ?? null, signal });
+  try {
+    const out = await stageDir(run.out, overwrite);
+    try {
+      const report = await applyTransforms(staged.dir, out.tmp, list, { calibration, threads, signal });
+      if (run.tokenizer && !staged.tokenizer) fs.copyFileSync(run.tokenizer, path.join(out.tmp, path.basename(run.tokenizer).endsWith('.bin') ? 'tokenizer.bin' : path.basename(run.tokenizer)));
+      await writeJsonAtomic(path.join(out.tmp, 'quant_log.json'), {
+        tool: `lowbit ${LOWBIT_VERSION}`, created: new Date().toISOString(), source: sourceNameOf(model, staged.source), method: 'none', transforms: report,
+        command: run.command === undefined ? null : checkCommand(run.command), seconds: (performance.now() - t0) / 1000,
+      });
+      if (signal?.aborted) throw new LowbitError('LOWBIT_ABORTED', 'transform: aborted by signal before commit (no output written)');
+      await out.commit();
+      let outputBytes = 0;
+      for (const f of fs.readdirSync(out.target)) outputBytes += fs.statSync(path.join(out.target, f)).size;
+      return { out: out.target, report, outputBytes, seconds: (performance.now() - t0) / 1000 };
+    } catch (e) {
+      await out.abort();
+      throw e;
     }
   } finally {
     staged.cleanup();
@@ -183,6 +265,8 @@ export interface NormalizedRunOptions {
   maxMemory: number;
   signal: AbortSignal | undefined;
   report: (p: Progress) => void;
+  /** What the transforms did (set by withTransforms), for the quant log. */
+  transformReport?: TransformReport;
 }
 
 function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOptions): NormalizedRunOptions {
@@ -197,7 +281,14 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
     if (notBin !== undefined) throw optionError('tokenizer', `tokenizer: ${path.basename(notBin)} is not a llama2.c tokenizer.bin; a GGUF output's vocabulary comes from a tokenizer.bin or the model directory's own tokenizer.json`, { file: notBin });
   }
   const method = METHODS[cfg.method];
-  if (run.calibration !== undefined && !method.needsCalibration) {
+  const smooth = cfg.transforms.some((t) => t.kind === 'smoothquant');
+  if (smooth && run.calibration === undefined) {
+    throw optionError('calibration', 'calibration: transform smoothquant needs calibration data ({calibration: {file | text}}, CLI --calib FILE)');
+  }
+  if (cfg.ggufType && cfg.transforms.some((t) => t.kind === 'rotate' && t.down)) {
+    throw optionError('transforms', `transforms: rotate:down needs lowbit's runtime to rotate down_proj's input online; a GGUF file (${cfg.format}) cannot record it, so llama.cpp would compute wrong outputs — use rotate without down`);
+  }
+  if (run.calibration !== undefined && !method.needsCalibration && !smooth) {
     throw optionError('calibration', `calibration: method "${cfg.method}" uses no calibration data (leave it out, or use method "gptq")`);
   }
   if (method.needsCalibration && run.calibration === undefined) {
@@ -510,6 +601,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       method: cfg.method,
       format: cfg.format,
       calibration: calibration ?? null,
+      transforms: opts.transformReport ?? null,
       evaluation: evaluation ?? null,
       parameters: { ...q, ...(cfg.gptq ?? {}), lmHead: cfg.lmHead, include: cfg.include?.map(String) ?? null, exclude: cfg.exclude?.map(String) ?? null },
       machine: { isa: info.isa, threads: opts.threads ?? info.threads, cpu: info.cpuModel, kernelMode: getKernelMode() },
