@@ -65,6 +65,12 @@ export async function jobFromCommandLine(argv: string[]): Promise<{ data: JobDat
   if (kind === 'eval') {
     const o = cmd.opts<EvalFlags>();
     if (o.download) throw noDownload();
+    // the run-time quantization flags are not carried by eval jobs yet: refused, never dropped
+    const rq = ['kvBits', 'kvGroup', 'kvSym', 'kvAxis', 'kvBlock', 'kvWindow', 'kvRotate', 'kv', 'actBits', 'actScheme', 'actInputs', 'calib', 'calibSamples', 'calibSeqlen'].find(given);
+    if (rq !== undefined) {
+      const flag = rq === 'kv' ? '--no-kv' : `--${rq.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      throw optionError(rq, `${flag}: a queued eval does not carry KV-cache or activation settings yet; run \`lowbit eval\` directly (a checkpoint's stored settings do apply in the job)`);
+    }
     return {
       data: {
         kind, model, textFile: o.text,

@@ -73,7 +73,7 @@ export interface ActQuantOptions {
   bits: number;
   /**
    * 'dynamic': a scale per token, computed as the model runs; 'static': one scale per module input,
-   * measured on calibration text (`scales`, or `calibrateActScales`). @default 'dynamic'
+   * measured on calibration text (`scales`, from `measureActScales`). @default 'dynamic'
    */
   scheme?: 'dynamic' | 'static';
   /** Which inputs: q/k/v ('qkv'), o, gate/up ('gate_up'), down. @default all four */
