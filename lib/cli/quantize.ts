@@ -39,6 +39,7 @@ interface QuantizeFlags {
   calibCompute?: 'f32' | 'bf16';
   seed?: number;
   transform?: string[];
+  recipe?: string;
   actOrder?: boolean;
   staticGroups?: boolean;
   damp?: number;
@@ -74,6 +75,7 @@ export function quantizeCommand(run: RunFn): Command {
     .argument('<model>', 'an HF model directory (config.json + *.safetensors), a llama2.c .bin or an F32/F16/BF16 GGUF file')
     .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
     .addOption(new Option('--method <method>', 'quantization method; none: apply --transform only').choices([...QUANT_METHODS, 'none', 'awq']).default('rtn'))
+    .option('--recipe <name|file>', 'a compression recipe: a preset (w4a16, w8a8, w4a8, w4a8kv8, w4a8kv4, w4a4kv4) or a JSON file; flags given beside it override its weight settings; its activation and KV settings are stored in the checkpoint and applied when it is loaded')
     .option('--transform <t...>', 'transform the weights first, exactly (repeatable): rotate[:down] (Hadamard rotations, QuaRot-style; :down adds the online down_proj rotation, lowbit runtime only), smoothquant[:alpha] (needs --calib)')
     .option('--calib <path>', 'GPTQ: calibration data: a UTF-8 text file, a .jsonl file ("text" or "input_ids" per line) or a directory of .txt files')
     .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
@@ -176,7 +178,7 @@ export function quantizeCall(cmd: Command, model: string): QuantizeCall {
   const pick = <K extends keyof QuantizeFlags>(k: K, as: string = k): Record<string, QuantizeFlags[K]> => (given(k) ? { [as]: o[k] } : {});
   if (o.sym && o.asym) throw optionError('sym', 'sym/asym: expected one of --sym or --asym, received both');
   const config = {
-    method: o.method,
+    ...(o.recipe ? { recipe: o.recipe, ...pick('method') } : { method: o.method }),
     ...pick('bits'), ...pick('groupSize'), ...(o.asym ? { sym: false } : o.sym ? { sym: true } : {}), ...pick('clip'), ...pick('codebook'),
     ...(o.perTensor ? { perTensor: true } : {}), ...(o.lmHead ? { lmHead: true } : {}), ...pick('format'),
     ...pick('include'), ...pick('exclude'), ...pick('maxShard', 'maxShardBytes'),
@@ -204,7 +206,7 @@ async function runTransformOnly(cmd: Command, model: string, json: boolean): Pro
   const o = cmd.opts<QuantizeFlags>();
   const given = (k: keyof QuantizeFlags) => cmd.getOptionValueSource(k) === 'cli';
   if (!o.transform?.length) throw optionError('method', '--method none: applies transforms only; give at least one --transform');
-  const quantizerFlags = (['bits', 'groupSize', 'sym', 'asym', 'clip', 'codebook', 'perTensor', 'format', 'include', 'exclude', 'lmHead', 'actOrder', 'staticGroups', 'damp', 'blockSize', 'eval', 'maxMemory', 'allowRequantize', 'maxShard'] as const).filter((k) => given(k));
+  const quantizerFlags = (['recipe', 'bits', 'groupSize', 'sym', 'asym', 'clip', 'codebook', 'perTensor', 'format', 'include', 'exclude', 'lmHead', 'actOrder', 'staticGroups', 'damp', 'blockSize', 'eval', 'maxMemory', 'allowRequantize', 'maxShard'] as const).filter((k) => given(k));
   if (quantizerFlags.length) {
     const f = `--${quantizerFlags[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     throw optionError(quantizerFlags[0], `${f}: --method none quantizes nothing (it writes the transformed F32 checkpoint); leave ${f} out or choose a method`);
@@ -248,5 +250,5 @@ export function quantizeFlagError(cmd: Command, e: unknown): unknown {
 const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
   method: 'method', bits: 'bits', groupSize: 'groupSize', clip: 'clip', codebook: 'codebook', perTensor: 'perTensor', format: 'format',
   include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
-  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', transform: 'transforms', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate', maxMemory: 'maxMemory',
+  damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', transform: 'transforms', recipe: 'recipe', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate', maxMemory: 'maxMemory',
 };

@@ -7,6 +7,7 @@ import { normalizeQuantizer, QUANTIZER_KEYS, type NormalizedQuantizer, type Quan
 import { checkBool, checkEnum, checkInt, checkNumber, invalidOption, checkObject } from './validate';
 import { LowbitError, optionError } from '../errors';
 import { normalizeTransforms, type Transform } from './transform';
+import { resolveRecipe, type Recipe } from './recipe';
 
 /** GGUF tensor types lowbit writes (the type of the embedding and the linear weights; norms stay F32). */
 export const GGUF_EXPORT_TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q4_K'] as const;
@@ -93,8 +94,17 @@ export interface GptqConfig extends Omit<RtnConfig, 'method'> {
   trueSequential?: boolean;
 }
 
+/**
+ * A recipe (lib/config/recipe.ts: a preset name, a JSON file or an object) and, beside it, options
+ * that override its weight settings (`groupSize: 32` for a narrow model, another `format`).
+ */
+export interface RecipeConfig extends Partial<Omit<GptqConfig, 'method'>> {
+  recipe: string | Recipe;
+  method?: QuantMethodName;
+}
+
 /** Any method's configuration. */
-export type QuantizeConfig = RtnConfig | GptqConfig;
+export type QuantizeConfig = RtnConfig | GptqConfig | RecipeConfig;
 
 /** @internal */
 export interface NormalizedGptqOptions {
@@ -120,6 +130,8 @@ export interface NormalizedQuantizeConfig {
   exclude?: (string | RegExp)[];
   maxShardBytes: number;
   transforms: Transform[];
+  /** The recipe as it ran (weights with their final values), or null. */
+  recipe: Recipe | null;
 }
 /** @deprecated the old name of {@link NormalizedQuantizeConfig}. @internal */
 export type NormalizedRtnConfig = NormalizedQuantizeConfig;
@@ -194,6 +206,7 @@ function checkCtQuantizer(format: 'ct-w4a16' | 'ct-w8a8', q: NormalizedQuantizer
 /** Validate a quantize config (any method) and fill its defaults. The one place these options are checked. */
 export function normalizeQuantizeConfig(c: QuantizeConfig): NormalizedQuantizeConfig {
   checkObject('config', c, 'an object');
+  if ('recipe' in c) return normalizeRecipeConfig(c);
   const methodRaw = (c as { method?: unknown }).method;
   if (methodRaw === 'awq') {
     throw new LowbitError('LOWBIT_UNSUPPORTED', `method: "awq" is not implemented in this version (available: ${QUANT_METHODS.map((m) => `"${m}"`).join(', ')})`, { option: 'method' });
@@ -255,6 +268,36 @@ export function normalizeQuantizeConfig(c: QuantizeConfig): NormalizedQuantizeCo
     method, gptq, quantizer, format, checkpointFormat, ggufType, lmHead,
     include: checkPatterns('include', c.include), exclude: checkPatterns('exclude', c.exclude), maxShardBytes,
     transforms: c.transforms === undefined ? [] : normalizeTransforms(c.transforms),
+    recipe: null,
+  };
+}
+
+/** A recipe expanded into the config (options given beside it win), normalized, the recipe recording the final values. */
+function normalizeRecipeConfig(c: RecipeConfig): NormalizedQuantizeConfig {
+  const recipe = resolveRecipe(c.recipe);
+  const given: Partial<RecipeConfig> = { ...c };
+  delete given.recipe;
+  const w = recipe.weights;
+  const method = given.method ?? w.method;
+  if (typeof given.format === 'string' && given.format.startsWith('gguf:') && (recipe.activations || recipe.kv)) {
+    throw optionError('recipe', `recipe: format ${given.format} is a GGUF file, which cannot carry the recipe's ${recipe.kv ? 'KV-cache' : 'activation'} settings (llama.cpp sets its own at run time); use a checkpoint format`);
+  }
+  const merged = {
+    method, bits: w.bits, ...(w.groupSize !== undefined ? { groupSize: w.groupSize } : {}), ...(w.sym !== undefined ? { sym: w.sym } : {}), ...(w.clip !== undefined ? { clip: w.clip } : {}),
+    ...(method === 'gptq' && w.actOrder !== undefined ? { actOrder: w.actOrder } : {}),
+    ...(recipe.transforms ? { transforms: recipe.transforms } : {}), ...(recipe.exclude ? { exclude: recipe.exclude } : {}),
+    ...given,
+  } as QuantizeConfig;
+  const n = normalizeQuantizeConfig(merged);
+  const q = n.quantizer;
+  return {
+    ...n,
+    recipe: {
+      ...recipe,
+      weights: { method: n.method, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip, ...(n.gptq ? { actOrder: n.gptq.actOrder } : {}) },
+      transforms: n.transforms,
+      ...(n.exclude ? { exclude: n.exclude.map(String) } : {}),
+    },
   };
 }
 

@@ -27,6 +27,9 @@ import { fromFloat32, toFloat32 } from '../formats/dtype';
 import { stageDir, writeJsonAtomic } from '../formats/output';
 import { applyTransforms, type TransformReport } from './transform';
 import { normalizeTransforms, type Transform } from '../config/transform';
+import { checkRecipeRuntime } from '../config/recipe';
+import { measureActScales } from '../runtime/act-scales';
+import { calibrationTexts, readCalibrationFile } from '../formats/calib';
 import { ResumeState } from '../formats/resume';
 import { fingerprint, keyOf } from '../formats/fingerprint';
 import { getKernelMode, nativeInfo } from '../ops/system';
@@ -182,6 +185,11 @@ async function withTransforms(dir: string, cfg: NormalizedQuantizeConfig, opts: 
   }
 }
 
+function must<T>(x: T | null | undefined, what: string): T {
+  if (x === null || x === undefined) throw new LowbitError('LOWBIT_INTERNAL', `quantize: ${what} is missing`);
+  return x;
+}
+
 /** What {@link transformModel} returns. */
 export interface TransformResult {
   out: string;
@@ -282,13 +290,17 @@ function normalizeRunOptions(cfg: NormalizedQuantizeConfig, run: QuantizeRunOpti
   }
   const method = METHODS[cfg.method];
   const smooth = cfg.transforms.some((t) => t.kind === 'smoothquant');
+  if (cfg.recipe?.activations?.scheme === 'static' && run.calibration === undefined) {
+    throw optionError('calibration', 'calibration: the recipe\'s static activation scales are measured on calibration data ({calibration: {file | text}}, CLI --calib FILE)');
+  }
+  const staticScales = cfg.recipe?.activations?.scheme === 'static';
   if (smooth && run.calibration === undefined) {
     throw optionError('calibration', 'calibration: transform smoothquant needs calibration data ({calibration: {file | text}}, CLI --calib FILE)');
   }
   if (cfg.ggufType && cfg.transforms.some((t) => t.kind === 'rotate' && t.down)) {
     throw optionError('transforms', `transforms: rotate:down needs lowbit's runtime to rotate down_proj's input online; a GGUF file (${cfg.format}) cannot record it, so llama.cpp would compute wrong outputs — use rotate without down`);
   }
-  if (run.calibration !== undefined && !method.needsCalibration && !smooth) {
+  if (run.calibration !== undefined && !method.needsCalibration && !smooth && !staticScales) {
     throw optionError('calibration', `calibration: method "${cfg.method}" uses no calibration data (leave it out, or use method "gptq")`);
   }
   if (method.needsCalibration && run.calibration === undefined) {
@@ -440,6 +452,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
   const q = cfg.quantizer;
   const packed = cfg.checkpointFormat !== 'dequant';
   const reader = m.tensors;
+  if (cfg.recipe) checkRecipeRuntime(cfg.recipe, { headDim: m.config.headDim, seqLen: m.config.maxPositionEmbeddings, nLayers: m.config.numLayers });
   const { modules: plan, kept } = planModules(m, cfg);
   const logs = new Map<string, ModuleLog>(kept);
   const method = METHODS[cfg.method];
@@ -566,7 +579,14 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       configJson.quantization_config = qc;
       await writeJsonAtomic(path.join(staged.tmp, 'quantize_config.json'), qc);
     }
+    if (cfg.recipe) {
+      // the run-time part of the recipe, applied by loadModel without flags (static scales measured below)
+      const r = cfg.recipe;
+      configJson.lowbit = { ...(typeof configJson.lowbit === 'object' && configJson.lowbit !== null ? configJson.lowbit : {}), recipe: r,
+        ...(r.kv ? { kv: r.kv } : {}), ...(r.activations ? { actQuant: r.activations } : {}) };
+    }
     await writeJsonAtomic(path.join(staged.tmp, 'config.json'), configJson);
+
     const copyInto = async (src: string, as = path.basename(src)) => {
       try {
         await fs.promises.copyFile(src, path.join(staged.tmp, as));
@@ -578,6 +598,20 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
     // a tokenizer given by the user goes in under the name loaders look for (tok512.bin → tokenizer.bin),
     // so the output runs with no --tokenizer
     for (const t of opts.tokenizers) await copyInto(t, t.endsWith('.bin') ? 'tokenizer.bin' : t.endsWith('.json') ? 'tokenizer.json' : path.basename(t));
+    if (cfg.recipe?.activations?.scheme === 'static') {
+      // static activation scales: measured on the quantized model as written, on the calibration data
+      const calib = must(opts.calibration, 'calibration for static activation scales');
+      const probe = await loadModel(staged.tmp, { threads: opts.threads, kv: null, actQuant: null, ...(calib.tokenizer ? { tokenizer: calib.tokenizer } : {}) });
+      try {
+        const data = calib.text !== null ? calibrationTexts([calib.text], 'text') : calib.texts !== null ? calibrationTexts(calib.texts, 'texts') : readCalibrationFile(calib.file ?? '');
+        if (!data.texts) throw optionError('calibration', 'calibration: static activation scales are measured on text; token-id records (input_ids) are not supported for them');
+        const scales = await measureActScales(probe, data.texts, { bits: cfg.recipe.activations.bits, samples: calib.samples, seqLen: calib.seqLen, seed: calib.seed, ...(opts.signal ? { signal: opts.signal } : {}) });
+        (configJson.lowbit as Record<string, unknown>).actQuant = { ...cfg.recipe.activations, scales: Array.from(scales) };
+      } finally {
+        probe.dispose();
+      }
+      await writeJsonAtomic(path.join(staged.tmp, 'config.json'), configJson);
+    }
     // the complete checkpoint is in the staging directory: measure it against the source before it is committed
     const evaluation = await measureQuality(staged.tmp, m.dir, opts);
     // quant_log.json
@@ -602,6 +636,7 @@ async function runPipeline(m: Model, cfg: NormalizedQuantizeConfig, opts: Normal
       format: cfg.format,
       calibration: calibration ?? null,
       transforms: opts.transformReport ?? null,
+      recipe: cfg.recipe,
       evaluation: evaluation ?? null,
       parameters: { ...q, ...(cfg.gptq ?? {}), lmHead: cfg.lmHead, include: cfg.include?.map(String) ?? null, exclude: cfg.exclude?.map(String) ?? null },
       machine: { isa: info.isa, threads: opts.threads ?? info.threads, cpu: info.cpuModel, kernelMode: getKernelMode() },
