@@ -15,7 +15,8 @@ import { quantize } from '../lib/pipeline/quantize';
 import { exportGguf } from '../lib/pipeline/gguf-export';
 import { loadModel } from '../lib/runtime/model';
 import { evaluate, type EvaluateResult } from '../lib/runtime/evaluate';
-import type { RtnConfig } from '../lib/config/quantize';
+import type { RtnConfig, GptqConfig } from '../lib/config/quantize';
+import { measureActScales } from '../lib/runtime/act-scales';
 
 /** One row of the table on stdout and of the JSON file. */
 interface Row {
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
       if (method === 'ggml') await exportGguf(hf, file, { type, tokenizer: tok, embeddingType: 'F32', exclude: ['mlp.'] });
       else {
         const out = path.join(work, `${method}-${type}`);
-        await quantize(hf, { method, bits: 4, groupSize: 32, sym, ...(signedMax ? { signedMax } : {}), format: 'gptq' }, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
+        await quantize(hf, { method, bits: 4, groupSize: 32, sym, ...(signedMax ? { signedMax } : {}), format: 'gptq' } as RtnConfig | GptqConfig, { out, ...(method === 'gptq' ? { calibration: cal } : {}) });
         const r = await exportGguf(out, file, { type, tokenizer: tok });
         conv = ` (${r.conversions.filter((c) => c.how === 'exact').length} exact, ${r.conversions.filter((c) => c.how === 'rounded').length} rounded once)`;
         fs.rmSync(out, { recursive: true, force: true });
@@ -125,6 +126,7 @@ async function main(): Promise<void> {
       process.stderr.write(`${label}${conv}: ppl ${r.ppl.toFixed(4)} KL ${kl.toExponential(3)} top1 ${top1.toFixed(4)}, ${fs.statSync(file).size} bytes\n`);
     }
   }
+  if (!only || only === 'w4a8kv4') await activationsAndKv(hf, work, text, tok, ref, calibration, rows);
   ref.dispose();
   fs.rmSync(work, { recursive: true, force: true });
   const md = ['| method | bits | group | mode | ppl | KL (nats/token) | top-1 agree |', '|---|---|---|---|---|---|---|',
@@ -132,6 +134,67 @@ async function main(): Promise<void> {
   process.stdout.write(md + '\n');
   fs.mkdirSync('bench-results', { recursive: true });
   fs.writeFileSync(path.join('bench-results', `quality-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ command: 'npm run quality', rows }, null, 2));
+}
+
+/**
+ * Issue 19: weights, activations and the KV cache together. Weights are written dequantized (the
+ * 172-wide MLP does not fit the packed layouts), so activation quantization runs as fake
+ * quantization (symmetric, a scale per token, or per tensor for 'static'), on every linear input;
+ * the KV cache is stored quantized by the runtime (kernels/rtquant.h). GPTQ: g32 asym, 128 × 512
+ * calibration windows; rotation: QuaRot-style R1 + R2 folded, R4 online (`rotate:down`), R3 = the
+ * cache's Q/K rotation.
+ */
+async function activationsAndKv(hf: string, work: string, text: string, tok: string, ref: Awaited<ReturnType<typeof loadModel>>,
+  calibration: { file: string; samples: number; seqLen: number; seed: number; tokenizer: string }, rows: Row[]): Promise<void> {
+  type Kv = NonNullable<Parameters<typeof loadModel>[1]>['kv'];
+  const cases: { label: string; w: RtnConfig | GptqConfig | null; transforms?: string[]; act?: number; scheme?: 'dynamic' | 'static'; kv?: Kv; bits: number; group: number | string }[] = [
+    { label: 'W4A16 GPTQ', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, bits: 4, group: 32 },
+    { label: 'W8A8 RTN (naive)', w: { method: 'rtn', bits: 8, groupSize: -1, sym: true, format: 'dequant' }, act: 8, bits: 8, group: 'channel' },
+    { label: 'W8A8 RTN + SmoothQuant α0.5', w: { method: 'rtn', bits: 8, groupSize: -1, sym: true, format: 'dequant' }, transforms: ['smoothquant:0.5'], act: 8, bits: 8, group: 'channel' },
+    { label: 'W8A8 RTN, A8 static per tensor', w: { method: 'rtn', bits: 8, groupSize: -1, sym: true, format: 'dequant' }, act: 8, scheme: 'static', bits: 8, group: 'channel' },
+    { label: 'W4A8 GPTQ', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, bits: 4, group: 32 },
+    { label: 'W4A8 GPTQ + SmoothQuant α0.5', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['smoothquant:0.5'], act: 8, bits: 4, group: 32 },
+    { label: 'W4A8 GPTQ + rotation', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['rotate:down'], act: 8, bits: 4, group: 32 },
+    { label: 'W4A8KV8 GPTQ', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, kv: { bits: 8 }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ, K per token', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, kv: { bits: 4 }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ, K per channel (KIVI, block 32)', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, kv: { bits: 4, axis: 'channel' }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ, K per token + Q/K rotation', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, kv: { bits: 4, rotate: true }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ, K per token, window 32', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, kv: { bits: 4, window: 32 }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ + rotation (R1–R4)', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['rotate:down'], act: 8, kv: { bits: 4, rotate: true }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ, K per channel + Q/K rotation', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 8, kv: { bits: 4, axis: 'channel', rotate: true }, bits: 4, group: 32 },
+    { label: 'W4A8KV4 GPTQ + rotation (R1–R4), K per channel', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['rotate:down'], act: 8, kv: { bits: 4, axis: 'channel' }, bits: 4, group: 32 },
+    { label: 'W4A4KV4 RTN', w: { method: 'rtn', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 4, kv: { bits: 4 }, bits: 4, group: 32 },
+    { label: 'W4A4KV4 GPTQ', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 4, kv: { bits: 4 }, bits: 4, group: 32 },
+    { label: 'W4A4KV4 rotation (R1–R4) + GPTQ', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['rotate:down'], act: 4, kv: { bits: 4, rotate: true }, bits: 4, group: 32 },
+    { label: 'W4A4KV4 RTN, K per channel', w: { method: 'rtn', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, act: 4, kv: { bits: 4, axis: 'channel' }, bits: 4, group: 32 },
+    { label: 'W4A4KV4 rotation (R1–R4) + GPTQ, K per channel', w: { method: 'gptq', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['rotate:down'], act: 4, kv: { bits: 4, axis: 'channel' }, bits: 4, group: 32 },
+    { label: 'W4A4KV4 rotation (R1–R4) + RTN', w: { method: 'rtn', bits: 4, groupSize: 32, sym: false, format: 'dequant' }, transforms: ['rotate:down'], act: 4, kv: { bits: 4, rotate: true }, bits: 4, group: 32 },
+  ];
+  const only = process.argv.includes('--case') ? process.argv[process.argv.indexOf('--case') + 1].split('|') : null;
+  for (const c of cases) {
+    if (only && !only.some((o) => c.label === o)) continue;
+    const out = path.join(work, `act-${rows.length}`);
+    const t0 = performance.now();
+    const w = c.w ?? { method: 'rtn' as const, bits: 8, format: 'dequant' as const };
+    const needsCal = w.method === 'gptq' || (c.transforms ?? []).some((t) => t.startsWith('smoothquant'));
+    await quantize(hf, { ...w, ...(c.transforms ? { transforms: c.transforms } : {}) }, { out, ...(needsCal ? { calibration } : {}) });
+    const seconds = (performance.now() - t0) / 1000;
+    let scales: Float32Array | undefined;
+    if (c.scheme === 'static') {
+      const probe = await loadModel(out, { tokenizer: tok });
+      scales = await measureActScales(probe, fs.readFileSync(calibration.file, 'utf8'), { bits: c.act ?? 8, samples: 32, seqLen: 512 });
+      probe.dispose();
+    }
+    const m = await loadModel(out, { tokenizer: tok, ...(c.act ? { actQuant: { bits: c.act, scheme: c.scheme ?? 'dynamic', ...(scales ? { scales } : {}) } } : {}), ...(c.kv ? { kv: c.kv } : {}) });
+    const q = m.quantization;
+    const r = await evaluate(m, { text, ctx: 512, reference: ref });
+    m.dispose();
+    fs.rmSync(out, { recursive: true, force: true });
+    const { kl, top1 } = againstReference(r);
+    const mode = `${q.activations ? `A${q.activations.bits} ${q.activations.scheme} (${q.activations.fake} fake-quant inputs)` : 'A16'}${q.kv ? `, KV${q.kv.bits} ${(q.kv.bytesPerToken / q.kv.f32BytesPerToken * 100).toFixed(1)}% of f32` : ''}`;
+    rows.push({ method: c.label, bits: c.bits, group: c.group, sym: mode, ppl: r.ppl, kl, top1, tokens: r.tokens });
+    process.stderr.write(`${c.label} [${mode}]: ppl ${r.ppl.toFixed(4)} KL ${kl.toExponential(3)} top1 ${top1.toFixed(4)} (${seconds.toFixed(1)} s)\n`);
+  }
 }
 
 main().catch((e: unknown) => {

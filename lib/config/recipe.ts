@@ -49,8 +49,8 @@ export const RECIPE_PRESETS: Readonly<Record<string, Recipe>> = {
   w8a8: { name: 'w8a8', weights: { method: 'rtn', bits: 8, groupSize: -1, sym: true }, activations: { bits: 8, scheme: 'dynamic' }, transforms: ['smoothquant:0.5'] },
   w4a8: { name: 'w4a8', weights: { method: 'gptq', bits: 4, groupSize: 128, sym: true }, activations: { bits: 8, scheme: 'dynamic' } },
   w4a8kv8: { name: 'w4a8kv8', weights: { method: 'gptq', bits: 4, groupSize: 128, sym: true }, activations: { bits: 8, scheme: 'dynamic' }, kv: { bits: 8 } },
-  w4a8kv4: { name: 'w4a8kv4', weights: { method: 'gptq', bits: 4, groupSize: 128, sym: true }, activations: { bits: 8, scheme: 'dynamic' }, kv: { bits: 4, axis: 'channel', rotate: true } },
-  w4a4kv4: { name: 'w4a4kv4', weights: { method: 'gptq', bits: 4, groupSize: 128, sym: true }, activations: { bits: 4, scheme: 'dynamic' }, kv: { bits: 4, rotate: true }, transforms: ['rotate:down'] },
+  w4a8kv4: { name: 'w4a8kv4', weights: { method: 'gptq', bits: 4, groupSize: 128, sym: true }, activations: { bits: 8, scheme: 'dynamic' }, kv: { bits: 4, axis: 'channel' } },
+  w4a4kv4: { name: 'w4a4kv4', weights: { method: 'gptq', bits: 4, groupSize: 128, sym: true }, activations: { bits: 4, scheme: 'dynamic' }, kv: { bits: 4, axis: 'channel' }, transforms: ['rotate:down'] },
 };
 
 const RECIPE_KEYS = ['name', 'weights', 'activations', 'kv', 'transforms', 'exclude', 'modules'] as const;
