@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { exportGguf } from '../../lib/pipeline/gguf-export';
+import { transformModel } from '../../lib/pipeline/quantize';
 import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { packageRoot } from '../../lib/native';
@@ -26,6 +27,32 @@ import { must } from '../helpers/assert';
 // node-llama-cpp is ESM-only: keep a real dynamic import through the CommonJS build.
 // eslint-disable-next-line @typescript-eslint/no-implied-eval -- with "module": "commonjs" tsc turns import() into require(), which cannot load an ESM-only package
 const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<Record<string, unknown>>;
+
+type Llama = { loadModel(o: object): Promise<LModel>; dispose(): Promise<void> };
+type LModel = { createContext(o: object): Promise<Ctx>; dispose(): Promise<void>; tokens: { bos: number } };
+type Seq = { evaluate(t: number[], o: object): AsyncIterable<number>; controlledEvaluate(t: unknown[]): Promise<{ next?: { logits?: Map<number, number> } }[]> };
+type Ctx = { getSequence(): Seq; dispose(): Promise<void> };
+
+/** Perplexity of llama.cpp's raw logits over the first `windows` windows of 512 (BOS + 511 tokens of `ids`). */
+async function llamaCppPerplexity(model: LModel, ids: number[], windows: number): Promise<number> {
+  let nll = 0, n = 0;
+  for (let c = 0; c < windows; c++) {
+    const win = [1, ...ids.slice(c * 511, (c + 1) * 511)];
+    const ctx2 = await model.createContext({ contextSize: 512, threads: 1 });
+    const res = await ctx2.getSequence().controlledEvaluate(win.map((t) => [t, { generateNext: { logits: true } }]));
+    for (let j = 0; j < 511; j++) {
+      const logits = must(res[j].next?.logits, `llama.cpp logits at ${j}`);
+      let max = -Infinity;
+      for (const v of logits.values()) max = Math.max(max, v);
+      let sum = 0;
+      for (const v of logits.values()) sum += Math.exp(v - max);
+      nll -= must(logits.get(win[j + 1]), `llama.cpp logit of ${win[j + 1]}`) - max - Math.log(sum);
+      n++;
+    }
+    await ctx2.dispose();
+  }
+  return Math.exp(nll / n);
+}
 
 describe('node-llama-cpp reads lowbit GGUF files', function () {
   let nlc: Record<string, unknown>;
@@ -55,10 +82,6 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       const file = path.join(root, `s-${type}.gguf`);
       await exportGguf(path.join(fx, 'stories260K', 'stories260K.bin'), file, { type, tokenizer: path.join(fx, 'stories260K', 'tok512.bin') });
       const ours = await loadModel(file);
-      type Llama = { loadModel(o: object): Promise<LModel>; dispose(): Promise<void> };
-      type LModel = { createContext(o: object): Promise<Ctx>; dispose(): Promise<void>; tokens: { bos: number } };
-      type Seq = { evaluate(t: number[], o: object): AsyncIterable<number>; controlledEvaluate(t: unknown[]): Promise<{ next?: { logits?: Map<number, number> } }[]> };
-      type Ctx = { getSequence(): Seq; dispose(): Promise<void> };
       const llama = await (nlc.getLlama as (o: object) => Promise<Llama>)({ gpu: false, build: 'never', skipDownload: true });
       const model = await llama.loadModel({ modelPath: file });
       try {
@@ -75,24 +98,7 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
         assert.deepEqual(theirs.slice(0, agreeTokens), g.ids.slice(1, 1 + agreeTokens));
         // perplexity on the first two windows, from llama.cpp's raw logits
         const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
-        const ids = must(ours.tokenizer, 'tokenizer').encode(text, { bos: false });
-        let nll = 0, n = 0;
-        for (let c = 0; c < 2; c++) {
-          const win = [1, ...ids.slice(c * 511, (c + 1) * 511)];
-          const ctx2 = await model.createContext({ contextSize: 512, threads: 1 });
-          const res = await ctx2.getSequence().controlledEvaluate(win.map((t) => [t, { generateNext: { logits: true } }]));
-          for (let j = 0; j < 511; j++) {
-            const logits = must(res[j].next?.logits, `llama.cpp logits at ${j}`);
-            let max = -Infinity;
-            for (const v of logits.values()) max = Math.max(max, v);
-            let sum = 0;
-            for (const v of logits.values()) sum += Math.exp(v - max);
-            nll -= must(logits.get(win[j + 1]), `llama.cpp logit of ${win[j + 1]}`) - max - Math.log(sum);
-            n++;
-          }
-          await ctx2.dispose();
-        }
-        const pplTheirs = Math.exp(nll / n);
+        const pplTheirs = await llamaCppPerplexity(model, must(ours.tokenizer, 'tokenizer').encode(text, { bos: false }), 2);
         const pplOurs = (await evaluate(ours, { text, ctx: 512, maxChunks: 2 })).ppl;
         assert.ok(Math.abs(pplTheirs - pplOurs) <= pplTol * pplOurs, `node-llama-cpp ppl ${pplTheirs} vs lowbit ${pplOurs}`);
       } finally {
@@ -102,6 +108,27 @@ describe('node-llama-cpp reads lowbit GGUF files', function () {
       }
     });
   }
+
+  it('a rotated model (QuaRot-style R1 + R2, folded: a standard checkpoint) exported as F32 gives the original\'s perplexity in llama.cpp', async function () {
+    const rot = path.join(root, 'rotated');
+    await transformModel(path.join(fx, 'stories260K', 'stories260K.bin'), ['rotate'], { out: rot, tokenizer: path.join(fx, 'stories260K', 'tok512.bin') });
+    const file = path.join(root, 'rotated-f32.gguf');
+    await exportGguf(rot, file, { type: 'F32', tokenizer: path.join(fx, 'stories260K', 'tok512.bin') });
+    const original = await loadModel(path.join(fx, 'stories260K', 'stories260K.bin'), { tokenizer: path.join(fx, 'stories260K', 'tok512.bin') });
+    const llama = await (nlc.getLlama as (o: object) => Promise<Llama>)({ gpu: false, build: 'never', skipDownload: true });
+    const model = await llama.loadModel({ modelPath: file });
+    try {
+      const text = fs.readFileSync(path.join(fx, 'text', 'tinystories-dev.txt'), 'utf8');
+      const pplTheirs = await llamaCppPerplexity(model, must(original.tokenizer, 'tokenizer').encode(text, { bos: false }), 2);
+      const pplOriginal = (await evaluate(original, { text, ctx: 512, maxChunks: 2 })).ppl;
+      console.log(`      llama.cpp ppl of the rotated F32 GGUF ${pplTheirs.toFixed(5)}, lowbit's of the original ${pplOriginal.toFixed(5)}`);
+      assert.ok(Math.abs(pplTheirs - pplOriginal) <= 1e-3 * pplOriginal, `node-llama-cpp on the rotated F32 GGUF: ppl ${pplTheirs}; the original in lowbit: ${pplOriginal}`);
+    } finally {
+      original.dispose();
+      await model.dispose();
+      await llama.dispose();
+    }
+  });
 
   it('Q4_K (a demo-shaped model: every linear in 256-value super-blocks): llama.cpp and lowbit give the same next-token distributions (KL < 0.005 nats; top-1 ≥ 85%: random weights give flat distributions, and each quantizes activations its own way)', async function () {
     const dir = await writeSyntheticModel(path.join(root, 'demo'), { shape: { ...SYNTHETIC_PRESETS.demo, vocabSize: 512 }, dtype: 'F16' });
