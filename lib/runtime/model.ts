@@ -46,6 +46,11 @@ export interface RuntimeConfig {
   rope: 'adjacent' | 'half';
   /** RoPE frequencies (headDim / 2) of a model that scales them; absent: 1 / ropeTheta^(2i / headDim). */
   invFreq?: Float32Array;
+  /**
+   * down_proj's input is rotated online by the rotation of this seed (a lowbit checkpoint rotated
+   * with `rotate:down`: config.json lowbit.rotateDown); absent: no rotation.
+   */
+  rotateDownSeed?: number;
 }
 
 /** Options of {@link loadModel}. */
@@ -371,6 +376,8 @@ export function hfRuntimeConfig(hc: ModelConfig, where: string): RuntimeConfig {
   checkConfig(cfg, where);
   const f = ropeFrequencies(hc.ropeScaling, hc.ropeTheta, hc.headDim, where);
   if (f) cfg.invFreq = f;
+  const rd = readLowbitSection(hc.raw.lowbit, path.join(where, 'config.json')).rotateDown;
+  if (rd) cfg.rotateDownSeed = rd.seed;
   return cfg;
 }
 
@@ -657,9 +664,7 @@ function runtimeQuantization(cfg: RuntimeConfig, weights: NativeModelWeights, op
     native.actScale = scale;
     report.activations = { bits: a.bits, scheme: a.scheme, inputs: a.inputs, from: actFrom, kernel, fake };
   }
-  if (stored.rotateDown) {
-    native.rotateDownSeed = stored.rotateDown.seed;
-    report.rotateDown = true;
-  }
+  // (the rotation itself travels in the config: RuntimeConfig.rotateDownSeed)
+  report.rotateDown = stored.rotateDown !== undefined;
   return { native, report };
 }

@@ -3,9 +3,11 @@
  * - a tiny random model's logits with 8- and 4-bit inputs, per token (dynamic) and per tensor
  *   (static scales), on all inputs or some, follow a float64 forward that fake-quantizes the same
  *   inputs in TS (test/helpers/slow-forward.ts `act` hook). As for the KV cache, a value within
- *   rounding noise of a code boundary may take the neighbouring code in one and not the other, so the
- *   bound is a third of the distance to the unquantized logits (wrong inputs, a wrong scale or a
- *   missing quantization land as far from the simulation as from f32);
+ *   rounding noise of a code boundary may take the neighbouring code in one and not the other (f32
+ *   here, float64 there), which moves a few logits of the later positions: so the bound is on the mean
+ *   |logit difference|, a quarter of the mean distance to the unquantized logits (measured over 31
+ *   seeds: ≤ 3e-5 of it without such a flip, 0.04 with one; wrong inputs, a wrong scale or a missing
+ *   quantization land as far from the simulation as from f32);
  * - the report: packed int8 layers take 8-bit dynamic inputs through the integer-dot kernel (no fake
  *   quantization in front), everything else is fake-quantized, and `model.quantization` counts both.
  */
@@ -17,7 +19,7 @@ import { loadModel } from '../../lib/runtime/model';
 import { quantize } from '../../lib/pipeline/quantize';
 import { ACT_INPUTS, type ActInput, type ActQuantOptions } from '../../lib/config/runtime-quant';
 import { Rng, testSeed } from '../helpers/rng';
-import { slowForward, maxRelError } from '../helpers/slow-forward';
+import { slowForward } from '../helpers/slow-forward';
 import { randomTinyModel, slowConfig, toRotateHalf, writeHfDir, type TinyShape } from '../helpers/tiny-llama';
 import { must } from '../helpers/assert';
 
@@ -37,6 +39,13 @@ function fakeQuant(x: Float64Array, bits: number, scale: number | null): Float64
   }
   if (!(s > 0)) return Float64Array.from(xf);
   return Float64Array.from(xf, (v) => Math.fround(Math.min(Math.max(halfEven(Math.fround(v / s)), -qmax), qmax) * s));
+}
+
+/** Mean |a − b| over every logit. */
+function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
+  return s / a.length;
 }
 
 describe('activation quantization (runtime)', function () {
@@ -74,8 +83,8 @@ describe('activation quantization (runtime)', function () {
         const want = slowForward(slowConfig(SHAPE, 'half'), weights, tokens, {
           act: (input, layer, x) => (inputs.includes(input) ? fakeQuant(x, c.bits, scales ? scales[layer * 4 + ACT_INPUTS.indexOf(input)] : null) : x),
         });
-        const errQ = maxRelError(got, want), errF = maxRelError(got, f32);
-        assert.ok(errQ < errF / 3, `vs the simulation ${errQ}, vs f32 ${errF}`);
+        const errQ = meanAbsDiff(got, want), errF = meanAbsDiff(got, f32);
+        assert.ok(errQ < errF / 4, `mean |logit difference| vs the simulation ${errQ}, vs f32 ${errF}`);
         const r = must(m.quantization.activations, 'report');
         assert.equal(r.fake, SHAPE.nLayers * inputs.length);
         assert.equal(r.kernel, 0);

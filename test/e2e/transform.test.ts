@@ -19,7 +19,8 @@ import * as path from 'node:path';
 import { applyTransforms } from '../../lib/pipeline/transform';
 import { quantize, transformModel } from '../../lib/pipeline/quantize';
 import { loadModel } from '../../lib/runtime/model';
-import { calibrate } from '../../lib/runtime/calibrate';
+import { calibrate, calibrateNormalized } from '../../lib/runtime/calibrate';
+import { openStreamingModel } from '../../lib/runtime/stream-model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { openSafetensors } from '../../lib/formats/safetensors';
 import type { Transform } from '../../lib/config/transform';
@@ -170,6 +171,22 @@ describe('weight transforms: rotate, smoothquant', function () {
         m.dispose();
       }
       assert.ok(!fs.readdirSync(dir).some((f) => f.includes('.transformed-')), 'the transformed staging directory is removed');
+    });
+
+    it('rotate:down: the block-by-block calibration model rotates down_proj\'s input as the runtime does', async () => {
+      const out = path.join(dir, 's-rotdown');
+      await transformModel(bin(), ['rotate:down'], { out, tokenizer: tok() });
+      const stream = openStreamingModel(out);
+      const mem = await loadModel(out);
+      try {
+        assert.equal(stream.config.rotateDownSeed, 3);
+        const opts = { text: text('tinystories-calib.txt'), samples: 2, seqLen: 64, seed: 0, keepHessians: false, activationBudgetBytes: Infinity, signal: undefined, onLayer: undefined, onProgress: undefined };
+        const a = await calibrateNormalized(stream, opts), b = await calibrateNormalized(mem, opts);
+        for (let l = 0; l < 5; l++) assert.ok(maxRelError(a.layers[l].down.maxAbs, b.layers[l].down.maxAbs) < 1e-5, `layer ${l} down input`);
+      } finally {
+        stream.dispose();
+        mem.dispose();
+      }
     });
 
     it('bad combinations are typed errors naming the option', async () => {
