@@ -132,6 +132,13 @@ export interface NormalizedQuantizeConfig {
   transforms: Transform[];
   /** The recipe as it ran (weights with their final values), or null. */
   recipe: Recipe | null;
+  /** Other quantizers for modules whose name contains `pattern` (first match wins; recipe.modules). */
+  overrides: { pattern: string; quantizer: NormalizedQuantizer }[];
+}
+
+/** The quantizer of one module: its override (recipe.modules), else the run's. */
+export function quantizerFor(cfg: Pick<NormalizedQuantizeConfig, 'quantizer' | 'overrides'>, moduleName: string): NormalizedQuantizer {
+  return cfg.overrides.find((o) => moduleName.includes(o.pattern))?.quantizer ?? cfg.quantizer;
 }
 /** @deprecated the old name of {@link NormalizedQuantizeConfig}. @internal */
 export type NormalizedRtnConfig = NormalizedQuantizeConfig;
@@ -269,6 +276,7 @@ export function normalizeQuantizeConfig(c: QuantizeConfig): NormalizedQuantizeCo
     include: checkPatterns('include', c.include), exclude: checkPatterns('exclude', c.exclude), maxShardBytes,
     transforms: c.transforms === undefined ? [] : normalizeTransforms(c.transforms),
     recipe: null,
+    overrides: [],
   };
 }
 
@@ -285,13 +293,28 @@ function normalizeRecipeConfig(c: RecipeConfig): NormalizedQuantizeConfig {
   const merged = {
     method, bits: w.bits, ...(w.groupSize !== undefined ? { groupSize: w.groupSize } : {}), ...(w.sym !== undefined ? { sym: w.sym } : {}), ...(w.clip !== undefined ? { clip: w.clip } : {}),
     ...(method === 'gptq' && w.actOrder !== undefined ? { actOrder: w.actOrder } : {}),
-    ...(recipe.transforms ? { transforms: recipe.transforms } : {}), ...(recipe.exclude ? { exclude: recipe.exclude } : {}),
+    ...(recipe.transforms ? { transforms: recipe.transforms } : {}),
     ...given,
   } as QuantizeConfig;
+  // modules left alone: the recipe's exclude and its skip patterns, with any exclude given beside it
+  const skips = [...(recipe.exclude ?? []), ...(recipe.modules ?? []).filter((x) => x.skip === true).map((x) => x.pattern)];
+  if (skips.length) (merged as { exclude?: (string | RegExp)[] }).exclude = [...skips, ...(given.exclude ?? [])];
   const n = normalizeQuantizeConfig(merged);
+  const base = Object.fromEntries(QUANTIZER_KEYS.map((k) => [k, n.quantizer[k]]).filter(([, v]) => v !== undefined)) as QuantizerOptions;
+  const overrides = (recipe.modules ?? []).filter((x) => x.weights !== undefined).map((x, i) => {
+    if (n.checkpointFormat !== 'dequant') {
+      throw optionError('recipe.modules', `recipe.modules: per-module weight settings need format "dequant" (a ${n.format} checkpoint holds one setting for every module), received ${JSON.stringify(x.pattern)}`);
+    }
+    const w = x.weights ?? {};
+    for (const [k, v] of Object.entries(w)) {
+      if (k !== 'clip' && k !== 'sym' && typeof v !== 'number') throw invalidOption(`recipe.modules[${i}].weights.${k}`, 'a number', v);
+    }
+    return { pattern: x.pattern, quantizer: normalizeQuantizer({ ...base, ...w }) };
+  });
   const q = n.quantizer;
   return {
     ...n,
+    overrides,
     recipe: {
       ...recipe,
       weights: { method: n.method, bits: q.bits, groupSize: q.groupSize, sym: q.sym, clip: q.clip, ...(n.gptq ? { actOrder: n.gptq.actOrder } : {}) },

@@ -7,8 +7,9 @@
  * (config.json `lowbit.recipe`, with the run-time part as `lowbit.kv` / `lowbit.actQuant`, which
  * `loadModel` applies without flags) and in quant_log.json.
  *
- * Not yet: different weight settings per module pattern (mixed precision); a recipe that names one
- * is refused, never half-applied.
+ * Per module pattern (`modules: [{pattern, weights: {bits, groupSize, sym, clip}} | {pattern, skip: true}]`,
+ * the first pattern a module's name contains wins): other weight settings (format dequant only —
+ * GPTQ, compressed-tensors and GGUF checkpoints hold one setting), or left alone.
  */
 import * as fs from 'node:fs';
 import { LowbitError, optionError } from '../errors';
@@ -39,8 +40,17 @@ export interface Recipe {
   transforms?: (Transform | string)[];
   /** Modules left in float (name contains one of these); the embeddings and lm_head always are. */
   exclude?: string[];
-  /** Per-pattern weight settings: not supported yet (refused). */
-  modules?: unknown;
+  /** Per module pattern: other weight settings (format dequant), or `skip: true` (left in float). First match wins. */
+  modules?: RecipeModule[];
+}
+
+/** One per-pattern entry of a recipe. */
+export interface RecipeModule {
+  /** Matched against module names (`model.layers.3.mlp.down_proj`): contained in the name. */
+  pattern: string;
+  weights?: Partial<Pick<RecipeWeights, 'bits' | 'groupSize' | 'sym' | 'clip'>>;
+  /** Leave matching modules in float. */
+  skip?: boolean;
 }
 
 /** The presets (`--recipe w4a8kv4`). Group size 128 suits real models; give `groupSize` beside the recipe for narrow ones. */
@@ -74,7 +84,18 @@ export function resolveRecipe(r: string | Recipe): Recipe {
   checkObject('recipe', recipe, 'a recipe object {weights, activations, kv, transforms, exclude}');
   checkKnownKeys('recipe', recipe, RECIPE_KEYS);
   if (recipe.modules !== undefined) {
-    throw optionError('recipe.modules', 'recipe.modules: per-module weight settings (mixed precision) are not supported yet; use one weights setting and recipe.exclude');
+    if (!Array.isArray(recipe.modules)) throw invalidOption('recipe.modules', 'an array of {pattern, weights} or {pattern, skip: true}', recipe.modules);
+    recipe.modules.forEach((m, i) => {
+      const name = `recipe.modules[${i}]`;
+      checkObject(name, m, 'an object {pattern, weights} or {pattern, skip: true}');
+      checkKnownKeys(name, m, ['pattern', 'weights', 'skip']);
+      if (typeof m.pattern !== 'string' || m.pattern.length === 0) throw invalidOption(`${name}.pattern`, 'a non-empty string (part of module names)', m.pattern);
+      if ((m.weights === undefined) === (m.skip !== true)) throw optionError(name, `${name}: give weights (other settings) or skip: true, one of them`);
+      if (m.weights !== undefined) {
+        checkObject(`${name}.weights`, m.weights, 'an object {bits, groupSize, sym, clip}');
+        checkKnownKeys(`${name}.weights`, m.weights, ['bits', 'groupSize', 'sym', 'clip']);
+      }
+    });
   }
   checkObject('recipe.weights', recipe.weights, 'an object {method, bits, groupSize, sym, clip, actOrder}');
   checkKnownKeys('recipe.weights', recipe.weights, WEIGHT_KEYS);

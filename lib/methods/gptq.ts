@@ -21,6 +21,7 @@ import { moduleTensors, storesPacked } from './store';
 import type { CalibrationSummary, MethodContext, MethodRun, ModuleLog, QuantMethod, QuantizedModule } from './method';
 import type { LinearModule } from '../formats/hf-model';
 import type { NormalizedCalibration } from '../config/calibration';
+import { quantizerFor } from '../config/quantize';
 import { calibrationTexts, readCalibrationFile, type CalibrationData } from '../formats/calib';
 import type { ResumePart, ResumeState } from '../formats/resume';
 
@@ -135,7 +136,7 @@ export const gptqMethod: QuantMethod = {
         let r;
         try {
           r = await gptqLayerNormalized(W, hessian, {
-            rows: mod.rows, cols: mod.cols, quantizer: q, actOrder: g.actOrder, staticGroups: g.staticGroups, dampPercent: g.dampPercent,
+            rows: mod.rows, cols: mod.cols, quantizer: quantizerFor(cfg, name), actOrder: g.actOrder, staticGroups: g.staticGroups, dampPercent: g.dampPercent,
             dampMax: 1.0, blockSize: g.blockSize, signal, threads, onProgress: undefined, scratch,
           });
         } catch (e) {
@@ -155,9 +156,9 @@ export const gptqMethod: QuantMethod = {
           me = Math.max(me, Math.abs(d));
         }
         W.set(r.dequantized); // later stages and blocks see the quantized layer
-        const tensors = await moduleTensors(cfg, mod, { ...r, groupSize: q.groupSize, gIdx: r.gIdx }, threads);
+        const tensors = await moduleTensors(cfg, mod, { ...r, groupSize: quantizerFor(cfg, name).groupSize, gIdx: r.gIdx }, threads);
         const log: ModuleLog = {
-          module: name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: q.bits, groupSize: q.groupSize,
+          module: name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: quantizerFor(cfg, name).bits, groupSize: quantizerFor(cfg, name).groupSize,
           stats: { mse: se / W.length, relError: sr > 0 ? Math.sqrt(se / sr) : 0, maxAbsError: me, sqnrDb: se > 0 ? 10 * Math.log10(sr / se) : Infinity },
           gptqLoss: r.loss, dampUsed: r.dampUsed, samples: stats.tokens, seconds: (performance.now() - t0) / 1000,
         };

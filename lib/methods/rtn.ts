@@ -3,6 +3,7 @@
  * tensors — read from the source, quantized (packed natively as the codes are produced for the
  * GPTQ layout), its source pages released. Memory: one module.
  */
+import { quantizerFor } from '../config/quantize';
 import { LowbitError } from '../errors';
 import { quantizeNormalized } from '../ops/quantize';
 import { moduleTensors, storesPacked } from './store';
@@ -35,7 +36,8 @@ export const rtnMethod: QuantMethod = {
         const t0 = performance.now();
         const info = reader.info(mod.weight);
         if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new LowbitError('LOWBIT_UNSUPPORTED', `${mod.weight}: dtype ${info.dtype} cannot be quantized (F32, F16 or BF16 expected)`, { tensor: mod.weight });
-        const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, config.quantizer,
+        const quantizer = quantizerFor(config, mod.name);
+        const qt = await quantizeNormalized({ dtype: info.dtype as 'F32' | 'F16' | 'BF16', bytes: reader.bytes(mod.weight) }, mod.rows, mod.cols, quantizer,
           { name: mod.weight, dequantize: !packed, signal, packGptq: packed, threads });
         reader.release(mod.weight);
         const tensors = await moduleTensors(config, mod, { ...qt, dequantized: qt.dequantized }, threads);
@@ -43,7 +45,7 @@ export const rtnMethod: QuantMethod = {
         ctx.report({ phase: 'quantize', layer: done, layers: total, done, total, module: mod.name });
         return {
           tensors,
-          log: { module: mod.name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: config.quantizer.bits, groupSize: qt.groupSize, stats: qt.stats, seconds: (performance.now() - t0) / 1000 },
+          log: { module: mod.name, rows: mod.rows, cols: mod.cols, storage: packed ? 'packed' : 'dequant', bits: quantizer.bits, groupSize: qt.groupSize, stats: qt.stats, seconds: (performance.now() - t0) / 1000 },
         };
       },
     });

@@ -4,7 +4,7 @@
  */
 import { effectiveGroupSize } from '../config/quant';
 import { gptqLayoutProblem } from '../formats/gptq';
-import type { NormalizedQuantizeConfig } from '../config/quantize';
+import { quantizerFor, type NormalizedQuantizeConfig } from '../config/quantize';
 import type { Model } from '../formats/hf-dir';
 import type { LinearModule } from '../formats/hf-model';
 import type { ModuleLog } from '../methods/method';
@@ -42,7 +42,7 @@ export function planModules(m: Model, cfg: NormalizedQuantizeConfig): QuantizePl
         continue;
       }
     }
-    effectiveGroupSize(q, mod.cols, mod.weight, mod.rows); // the one divisibility check (LOWBIT_SHAPE_MISMATCH)
+    effectiveGroupSize(quantizerFor(cfg, mod.name), mod.cols, mod.weight, mod.rows); // the one divisibility check (LOWBIT_SHAPE_MISMATCH)
     modules.set(mod.weight, mod);
   }
   return { modules, kept };

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { quantize } from '../../lib/pipeline/quantize';
 import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
-import { RECIPE_PRESETS, type Recipe } from '../../lib/config/recipe';
+import { RECIPE_PRESETS, type Recipe, type RecipeModule } from '../../lib/config/recipe';
 import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
 import { rejectsCode } from '../helpers/errors';
 import { lowbit } from '../helpers/cli';
@@ -86,6 +86,23 @@ describe('recipes', function () {
     m.dispose();
   });
 
+  it('per-pattern weight settings (mixed precision) and modules left alone, first match wins', async () => {
+    const out = path.join(dir, 'mixed');
+    await quantize(bin(), {
+      recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, modules: [{ pattern: 'layers.4.', skip: true }, { pattern: 'down_proj', weights: { bits: 8, groupSize: -1 } }, { pattern: 'mlp.', weights: { bits: 3 } }] },
+      format: 'dequant',
+    }, { out, tokenizer: tok() });
+    const log = JSON.parse(fs.readFileSync(path.join(out, 'quant_log.json'), 'utf8')) as { modules: { module: string; storage: string; bits?: number; groupSize?: number; stats?: { relError: number } }[] };
+    const by = (f: (n: string) => boolean) => log.modules.filter((x) => f(x.module));
+    assert.ok(by((n) => n.includes('layers.4.')).every((x) => x.storage === 'fp16'));
+    const rest = (n: string) => !n.includes('layers.4.');
+    assert.ok(by((n) => rest(n) && n.includes('down_proj')).every((x) => x.bits === 8 && x.groupSize === 172));
+    assert.ok(by((n) => rest(n) && (n.includes('gate_proj') || n.includes('up_proj'))).every((x) => x.bits === 3 && x.groupSize === 32));
+    assert.ok(by((n) => rest(n) && n.includes('self_attn')).every((x) => x.bits === 4));
+    const down = by((n) => rest(n) && n.includes('down_proj')), up = by((n) => rest(n) && n.includes('up_proj'));
+    assert.ok(Math.max(...down.map((x) => must(x.stats, 'stats').relError)) < Math.min(...up.map((x) => must(x.stats, 'stats').relError)) / 4, 'the 8-bit modules really are finer');
+  });
+
   it('bad recipes are typed errors naming the option, and write nothing', async () => {
     const out = path.join(dir, 'bad');
     const cal = { file: calibFile(), samples: 2, seqLen: 64 };
@@ -93,7 +110,9 @@ describe('recipes', function () {
     await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4 }, colour: 1 } as unknown as Recipe }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe: unknown option "colour"/);
     await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, kv: { bits: 4, group: 3 } } }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe\.kv\.group: 3 does not divide the head size 8/);
     await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, transforms: ['smoothquant:1.2'] } }, { out, tokenizer: tok(), calibration: cal }), 'LOWBIT_INVALID_OPTION', /alpha/);
-    await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4 }, modules: [{ pattern: 'mlp', bits: 8 }] } }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe\.modules: per-module weight settings/);
+    await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, modules: [{ pattern: 'mlp', weights: { bits: 8 } }] } }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe\.modules: per-module weight settings need format "dequant"/);
+    await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, modules: [{ pattern: 'mlp', bits: 8 } as unknown as RecipeModule] }, format: 'dequant' }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe\.modules\[0\]: unknown option "bits"/);
+    await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, modules: [{ pattern: 'mlp', weights: { groupSize: 0 } }] }, format: 'dequant' }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /groupSize/);
     await rejectsCode(quantize(bin(), { recipe: 'w4a8kv8', method: 'rtn', format: 'gguf:q4_0' }, { out: `${out}.gguf`, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /GGUF file, which cannot carry/);
     await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 8, groupSize: -1 }, activations: { bits: 8, scheme: 'static' } } }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /static activation scales are measured on calibration data/);
     await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, activations: { bits: 9 } } }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe\.activations\.bits/);
