@@ -300,7 +300,7 @@ function normalizeRecipeConfig(c: RecipeConfig): NormalizedQuantizeConfig {
   const skips = [...(recipe.exclude ?? []), ...(recipe.modules ?? []).filter((x) => x.skip === true).map((x) => x.pattern)];
   if (skips.length) (merged as { exclude?: (string | RegExp)[] }).exclude = [...skips, ...(given.exclude ?? [])];
   const n = normalizeQuantizeConfig(merged);
-  const base = Object.fromEntries(QUANTIZER_KEYS.map((k) => [k, n.quantizer[k]]).filter(([, v]) => v !== undefined)) as QuantizerOptions;
+  const base = Object.fromEntries(QUANTIZER_KEYS.map((k) => [k, n.quantizer[k]])) as QuantizerOptions;
   const overrides = (recipe.modules ?? []).filter((x) => x.weights !== undefined).map((x, i) => {
     if (n.checkpointFormat !== 'dequant') {
       throw optionError('recipe.modules', `recipe.modules: per-module weight settings need format "dequant" (a ${n.format} checkpoint holds one setting for every module), received ${JSON.stringify(x.pattern)}`);
