@@ -210,19 +210,7 @@ void KvCache::attend(int layer, const float* q, const float* k, const float* v, 
           float* st = &S[t * P];
           const size_t last = pos0 + t, fk = k_f32_from(last);  // (positions from kcomplete on are f32 in Kh already)
           for (size_t p = fk; p <= last; p++) st[p] = dot_f32(&Qh[t * hd], kf(p) + kvh * hd, (size_t)hd);
-          float mx = -INFINITY;
-          for (size_t p = 0; p <= last; p++) {
-            st[p] *= scale;
-            mx = std::max(mx, st[p]);
-          }
-          float sum = 0.0f;
-          for (size_t p = 0; p <= last; p++) {
-            st[p] = expf(st[p] - mx);
-            sum += st[p];
-          }
-          const float inv = 1.0f / sum;
-          for (size_t p = 0; p <= last; p++) st[p] *= inv;
-          for (size_t p = last + 1; p < P; p++) st[p] = 0.0f;
+          causal_softmax_row(st, last, P, scale);
         }
         gemm_serial(S.data(), n, P, VhT.data(), (size_t)hd, Oh.data(), false);
         for (size_t t = 0; t < n; t++) {

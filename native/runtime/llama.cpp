@@ -197,21 +197,7 @@ void Llama::attention_gemm(int layer, const float* q, size_t n, size_t pos0, flo
       }
       gemm_serial(Qh.data(), n, hd, Kh.data(), P, S.data(), false);
       for (size_t t = 0; t < n; t++) {
-        float* st = &S[t * P];
-        const size_t last = pos0 + t;
-        float mx = -INFINITY;
-        for (size_t p = 0; p <= last; p++) {
-          st[p] *= scale;
-          mx = std::max(mx, st[p]);
-        }
-        float sum = 0.0f;
-        for (size_t p = 0; p <= last; p++) {
-          st[p] = expf(st[p] - mx);
-          sum += st[p];
-        }
-        const float inv = 1.0f / sum;
-        for (size_t p = 0; p <= last; p++) st[p] *= inv;
-        for (size_t p = last + 1; p < P; p++) st[p] = 0.0f;
+        causal_softmax_row(&S[t * P], pos0 + t, P, scale);
       }
       gemm_serial(S.data(), n, P, VhT.data(), (size_t)hd, Oh.data(), false);
       for (size_t t = 0; t < n; t++) std::memcpy(out + t * qd + h * hd, &Oh[t * hd], hd * 4);

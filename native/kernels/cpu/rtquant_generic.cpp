@@ -5,6 +5,7 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "kernels/gemm.h"
 #include "kernels/rtquant.h"
 
 namespace lowbit {
@@ -31,16 +32,6 @@ inline void unpack(const uint8_t* codes, size_t i0, size_t len, int bits, float*
   }
 }
 
-inline float dot8(const float* a, const float* b, size_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
 constexpr size_t CHUNK = 256;
 
 }  // namespace
@@ -53,7 +44,7 @@ void kv_dot_groups(const float* q, const uint8_t* codes, size_t n, int bits, siz
     for (size_t i0 = j * g; i0 < (j + 1) * g; i0 += CHUNK) {
       const size_t len = std::min(CHUNK, (j + 1) * g - i0);
       unpack(codes, i0, len, bits, buf);
-      s += dot8(q + i0, buf, len);
+      s += dot_f32_generic(q + i0, buf, len);
     }
     out[j] = s;
   }
@@ -81,26 +72,11 @@ void kv_axpy_groups(const float* w, const uint8_t* codes, size_t n, int bits, si
     }
 }
 
-void act_fake_quant(float* x, size_t rows, size_t n, int bits, const float* scale, int mode) {
+// One implementation for both modes: quantizing a token's input is O(in), next to the O(in · out) product
+// it feeds (a vector variant would need its own rounding-identical division).
+void act_fake_quant(float* x, size_t rows, size_t n, int bits, const float* scale, int /*mode*/) {
   LOWBIT_CHECK(bits >= 2 && bits <= 8, "act_fake_quant: bits must be 2…8");
-  if (mode == MODE_REF) return act_fake_quant_ref(x, rows, n, bits, scale);
-  const float qmax = (float)((1 << (bits - 1)) - 1);
-  for (size_t r = 0; r < rows; r++) {
-    float* xr = x + r * n;
-    float s;
-    if (scale) {
-      s = *scale;
-    } else {
-      float amax = 0.0f;
-      for (size_t i = 0; i < n; i++) amax = std::fmax(amax, std::fabs(xr[i]));
-      s = amax / qmax;
-    }
-    if (!(s > 0.0f) || !(s < INFINITY)) continue;
-    for (size_t i = 0; i < n; i++) {
-      const float c = std::fmin(std::fmax(std::nearbyint(xr[i] / s), -qmax), qmax);
-      xr[i] = xr[i] != xr[i] ? xr[i] : c * s;
-    }
-  }
+  act_fake_quant_ref(x, rows, n, bits, scale);
 }
 
 void rotate_rows(const Rotation& r, float* x, size_t rows, int mode) {
