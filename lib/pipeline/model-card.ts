@@ -87,7 +87,18 @@ export function modelCard(c: ModelCardInput): string {
   }
   if (c.command) lines.push('## How it was made', '', `${fence}sh`, c.command, fence, '');
   lines.push('## Loading it', '');
-  if (packed) {
+  if (c.config.checkpointFormat === 'ct-w4a16' || c.config.checkpointFormat === 'ct-w8a8') {
+    lines.push(
+      `A compressed-tensors checkpoint (\`quantization_config.quant_method: compressed-tensors\`, format \`${c.config.checkpointFormat === 'ct-w4a16' ? 'pack-quantized' : 'int-quantized'}\`; the per-module record is in \`quant_log.json\`).`,
+      '',
+      '| engine | how | tested by lowbit |',
+      '|---|---|---|',
+      '| vLLM | `vllm serve <dir>` | no (the layout is checked by a plain decoder in lowbit\'s tests) |',
+      '| transformers + compressed-tensors | `AutoModelForCausalLM.from_pretrained(dir)` | no |',
+      '| lowbit | not read (lowbit\'s runtime reads the GPTQ and dequant formats) | — |',
+      '',
+    );
+  } else if (packed) {
     lines.push(
       `A Hugging Face GPTQ checkpoint (\`quantization_config.quant_method: gptq\`, checkpoint_format \`${c.config.checkpointFormat === 'gptq' ? 'gptq' : 'gptq_v2'}\`; the per-module record is in \`quant_log.json\`).`,
       '',
