@@ -4,6 +4,7 @@
 // (ScopedThreads), and every result must be byte-identical to the same job run alone, before the
 // threads start. Jobs: RTN quantization (f16 source, groups), GPTQ (act-order, blocked sweep on
 // the GEMM), f32 GEMM at odd sizes, the NaN/Inf scan, f32 -> f16 conversion, and a Llama forward
+// (f32 cache, and a quantized cache with 4-bit activations)
 // pass on a separate model instance per caller (shared read-only weights, own KV cache).
 // Exit status 0 = every result identical (TSan itself aborts the run on a data race:
 // TSAN_OPTIONS=halt_on_error=1).
@@ -160,6 +161,24 @@ std::vector<uint8_t> run_jobs(const Inputs& in, int threads) {
     std::vector<float> next((size_t)in.cfg.vocab);
     const int32_t t = 11;
     model.forward(&t, 1, 7, next.data(), 1, MODE_FAST, nullptr);  // one decode step
+    append(out, bytes_of(logits)), append(out, bytes_of(next));
+  }
+  {
+    // the quantized KV cache (per-channel K, a window, the Q/K rotation) and 4-bit activations:
+    // a 20-token prefill takes the GEMM path, then two decode steps the code path
+    LlamaConfig c = in.cfg;
+    c.kv.bits = 4, c.kv.k_channel = true, c.kv.block = 8, c.kv.window = 3, c.kv.rotate = true;
+    c.act_bits.assign((size_t)c.n_layers * ACT_INPUTS, 4);
+    c.act_scale.assign(c.act_bits.size(), 0.0f);
+    Llama model(c, in.lw);
+    int32_t tokens[20];
+    for (int i = 0; i < 20; i++) tokens[i] = (i * 37 + 5) % c.vocab;
+    std::vector<float> logits(20 * (size_t)c.vocab), next(2 * (size_t)c.vocab);
+    model.forward(tokens, 20, 0, logits.data(), 20, MODE_FAST, nullptr);
+    for (int i = 0; i < 2; i++) {
+      const int32_t t = 3 + i;
+      model.forward(&t, 1, 20 + (size_t)i, next.data() + (size_t)i * c.vocab, 1, MODE_FAST, nullptr);
+    }
     append(out, bytes_of(logits)), append(out, bytes_of(next));
   }
   return out;
