@@ -19,7 +19,7 @@ import { loadModel } from '../../lib/runtime/model';
 import { quantize } from '../../lib/pipeline/quantize';
 import { ACT_INPUTS, type ActInput, type ActQuantOptions } from '../../lib/config/runtime-quant';
 import { Rng, testSeed } from '../helpers/rng';
-import { slowForward } from '../helpers/slow-forward';
+import { slowForward, meanAbsDiff } from '../helpers/slow-forward';
 import { randomTinyModel, slowConfig, toRotateHalf, writeHfDir, type TinyShape } from '../helpers/tiny-llama';
 import { must } from '../helpers/assert';
 
@@ -39,13 +39,6 @@ function fakeQuant(x: Float64Array, bits: number, scale: number | null): Float64
   }
   if (!(s > 0)) return Float64Array.from(xf);
   return Float64Array.from(xf, (v) => Math.fround(Math.min(Math.max(halfEven(Math.fround(v / s)), -qmax), qmax) * s));
-}
-
-/** Mean |a − b| over every logit. */
-function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
-  return s / a.length;
 }
 
 describe('activation quantization (runtime)', function () {

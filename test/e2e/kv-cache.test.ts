@@ -25,7 +25,7 @@ import { setKernelMode, getKernelMode } from '../../lib/native';
 import { rotationInfo } from '../../lib/ops/rtquant';
 import type { KvCacheOptions } from '../../lib/config/runtime-quant';
 import { Rng, testSeed, withSeed } from '../helpers/rng';
-import { slowForward, type SlowHooks } from '../helpers/slow-forward';
+import { slowForward, meanAbsDiff, type SlowHooks } from '../helpers/slow-forward';
 import { randomTinyModel, slowConfig, toRotateHalf, writeHfDir, type TinyModel, type TinyShape } from '../helpers/tiny-llama';
 import { KvSim } from '../helpers/kv-sim';
 import { rejectsCode } from '../helpers/errors';
@@ -52,13 +52,6 @@ function hooksFor(kv: KvCacheOptions, hd: number): SlowHooks {
     hooks.afterRope = (q, k) => { rot(q); rot(k); };
   }
   return hooks;
-}
-
-/** Mean |a − b| over every logit. */
-function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
-  return s / a.length;
 }
 
 describe('quantized KV cache (runtime)', function () {

@@ -160,6 +160,14 @@ export function slowForward(cfg: SlowConfig, weights: Map<string, Float32Array>,
   return logits;
 }
 
+/** Mean |a − b| over every element (logits): what the quantized-runtime tests bound, robust to a rare code flip. */
+export function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`meanAbsDiff: lengths ${a.length} and ${b.length} differ`);
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
+  return s / a.length;
+}
+
 /** max |a − b| / max |b|: the relative error the runtime tests bound. */
 export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`maxRelError: lengths ${a.length} and ${b.length} differ`);
