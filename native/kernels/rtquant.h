@@ -64,8 +64,10 @@ void act_fake_quant_ref(float* x, size_t rows, size_t n, int bits, const float* 
 // Q = H · D on vectors of length n: D a diagonal of random signs (seeded), H orthonormal:
 //   n = 2^k · m. H = H_m ⊗ H_{2^k} / sqrt(n) where H_{2^k} is Sylvester's Hadamard matrix and H_m
 //   (m > 1) a Hadamard matrix of order m when lowbit constructs one (Paley I: m − 1 a prime ≡ 3 mod 4;
-//   Paley II: m / 2 − 1 a prime ≡ 1 mod 4), else a random orthogonal m × m matrix (seeded Gaussian,
-//   Gram–Schmidt in double) — the Kronecker product is orthogonal either way, so every rotation is
+//   Paley II: m / 2 − 1 a prime ≡ 1 mod 4; Goethals–Seidel for 172 = 4 · 43, from four sequences
+//   lowbit's own search found — so 11008 = 172 · 2^6 and 5632 = 44 · 2^7 are Hadamard), else a random
+//   orthogonal m × m matrix (seeded Gaussian, Gram–Schmidt in double) — the Kronecker product is
+//   orthogonal either way, so every rotation is
 //   exact in full precision. The vector is read as an (m, 2^k) matrix X (row-major): H X = H_m X H_{2^k}.
 struct Rotation {
   size_t n = 0, p = 1, m = 1;  // n = m · p, p a power of two

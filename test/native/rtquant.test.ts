@@ -6,7 +6,8 @@
  * - the attention primitives on codes (Σ q·code per group; y += w·code) fast == reference;
  * - activation fake quantization fast == reference == TS (per row and with a static scale);
  * - rotations: Q is orthogonal (QQᵀ = I to 1e-6) for powers of two, Hadamard-constructible sizes
- *   (12, 20, 44, 80, 96, 5632-type m·2^k) and the rest (172 = 4·43: random orthogonal factor), and
+ *   (12, 20, 28, 44, 80, 96, 172 = Goethals–Seidel, 5632 and 11008 as m·2^k) and the rest (43, 6:
+ *   a random orthogonal factor), and
  *   the fast transform == the explicit matrix.
  */
 import { strict as assert } from 'node:assert';
@@ -156,7 +157,7 @@ describe('run-time quantizers (kernels/rtquant.h)', () => {
   });
 
   it('rotations are orthogonal, Hadamard where constructible, and the fast transform equals the matrix', async () => {
-    const cases: [number, boolean][] = [[8, true], [64, true], [12, true], [20, true], [44, true], [80, true], [96, true], [28, true], [172, false], [43, false], [1, true], [6, false]];
+    const cases: [number, boolean][] = [[8, true], [64, true], [12, true], [20, true], [44, true], [80, true], [96, true], [28, true], [172, true], [43, false], [1, true], [6, false]];
     for (const [n, hadamard] of cases) {
       await withSeed(testSeed(n), async (rng) => {
         const seed = rng.int(1, 1e6);
@@ -187,6 +188,7 @@ describe('run-time quantizers (kernels/rtquant.h)', () => {
     for (const n of [4096, 5120, 5632, 11008]) {
       const info = rotationInfo(n, 3);
       assert.equal(info.m * info.p, n);
+      assert.ok(info.hadamard, `n ${n}: m ${info.m} is a Hadamard factor`);
       const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) + (i === 5 ? 40 : 0));
       const y = x.slice();
       await rotateRows(y, 1, n, 3);
