@@ -1,6 +1,7 @@
 /** `lowbit quantize <model> --method rtn --bits 4 --group-size 128 … --out <dir>` */
 import { Command, Option } from 'commander';
 import { quantize, transformModel, type QuantizeResult, type QuantizeRunOptions } from '../pipeline/quantize';
+import type { TransformReport } from '../pipeline/transform';
 import { OUTPUT_FORMATS, QUANT_METHODS, type QuantizeConfig, type OutputFormat } from '../config/quantize';
 import type { ExportGgufResult } from '../pipeline/gguf-export';
 import type { Progress } from '../config/run';
@@ -76,10 +77,10 @@ export function quantizeCommand(run: RunFn): Command {
     .requiredOption('--out <dir>', 'output directory (must not exist or be empty, unless --force)')
     .addOption(new Option('--method <method>', 'quantization method; none: apply --transform only').choices([...QUANT_METHODS, 'none', 'awq']).default('rtn'))
     .option('--recipe <name|file>', 'a compression recipe: a preset (w4a16, w8a8, w4a8, w4a8kv8, w4a8kv4, w4a4kv4) or a JSON file; flags given beside it override its weight settings; its activation and KV settings are stored in the checkpoint and applied when it is loaded')
-    .option('--transform <t...>', 'transform the weights first, exactly (repeatable): rotate[:down] (Hadamard rotations, QuaRot-style; :down adds the online down_proj rotation, lowbit runtime only), smoothquant[:alpha] (needs --calib)')
+    .option('--transform <t...>', 'transform the weights first, exactly (repeatable): rotate[:down] (Hadamard rotations, QuaRot-style; :down adds the online down_proj rotation, lowbit runtime only), smoothquant[:alpha | :search] (needs --calib; search: α per layer, least block output error under the run quantization)')
     .option('--calib <path>', 'GPTQ: calibration data: a UTF-8 text file, a .jsonl file ("text" or "input_ids" per line) or a directory of .txt files')
-    .option('--calib-samples <n>', 'GPTQ: calibration windows', intFlag('calibSamples'), 128)
-    .option('--calib-seqlen <n>', 'GPTQ: tokens per window (capped at the model context)', intFlag('calibSeqlen'), 2048)
+    .option('--calib-samples <n>', 'calibration windows (GPTQ, smoothquant)', intFlag('calibSamples'), 128)
+    .option('--calib-seqlen <n>', 'tokens per calibration window (capped at the model context)', intFlag('calibSeqlen'), 2048)
     .option('--seed <n>', 'GPTQ: seed of the window sampler', intFlag('seed'), 0)
     .addOption(new Option('--calib-compute <dtype>', 'GPTQ: the calibration forward\'s matrix products: f32, or bf16 operands with f32 sums (AVX-512 BF16 where the CPU has it)').choices(['f32', 'bf16']).default('f32'))
     .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal (desc_act)')
@@ -222,7 +223,7 @@ async function runTransformOnly(cmd: Command, model: string, json: boolean): Pro
     else {
       process.stdout.write(`${r.out}: ${r.report.transforms.map((t) => t.kind).join(' + ')} (F32, ${formatBytes(r.outputBytes)}, ${r.seconds.toFixed(1)} s)\n`);
       for (const x of r.report.rotations ?? []) process.stdout.write(`  ${x.name}: size ${x.n}, seed ${x.seed}\n`);
-      if (r.report.smoothquant) process.stdout.write(`  smoothquant α ${r.report.smoothquant.alpha} over ${r.report.smoothquant.tokens} tokens; scale ranges ${Object.entries(r.report.smoothquant.scaleRange).map(([k, [a, b]]) => `${k} ${a.toPrecision(3)}…${b.toPrecision(3)}`).join(', ')}\n`);
+      if (r.report.smoothquant) process.stdout.write(smoothQuantLines(r.report.smoothquant));
     }
     return 0;
   } finally {
@@ -252,3 +253,15 @@ const CONFIG_KEY: Partial<Record<keyof QuantizeFlags, string>> = {
   include: 'include', exclude: 'exclude', lmHead: 'lmHead', maxShard: 'maxShardBytes', actOrder: 'actOrder', staticGroups: 'staticGroups',
   damp: 'dampPercent', blockSize: 'blockSize', sym: 'sym', asym: 'sym', calib: 'calibration', transform: 'transforms', recipe: 'recipe', tokenizer: 'tokenizer', allowRequantize: 'allowRequantize', eval: 'evaluate', maxMemory: 'maxMemory',
 };
+
+/** The CLI's lines about a SmoothQuant transform (α or the per-layer search, the scale ranges). */
+function smoothQuantLines(sq: NonNullable<TransformReport['smoothquant']>): string {
+  const ranges = Object.entries(sq.scaleRange).map(([k, [a, b]]) => `${k} ${a.toPrecision(3)}…${b.toPrecision(3)}`).join(', ');
+  let s = `  smoothquant α ${sq.alpha} over ${sq.tokens} tokens; scale ranges ${ranges}\n`;
+  if (sq.search) {
+    const w = sq.search.weights;
+    s += `  α searched per layer over ${sq.search.grid.join(', ')} on ${sq.search.tokens} tokens (W${w.bits} ${w.groupSize > 0 ? `g${w.groupSize}` : 'per channel'} RTN, A${sq.search.actBits} per token${sq.search.keptModules.length ? `; ${sq.search.keptModules.length} weights kept full precision` : ''}):\n`;
+    sq.search.layers.forEach((x, l) => { s += `    layer ${l}: α ${x.alpha}, block error ${x.error.toExponential(3)}${x.errorAtHalf !== null ? ` (α 0.5: ${x.errorAtHalf.toExponential(3)})` : ''}\n`; });
+  }
+  return s;
+}

@@ -73,7 +73,8 @@ export interface RtnConfig extends QuantizerOptions {
   /**
    * Transforms applied to the weights first, exact in full precision (lib/pipeline/transform.ts):
    * `{kind: 'rotate', down?}` / `'rotate'`, `'rotate:down'` (QuaRot-style Hadamard rotations), or
-   * `{kind: 'smoothquant', alpha?}` / `'smoothquant:0.5'` (needs calibration data). The method then
+   * `{kind: 'smoothquant', alpha?}` / `'smoothquant:0.5'`, `'smoothquant:search'` (α per layer;
+   * needs calibration data). The method then
    * quantizes the transformed model. @default []
    */
   transforms?: (Transform | string)[];

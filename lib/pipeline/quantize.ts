@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, toLowbitError, optionError } from '../errors';
-import { normalizeQuantizeConfig, type QuantizeConfig, type NormalizedQuantizeConfig } from '../config/quantize';
+import { normalizeQuantizeConfig, quantizerFor, type QuantizeConfig, type NormalizedQuantizeConfig } from '../config/quantize';
 import { normalizeCalibration, type CalibrationOptions, type NormalizedCalibration } from '../config/calibration';
 import { checkThreads, safeReporter, type Progress } from '../config/run';
 import { checkBool, checkInt, checkSignal, invalidOption, checkObject } from '../config/validate';
@@ -170,7 +170,25 @@ async function withTransforms(dir: string, cfg: NormalizedQuantizeConfig, opts: 
   const tdir = path.join(path.dirname(outAbs), `.${path.basename(outAbs)}.transformed-${process.pid}`);
   fs.rmSync(tdir, { recursive: true, force: true });
   try {
-    const report = await applyTransforms(dir, tdir, cfg.transforms, { calibration: opts.calibration, threads: opts.threads, signal: opts.signal });
+    // SmoothQuant's α search simulates the run's own quantization: each module's quantizer as the
+    // plan gives it (kept modules stay full precision), the recipe's activation bits (else 8)
+    // (GGUF: the type's own blocks; the run's bits and groups stand in, a short last group allowed)
+    let planned: Map<string, string> | null = null;
+    if (!cfg.ggufType && cfg.transforms.some((t) => t.kind === 'smoothquant' && t.alpha === 'search')) {
+      const src = openModel(dir, { lmHead: cfg.lmHead });
+      try {
+        planned = new Map([...planModules(src, cfg).modules].map(([w, mod]) => [w, mod.name]));
+      } finally {
+        src.close();
+      }
+    }
+    const quantizerOf = (weight: string) => {
+      if (!planned) return { ...cfg.quantizer, raggedLastGroup: true };
+      const mod = planned.get(weight);
+      return mod === undefined ? null : quantizerFor(cfg, mod);
+    };
+    const target = { quantizer: cfg.quantizer, actBits: cfg.recipe?.activations?.bits ?? 8, quantizerOf };
+    const report = await applyTransforms(dir, tdir, cfg.transforms, { calibration: opts.calibration, threads: opts.threads, signal: opts.signal, target });
     const run = { ...opts, transformReport: report };
     const plain = { ...cfg, transforms: [] };
     if (cfg.ggufType) return await quantizeToGguf(tdir, plain, run, t0);

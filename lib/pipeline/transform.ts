@@ -22,7 +22,12 @@
  *   query heads of a group share one scale, the max over them); up's rows for down (silu(gate) ⊙ up
  *   is linear in up). The o and down scales are computed first, so the q/k/v and gate/up scales see
  *   v's and up's rows as they will be written (each smoothed channel ends with max|X'_j| = max|W'_j|
- *   at α = 0.5, which the tests check). α is one number for the model (no per-layer search).
+ *   at α = 0.5, which the tests check). α is one number for the model, or searched per layer
+ *   (`alpha: 'search'`): for each α of the grid the layer's smoothed weights are fake-quantized (RTN,
+ *   the run's quantizer, per module; modules the run keeps stay full precision) into a second native model on the same arrays that quantizes activations
+ *   (per token, the run's activation bits), the block runs on the first calibration windows of its
+ *   full-precision input, and the α with the least squared error against the full-precision block's
+ *   output wins; the layer's own weights are then restored and it runs forward in full precision.
  *
  * The two are not combined: rotation folds the RMSNorm gains into the linears, which undoes the
  * smoothing of their inputs.
@@ -30,7 +35,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LowbitError, optionError } from '../errors';
-import { SMOOTH_INPUTS, type RotateTransform, type SmoothQuantTransform, type Transform } from '../config/transform';
+import { SMOOTH_INPUTS, SMOOTH_GRID, type RotateTransform, type SmoothQuantTransform, type Transform } from '../config/transform';
 import type { NormalizedCalibration } from '../config/calibration';
 import { calibrationTexts, readCalibrationFile } from '../formats/calib';
 import { openSafetensors, writeSafetensors, type TensorEntry } from '../formats/safetensors';
@@ -38,7 +43,9 @@ import { readHfConfig, hfConfigToJson } from '../formats/hf-config';
 import { writeJsonAtomic } from '../formats/output';
 import { rotateRows } from '../ops/rtquant';
 import { loadModel } from '../runtime/model';
-import { calibrateNormalized, type LayerStats } from '../runtime/calibrate';
+import { calibrateNormalized, type LayerStats, type LayerTools } from '../runtime/calibrate';
+import { normalizeQuantizer, type NormalizedQuantizer } from '../config/quant';
+import { quantizeNormalized } from '../ops/quantize';
 
 /** What {@link applyTransforms} did. */
 export interface TransformReport {
@@ -46,7 +53,20 @@ export interface TransformReport {
   /** Rotation sizes: n = m · 2^k and whether H_m is a Hadamard matrix (else random orthogonal). */
   rotations?: { name: string; n: number; seed: number }[];
   /** SmoothQuant: the calibration used and the scales' range per input kind. */
-  smoothquant?: { alpha: number; tokens: number; scaleRange: Record<string, [number, number]> };
+  smoothquant?: {
+    alpha: number | 'search'; tokens: number; scaleRange: Record<string, [number, number]>;
+    /** With `alpha: 'search'`: what was searched and what each layer got. */
+    search?: {
+      grid: number[]; tokens: number; weights: { bits: number; groupSize: number; sym: boolean }; actBits: number;
+      /** Weights the run keeps unquantized, left full precision in the simulation too. */
+      keptModules: string[];
+      /**
+       * Per layer: the α chosen, its block error ‖y − y_fp‖² / ‖y_fp − x‖² (x the block's input), the
+       * error at α = 0.5 (null when 0.5 is not in the grid) and at every α of the grid.
+       */
+      layers: { alpha: number; error: number; errorAtHalf: number | null; errors: number[] }[];
+    };
+  };
   seconds: number;
 }
 
@@ -54,6 +74,16 @@ export interface TransformReport {
 export interface ApplyTransformsOptions {
   /** Calibration data for smoothquant. */
   calibration?: NormalizedCalibration | null;
+  /**
+   * The quantization SmoothQuant's α search simulates: the weights' quantizer (RTN stands in for
+   * the method) and the activations' bits (per token; the transform's own `actBits` wins).
+   * @default W8 per channel, A8
+   */
+  target?: {
+    quantizer: NormalizedQuantizer; actBits: number;
+    /** Each weight's own quantizer (recipe overrides), or null for one the run keeps unquantized. @default `quantizer` for all */
+    quantizerOf?: (weight: string) => NormalizedQuantizer | null;
+  };
   threads?: number;
   signal?: AbortSignal;
 }
@@ -81,8 +111,9 @@ export async function applyTransforms(src: string, out: string, transforms: Tran
   const rot = transforms.find((t): t is RotateTransform => t.kind === 'rotate');
   const sq = transforms.find((t): t is SmoothQuantTransform => t.kind === 'smoothquant');
   const report: TransformReport = { transforms, seconds: 0 };
+  const dims: Dims = { dim, hid, H, KVH, hd, L };
   // SmoothQuant's scales, per layer: s (qkv: dim, gate_up: dim, o: kv_dim, down: hid)
-  let smooth: { qkv?: Float32Array; gate_up?: Float32Array; o?: Float32Array; down?: Float32Array }[] | null = null;
+  let smooth: LayerScales[] | null = null;
   const st = openSafetensors(src);
   try {
     const get = (n: string): Float32Array => {
@@ -91,7 +122,7 @@ export async function applyTransforms(src: string, out: string, transforms: Tran
     };
     if (sq) {
       if (!opts.calibration) throw optionError('calibration', 'calibration: transform smoothquant needs calibration text (calibration: {file | text}, CLI --calib FILE)');
-      smooth = await smoothScales(src, get, sq, opts, { dim, hid, H, KVH, hd, L }, report);
+      smooth = await smoothScales(src, get, sq, opts, dims, report);
     }
     const entries: TensorEntry[] = [];
     const norm = (n: string) => (st.has(n) ? get(n) : null);
@@ -111,23 +142,16 @@ export async function applyTransforms(src: string, out: string, transforms: Tran
       const p = `model.layers.${l}`;
       const g1 = get(`${p}.input_layernorm.weight`), g2 = get(`${p}.post_attention_layernorm.weight`);
       const sm = smooth?.[l];
-      push(`${p}.input_layernorm.weight`, [dim], () => Promise.resolve(rot ? new Float32Array(dim).fill(1) : sm?.qkv ? g1.map((g, j) => g / must(sm.qkv)[j]) : g1));
-      push(`${p}.post_attention_layernorm.weight`, [dim], () => Promise.resolve(rot ? new Float32Array(dim).fill(1) : sm?.gate_up ? g2.map((g, j) => g / must(sm.gate_up)[j]) : g2));
+      push(`${p}.input_layernorm.weight`, [dim], () => Promise.resolve(rot ? new Float32Array(dim).fill(1) : smoothNorm(g1, sm?.qkv)));
+      push(`${p}.post_attention_layernorm.weight`, [dim], () => Promise.resolve(rot ? new Float32Array(dim).fill(1) : smoothNorm(g2, sm?.gate_up)));
       for (const k of ['q', 'k', 'v', 'gate', 'up'] as const) {
         const name = `${p}.${HF[k]}.weight`;
         const rows = k === 'q' ? H * hd : k === 'k' || k === 'v' ? KVH * hd : hid;
         push(name, [rows, dim], async () => {
           const w = get(name);
           const gain = k === 'gate' || k === 'up' ? g2 : g1;
-          const s = k === 'gate' || k === 'up' ? sm?.gate_up : sm?.qkv;
-          for (let r = 0; r < rows; r++) {
-            for (let j = 0; j < dim; j++) {
-              if (rot) w[r * dim + j] *= gain[j];
-              else if (s) w[r * dim + j] *= s[j];
-            }
-          }
-          if (k === 'v' && sm?.o) for (let r = 0; r < rows; r++) for (let j = 0; j < dim; j++) w[r * dim + j] /= sm.o[r];
-          if (k === 'up' && sm?.down) for (let r = 0; r < rows; r++) for (let j = 0; j < dim; j++) w[r * dim + j] /= sm.down[r];
+          if (rot) for (let r = 0; r < rows; r++) for (let j = 0; j < dim; j++) w[r * dim + j] *= gain[j];
+          if (sm) smoothWeight(k, w, sm, dims);
           if (rot) await rotRows(w, rows, dim, seed);  // W Qᵀ: Q on every row
           if (k === 'v' && rot && rot.heads !== false) {
             // R2: Q2 on each kv head's hd rows, column by column
@@ -151,8 +175,8 @@ export async function applyTransforms(src: string, out: string, transforms: Tran
       const oName = `${p}.${HF.o}.weight`;
       push(oName, [dim, H * hd], async () => {
         let w = get(oName);
-        const qd = H * hd, group = H / KVH;
-        if (sm?.o) for (let r = 0; r < dim; r++) for (let c = 0; c < qd; c++) w[r * qd + c] *= sm.o[Math.floor(c / hd / group) * hd + (c % hd)];
+        const qd = H * hd;
+        if (sm) smoothWeight('o', w, sm, dims);
         if (rot && rot.heads !== false) await rotRows(w, dim * H, hd, seed + 1);  // columns of each head · Q2ᵀ
         if (rot) {
           w = transpose(w, dim, qd);
@@ -164,7 +188,7 @@ export async function applyTransforms(src: string, out: string, transforms: Tran
       const dName = `${p}.${HF.down}.weight`;
       push(dName, [dim, hid], async () => {
         let w = get(dName);
-        if (sm?.down) for (let r = 0; r < dim; r++) for (let c = 0; c < hid; c++) w[r * hid + c] *= sm.down[c];
+        if (sm) smoothWeight('down', w, sm, dims);
         if (rot?.down) await rotRows(w, dim, hid, seed + 2);  // W Q4ᵀ
         if (rot) {
           w = transpose(w, dim, hid);
@@ -218,74 +242,201 @@ function must<T>(x: T | undefined): T {
   return x;
 }
 
-/** SmoothQuant's per-layer scales from max |x| over the calibration text and max |w| per input channel. */
-async function smoothScales(src: string, get: (n: string) => Float32Array, sq: SmoothQuantTransform, opts: ApplyTransformsOptions,
-  s: { dim: number; hid: number; H: number; KVH: number; hd: number; L: number }, report: TransformReport) {
+type Kind = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+const KINDS: readonly Kind[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+interface Dims { dim: number; hid: number; H: number; KVH: number; hd: number; L: number }
+/** SmoothQuant's scales of one layer, per input: s (qkv: dim, gate_up: dim, o: kv_dim, down: hid). */
+interface LayerScales { qkv?: Float32Array; gate_up?: Float32Array; o?: Float32Array; down?: Float32Array }
+
+/** A linear weight's shape (rows = out, cols = in). */
+function shapeOf(k: Kind, d: Dims): [number, number] {
+  const qd = d.H * d.hd, kvd = d.KVH * d.hd;
+  return k === 'q' ? [qd, d.dim] : k === 'k' || k === 'v' ? [kvd, d.dim] : k === 'o' ? [d.dim, qd] : k === 'down' ? [d.dim, d.hid] : [d.hid, d.dim];
+}
+
+/**
+ * Smooth a linear weight (out × in, in place): its columns × s of its input (o's per query head
+ * channel from its kv head's scale), and for v and up their rows ÷ s of the input they produce
+ * (o's and down's).
+ */
+function smoothWeight(k: Kind, w: Float32Array, sm: LayerScales, d: Dims): void {
+  const [rows, cols] = shapeOf(k, d);
+  const colScale = k === 'q' || k === 'k' || k === 'v' ? sm.qkv : k === 'gate' || k === 'up' ? sm.gate_up : k === 'down' ? sm.down : undefined;
+  if (colScale) for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) w[r * cols + c] *= colScale[c];
+  if (k === 'o' && sm.o) {
+    const so = sm.o, group = d.H / d.KVH;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) w[r * cols + c] *= so[Math.floor(c / d.hd / group) * d.hd + (c % d.hd)];
+  }
+  const rowScale = k === 'v' ? sm.o : k === 'up' ? sm.down : undefined;
+  if (rowScale) for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) w[r * cols + c] /= rowScale[r];
+}
+
+/** An RMSNorm gain divided by the scales of the input it produces (itself when there are none). */
+function smoothNorm(g: Float32Array, s: Float32Array | undefined): Float32Array {
+  return s ? g.map((x, j) => x / s[j]) : g;
+}
+
+/**
+ * SmoothQuant's scales of one layer at α, from its inputs' max |x| and its original weights `w`
+ * (not changed). o and down first: their scales divide v's and up's rows, which the q/k/v and
+ * gate/up scales then see. `range` collects each input kind's min and max scale.
+ */
+function layerScales(st: LayerStats, w: (k: Kind) => Float32Array, alpha: number, inputs: readonly string[], d: Dims, range?: Record<string, [number, number]>): LayerScales {
+  const { dim, hid, H, KVH, hd } = d, group = H / KVH;
+  const scale = (xmax: number, wmax: number, kind: string): number => {
+    const v = xmax > 0 && wmax > 0 ? Math.max(1e-5, Math.pow(xmax, alpha) / Math.pow(wmax, 1 - alpha)) : 1;
+    if (range) {
+      const r = (range[kind] ??= [Infinity, -Infinity]);
+      r[0] = Math.min(r[0], v);
+      r[1] = Math.max(r[1], v);
+    }
+    return v;
+  };
+  // max |w| per input channel, each row first divided by rowDiv[row] when given
+  const colMax = (k: Kind, into: Float32Array, rowDiv?: Float32Array) => {
+    const a = w(k), [rows, cols] = shapeOf(k, d);
+    for (let r = 0; r < rows; r++) {
+      const div = rowDiv ? rowDiv[r] : 1;
+      for (let c = 0; c < cols; c++) into[c] = Math.max(into[c], Math.abs(a[r * cols + c] / div));
+    }
+  };
+  const e: LayerScales = {};
+  if (inputs.includes('o')) {
+    const wm = new Float32Array(H * hd);
+    colMax('o', wm);
+    e.o = Float32Array.from({ length: KVH * hd }, (_, c) => {
+      const kvh = Math.floor(c / hd), i = c % hd;
+      let xm = 0, m = 0;
+      for (let h = kvh * group; h < (kvh + 1) * group; h++) { xm = Math.max(xm, st.o.maxAbs[h * hd + i]); m = Math.max(m, wm[h * hd + i]); }
+      return scale(xm, m, 'o');
+    });
+  }
+  if (inputs.includes('down')) {
+    const wm = new Float32Array(hid);
+    colMax('down', wm);
+    e.down = Float32Array.from({ length: hid }, (_, j) => scale(st.down.maxAbs[j], wm[j], 'down'));
+  }
+  if (inputs.includes('qkv')) {
+    const wm = new Float32Array(dim);
+    for (const k of ['q', 'k', 'v'] as const) colMax(k, wm, k === 'v' ? e.o : undefined);
+    e.qkv = Float32Array.from({ length: dim }, (_, j) => scale(st.attn.maxAbs[j], wm[j], 'qkv'));
+  }
+  if (inputs.includes('gate_up')) {
+    const wm = new Float32Array(dim);
+    for (const k of ['gate', 'up'] as const) colMax(k, wm, k === 'up' ? e.down : undefined);
+    e.gate_up = Float32Array.from({ length: dim }, (_, j) => scale(st.mlp.maxAbs[j], wm[j], 'gate_up'));
+  }
+  return e;
+}
+
+/** Tokens of each layer's input the α search runs the block on (the first calibration windows). */
+const SEARCH_TOKENS = 8192;
+
+/** SmoothQuant's per-layer scales: α given, or searched per layer (see the file header). */
+async function smoothScales(src: string, get: (n: string) => Float32Array, sq: SmoothQuantTransform, opts: ApplyTransformsOptions, d: Dims, report: TransformReport): Promise<LayerScales[]> {
   const cal = must(opts.calibration ?? undefined);
   const data = cal.text !== null ? calibrationTexts([cal.text], 'text') : cal.texts !== null ? calibrationTexts(cal.texts, 'texts') : readCalibrationFile(cal.file ?? '');
-  const model = await loadModel(src, { f32Weights: true, threads: opts.threads, ...(cal.tokenizer ? { tokenizer: cal.tokenizer } : {}) });
+  const inputs = sq.inputs ?? [...SMOOTH_INPUTS];
+  const search = sq.alpha === 'search';
+  const quantizer = opts.target?.quantizer ?? normalizeQuantizer({ bits: 8, groupSize: -1, sym: true });
+  const quantizerOf = opts.target?.quantizerOf ?? (() => quantizer);
+  const actBits = sq.actBits ?? opts.target?.actBits ?? 8;
+  const grid = sq.grid ?? [...SMOOTH_GRID];
+  // full precision whatever the checkpoint says (its own lowbit.kv / actQuant do not apply here)
+  const model = await loadModel(src, { f32Weights: true, threads: opts.threads, kv: null, actQuant: null, ...(cal.tokenizer ? { tokenizer: cal.tokenizer } : {}) });
+  const sim = search ? model._withActQuant({ bits: actBits, scheme: 'dynamic' }) : null;
+  const chosen: { alpha: number; error: number; errorAtHalf: number | null; errors: number[] }[] = [];
+  const seqLen = Math.min(cal.seqLen, model.config.seqLen);
+  const windows = Math.max(1, Math.ceil(SEARCH_TOKENS / seqLen));
   let layers: LayerStats[];
   let tokens: number;
   try {
+    const onLayer = sim ? async (st: LayerStats, tools: LayerTools) => { chosen.push(await searchLayer(model, sim, st, tools, grid, inputs, d, quantizerOf, seqLen, windows, opts)); } : undefined;
     const r = await calibrateNormalized(model, {
       text: data.texts ? data.texts.join('\n\n') : '', ...(data.ids ? { tokens: Int32Array.from(data.ids.flat()) } : {}), dataSha256: data.sha256,
-      samples: cal.samples, seqLen: Math.min(cal.seqLen, model.config.seqLen), seed: cal.seed, keepHessians: false, activationBudgetBytes: Infinity, signal: opts.signal, onLayer: undefined, onProgress: undefined,
+      samples: cal.samples, seqLen, seed: cal.seed, keepHessians: false, activationBudgetBytes: Infinity, signal: opts.signal, onLayer, onProgress: undefined,
     });
     layers = r.layers;
     tokens = r.tokens;
   } finally {
+    sim?.dispose();
     model.dispose();
   }
-  const alpha = sq.alpha ?? 0.5;
-  const inputs = sq.inputs ?? [...SMOOTH_INPUTS];
   const range: Record<string, [number, number]> = {};
-  const scale = (xmax: number, wmax: number, kind: string): number => {
-    const v = xmax > 0 && wmax > 0 ? Math.max(1e-5, Math.pow(xmax, alpha) / Math.pow(wmax, 1 - alpha)) : 1;
-    const r = (range[kind] ??= [Infinity, -Infinity]);
-    r[0] = Math.min(r[0], v);
-    r[1] = Math.max(r[1], v);
-    return v;
+  const out = layers.map((st, l) => {
+    const p = `model.layers.${l}`;
+    const cache = new Map<Kind, Float32Array>();
+    const w = (k: Kind) => cache.get(k) ?? cache.set(k, get(`${p}.${HF[k]}.weight`)).get(k) ?? must<Float32Array>(undefined);
+    return layerScales(st, w, search ? chosen[l].alpha : (sq.alpha as number), inputs, d, range);
+  });
+  report.smoothquant = {
+    alpha: search ? 'search' : (sq.alpha as number), tokens, scaleRange: range,
+    ...(search ? { search: { grid, tokens: Math.min(windows, cal.samples) * seqLen, weights: { bits: quantizer.bits, groupSize: quantizer.groupSize, sym: quantizer.sym }, actBits,
+      keptModules: layers.flatMap((_, l) => KINDS.map((k) => `model.layers.${l}.${HF[k]}.weight`)).filter((n) => quantizerOf(n) === null), layers: chosen } } : {}),
   };
-  const colMax = (w: Float32Array, rows: number, cols: number, into: Float32Array) => {
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) into[c] = Math.max(into[c], Math.abs(w[r * cols + c]));
-  };
-  const out: { qkv?: Float32Array; gate_up?: Float32Array; o?: Float32Array; down?: Float32Array }[] = [];
-  const { dim, hid, H, KVH, hd } = s, group = H / KVH;
-  const divRows = (w: Float32Array, by: Float32Array | undefined, cols: number) => {
-    if (by) for (let r = 0; r < by.length; r++) for (let c = 0; c < cols; c++) w[r * cols + c] /= by[r];
-    return w;
-  };
-  for (let l = 0; l < s.L; l++) {
-    const p = `model.layers.${l}`, st = layers[l];
-    const e: (typeof out)[number] = {};
-    // o and down first: their scales divide v's and up's rows, which the q/k/v and gate/up scales then see
-    if (inputs.includes('o')) {
-      const wm = new Float32Array(H * hd);
-      colMax(get(`${p}.${HF.o}.weight`), dim, H * hd, wm);
-      e.o = Float32Array.from({ length: KVH * hd }, (_, c) => {
-        const kvh = Math.floor(c / hd), i = c % hd;
-        let xm = 0, w = 0;
-        for (let h = kvh * group; h < (kvh + 1) * group; h++) { xm = Math.max(xm, st.o.maxAbs[h * hd + i]); w = Math.max(w, wm[h * hd + i]); }
-        return scale(xm, w, 'o');
-      });
-    }
-    if (inputs.includes('down')) {
-      const wm = new Float32Array(hid);
-      colMax(get(`${p}.${HF.down}.weight`), dim, hid, wm);
-      e.down = Float32Array.from({ length: hid }, (_, j) => scale(st.down.maxAbs[j], wm[j], 'down'));
-    }
-    if (inputs.includes('qkv')) {
-      const wm = new Float32Array(dim);
-      for (const k of ['q', 'k', 'v'] as const) colMax(divRows(get(`${p}.${HF[k]}.weight`), k === 'v' ? e.o : undefined, dim), k === 'q' ? H * hd : KVH * hd, dim, wm);
-      e.qkv = Float32Array.from({ length: dim }, (_, j) => scale(st.attn.maxAbs[j], wm[j], 'qkv'));
-    }
-    if (inputs.includes('gate_up')) {
-      const wm = new Float32Array(dim);
-      for (const k of ['gate', 'up'] as const) colMax(divRows(get(`${p}.${HF[k]}.weight`), k === 'up' ? e.down : undefined, dim), hid, dim, wm);
-      e.gate_up = Float32Array.from({ length: dim }, (_, j) => scale(st.mlp.maxAbs[j], wm[j], 'gate_up'));
-    }
-    out.push(e);
-  }
-  report.smoothquant = { alpha, tokens, scaleRange: range };
   return out;
 }
+
+/**
+ * One layer's α search: the full-precision block's output on the first `windows` inputs, then for
+ * each α the smoothed, fake-quantized weights written into the shared arrays and the block run by
+ * `sim` (activations quantized); the layer's weights are restored before returning.
+ */
+async function searchLayer(model: LanguageModelLike, sim: LanguageModelLike, st: LayerStats, tools: LayerTools, grid: number[], inputs: readonly string[], d: Dims,
+  quantizerOf: (weight: string) => NormalizedQuantizer | null, seqLen: number, windows: number, opts: ApplyTransformsOptions): Promise<{ alpha: number; error: number; errorAtHalf: number | null; errors: number[] }> {
+  const l = st.layer;
+  const live = new Map(KINDS.map((k) => [k, model._linearWeight(l, k)] as const));
+  const orig = new Map(KINDS.map((k) => [k, must(live.get(k)).slice()] as const));
+  const norms = { attn: model._normWeight(l, 'attn'), ffn: model._normWeight(l, 'ffn') };
+  const origNorms = { attn: norms.attn.slice(), ffn: norms.ffn.slice() };
+  const vBias = model._linearBias(l, 'v'), origVBias = vBias?.slice();
+  const xs: Float32Array[] = [], refs: Float32Array[] = [];
+  let refSq = 0;
+  await tools.forEachInput(async (x) => {
+    const x0 = x.slice();
+    xs.push(x0);
+    await model._calibrateBlock(l, x, seqLen, {}, opts.signal);
+    for (let j = 0; j < x.length; j++) refSq += (x[j] - x0[j]) ** 2;  // the block's own contribution (the residual is exact)
+    refs.push(x);
+  }, windows);
+  const errors: number[] = [];
+  try {
+    for (const alpha of grid) {
+      const sm = layerScales(st, (k) => must(orig.get(k)), alpha, inputs, d);
+      for (const k of KINDS) {
+        const w = must(orig.get(k)).slice();
+        smoothWeight(k, w, sm, d);
+        const name = `model.layers.${l}.${HF[k]}.weight`, quantizer = quantizerOf(name);
+        if (quantizer) {
+          const q = await quantizeNormalized(w, ...shapeOf(k, d), quantizer, { name, dequantize: true, threads: opts.threads, signal: opts.signal });
+          must(live.get(k)).set(must(q.dequantized ?? undefined));
+        } else {
+          must(live.get(k)).set(w);  // the run keeps it unquantized
+        }
+      }
+      norms.attn.set(smoothNorm(origNorms.attn, sm.qkv));
+      norms.ffn.set(smoothNorm(origNorms.ffn, sm.gate_up));
+      if (vBias && origVBias) vBias.set(sm.o ? origVBias.map((b, r) => b / must(sm.o)[r]) : origVBias);
+      let err = 0;
+      for (let i = 0; i < xs.length; i++) {
+        const y = xs[i].slice();
+        await sim._calibrateBlock(l, y, seqLen, {}, opts.signal);
+        const ref = refs[i];
+        for (let j = 0; j < y.length; j++) err += (y[j] - ref[j]) ** 2;
+      }
+      errors.push(refSq > 0 ? err / refSq : err);
+    }
+  } finally {
+    for (const k of KINDS) must(live.get(k)).set(must(orig.get(k)));
+    norms.attn.set(origNorms.attn);
+    norms.ffn.set(origNorms.ffn);
+    if (vBias && origVBias) vBias.set(origVBias);
+  }
+  let best = 0;
+  for (let i = 1; i < errors.length; i++) if (errors[i] < errors[best]) best = i;
+  const half = grid.indexOf(0.5);
+  return { alpha: grid[best], error: errors[best], errorAtHalf: half >= 0 ? errors[half] : null, errors };
+}
+
+/** What the α search needs of a loaded model (runtime/model.ts LanguageModel). */
+type LanguageModelLike = Pick<Awaited<ReturnType<typeof loadModel>>, '_linearWeight' | '_normWeight' | '_linearBias' | '_calibrateBlock'>;

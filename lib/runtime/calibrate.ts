@@ -47,6 +47,11 @@ export interface LayerTools {
    * input — e.g. o_proj's input after q/k/v were quantized (GPTQ's true-sequential order).
    */
   recollect(input: 'attn' | 'o' | 'mlp' | 'down'): Promise<InputStats>;
+  /**
+   * The layer's input hidden states, one window (seqLen × dim) at a time, in order: the first
+   * `maxWindows` of them (all by default). `fn` gets a copy it may change.
+   */
+  forEachInput(fn: (hidden: Float32Array, window: number) => Promise<void>, maxWindows?: number): Promise<void>;
 }
 
 /** Options of {@link calibrate}. */
@@ -307,6 +312,11 @@ export class LayerCalibrator {
           const one = make(input);
           await statsPass({ [input]: one }, false);
           return finish(one);
+        },
+        forEachInput: async (fn, maxWindows = Infinity) => {
+          await store.forEach(async (first, count, data) => {
+            for (let s = 0; s < count && first + s < maxWindows; s++) await fn(data.slice(s * row, (s + 1) * row), first + s);
+          }, false);
         },
       };
       await opts.onLayer(ls, tools);

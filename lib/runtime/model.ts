@@ -254,6 +254,30 @@ export class LanguageModel {
     return w;
   }
 
+  /** The live RMSNorm gain before a layer's attention (`attn`) or MLP (`ffn`), shared with the native model. @internal */
+  _normWeight(layer: number, which: 'attn' | 'ffn'): Float32Array {
+    const L = this.weights.layers[layer];
+    return which === 'attn' ? L.attnNorm : L.ffnNorm;
+  }
+
+  /** The live bias of q, k or v (Qwen2-type models), or null. @internal */
+  _linearBias(layer: number, kind: 'q' | 'k' | 'v'): Float32Array | null {
+    return this.weights.layers[layer][`${kind}Bias`] ?? null;
+  }
+
+  /**
+   * A second model on the same weight arrays (nothing copied: writing a weight changes both) that
+   * runs with other activation quantization (`null`: none), its own KV cache and no stored KV
+   * setting. Dispose it before this one. @internal
+   */
+  _withActQuant(actQuant: ActQuantOptions | null): LanguageModel {
+    if (this.disposed) throw new LowbitError('LOWBIT_DISPOSED', `${this.source}: model is disposed`);
+    const rq = runtimeQuantization(this.config, this.weights, { actQuant }, {}, this.source);
+    const cfg = this.config;
+    const native = createModelHandle({ ...cfg, ropeStyle: cfg.rope === 'half' ? 1 : 0, ...rq.native }, this.weights);
+    return new LanguageModel(cfg, this.tokenizer, this.source, native, this.weights, this.threads, rq.report);
+  }
+
   /** Embedding rows of `ids`, written one after another into `out` from `offset`. @internal */
   _embedRows(ids: ArrayLike<number>, out: Float32Array, offset = 0): void {
     const dim = this.config.dim, e = this.weights.embed;
