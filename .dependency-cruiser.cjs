@@ -7,6 +7,7 @@
  *   queue      the job queue on BullMQ + Redis: job data, enqueue/cancel, the worker and its sandboxed processor
  *   pipeline   plan → calibrate → quantize → write → evaluate; drives methods
  *   methods    one file per quantization method behind one interface
+ *   train      the training engine's loop: parameters, AdamW, schedules, checkpoints (QAT builds on it)
  *   runtime    the model, tokenizers, sampler, evaluation, calibration hooks
  *   ops        the typed face of each native op family
  *   formats    file readers and writers (byte-exact)
@@ -16,7 +17,7 @@
  * Only lib/ops/ and lib/formats/ (the codecs' native helpers) load lib/native.ts; lib/index.ts
  * re-exports a few of its switches (setKernelMode, hasAddon, loadAttempts).
  */
-const ROOMS = ['config', 'formats', 'ops', 'runtime', 'methods', 'pipeline', 'queue', 'cli'];
+const ROOMS = ['config', 'formats', 'ops', 'runtime', 'train', 'methods', 'pipeline', 'queue', 'cli'];
 
 const upward = ROOMS.map((room, i) => {
   const above = ROOMS.slice(i + 1);
@@ -44,7 +45,7 @@ module.exports = {
       comment: 'errors.ts, version.ts and native.ts import nothing of lib/ but each other',
       severity: 'error',
       from: { path: '^lib/(errors|version|native)\\.ts$' },
-      to: { path: '^lib/(config|formats|ops|runtime|methods|pipeline|queue|cli)/|^lib/index\\.ts$' },
+      to: { path: '^lib/(config|formats|ops|runtime|train|methods|pipeline|queue|cli)/|^lib/index\\.ts$' },
     },
     {
       name: 'native-only-through-ops-and-formats',

@@ -105,6 +105,11 @@ export interface NativeAddon {
   quantizeActs(job: NativeQuantizeActsJob): { xq: Int8Array; sx: Float32Array; sum: Int32Array };
   hessian(job: NativeHessianJob): NativeTask<void>;
   createModel(config: NativeModelConfig, weights: NativeModelWeights): NativeModel;
+  trainOp(job: NativeTrainOpJob): Record<string, Float32Array | number>;
+  adamw(job: NativeThreads & { p: Float32Array; g: Float32Array; m: Float32Array; v: Float32Array; lr: number; b1: number; b2: number; eps: number; wd: number; t: number; mode: number }): void;
+  sumSquares(job: NativeThreads & { x: Float32Array; mode: number }): number;
+  scaleInPlace(job: NativeThreads & { x: Float32Array; s: number }): void;
+  createTrainer(job: { shape: NativeTrainShape; params: NativeTrainTensors; grads: NativeTrainTensors; quant?: NativeTrainQuant }): NativeTrainer;
   benchCopy(job: NativeBenchCopyJob): NativeTask<{ seconds: number[] }>;
   benchPeak(job: NativeBenchPeakJob): NativeTask<{ ops: number; seconds: number }>;
   gptqLayer(job: NativeGptqLayerJob): NativeTask<{ loss: number; dampUsed: number }>;
@@ -386,6 +391,34 @@ export interface NativeModelWeights {
   }[];
   /** The output head in the integer-dot layout (GGUF Q8_0/Q4_0 heads); `classifier` is then unused. */
   classifierPacked?: NativeQBlock;
+}
+
+/** One training op's forward and backward (native/addon/addon_train.cpp). @internal */
+export type NativeTrainOpJob = { op: string; mode: number } & Record<string, Float32Array | Int32Array | number | boolean | string>;
+
+/** The architecture a trainer runs (native/train/model.h TrainShape). @internal */
+export interface NativeTrainShape {
+  dim: number; hiddenDim: number; nLayers: number; nHeads: number; nKvHeads: number; headDim: number; vocabSize: number;
+  rmsEps: number; ropeStyle: number; invFreq: Float32Array;
+}
+
+/** A trainer's parameters or their gradients, f32, HF layouts ((out, in) linears). @internal */
+export interface NativeTrainTensors {
+  embed: Float32Array; finalNorm: Float32Array; head?: Float32Array;
+  layers: { attnNorm: Float32Array; ffnNorm: Float32Array; q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array; gate: Float32Array; up: Float32Array; down: Float32Array; qBias?: Float32Array; kBias?: Float32Array; vBias?: Float32Array }[];
+}
+
+/** What a trainer fake-quantizes (native/train/model.h TrainQuant). @internal */
+export interface NativeTrainQuant {
+  weights?: { bits: number; groupSize: number; sym: boolean; codebook: number; clip: number; clipGrid: number; clipMaxShrink: number; clipNorm: number; zeroMin: number; scaleF16: boolean; signedMax: boolean };
+  actBits?: number;
+  kv?: { bits: number; group: number; sym: boolean };
+}
+
+/** A native trainer: one forward (+ backward) over a batch per `run`. @internal */
+export interface NativeTrainer {
+  run(job: NativeThreads & { tokens: Int32Array; batch: number; seqLen: number; targets?: Int32Array; teacher?: Float32Array; scale: number; backward: boolean; logits?: Float32Array; mode: number }): NativeTask<number>;
+  dispose(): void;
 }
 
 /** Calibration statistics buffers of one linear input. @internal */

@@ -15,4 +15,4 @@ export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LOWBIT_ADDON="$PWD/$addon" LOWBIT_NO_CUDA=1
-npx mocha --no-config --timeout 600000 'dist/test/native/**/*.test.js' 'dist/test/e2e/pipeline.test.js' 'dist/test/e2e/runtime.test.js' 'dist/test/e2e/calibrate.test.js' 'dist/test/e2e/packed-runtime.test.js' 'dist/test/e2e/concurrency.test.js' 'dist/test/e2e/nonfinite.test.js' 'dist/test/e2e/kv-cache.test.js' 'dist/test/e2e/act-quant.test.js'
+npx mocha --no-config --timeout 600000 'dist/test/native/**/*.test.js' 'dist/test/e2e/pipeline.test.js' 'dist/test/e2e/runtime.test.js' 'dist/test/e2e/calibrate.test.js' 'dist/test/e2e/packed-runtime.test.js' 'dist/test/e2e/concurrency.test.js' 'dist/test/e2e/nonfinite.test.js' 'dist/test/e2e/kv-cache.test.js' 'dist/test/e2e/act-quant.test.js' 'dist/test/e2e/train.test.js'

@@ -16,7 +16,7 @@ out=build-tsan
 mkdir -p "$out"
 COMMON="-std=c++17 -O1 -g -fsanitize=thread -fno-omit-frame-pointer -ffp-contract=off -Inative -pthread"
 SOURCES="native/core/cpu_features.cpp native/core/dispatch.cpp native/core/thread_pool.cpp
-  $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp native/quant/*.cpp | tr '\n' ' ') $(ls native/runtime/*.cpp | tr '\n' ' ') native/tests/tsan_stress.cpp"
+  $(ls native/kernels/ref/*.cpp native/kernels/cpu/*.cpp native/quant/*.cpp | tr '\n' ' ') $(ls native/runtime/*.cpp native/train/*.cpp | tr '\n' ' ') native/tests/tsan_stress.cpp"
 # spawn / drain / src / flags / compile (into $out, with $CXX $COMMON)
 . scripts/parallel.sh
 objs=()

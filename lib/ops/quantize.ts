@@ -85,6 +85,14 @@ function inputBytes(data: Float32Array | TensorBytes, n: number, name: string): 
   return { view: bytes, dtype: DTYPE_ID[data.dtype] };
 }
 
+/** The native quantizer spec of `q` (the quantize job's fields; groupSize -1: one group per row). @internal */
+export function quantSpecJob(q: NormalizedQuantizer): { bits: number; groupSize: number; sym: boolean; codebook: number; clip: number; clipGrid: number; clipMaxShrink: number; clipNorm: number; zeroMin: number; scaleF16: boolean; signedMax: boolean } {
+  return {
+    bits: q.bits, groupSize: q.groupSize === -1 ? 1 << 30 : q.groupSize, sym: q.sym, codebook: CODEBOOK_ID[q.codebook], clip: CLIP_ID[q.clip], clipGrid: q.clipGrid,
+    clipMaxShrink: q.clipMaxShrink, clipNorm: q.clipNorm, zeroMin: q.zeroMin, scaleF16: q.scaleF16, signedMax: q.signedMax,
+  };
+}
+
 /** @internal */
 export async function quantizeNormalized(
   data: Float32Array | TensorBytes, rows: number, cols: number, q: NormalizedQuantizer,

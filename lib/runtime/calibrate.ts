@@ -15,6 +15,7 @@ import type { NativeStats } from '../ops/model';
 import type { LanguageModel, RuntimeConfig } from './model';
 import type { TextTokenizer } from './tokenizer';
 import { ActivationStore, type ActivationPlacement } from './activations';
+import { Mulberry32 } from './rng';
 import type { Progress } from '../config/run';
 
 /** Statistics of one linear-layer input. */
@@ -92,16 +93,10 @@ export interface CalibrationResult {
   seconds: number;
 }
 
-/** mulberry32: a small seeded generator for window offsets. */
+/** A seeded generator for window offsets (mulberry32). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new Mulberry32(seed);
+  return () => g.next();
 }
 
 /**

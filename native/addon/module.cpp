@@ -215,6 +215,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_gptq(env, exports);
   register_qdot(env, exports);
   register_rtquant(env, exports);
+  register_train(env, exports);
 #if defined(LOWBIT_WITH_CUDA)
   register_cuda(env, exports);
 #endif

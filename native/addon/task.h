@@ -111,5 +111,6 @@ void register_runtime(Napi::Env env, Napi::Object exports);
 void register_gptq(Napi::Env env, Napi::Object exports);
 void register_qdot(Napi::Env env, Napi::Object exports);
 void register_rtquant(Napi::Env env, Napi::Object exports);
+void register_train(Napi::Env env, Napi::Object exports);
 
 }  // namespace lowbit

@@ -4,7 +4,8 @@
 // (ScopedThreads), and every result must be byte-identical to the same job run alone, before the
 // threads start. Jobs: RTN quantization (f16 source, groups), GPTQ (act-order, blocked sweep on
 // the GEMM), f32 GEMM at odd sizes, the NaN/Inf scan, f32 -> f16 conversion, and a Llama forward
-// (f32 cache, and a quantized cache with 4-bit activations)
+// (f32 cache, and a quantized cache with 4-bit activations), and a training step (forward, loss and
+// backward with per-block recomputation, train/model.h) on its own copy of the weights
 // pass on a separate model instance per caller (shared read-only weights, own KV cache).
 // Exit status 0 = every result identical (TSan itself aborts the run on a data race:
 // TSAN_OPTIONS=halt_on_error=1).
@@ -25,6 +26,7 @@
 #include "kernels/quant.h"
 #include "quant/gptq.h"
 #include "runtime/llama.h"
+#include "train/model.h"
 
 using namespace lowbit;
 
@@ -180,6 +182,46 @@ std::vector<uint8_t> run_jobs(const Inputs& in, int threads) {
       model.forward(&t, 1, 20 + (size_t)i, next.data() + (size_t)i * c.vocab, 1, MODE_FAST, nullptr);
     }
     append(out, bytes_of(logits)), append(out, bytes_of(next));
+  }
+  {
+    // a training step: the caller's own copy of the weights and gradients (biases none, tied head)
+    const LlamaConfig& c = in.cfg;
+    train::TrainShape s;
+    s.dim = c.dim, s.hidden_dim = c.hidden_dim, s.n_layers = c.n_layers, s.n_heads = c.n_heads, s.n_kv_heads = c.n_kv_heads;
+    s.head_dim = c.head_dim, s.vocab = c.vocab;
+    for (int i = 0; i < c.head_dim / 2; i++) s.inv_freq.push_back(1.0f / powf(10000.0f, (float)(2 * i) / (float)c.head_dim));
+    std::vector<std::vector<float>> own;
+    own.reserve(64);
+    auto copy = [&](const float* src, size_t n) {
+      own.emplace_back(src, src + n);
+      return own.back().data();
+    };
+    auto zeros = [&](size_t n) {
+      own.emplace_back(n, 0.0f);
+      return own.back().data();
+    };
+    const size_t d = c.dim, kv = (size_t)c.n_kv_heads * c.head_dim, V = c.vocab, hid = c.hidden_dim;
+    const size_t sizes[train::TL_COUNT] = {d * d, kv * d, kv * d, d * d, hid * d, hid * d, d * hid};
+    train::TrainParams p, g;
+    p.embed = copy(in.lw.embed, V * d), g.embed = zeros(V * d);
+    std::vector<float> fn(d, 1.0f);
+    p.final_norm = copy(fn.data(), d), g.final_norm = zeros(d);
+    for (int l = 0; l < c.n_layers; l++) {
+      train::TrainLayer P, G;
+      P.attn_norm = copy(in.lw.layers[l].attn_norm, d), G.attn_norm = zeros(d);
+      P.ffn_norm = copy(in.lw.layers[l].ffn_norm, d), G.ffn_norm = zeros(d);
+      for (int k = 0; k < train::TL_COUNT; k++) P.w[k] = copy(in.lw.layers[l].w[k], sizes[k]), G.w[k] = zeros(sizes[k]);
+      p.layers.push_back(P), g.layers.push_back(G);
+    }
+    train::TrainModel tm(s, p, g);
+    const size_t B = 2, T = 9;
+    std::vector<int32_t> tokens(B * T), targets(B * T);
+    for (size_t i = 0; i < B * T; i++) tokens[i] = (int32_t)((i * 31 + 7) % V), targets[i] = (int32_t)((i * 17 + 3) % V);
+    train::TrainBatch b;
+    b.tokens = tokens.data(), b.batch = B, b.seq_len = T, b.targets = targets.data(), b.scale = 1.0f / (B * T);
+    const double loss = tm.run(b, MODE_FAST, nullptr);
+    append(out, bytes_of(std::vector<double>{loss}));
+    for (size_t i = 1; i < own.size(); i += 2) append(out, bytes_of(own[i]));  // the gradients (every second buffer)
   }
   return out;
 }
