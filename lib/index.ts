@@ -14,6 +14,11 @@ export { openModel, type Model, type ModelSummary, type OpenModelOptions } from 
 export { inspectModel, detectModelSource, type ModelSource, type ModelSourceKind } from './formats/source';
 export { downloadModel, type DownloadModelOptions } from './pipeline/download';
 export { quantize, transformModel, type QuantizeRunOptions, type QuantizeResult, type ModuleLog, type TransformResult } from './pipeline/quantize';
+export { qat, type QatRunOptions, type QatResult } from './pipeline/qat';
+export type { QatOptions, QatData } from './config/qat';
+export { generateSyntheticData, writeSyntheticData, type SyntheticDataOptions, type SyntheticDataMeta } from './train/synthetic';
+export { Trainer, type TrainHyper, type StepResult } from './train/trainer';
+export { ParamSet, type TrainArch } from './train/params';
 export { type Transform, type RotateTransform, type SmoothQuantTransform } from './config/transform';
 export { type TransformReport } from './pipeline/transform';
 export { type KvCacheOptions, type ActQuantOptions, type ActInput } from './config/runtime-quant';

@@ -411,6 +411,8 @@ export interface NativeTrainTensors {
 /** What a trainer fake-quantizes (native/train/model.h TrainQuant). @internal */
 export interface NativeTrainQuant {
   weights?: { bits: number; groupSize: number; sym: boolean; codebook: number; clip: number; clipGrid: number; clipMaxShrink: number; clipNorm: number; zeroMin: number; scaleF16: boolean; signedMax: boolean };
+  /** Which block linears the weight quantizer applies to (nLayers × 7: q k v o gate up down); absent: all. */
+  weightsMask?: Uint8Array;
   actBits?: number;
   kv?: { bits: number; group: number; sym: boolean };
 }

@@ -4,6 +4,7 @@ import { LOWBIT_VERSION } from '../version';
 import { EXIT, reportError, type RunFn } from './util';
 import { inspectCommand } from './inspect';
 import { quantizeCommand } from './quantize';
+import { qatCommand } from './qat';
 import { doctorCommand } from './doctor';
 import { demoCommand } from './demo';
 import { generateCommand } from './generate';
@@ -30,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError('(run `lowbit --help` for usage)');
-  for (const c of [inspectCommand(run), quantizeCommand(run), generateCommand(run), evalCommand(run), doctorCommand(run), demoCommand(run), benchCommand(run), exportCommand(run), workerCommand(run), submitCommand(run), jobsCommand(run)]) program.addCommand(c.exitOverride());
+  for (const c of [inspectCommand(run), quantizeCommand(run), qatCommand(run), generateCommand(run), evalCommand(run), doctorCommand(run), demoCommand(run), benchCommand(run), exportCommand(run), workerCommand(run), submitCommand(run), jobsCommand(run)]) program.addCommand(c.exitOverride());
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -17,6 +17,8 @@ export interface Progress {
   total: number;
   /** Module name, when known. */
   module?: string;
+  /** Training: the step's loss. */
+  loss?: number;
 }
 
 

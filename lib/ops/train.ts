@@ -75,13 +75,15 @@ export interface TrainerHandle {
  */
 export interface TrainQuantOptions {
   weights?: NormalizedQuantizer;
+  /** Which block linears `weights` applies to (nLayers × 7: q, k, v, o, gate, up, down; the others train in float). @default all */
+  weightsMask?: Uint8Array;
   actBits?: number;
   kv?: { bits: 2 | 4 | 8; group: number; sym: boolean };
 }
 
 export function createTrainerHandle(shape: NativeTrainShape, params: NativeTrainTensors, grads: NativeTrainTensors, quant: TrainQuantOptions = {}): TrainerHandle {
   if (quant.weights?.perTensor) throw new LowbitError('LOWBIT_UNSUPPORTED', 'training: per-tensor weight quantization is not supported (use per channel or groups)', { option: 'perTensor' });
-  const q = { ...(quant.weights ? { weights: quantSpecJob(quant.weights) } : {}), ...(quant.actBits ? { actBits: quant.actBits } : {}), ...(quant.kv ? { kv: quant.kv } : {}) };
+  const q = { ...(quant.weights ? { weights: quantSpecJob(quant.weights) } : {}), ...(quant.weightsMask ? { weightsMask: quant.weightsMask } : {}), ...(quant.actBits ? { actBits: quant.actBits } : {}), ...(quant.kv ? { kv: quant.kv } : {}) };
   const t = addon().createTrainer({ shape, params, grads, quant: q });
   return {
     run: (b, opts = {}) => runTask(() => t.run({

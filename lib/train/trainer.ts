@@ -147,7 +147,7 @@ export class Trainer {
       { name: 'params', dtype: 'F32', shape: [this.params.size], data: bytes(this.params.data) },
       { name: 'adam_m', dtype: 'F32', shape: [this.params.size], data: bytes(this.m) },
       { name: 'adam_v', dtype: 'F32', shape: [this.params.size], data: bytes(this.v) },
-    ], { baseName: 'train_state', metadata: { lowbit_train: JSON.stringify({ step: this.stepCount, hyper: this.hyper, arch, quant: this.quant, extra }) } });
+    ], { baseName: 'train_state', metadata: { lowbit_train: JSON.stringify({ step: this.stepCount, hyper: this.hyper, arch, quant: { ...this.quant, ...(this.quant.weightsMask ? { weightsMask: Array.from(this.quant.weightsMask) } : {}) }, extra }) } });
   }
 
   /** A trainer from a checkpoint written by {@link Trainer.saveCheckpoint}, and its `extra`. */
@@ -158,10 +158,12 @@ export class Trainer {
     try {
       const raw = st.metadata.lowbit_train;
       if (typeof raw !== 'string') throw new LowbitError('LOWBIT_BAD_FORMAT', `${file}: not a lowbit training checkpoint (no lowbit_train metadata)`, { file });
-      const meta = JSON.parse(raw) as { step: number; hyper: FullHyper; arch: TrainArch & { invFreq?: number[] }; quant?: TrainQuantOptions; extra: Record<string, unknown> };
+      const meta = JSON.parse(raw) as { step: number; hyper: FullHyper; arch: TrainArch & { invFreq?: number[] }; quant?: Omit<TrainQuantOptions, 'weightsMask'> & { weightsMask?: number[] }; extra: Record<string, unknown> };
       const arch: TrainArch = { ...meta.arch, ...(meta.arch.invFreq ? { invFreq: Float32Array.from(meta.arch.invFreq) } : {}) };
       const params = new ParamSet(arch, st.toFloat32('params').slice());
-      const t = new Trainer(params, meta.hyper, threads, meta.quant ?? {});
+      const { weightsMask, ...rest } = meta.quant ?? {};
+      const quant: TrainQuantOptions = { ...rest, ...(weightsMask ? { weightsMask: Uint8Array.from(weightsMask) } : {}) };
+      const t = new Trainer(params, meta.hyper, threads, quant);
       t.m.set(st.toFloat32('adam_m'));
       t.v.set(st.toFloat32('adam_v'));
       t.stepCount = meta.step;

@@ -8,7 +8,7 @@
 //   sumSquares({x, mode}) -> number;  scaleInPlace({x, s})
 //   createTrainer({shape, params, grads, quant?}) -> {run(job) -> task(loss), dispose()}
 //     quant {weights?: {bits, groupSize, sym, codebook, clip, clipGrid, clipMaxShrink, clipNorm, zeroMin, scaleF16, signedMax},
-//            actBits?, kv?: {bits, group, sym}} (train/model.h TrainQuant)
+//            weightsMask?: Uint8Array (nLayers × 7), actBits?, kv?: {bits, group, sym}} (train/model.h TrainQuant)
 //     shape {dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, rmsEps, ropeStyle, invFreq};
 //     params / grads {embed, finalNorm, head?, layers: [{attnNorm, ffnNorm, q, k, v, o, gate, up, down, qBias?, kBias?, vBias?}]}
 //     run {tokens, batch, seqLen, targets? | teacher?, scale, backward, logits?, mode, threads}
@@ -228,6 +228,11 @@ Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
       q.scale_f16 = w.flag("scaleF16");
       q.signed_max = w.flag("signedMax");
       if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || q.clip_grid < 1) w.fail("bits", "a normalized quantizer");
+      if (qj.has("weightsMask")) {
+        const View m = qj.view("weightsMask");
+        if (m.bytes != (size_t)s.n_layers * train::TL_COUNT) qj.fail("weightsMask", "a Uint8Array of nLayers × 7");
+        quant.w_mask.assign(m.data, m.data + m.bytes);
+      }
     }
     if (qj.has("actBits")) quant.act_bits = qj.i32("actBits");
     if (qj.has("kv")) {

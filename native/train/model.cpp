@@ -33,7 +33,10 @@ void kv_fake_quant(float* x, size_t rows, size_t n, int bits, size_t g, bool sym
 
 const float* TrainModel::weight(int l, int kind, std::vector<float>& buf, int mode) const {
   const float* w = p_.layers[l].w[kind];
-  if (!quant_.weights) return w;
+  if (!quant_.weights || (!quant_.w_mask.empty() && !quant_.w_mask[(size_t)l * TL_COUNT + kind])) {
+    buf.clear();  // (empty: the block computes with the parameters themselves)
+    return w;
+  }
   const size_t d = s_.dim, hid = s_.hidden_dim, qd = (size_t)s_.n_heads * s_.head_dim, kvd = (size_t)s_.n_kv_heads * s_.head_dim;
   const size_t rows[TL_COUNT] = {qd, kvd, kvd, d, hid, hid, d}, cols[TL_COUNT] = {d, d, d, qd, d, d, hid};
   const size_t r = rows[kind], c = cols[kind], G = (c + (size_t)quant_.w.group_size - 1) / (size_t)quant_.w.group_size;
@@ -53,6 +56,7 @@ TrainModel::TrainModel(const TrainShape& s, const TrainParams& params, const Tra
   LOWBIT_CHECK((int)params.layers.size() == s.n_layers && (int)grads.layers.size() == s.n_layers, "train: layers");
   LOWBIT_CHECK((params.head == nullptr) == (grads.head == nullptr), "train: head and its gradient");
   LOWBIT_CHECK(!quant.weights || (quant.w.bits >= 2 && quant.w.bits <= 8 && quant.w.group_size >= 1), "train: weight quantizer");
+  LOWBIT_CHECK(quant.w_mask.empty() || quant.w_mask.size() == (size_t)s.n_layers * TL_COUNT, "train: weight mask");
   LOWBIT_CHECK(quant.act_bits == 0 || (quant.act_bits >= 2 && quant.act_bits <= 8), "train: activation bits");
   LOWBIT_CHECK(quant.kv_bits == 0 || ((quant.kv_bits == 2 || quant.kv_bits == 4 || quant.kv_bits == 8) && quant.kv_group > 0 &&
                                       s.head_dim % quant.kv_group == 0 && quant.kv_group * quant.kv_bits % 8 == 0),
@@ -76,8 +80,9 @@ void TrainModel::block_forward(int l, const float* x, float* y, Block& c, size_t
   c.a.resize(N * hid);
   c.u.resize(N * hid);
   c.act.resize(N * hid);
-  for (int k = 0; k < TL_COUNT; k++) weight(l, k, c.w[k], mode);
-  auto W = [&](int k) { return quant_.weights ? c.w[k].data() : P.w[k]; };
+  const float* wq[TL_COUNT];
+  for (int k = 0; k < TL_COUNT; k++) wq[k] = weight(l, k, c.w[k], mode);
+  auto W = [&](int k) { return wq[k]; };
   auto aq = [&](std::vector<float>& a, size_t in) {
     if (quant_.act_bits) act_fake_quant(a.data(), N, in, quant_.act_bits, nullptr, mode);
   };
@@ -112,7 +117,7 @@ void TrainModel::block_backward(int l, const float* x, const float* dy, float* d
   const TrainLayer& P = p_.layers[l];
   TrainLayer& G = g_.layers[l];
   // the weights as the forward multiplied them (straight-through: their gradient is the parameters')
-  auto W = [&](int k) { return quant_.weights ? c.w[k].data() : P.w[k]; };
+  auto W = [&](int k) { return c.w[k].empty() ? P.w[k] : c.w[k].data(); };
   const size_t N = B * T, d = s_.dim, hid = s_.hidden_dim, H = s_.n_heads, KVH = s_.n_kv_heads, hd = s_.head_dim;
   const size_t qd = H * hd, kvd = KVH * hd;
   // MLP: y = h + down(swiglu(gate(n2(h)), up(n2(h))))

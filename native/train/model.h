@@ -50,6 +50,9 @@ struct TrainLayer {
 struct TrainQuant {
   bool weights = false;
   QuantSpec w;
+  // Which linears the weight quantizer applies to (n_layers × 7, q k v o gate up down); empty: all
+  // (a checkpoint format may keep a module it cannot hold in float, and so does training)
+  std::vector<uint8_t> w_mask;
   int act_bits = 0;  // 0: none
   int kv_bits = 0;   // 0: none; 2, 4 or 8
   int kv_group = 0;  // values per group along a token's K or V (divides head_dim)
