@@ -137,6 +137,22 @@ describe('training engine: whole-model gradients, training, resume', function ()
       assert.equal(lq, lp, `[seed ${seed}] loss with fake-quantized weights vs the plain model at those weights`);
       assert.deepEqual(gq.data, gp.data, `[seed ${seed}] gradients`);
       assert.notDeepEqual(qp.data, params.data, 'the quantizer changed the weights');
+      // a mask leaves the unmasked linears in float: only layer 1's down_proj quantized here
+      const mask = new Uint8Array(SHAPE.nLayers * 7);
+      mask[7 + 6] = 1;
+      const down = 'model.layers.1.mlp.down_proj.weight';
+      const one = new ParamSet(arch, params.data.slice());
+      one.view(down).set(qp.view(down));
+      const gm = params.zerosLike(), go = params.zerosLike();
+      const hm = createTrainerHandle(trainShape(arch), params.nativeTensors(), gm.nativeTensors(), { weights: normalizeQuantizer(q), weightsMask: mask });
+      const ho = createTrainerHandle(trainShape(arch), one.nativeTensors(), go.nativeTensors());
+      try {
+        assert.equal(await hm.run({ tokens, batch: B, seqLen: T, targets, scale: 1 }), await ho.run({ tokens, batch: B, seqLen: T, targets, scale: 1 }));
+        assert.deepEqual(gm.data, go.data);
+      } finally {
+        hm.dispose();
+        ho.dispose();
+      }
     } finally {
       hq.dispose();
       hp.dispose();
