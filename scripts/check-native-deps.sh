@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The C++ half of STYLE.md §1's dependency direction, checked from the #include lines of native/:
 #
-#   addon → quant | runtime → kernels/* → core          (only addon/ sees napi.h)
+#   addon → quant | runtime | train → kernels/* → core   (only addon/ sees napi.h)
 #
-#   1. nothing under native/kernels/ includes quant/, runtime/, addon/ or napi.h;
+#   1. nothing under native/kernels/ includes quant/, runtime/, train/, addon/ or napi.h;
 #   2. nothing under native/core/ includes kernels/, quant/, runtime/ or addon/;
-#   3. nothing outside native/addon/ includes napi.h or addon/.
+#   3. nothing outside native/addon/ includes napi.h or addon/;
+#   4. native/train/ (the training engine) includes neither runtime/ nor quant/: it shares kernels, not
+#      the inference model (and nothing but addon/ and the tests includes train/).
 # So the core and the kernels build into a plain C++ test binary (native/tests/, the CUDA host
 # emulation) without Node, and the CUDA twins of algorithms sit in quant/cuda/, not kernels/cuda/.
 # Prints every offending line as path:line and exits 1; exit 0 and one line when all hold.
@@ -32,10 +34,16 @@ check() {
   fi
 }
 
-check "native/kernels/ must not include quant/, runtime/, addon/ or napi.h (kernels → core only)" \
-  native/kernels '(quant|runtime|addon)/|napi\.h'
-check "native/core/ must not include kernels/, quant/, runtime/ or addon/ (core depends on nothing)" \
-  native/core '(kernels|quant|runtime|addon)/'
+check "native/kernels/ must not include quant/, runtime/, train/, addon/ or napi.h (kernels → core only)" \
+  native/kernels '(quant|runtime|train|addon)/|napi\.h'
+check "native/core/ must not include kernels/, quant/, runtime/, train/ or addon/ (core depends on nothing)" \
+  native/core '(kernels|quant|runtime|train|addon)/'
+check "native/train/ must not include runtime/ or quant/ (the training engine shares kernels, not the inference model)" \
+  native/train '(runtime|quant)/'
+check "native/runtime/ and native/quant/ must not include train/" \
+  native/runtime 'train/'
+check "native/quant/ must not include train/" \
+  native/quant 'train/'
 check "only native/addon/ may include napi.h or addon/ (the core is plain C++)" \
   native '(addon/|napi\.h)' native/addon
 

@@ -28,6 +28,7 @@ import { benchGptq, benchGptqPipeline, type GptqBenchEntry, type GptqPipelineEnt
 import { benchQgemm, benchQdot, QDOT_NAMES } from './qgemm';
 import { benchGemm16, GEMM16_NAMES } from './gemm16';
 import { benchKv, KV_NAMES } from './kvcache';
+import { benchTrain, TRAIN_NAMES } from './train';
 import { benchRuntimeQ } from './runtime-q';
 import { canForceGc, log, median, round } from './timing';
 
@@ -40,7 +41,7 @@ export const NAMES = [
   'hessian-syrk', 'gptq-inverse-factor', 'gptq-layer-4096x4096', 'gptq-layer-11008x4096', 'gptq-layer-1024x1024', 'gptq-pipeline-1b',
   'qgemv-int4-4096x4096', 'qgemv-int4-11008x4096', 'qgemm-int4-32x4096x4096', 'qgemm-int4-512x4096x4096',
   'runtime-1b-gptq4-prefill', 'runtime-1b-gptq4-decode', 'runtime-1b-q4_0-prefill', 'runtime-1b-q4_0-decode', 'runtime-1b-q4_k-prefill', 'runtime-1b-q4_k-decode',
-  ...QDOT_NAMES, ...GEMM16_NAMES, ...KV_NAMES,
+  ...QDOT_NAMES, ...GEMM16_NAMES, ...KV_NAMES, ...TRAIN_NAMES,
 ];
 
 export interface BenchArgs {
@@ -208,6 +209,9 @@ export async function runBench(args: BenchArgs): Promise<Record<string, unknown>
   }
   if (KV_NAMES.some(want)) {
     benchmarks.push(...((await benchKv({ quick: args.quick, limits, want, threads: undefined })) as unknown as typeof benchmarks));
+  }
+  if (TRAIN_NAMES.some(want)) {
+    benchmarks.push(...((await benchTrain({ quick: args.quick, limits, want, threads: undefined })) as unknown as typeof benchmarks));
   }
   if (QDOT_NAMES.some(want)) {
     benchmarks.push(...((await benchQdot({ quick: args.quick, limits, want })) as unknown as typeof benchmarks));
