@@ -1,7 +1,7 @@
 /**
  * The training engine (issue 20):
- *   train-step-25m — one optimizer step (forward, loss, per-block recomputation, backward, AdamW) of
- *     a 25M-parameter Llama built in memory (dim 512, 8 layers, 8 heads × 64, FFN 1536, vocab 4096:
+ *   train-step-29m — one optimizer step (forward, loss, per-block recomputation, backward, AdamW) of
+ *     a 29M-parameter Llama built in memory (dim 512, 8 layers, 8 heads × 64, FFN 1536, vocab 4096:
  *     every dimension a multiple of 128), batch 4 × 256 tokens, f32, plain and with W4 g128 + A8 + KV4
  *     fake quantization (QAT) — alternating, A B A B. Reports tokens/s and the achieved GFLOP/s
  *     against the FMA peak measured in the same run. FLOPs counted: the matrix products the step
@@ -15,10 +15,10 @@ import { normalizeQuantizer } from '../../lib/config/quant';
 import { log, round, settle, median } from './timing';
 import type { Limits } from './limits';
 
-export const TRAIN_NAMES = ['train-step-25m'];
+export const TRAIN_NAMES = ['train-step-29m'];
 
 export async function benchTrain(o: { quick: boolean; limits: Limits; want: (n: string) => boolean; threads: number | undefined }): Promise<Record<string, unknown>[]> {
-  if (!o.want('train-step-25m')) return [];
+  if (!o.want('train-step-29m')) return [];
   const arch: TrainArch = { dim: 512, hiddenDim: 1536, nLayers: 8, nHeads: 8, nKvHeads: 8, headDim: 64, vocabSize: 4096, rmsEps: 1e-5, ropeTheta: 10000, rope: 'half', tied: true, biases: false };
   const B = 4, T = 256, N = B * T;
   const make = () => {
@@ -40,7 +40,7 @@ export async function benchTrain(o: { quick: boolean; limits: Limits; want: (n: 
   const targets = Int32Array.from({ length: N }, (_, i) => (i * 104729 + 3) % arch.vocabSize);
   try {
     for (const v of variants) {
-      log(`train-step-25m: ${v.name}: warm-up step`);
+      log(`train-step-29m: ${v.name}: warm-up step`);
       await v.t.trainStep([{ tokens, targets, batch: B, seqLen: T }]);
     }
     const rounds = o.quick ? 2 : 5;
@@ -55,7 +55,7 @@ export async function benchTrain(o: { quick: boolean; limits: Limits; want: (n: 
     }
     const peak = o.limits.fmaPeakAll.gflops;
     return [{
-      name: 'train-step-25m',
+      name: 'train-step-29m',
       description: `one optimizer step, batch ${B} × ${T} tokens, of a ${round(variants[0].t.params.size / 1e6)}M-parameter Llama (dim ${arch.dim}, ${arch.nLayers} layers, FFN ${arch.hiddenDim}, vocab ${arch.vocabSize}); A B A B over ${rounds} rounds; FLOPs = 8·N + attention per token (see scripts/bench/train.ts)`,
       flopsPerToken, peakGflops: round(peak),
       variants: variants.map((v, i) => {
