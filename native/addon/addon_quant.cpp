@@ -1,4 +1,5 @@
 // quantize(job), pack(job), unpack(job): see kernels/quant.h and kernels/pack.h.
+#include "addon/quant_spec_js.h"
 #include "addon/task.h"
 #include "core/dispatch.h"
 #include "kernels/convert.h"
@@ -13,18 +14,7 @@ static Napi::Value Quantize(const Napi::CallbackInfo& info) {
   const Job job(info, "quantize");
   const size_t rows = job.count("rows"), cols = job.count("cols");
   const int sdt = job.i32("srcDtype");
-  QuantSpec q;
-  q.bits = job.i32("bits");
-  q.group_size = job.i32("groupSize");
-  q.sym = job.flag("sym");
-  q.codebook = job.i32("codebook");
-  q.clip = job.i32("clip");
-  q.clip_grid = job.i32("clipGrid");
-  q.clip_max_shrink = (float)job.num("clipMaxShrink");
-  q.clip_norm = (float)job.num("clipNorm");
-  q.zero_min = job.i32("zeroMin");
-  q.scale_f16 = job.flag("scaleF16");
-  q.signed_max = job.flag("signedMax");
+  const QuantSpec q = quant_spec_from_js(job);
   const int mode = job.mode();
   // Internal invariants (the TS layer validated user options already).
   if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || sdt < 0 || sdt > 2 || q.clip_grid < 1)

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 
+#include "addon/quant_spec_js.h"
 #include "addon/task.h"
 #include "train/model.h"
 #include "train/ops.h"
@@ -215,18 +216,8 @@ Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
     if (qj.has("weights")) {
       const Job w = qj.object("weights");
       quant.weights = true;
-      QuantSpec& q = quant.w;
-      q.bits = w.i32("bits");
-      q.group_size = w.i32("groupSize");
-      q.sym = w.flag("sym");
-      q.codebook = w.i32("codebook");
-      q.clip = w.i32("clip");
-      q.clip_grid = w.i32("clipGrid");
-      q.clip_max_shrink = (float)w.num("clipMaxShrink");
-      q.clip_norm = (float)w.num("clipNorm");
-      q.zero_min = w.i32("zeroMin");
-      q.scale_f16 = w.flag("scaleF16");
-      q.signed_max = w.flag("signedMax");
+      quant.w = quant_spec_from_js(w);
+      const QuantSpec& q = quant.w;
       if (q.bits < 2 || q.bits > 8 || q.group_size < 1 || q.clip_grid < 1) w.fail("bits", "a normalized quantizer");
       if (qj.has("weightsMask")) {
         const View m = qj.view("weightsMask");

@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/softmax.h"
+
 namespace lowbit {
 
 // A quantized KV cache (kernels/rtquant.h holds the row format). bits 0: the f32 cache.
@@ -34,24 +36,6 @@ struct KvQuantConfig {
   bool rotate = false;            // Hadamard rotation of Q and K per head after RoPE (exact: q·k unchanged)
   uint64_t rotate_seed = 0x6b76;  // the sign pattern of that rotation
 };
-
-// One query's causal softmax over its scores st[0 … P): positions 0 … last scaled, exponentiated
-// against their maximum and normalized; positions after `last` set to 0.
-inline void causal_softmax_row(float* st, size_t last, size_t P, float scale) {
-  float mx = -INFINITY;
-  for (size_t p = 0; p <= last; p++) {
-    st[p] *= scale;
-    mx = std::max(mx, st[p]);
-  }
-  float sum = 0.0f;
-  for (size_t p = 0; p <= last; p++) {
-    st[p] = expf(st[p] - mx);
-    sum += st[p];
-  }
-  const float inv = 1.0f / sum;
-  for (size_t p = 0; p <= last; p++) st[p] *= inv;
-  for (size_t p = last + 1; p < P; p++) st[p] = 0.0f;
-}
 
 class KvCache {
  public:

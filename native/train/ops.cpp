@@ -9,6 +9,7 @@
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "kernels/gemm.h"
+#include "kernels/softmax.h"
 
 namespace lowbit {
 namespace train {
@@ -158,22 +159,13 @@ void attention_fwd(const float* q, const float* k, const float* v, size_t T, siz
       for (size_t t = 0; t < T; t++) {
         float* p = probs + (h * T + t) * T;
         const float* qt = q + t * qd + h * hd;
-        float mx = -INFINITY;
         for (size_t s = 0; s <= t; s++) {
           const float* ks = k + s * kvd + kh * hd;
           float dot = 0.0f;
           for (size_t i = 0; i < hd; i++) dot += qt[i] * ks[i];
-          p[s] = dot * scale;
-          mx = std::max(mx, p[s]);
+          p[s] = dot;
         }
-        float sum = 0.0f;
-        for (size_t s = 0; s <= t; s++) {
-          p[s] = expf(p[s] - mx);
-          sum += p[s];
-        }
-        const float inv = 1.0f / sum;
-        for (size_t s = 0; s <= t; s++) p[s] *= inv;
-        for (size_t s = t + 1; s < T; s++) p[s] = 0.0f;
+        causal_softmax_row(p, t, T, scale);
         float* o = out + t * qd + h * hd;
         for (size_t i = 0; i < hd; i++) o[i] = 0.0f;
         for (size_t s = 0; s <= t; s++) {
