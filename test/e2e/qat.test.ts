@@ -11,31 +11,19 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { qat } from '../../lib/pipeline/qat';
 import { quantize } from '../../lib/pipeline/quantize';
 import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
-import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { useStories260K } from '../helpers/fixtures';
 import { rejectsCode } from '../helpers/errors';
 import { lowbit, LOWBIT_BIN } from '../helpers/cli';
 
 describe('quantization-aware training (LLM-QAT) on stories260K', function () {
   this.timeout(600000);
-  const fx = fixturesDir();
-  let dir: string;
-  before(function () {
-    if (!fx) {
-      console.log(`      (skipped: ${NO_FIXTURES})`);
-      this.skip();
-    }
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-qat-'));
-  });
-  after(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
-  const bin = () => path.join(fx ?? '', 'stories260K', 'stories260K.bin');
-  const tok = () => path.join(fx ?? '', 'stories260K', 'tok512.bin');
-  const dev = () => fs.readFileSync(path.join(fx ?? '', 'text', 'tinystories-dev.txt'), 'utf8');
+  const fx = useStories260K('qat');
+  const { bin, tok, dev } = fx;
   const W3 = { method: 'rtn' as const, bits: 3, groupSize: 32, sym: false, format: 'dequant' as const };
 
   async function klAgainstFp(model: string): Promise<number> {
@@ -50,11 +38,11 @@ describe('quantization-aware training (LLM-QAT) on stories260K', function () {
   }
 
   it('data-free QAT at W3 g32 beats RTN on held-out KL; the generated data ships and calibrates GPTQ', async () => {
-    const out = path.join(dir, 'w3');
+    const out = path.join(fx.dir(), 'w3');
     const r = await qat(bin(), W3, { data: 'synthetic:24', steps: 30, batch: 4, seqLen: 96, lr: 1e-3, checkpointEvery: 10 }, { out, tokenizer: tok() });
     assert.equal(r.losses.length, 30);
     assert.ok(r.losses.slice(-5).reduce((a, b) => a + b) < 0.6 * r.losses.slice(0, 5).reduce((a, b) => a + b), `training KL ${r.losses.slice(0, 5).join(',')} → ${r.losses.slice(-5).join(',')}`);
-    const rtn = path.join(dir, 'w3-rtn');
+    const rtn = path.join(fx.dir(), 'w3-rtn');
     await quantize(bin(), W3, { out: rtn, tokenizer: tok() });
     const [kq, kr] = [await klAgainstFp(out), await klAgainstFp(rtn)];
     assert.ok(kq < 0.8 * kr, `held-out KL: QAT ${kq} vs RTN ${kr}`);
@@ -67,14 +55,14 @@ describe('quantization-aware training (LLM-QAT) on stories260K', function () {
     const log = JSON.parse(fs.readFileSync(path.join(out, 'quant_log.json'), 'utf8')) as { qat: { losses: number[]; quantized: { weightModules: number } } };
     assert.equal(log.qat.losses.length, 30);
     assert.equal(log.qat.quantized.weightModules, 35);
-    assert.ok(!fs.readdirSync(dir).some((f) => f.includes('qat-work')), 'the work directory is removed');
+    assert.ok(!fs.readdirSync(fx.dir()).some((f) => f.includes('qat-work')), 'the work directory is removed');
     // the generated data calibrates a post-training method too
-    const g = await quantize(bin(), { ...W3, method: 'gptq' }, { out: path.join(dir, 'gptq-syn'), tokenizer: tok(), calibration: { file: path.join(out, 'qat_data.jsonl'), samples: 8, seqLen: 64 } });
+    const g = await quantize(bin(), { ...W3, method: 'gptq' }, { out: path.join(fx.dir(), 'gptq-syn'), tokenizer: tok(), calibration: { file: path.join(out, 'qat_data.jsonl'), samples: 8, seqLen: 64 } });
     assert.equal(g.calibration?.samples, 8);
   });
 
   it('a recipe with A8 and per-token KV4 trains with them and the checkpoint carries them', async () => {
-    const out = path.join(dir, 'w4a8kv4');
+    const out = path.join(fx.dir(), 'w4a8kv4');
     const recipe = { name: 'w4a8kv4-token', weights: { method: 'rtn' as const, bits: 4, groupSize: 32, sym: false }, activations: { bits: 8 }, kv: { bits: 4 as const } };
     const r = await qat(bin(), { recipe, format: 'dequant' }, { data: 'synthetic:8', steps: 4, batch: 2, seqLen: 64, lr: 1e-3 }, { out, tokenizer: tok() });
     const log = JSON.parse(fs.readFileSync(path.join(out, 'quant_log.json'), 'utf8')) as { qat: { quantized: { activationBits: number; kv: { bits: number; group: number } } } };
@@ -92,9 +80,9 @@ describe('quantization-aware training (LLM-QAT) on stories260K', function () {
 
   it('lowbit qat killed after a checkpoint resumes and writes the same bytes as an uninterrupted run', async () => {
     const args = (out: string) => ['qat', bin(), '--tokenizer', tok(), '--bits', '3', '--group-size', '32', '--asym', '--format', 'dequant', '--data', 'synthetic:8', '--steps', '12', '--batch', '2', '--seq-len', '64', '--lr', '1e-3', '--checkpoint-every', '3', '--threads', '2', '--quiet', '--out', out];
-    const whole = path.join(dir, 'cli-whole'), killed = path.join(dir, 'cli-killed');
+    const whole = path.join(fx.dir(), 'cli-whole'), killed = path.join(fx.dir(), 'cli-killed');
     assert.equal(lowbit(...args(whole)).code, 0);
-    const ckpt = path.join(dir, '.cli-killed.qat-work', 'checkpoint', 'train_state.safetensors');
+    const ckpt = path.join(fx.dir(), '.cli-killed.qat-work', 'checkpoint', 'train_state.safetensors');
     const child = spawn(process.execPath, [LOWBIT_BIN, ...args(killed)], { stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     for (let i = 0; i < 6000 && !fs.existsSync(ckpt) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 10));
@@ -110,7 +98,7 @@ describe('quantization-aware training (LLM-QAT) on stories260K', function () {
   });
 
   it('bad input: typed errors naming the option, nothing written', async () => {
-    const out = path.join(dir, 'bad');
+    const out = path.join(fx.dir(), 'bad');
     const run = { out, tokenizer: tok() };
     await rejectsCode(qat(bin(), W3, { data: 'synthetic:x' }, run), 'LOWBIT_INVALID_OPTION', /data/);
     await rejectsCode(qat(bin(), W3, { steps: 0 }, run), 'LOWBIT_INVALID_OPTION', /steps/);
@@ -120,7 +108,7 @@ describe('quantization-aware training (LLM-QAT) on stories260K', function () {
     await rejectsCode(qat(bin(), { ...W3, actOrder: true }, {}, run), 'LOWBIT_INVALID_OPTION', /actOrder: a GPTQ option/);
     await rejectsCode(qat(bin(), { recipe: 'w4a8kv4', groupSize: 32 }, {}, run), 'LOWBIT_INVALID_OPTION', /recipe\.kv: QAT trains the KV cache per token/);
     await rejectsCode(qat(bin(), { method: 'rtn', format: 'gguf:q4_0' }, {}, run), 'LOWBIT_INVALID_OPTION', /format: gguf:q4_0 is a GGUF file/);
-    await rejectsCode(qat(bin(), W3, { data: path.join(dir, 'nope.jsonl'), steps: 1 }, run), 'LOWBIT_NOT_FOUND', /nope\.jsonl/);
+    await rejectsCode(qat(bin(), W3, { data: path.join(fx.dir(), 'nope.jsonl'), steps: 1 }, run), 'LOWBIT_NOT_FOUND', /nope\.jsonl/);
     assert.ok(!fs.existsSync(out), 'nothing written');
     const cli = lowbit('qat', bin(), '--tokenizer', tok(), '--data', 'synthetic:0', '--out', out);
     assert.notEqual(cli.code, 0);

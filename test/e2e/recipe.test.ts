@@ -7,36 +7,23 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { quantize } from '../../lib/pipeline/quantize';
 import { loadModel } from '../../lib/runtime/model';
 import { evaluate } from '../../lib/runtime/evaluate';
 import { RECIPE_PRESETS, type Recipe, type RecipeModule } from '../../lib/config/recipe';
-import { fixturesDir, NO_FIXTURES } from '../helpers/fixtures';
+import { useStories260K } from '../helpers/fixtures';
 import { rejectsCode } from '../helpers/errors';
 import { lowbit } from '../helpers/cli';
 import { must } from '../helpers/assert';
 
 describe('recipes', function () {
   this.timeout(300000);
-  const fx = fixturesDir();
-  let dir: string;
-  before(function () {
-    if (!fx) {
-      console.log(`      (skipped: ${NO_FIXTURES})`);
-      this.skip();
-    }
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lowbit-recipe-'));
-  });
-  after(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
-  const bin = () => path.join(fx ?? '', 'stories260K', 'stories260K.bin');
-  const tok = () => path.join(fx ?? '', 'stories260K', 'tok512.bin');
-  const calibFile = () => path.join(fx ?? '', 'text', 'tinystories-calib.txt');
-  const dev = () => fs.readFileSync(path.join(fx ?? '', 'text', 'tinystories-dev.txt'), 'utf8');
+  const fx = useStories260K('recipe');
+  const { bin, tok, calibFile, dev } = fx;
 
   it('a preset with an override: stored with its final values, applied at load without flags', async () => {
-    const out = path.join(dir, 'w4a8kv4');
+    const out = path.join(fx.dir(), 'w4a8kv4');
     const calibration = { file: calibFile(), samples: 8, seqLen: 128 };
     await quantize(bin(), { recipe: 'w4a8kv4', groupSize: 32, format: 'dequant' }, { out, tokenizer: tok(), calibration });
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { lowbit: { recipe: Recipe; kv: unknown; actQuant: unknown } };
@@ -68,9 +55,9 @@ describe('recipes', function () {
   });
 
   it('a JSON recipe with static activation scales: measured on the written model and stored', async () => {
-    const file = path.join(dir, 'mine.json');
+    const file = path.join(fx.dir(), 'mine.json');
     fs.writeFileSync(file, JSON.stringify({ weights: { method: 'rtn', bits: 8, groupSize: -1, sym: true }, activations: { bits: 8, scheme: 'static' }, kv: { bits: 8 }, exclude: ['layers.0.'] }));
-    const out = path.join(dir, 'static');
+    const out = path.join(fx.dir(), 'static');
     await quantize(bin(), { recipe: file, format: 'dequant' }, { out, tokenizer: tok(), calibration: { file: calibFile(), samples: 4, seqLen: 128 } });
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { lowbit: { recipe: Recipe; actQuant: { scales: number[]; scheme: string } } };
     assert.equal(cfg.lowbit.recipe.name, 'mine');
@@ -87,7 +74,7 @@ describe('recipes', function () {
   });
 
   it('per-pattern weight settings (mixed precision) and modules left alone, first match wins', async () => {
-    const out = path.join(dir, 'mixed');
+    const out = path.join(fx.dir(), 'mixed');
     await quantize(bin(), {
       recipe: { weights: { method: 'rtn', bits: 4, groupSize: 32 }, modules: [{ pattern: 'layers.4.', skip: true }, { pattern: 'down_proj', weights: { bits: 8, groupSize: -1 } }, { pattern: 'mlp.', weights: { bits: 3 } }] },
       format: 'dequant',
@@ -104,7 +91,7 @@ describe('recipes', function () {
   });
 
   it('bad recipes are typed errors naming the option, and write nothing', async () => {
-    const out = path.join(dir, 'bad');
+    const out = path.join(fx.dir(), 'bad');
     const cal = { file: calibFile(), samples: 2, seqLen: 64 };
     await rejectsCode(quantize(bin(), { recipe: 'w9a9' }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe/);
     await rejectsCode(quantize(bin(), { recipe: { weights: { method: 'rtn', bits: 4 }, colour: 1 } as unknown as Recipe }, { out, tokenizer: tok() }), 'LOWBIT_INVALID_OPTION', /recipe: unknown option "colour"/);
@@ -120,12 +107,12 @@ describe('recipes', function () {
   });
 
   it('CLI --recipe with flags beside it', () => {
-    const out = path.join(dir, 'cli');
+    const out = path.join(fx.dir(), 'cli');
     const r = lowbit(...['quantize', bin(), '--tokenizer', tok(), '--recipe', 'w4a8kv8', '--method', 'rtn', '--group-size', '32', '--format', 'dequant', '--out', out, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { lowbit: { recipe: Recipe } };
     assert.deepEqual(cfg.lowbit.recipe.weights, { method: 'rtn', bits: 4, groupSize: 32, sym: true, clip: 'minmax' });
-    const bad = lowbit(...['quantize', bin(), '--tokenizer', tok(), '--recipe', 'nope', '--out', path.join(dir, 'cli2')]);
+    const bad = lowbit(...['quantize', bin(), '--tokenizer', tok(), '--recipe', 'nope', '--out', path.join(fx.dir(), 'cli2')]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /recipe/);
   });
