@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { qat } from '../pipeline/qat';
 import type { QuantizeConfig, OutputFormat } from '../config/quantize';
+import type { Progress } from '../config/run';
 import { abortOnSignals, formatCount, intFlag, modelArg, numFlag, progressBar, type RunFn } from './util';
 
 export function qatCommand(run: RunFn): Command {
@@ -38,12 +39,20 @@ export function qatCommand(run: RunFn): Command {
         const config = (o.recipe ? { recipe: o.recipe, ...w } : { method: 'rtn', ...w }) as QuantizeConfig;
         const sig = abortOnSignals();
         const bar = progressBar(!o.quiet && !json);
+        // training steps show their KL and the training rate beside the ETA
+        let first: { step: number; t: number } | null = null;
+        const onProgress = (p: Progress) => {
+          if (p.phase !== 'qat' || p.loss === undefined) { bar.update(p); return; }
+          first ??= { step: p.done, t: performance.now() };
+          const rate = p.done > first.step ? ((p.done - first.step) * o.batch * o.seqLen) / ((performance.now() - first.t) / 1000) : 0;
+          bar.update({ ...p, module: `KL ${p.loss.toFixed(4)}${rate ? `, ${rate.toFixed(0)} tokens/s` : ''}` });
+        };
         try {
           const r = await qat(await modelArg(model, o.download, json || !!o.quiet), config, {
             data: o.data, steps: o.steps, batch: o.batch, seqLen: o.seqLen, lr: o.lr, ...(o.warmup !== undefined ? { warmupSteps: o.warmup } : {}), weightDecay: o.weightDecay, seed: o.seed, checkpointEvery: o.checkpointEvery,
           }, {
             out: o.out, ...(o.force ? { overwrite: true } : {}), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}), ...(o.threads !== undefined ? { threads: o.threads } : {}),
-            signal: sig.signal, onProgress: (p) => bar.update(p), command: ['lowbit', ...process.argv.slice(2)].join(' '),
+            signal: sig.signal, onProgress, command: ['lowbit', ...process.argv.slice(2)].join(' '),
           });
           bar.stop();
           if (json) process.stdout.write(JSON.stringify({ ok: true, ...r, losses: r.losses }, null, 2) + '\n');
