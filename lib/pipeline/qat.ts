@@ -37,7 +37,7 @@ import { writeJsonAtomic } from '../formats/output';
 import { createTrainerHandle } from '../ops/train';
 import { hfRuntimeConfig, loadModel } from '../runtime/model';
 import { Mulberry32 } from '../runtime/rng';
-import { ParamSet, trainShape, type TrainArch } from '../train/params';
+import { ParamSet, linearMask, trainShape, type TrainArch } from '../train/params';
 import { Trainer } from '../train/trainer';
 import { generateSyntheticData, readSyntheticMeta, writeSyntheticData, type SyntheticDataMeta } from '../train/synthetic';
 import { planModules } from './plan';
@@ -75,7 +75,6 @@ export interface QatResult {
   seconds: number;
 }
 
-const LIN = [['q', 'self_attn.q_proj'], ['k', 'self_attn.k_proj'], ['v', 'self_attn.v_proj'], ['o', 'self_attn.o_proj'], ['gate', 'mlp.gate_proj'], ['up', 'mlp.up_proj'], ['down', 'mlp.down_proj']] as const;
 const GPTQ_ONLY = ['actOrder', 'staticGroups', 'dampPercent', 'blockSize', 'trueSequential'] as const;
 
 /**
@@ -141,7 +140,7 @@ export async function qat(model: string, config: QuantizeConfig, training: QatOp
     let mask: Uint8Array;
     try {
       const plan = planModules(m, cfg).modules;
-      mask = Uint8Array.from({ length: arch.nLayers * LIN.length }, (_, i) => (plan.has(`model.layers.${Math.floor(i / LIN.length)}.${LIN[i % LIN.length][1]}.weight`) ? 1 : 0));
+      mask = linearMask(arch, (w) => plan.has(w));
     } finally {
       m.close();
     }

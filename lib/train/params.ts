@@ -30,7 +30,13 @@ export interface ParamEntry {
   decay: boolean;
 }
 
+/** A block's linears in the native trainer's order (native/train/model.h TrainLinear), with their HF module names. */
 const LIN = [['q', 'self_attn.q_proj'], ['k', 'self_attn.k_proj'], ['v', 'self_attn.v_proj'], ['o', 'self_attn.o_proj'], ['gate', 'mlp.gate_proj'], ['up', 'mlp.up_proj'], ['down', 'mlp.down_proj']] as const;
+
+/** The trainer's weight-quantizer mask (nLayers × 7, its linear order): 1 where `quantized(weight name)` says so. */
+export function linearMask(a: TrainArch, quantized: (weight: string) => boolean): Uint8Array {
+  return Uint8Array.from({ length: a.nLayers * LIN.length }, (_, i) => (quantized(`model.layers.${Math.floor(i / LIN.length)}.${LIN[i % LIN.length][1]}.weight`) ? 1 : 0));
+}
 
 /** The tensors of `a`, in buffer order. */
 export function paramLayout(a: TrainArch): ParamEntry[] {
